@@ -1,0 +1,333 @@
+//! The account operations.
+
+use uuid::Uuid;
+
+use super::{password, secrets, validate};
+use crate::config::Throttle;
+use crate::db::sessions::{self, ActiveSession, NewSession};
+use crate::db::user_tokens::{self, Purpose, Rejection};
+use crate::db::users::{self, NewUser, Role, User};
+use crate::db::{api_tokens, rate_limits};
+use crate::error::{AppError, AppResult};
+use crate::mail::{Mailbox, OutgoingEmail, templates};
+use crate::state::AppState;
+
+/// Where a request comes from, for throttling and the session record.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+pub struct RegisterInput {
+    pub email: String,
+    pub display_name: String,
+    pub password: String,
+}
+
+/// A session just opened: the secret for the cookie and who it belongs to.
+pub struct LoggedIn {
+    pub session_token: String,
+    pub session: ActiveSession,
+}
+
+/// Counts an event against a throttle and refuses it once the limit is passed.
+async fn throttle(state: &AppState, key: &str, limit: Throttle) -> AppResult<()> {
+    let window = rate_limits::hit(&state.db, key, limit.window.as_secs_f64()).await?;
+    if window.hits > limit.max as i32 {
+        return Err(AppError::TooManyRequests { retry_after_secs: window.resets_in_secs });
+    }
+    Ok(())
+}
+
+/// Refuses when a counter already reached its limit, without counting.
+async fn check_throttle(state: &AppState, key: &str, limit: Throttle) -> AppResult<()> {
+    if let Some(window) = rate_limits::peek(&state.db, key, limit.window.as_secs_f64()).await?
+        && window.hits >= limit.max as i32
+    {
+        return Err(AppError::TooManyRequests { retry_after_secs: window.resets_in_secs });
+    }
+    Ok(())
+}
+
+fn link(state: &AppState, path: &str, token: Option<&str>) -> String {
+    let mut url = state.settings.http.public_url.clone();
+    url.set_path(path);
+    if let Some(token) = token {
+        url.query_pairs_mut().append_pair("token", token);
+    }
+    url.to_string()
+}
+
+fn mailbox(user: &User) -> Mailbox {
+    Mailbox { name: Some(user.display_name.clone()), email: user.email.clone() }
+}
+
+/// Issues a verification token for the user and mails the link.
+async fn send_verification(state: &AppState, user: &User) -> AppResult<()> {
+    let token = secrets::random_token();
+    let ttl = state.settings.auth.verify_token_ttl;
+    user_tokens::insert(&state.db, &secrets::hash_token(&token), user.id, Purpose::VerifyEmail, ttl.as_secs_f64())
+        .await?;
+    let content =
+        templates::verify_email(&user.display_name, &link(state, "/verify", Some(&token)), ttl.as_secs() / 3600)?;
+    state.send_in_background(OutgoingEmail::new(&state.settings.mail, mailbox(user), content));
+    Ok(())
+}
+
+/// Registers an account and mails a verification link. The outcome is the same whether or not the
+/// address was taken; the owner of a taken address gets an email saying someone tried.
+pub async fn register(state: &AppState, input: RegisterInput, client: &ClientInfo) -> AppResult<()> {
+    let email = validate::email("email", &input.email)?;
+    let display_name = validate::display_name("display_name", &input.display_name)?;
+    validate::password("password", &input.password)?;
+    let auth = &state.settings.auth;
+    throttle(state, &format!("mail:ip:{}", client.ip), auth.mail_requests_per_ip).await?;
+
+    // Hash before looking at the address, so both outcomes cost the same time.
+    let password_hash = password::hash(input.password).await?;
+    let new_user = NewUser {
+        id: Uuid::now_v7(),
+        email: &email,
+        display_name: &display_name,
+        password_hash: &password_hash,
+        role: Role::User,
+        verified: false,
+    };
+    if users::insert(&state.db, &new_user).await? {
+        let user = users::find_by_id(&state.db, new_user.id).await?.ok_or(AppError::NotFound("user"))?;
+        tracing::info!(user_id = %user.id, "account registered");
+        return send_verification(state, &user).await;
+    }
+
+    // Taken. Say nothing different; tell the owner instead, at most a few times an hour.
+    let Some(existing) = users::find_by_email(&state.db, &email).await? else { return Ok(()) };
+    let window =
+        rate_limits::hit(&state.db, &format!("mail:email:{email}"), auth.mail_requests_per_email.window.as_secs_f64())
+            .await?;
+    if window.hits > auth.mail_requests_per_email.max as i32 {
+        return Ok(());
+    }
+    if existing.email_verified_at.is_none() {
+        return send_verification(state, &existing).await;
+    }
+    let content = templates::already_registered(
+        &existing.display_name,
+        &link(state, "/login", None),
+        &link(state, "/forgot", None),
+    )?;
+    state.send_in_background(OutgoingEmail::new(&state.settings.mail, mailbox(&existing), content));
+    Ok(())
+}
+
+fn token_error(rejection: Rejection, what: &'static str) -> AppError {
+    let (code, message) = match (rejection, what) {
+        (Rejection::Unknown, "verify") => ("token_invalid", "this verification link is not valid; request a new one"),
+        (Rejection::Used, "verify") => {
+            ("token_used", "this verification link was already used; log in, or request a new link")
+        }
+        (Rejection::Expired, "verify") => ("token_expired", "this verification link has expired; request a new one"),
+        (Rejection::Unknown, _) => ("token_invalid", "this password reset link is not valid; request a new one"),
+        (Rejection::Used, _) => ("token_used", "this password reset link was already used; request a new one"),
+        (Rejection::Expired, _) => ("token_expired", "this password reset link has expired; request a new one"),
+    };
+    AppError::Token { code, message }
+}
+
+fn require_token(token: &str) -> AppResult<&str> {
+    let token = token.trim();
+    if token.is_empty() || token.len() > 200 {
+        return Err(AppError::validation("token", "token is required; open the link from your email"));
+    }
+    Ok(token)
+}
+
+/// Consumes a verification token and marks its account verified.
+pub async fn verify_email(state: &AppState, token: &str) -> AppResult<()> {
+    let token = require_token(token)?;
+    let mut tx = state.db.begin().await?;
+    let user_id = user_tokens::consume(&mut tx, &secrets::hash_token(token), Purpose::VerifyEmail)
+        .await?
+        .map_err(|r| token_error(r, "verify"))?;
+    users::mark_verified(&mut *tx, user_id).await?;
+    tx.commit().await?;
+    tracing::info!(%user_id, "email verified");
+    Ok(())
+}
+
+/// Sends a fresh verification link to an unverified account. Answers the same for any address.
+pub async fn resend_verification(state: &AppState, email: &str, client: &ClientInfo) -> AppResult<()> {
+    let email = validate::email("email", email)?;
+    let auth = &state.settings.auth;
+    throttle(state, &format!("mail:ip:{}", client.ip), auth.mail_requests_per_ip).await?;
+    throttle(state, &format!("mail:email:{email}"), auth.mail_requests_per_email).await?;
+    if let Some(user) = users::find_by_email(&state.db, &email).await?
+        && user.email_verified_at.is_none()
+    {
+        send_verification(state, &user).await?;
+    }
+    Ok(())
+}
+
+/// Checks credentials and opens a session. Wrong credentials get one generic answer; repeated
+/// failures for an account or an address are throttled; unverified accounts are told so.
+pub async fn login(state: &AppState, email: &str, password: String, client: &ClientInfo) -> AppResult<LoggedIn> {
+    let email = validate::email("email", email)?;
+    if password.is_empty() {
+        return Err(AppError::validation("password", "password is required"));
+    }
+    if password.chars().count() > validate::PASSWORD_MAX {
+        return Err(AppError::InvalidCredentials);
+    }
+    let auth = &state.settings.auth;
+    let account_key = format!("login:email:{email}");
+    let ip_key = format!("login:ip:{}", client.ip);
+    check_throttle(state, &account_key, auth.login_failures_per_account).await?;
+    check_throttle(state, &ip_key, auth.login_failures_per_ip).await?;
+
+    let user = users::find_by_email(&state.db, &email).await?;
+    let matches = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let Some(user) = user.filter(|_| matches) else {
+        rate_limits::hit(&state.db, &account_key, auth.login_failures_per_account.window.as_secs_f64()).await?;
+        rate_limits::hit(&state.db, &ip_key, auth.login_failures_per_ip.window.as_secs_f64()).await?;
+        return Err(AppError::InvalidCredentials);
+    };
+    if user.email_verified_at.is_none() {
+        return Err(AppError::EmailNotVerified);
+    }
+    rate_limits::clear(&state.db, &account_key).await?;
+
+    let session_token = secrets::random_token();
+    let csrf_token = secrets::random_token();
+    sessions::insert(
+        &state.db,
+        &NewSession {
+            id_hash: &secrets::hash_token(&session_token),
+            user_id: user.id,
+            csrf_token: &csrf_token,
+            absolute_secs: auth.session_absolute.as_secs_f64(),
+            ip: Some(&client.ip),
+            user_agent: client.user_agent.as_deref(),
+        },
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, "logged in");
+    Ok(LoggedIn {
+        session_token,
+        session: ActiveSession {
+            user_id: user.id,
+            email: user.email,
+            display_name: user.display_name,
+            role: user.role,
+            csrf_token,
+            last_seen_at: chrono::Utc::now(),
+        },
+    })
+}
+
+/// Ends a session.
+pub async fn logout(state: &AppState, session_hash: &[u8]) -> AppResult<()> {
+    sessions::delete(&state.db, session_hash).await?;
+    Ok(())
+}
+
+/// Mails a password-reset link when the address has an account. Answers the same for any address.
+pub async fn forgot_password(state: &AppState, email: &str, client: &ClientInfo) -> AppResult<()> {
+    let email = validate::email("email", email)?;
+    let auth = &state.settings.auth;
+    throttle(state, &format!("mail:ip:{}", client.ip), auth.mail_requests_per_ip).await?;
+    throttle(state, &format!("reset:email:{email}"), auth.mail_requests_per_email).await?;
+    let Some(user) = users::find_by_email(&state.db, &email).await? else { return Ok(()) };
+    let token = secrets::random_token();
+    let ttl = auth.reset_token_ttl;
+    user_tokens::insert(&state.db, &secrets::hash_token(&token), user.id, Purpose::ResetPassword, ttl.as_secs_f64())
+        .await?;
+    let content =
+        templates::reset_password(&user.display_name, &link(state, "/reset", Some(&token)), ttl.as_secs() / 60)?;
+    state.send_in_background(OutgoingEmail::new(&state.settings.mail, mailbox(&user), content));
+    Ok(())
+}
+
+/// Sets a new password with a reset token. Every session of the user ends; the address counts as
+/// verified, since the link proved it.
+pub async fn reset_password(state: &AppState, token: &str, new_password: String) -> AppResult<()> {
+    let token = require_token(token)?;
+    validate::password("password", &new_password)?;
+    let password_hash = password::hash(new_password).await?;
+    let mut tx = state.db.begin().await?;
+    let user_id = user_tokens::consume(&mut tx, &secrets::hash_token(token), Purpose::ResetPassword)
+        .await?
+        .map_err(|r| token_error(r, "reset"))?;
+    users::set_password(&mut *tx, user_id, &password_hash).await?;
+    users::mark_verified(&mut *tx, user_id).await?;
+    user_tokens::retire_all(&mut *tx, user_id, Purpose::ResetPassword).await?;
+    let ended = sessions::delete_for_user(&mut *tx, user_id, None).await?;
+    tx.commit().await?;
+    tracing::info!(%user_id, sessions_ended = ended, "password reset");
+    Ok(())
+}
+
+/// Changes the password of a logged-in user after checking the current one; the user's other
+/// sessions end, the current one (if any) stays.
+pub async fn change_password(
+    state: &AppState,
+    user_id: Uuid,
+    current_session: Option<&[u8]>,
+    current_password: String,
+    new_password: String,
+) -> AppResult<()> {
+    validate::password("new_password", &new_password)?;
+    let user = users::find_by_id(&state.db, user_id).await?.ok_or(AppError::Unauthenticated)?;
+    let auth = &state.settings.auth;
+    let account_key = format!("login:email:{}", user.email);
+    check_throttle(state, &account_key, auth.login_failures_per_account).await?;
+    if !password::verify(current_password, Some(user.password_hash.clone())).await? {
+        rate_limits::hit(&state.db, &account_key, auth.login_failures_per_account.window.as_secs_f64()).await?;
+        return Err(AppError::validation("current_password", "the current password is not correct"));
+    }
+    let password_hash = password::hash(new_password).await?;
+    let mut tx = state.db.begin().await?;
+    users::set_password(&mut *tx, user_id, &password_hash).await?;
+    let ended = sessions::delete_for_user(&mut *tx, user_id, current_session).await?;
+    tx.commit().await?;
+    tracing::info!(%user_id, sessions_ended = ended, "password changed");
+    Ok(())
+}
+
+/// A new API token: its secret is shown once, only its hash is kept.
+pub struct CreatedToken {
+    pub token: api_tokens::ApiToken,
+    pub secret: String,
+}
+
+pub const API_TOKEN_PREFIX: &str = "bor_";
+
+pub async fn create_api_token(state: &AppState, user_id: Uuid, name: &str) -> AppResult<CreatedToken> {
+    let name = validate::label("name", name, 100)?;
+    let secret = format!("{API_TOKEN_PREFIX}{}", secrets::random_token());
+    let prefix: String = secret.chars().take(API_TOKEN_PREFIX.len() + 6).collect();
+    let token =
+        api_tokens::insert(&state.db, Uuid::now_v7(), user_id, &name, &secrets::hash_token(&secret), &prefix).await?;
+    Ok(CreatedToken { token, secret })
+}
+
+/// Creates a verified account from the command line (`borcelle admin create-user`).
+pub async fn create_verified_user(
+    db: &sqlx::PgPool,
+    email: &str,
+    display_name: &str,
+    password: String,
+    role: Role,
+) -> AppResult<Uuid> {
+    let email = validate::email("email", email)?;
+    let display_name = validate::display_name("name", display_name)?;
+    validate::password("password", &password)?;
+    let password_hash = password::hash(password).await?;
+    let id = Uuid::now_v7();
+    let user =
+        NewUser { id, email: &email, display_name: &display_name, password_hash: &password_hash, role, verified: true };
+    if !users::insert(db, &user).await? {
+        return Err(AppError::validation("email", format!("an account with {email} already exists")));
+    }
+    Ok(id)
+}

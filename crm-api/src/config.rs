@@ -1,0 +1,156 @@
+//! Typed settings for every part of the server. Only `main` reads the environment; everything
+//! below receives these values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+/// Everything `borcelle serve` needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub mail: MailSettings,
+    /// Dev mode opens the outbox page to everyone and logs a warning at start.
+    pub dev_mode: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `postgres://…` URL; the database is created when missing.
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before answering 503.
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// The URL users reach the server at; links in emails and the allowed Origin derive from it.
+    pub public_url: Url,
+    /// Further origins allowed to make state-changing requests (besides the public URL's).
+    pub extra_origins: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl HttpSettings {
+    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// Session cookies are marked `Secure` when users reach us over https.
+    pub fn cookies_secure(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+/// A fixed-window limit: at most `max` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub max: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub session_idle: Duration,
+    pub session_absolute: Duration,
+    pub verify_token_ttl: Duration,
+    pub reset_token_ttl: Duration,
+    /// Failed logins for one account.
+    pub login_failures_per_account: Throttle,
+    /// Failed logins from one client address.
+    pub login_failures_per_ip: Throttle,
+    /// Verification resends and password-reset requests for one address.
+    pub mail_requests_per_email: Throttle,
+    /// Registrations, resends and reset requests from one client address.
+    pub mail_requests_per_ip: Throttle,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 60 * MINUTE;
+        Self {
+            session_idle: Duration::from_secs(48 * HOUR),
+            session_absolute: Duration::from_secs(14 * 24 * HOUR),
+            verify_token_ttl: Duration::from_secs(24 * HOUR),
+            reset_token_ttl: Duration::from_secs(HOUR),
+            login_failures_per_account: Throttle { max: 5, window: Duration::from_secs(15 * MINUTE) },
+            login_failures_per_ip: Throttle { max: 50, window: Duration::from_secs(15 * MINUTE) },
+            mail_requests_per_email: Throttle { max: 3, window: Duration::from_secs(HOUR) },
+            mail_requests_per_ip: Throttle { max: 30, window: Duration::from_secs(HOUR) },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// Address in `From`.
+    pub from_address: String,
+    /// Display name in `From`.
+    pub from_name: String,
+    pub transport: TransportSettings,
+}
+
+/// Which transport delivers mail.
+#[derive(Debug, Clone)]
+pub enum TransportSettings {
+    /// Store in the database and show on the outbox page; never send.
+    Outbox,
+    Smtp(SmtpSettings),
+    Mailjet(MailjetSettings),
+}
+
+impl TransportSettings {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransportSettings::Outbox => "outbox",
+            TransportSettings::Smtp(_) => "smtp",
+            TransportSettings::Mailjet(_) => "mailjet",
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain text (local relays and test servers only).
+    None,
+    /// Upgrade with STARTTLS (usually port 587).
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub pool_size: u32,
+    pub timeout: Duration,
+    /// PEM file with a CA certificate to trust besides the system's (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailjetSettings {
+    pub api_key: String,
+    pub api_secret: SecretString,
+    /// Base URL of the API (`https://api.mailjet.com`); tests point it at a local server.
+    pub api_url: Url,
+    /// MailJet validates but does not deliver in sandbox mode.
+    pub sandbox: bool,
+    pub timeout: Duration,
+}

@@ -1,0 +1,129 @@
+//! Accounts.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// What a user may do beyond their own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Role {
+        if value == "admin" { Role::Admin } else { Role::User }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Option<User>> {
+    let row = sqlx::query!(
+        "SELECT id, email, display_name, password_hash, role, email_verified_at, created_at
+         FROM users WHERE email = $1",
+        email
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| User {
+        id: r.id,
+        email: r.email,
+        display_name: r.display_name,
+        password_hash: r.password_hash,
+        role: Role::parse(&r.role),
+        email_verified_at: r.email_verified_at,
+        created_at: r.created_at,
+    }))
+}
+
+pub async fn find_by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+    let row = sqlx::query!(
+        "SELECT id, email, display_name, password_hash, role, email_verified_at, created_at
+         FROM users WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| User {
+        id: r.id,
+        email: r.email,
+        display_name: r.display_name,
+        password_hash: r.password_hash,
+        role: Role::parse(&r.role),
+        email_verified_at: r.email_verified_at,
+        created_at: r.created_at,
+    }))
+}
+
+/// A user about to be inserted.
+pub struct NewUser<'a> {
+    pub id: Uuid,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: &'a str,
+    pub role: Role,
+    pub verified: bool,
+}
+
+/// Inserts a user; `false` when the email is already taken (nothing is written then).
+pub async fn insert(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> sqlx::Result<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO users (id, email, display_name, password_hash, role, email_verified_at)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END)
+         ON CONFLICT (email) DO NOTHING",
+        user.id,
+        user.email,
+        user.display_name,
+        user.password_hash,
+        user.role.as_str(),
+        user.verified
+    )
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Marks the email verified (idempotent).
+pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1",
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_password(db: impl PgExecutor<'_>, id: Uuid, password_hash: &str) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", id, password_hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Sets the role of the account with this email; `false` when there is none.
+pub async fn set_role(db: impl PgExecutor<'_>, email: &str, role: Role) -> sqlx::Result<bool> {
+    let updated = sqlx::query!("UPDATE users SET role = $2, updated_at = now() WHERE email = $1", email, role.as_str())
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}

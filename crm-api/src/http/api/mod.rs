@@ -1,0 +1,28 @@
+//! The JSON API under `/api/v1`.
+
+mod auth;
+pub use auth::REGISTER_ANSWER;
+pub use outbox::may_read_outbox;
+mod outbox;
+mod tokens;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/verify", post(auth::verify))
+        .route("/auth/resend", post(auth::resend))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/password/forgot", post(auth::forgot))
+        .route("/auth/password/reset", post(auth::reset))
+        .route("/auth/password/change", post(auth::change_password))
+        .route("/auth/session", get(auth::session))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::remove))
+        .route("/admin/outbox", get(outbox::list))
+}

@@ -1,0 +1,162 @@
+//! Extractors: the caller's identity, the client, and JSON/form bodies whose every rejection is a
+//! JSON error that names the field to fix.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+
+use super::identity::Identity;
+use crate::auth::ClientInfo;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// An authenticated caller (401 otherwise).
+pub struct CurrentUser(pub Identity);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Identity>().cloned().map(CurrentUser).ok_or(AppError::Unauthenticated)
+    }
+}
+
+/// The caller, when authenticated.
+pub struct MaybeUser(pub Option<Identity>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(MaybeUser(parts.extensions.get::<Identity>().cloned()))
+    }
+}
+
+/// Where the request comes from.
+pub struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        let info = parts.extensions.get::<ClientInfo>().cloned();
+        Ok(Client(info.unwrap_or(ClientInfo { ip: "unknown".to_owned(), user_agent: None })))
+    }
+}
+
+/// A JSON body. Wrong content type → 415, over the limit → 413, not JSON → 400, wrong shape
+/// (missing, unknown or mistyped field) → 422 naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(AppError::UnsupportedMediaType("application/json (Content-Type: application/json)"));
+        }
+        let bytes = read_body(request, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+async fn read_body(request: Request, state: &AppState) -> Result<Bytes, AppError> {
+    let limit = state.settings.http.body_limit;
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge { limit }
+        } else {
+            AppError::MalformedBody(format!("the request body could not be read: {rejection}"))
+        }
+    })
+}
+
+/// Parses JSON, reporting the path of the offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        classify(path, err.into_inner())
+    })?;
+    deserializer.end().map_err(|err| classify(String::new(), err))?;
+    Ok(value)
+}
+
+fn classify(path: String, err: serde_json::Error) -> AppError {
+    if err.classify() != serde_json::error::Category::Data {
+        return AppError::MalformedBody(format!("the body is not valid JSON: {err}"));
+    }
+    let message = err.to_string();
+    let top_level = path == "." || path.is_empty();
+    // A missing field's path is its parent's; an unknown field's path already ends with it.
+    let field = match backticked(&message) {
+        Some(name) if message.starts_with("missing field") && top_level => name.to_owned(),
+        Some(name) if message.starts_with("missing field") => format!("{path}.{name}"),
+        Some(name) if message.starts_with("unknown field") && top_level => name.to_owned(),
+        _ => path,
+    };
+    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    AppError::validation(field, message)
+}
+
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(&message[start..end])
+}
+
+/// A URL-encoded form body, with the same error rules as [`ApiJson`].
+pub struct FormBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for FormBody<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request, state).await?;
+        let deserializer = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(&bytes));
+        serde_path_to_error::deserialize(deserializer).map(FormBody).map_err(|err| {
+            let message = err.inner().to_string();
+            let field = backticked(&message).map(str::to_owned).unwrap_or_else(|| err.path().to_string());
+            AppError::validation(field, message)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: u8,
+    }
+
+    fn field_of(json: &str) -> String {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(AppError::Validation { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(r#"{"age": 3}"#), "email");
+        assert_eq!(field_of(r#"{"email": "a", "age": "x"}"#), "age");
+        assert_eq!(field_of(r#"{"email": "a", "age": 3, "admin": true}"#), "admin");
+        assert!(matches!(parse_json::<Body>(b"{\"email\": "), Err(AppError::MalformedBody(_))));
+        assert!(matches!(parse_json::<Body>(br#"{"email":"a","age":1} x"#), Err(AppError::MalformedBody(_))));
+    }
+}

@@ -1,0 +1,202 @@
+//! Who is asking, resolved once per request, and the CSRF guard for state-changing requests.
+//!
+//! A request is authenticated by `Authorization: Bearer <api token>` or by the session cookie.
+//! Every state-changing request (not GET/HEAD/OPTIONS) is refused when a browser says it comes
+//! from another site (`Origin`, else `Sec-Fetch-Site`). A cookie-authenticated one must also carry
+//! the session's CSRF token: the `X-CSRF-Token` header, a `csrf_token` form field or query parameter.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::cookies;
+use crate::auth::{ClientInfo, secrets};
+use crate::db::sessions::{self, ActiveSession};
+use crate::db::{api_tokens, users::Role};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_FIELD: &str = "csrf_token";
+/// Sessions record activity at most this often, so reads do not turn into writes.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// How a request proved who it is.
+#[derive(Debug, Clone)]
+pub enum AuthVia {
+    Session { id_hash: Vec<u8>, csrf_token: String },
+    ApiToken { token_id: Uuid },
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub via: AuthVia,
+}
+
+impl Identity {
+    fn new(session: ActiveSession, via: AuthVia) -> Self {
+        Self {
+            user_id: session.user_id,
+            email: session.email,
+            display_name: session.display_name,
+            role: session.role,
+            via,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The CSRF token pages put in their forms (empty for API tokens, which need none).
+    pub fn csrf_token(&self) -> &str {
+        match &self.via {
+            AuthVia::Session { csrf_token, .. } => csrf_token,
+            AuthVia::ApiToken { .. } => "",
+        }
+    }
+
+    pub fn session_hash(&self) -> Option<&[u8]> {
+        match &self.via {
+            AuthVia::Session { id_hash, .. } => Some(id_hash),
+            AuthVia::ApiToken { .. } => None,
+        }
+    }
+}
+
+/// Middleware: resolves the client and the identity, then applies the CSRF guard.
+pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match authenticate(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+fn client_info(state: &AppState, request: &Request) -> ClientInfo {
+    let forwarded = state
+        .settings
+        .http
+        .trust_forwarded_for
+        .then(|| {
+            request.headers().get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(|s| s.trim().to_owned())
+        })
+        .flatten()
+        .filter(|ip| !ip.is_empty());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+    ClientInfo {
+        ip: forwarded.or(peer).unwrap_or_else(|| "unknown".to_owned()),
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(300).collect()),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn authenticate(state: &AppState, mut request: Request) -> Result<Request, AppError> {
+    let client = client_info(state, &request);
+    let http = &state.settings.http;
+    let identity = if let Some(token) = bearer(request.headers()) {
+        let (token_id, session) =
+            api_tokens::authenticate(&state.db, &secrets::hash_token(token)).await?.ok_or(AppError::InvalidApiToken)?;
+        Some(Identity::new(session, AuthVia::ApiToken { token_id }))
+    } else if let Some(token) = cookies::session_token(http, request.headers()) {
+        let id_hash = secrets::hash_token(&token);
+        let idle = state.settings.auth.session_idle.as_secs_f64();
+        match sessions::find_active(&state.db, &id_hash, idle).await? {
+            Some(session) => {
+                if (Utc::now() - session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS {
+                    sessions::touch(&state.db, &id_hash).await?;
+                }
+                let csrf_token = session.csrf_token.clone();
+                Some(Identity::new(session, AuthVia::Session { id_hash, csrf_token }))
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let via_token = matches!(identity, Some(Identity { via: AuthVia::ApiToken { .. }, .. }));
+        if !via_token {
+            check_origin(state, request.headers())?;
+        }
+        if let Some(Identity { via: AuthVia::Session { csrf_token, .. }, .. }) = &identity {
+            let (checked, presented) = presented_csrf_token(request, http.body_limit).await?;
+            request = checked;
+            if presented.as_deref() != Some(csrf_token.as_str()) {
+                return Err(AppError::CsrfRejected(
+                    "missing or wrong CSRF token: send the X-CSRF-Token header from GET /api/v1/auth/session, or reload the page",
+                ));
+            }
+        }
+    }
+
+    request.extensions_mut().insert(client);
+    if let Some(identity) = identity {
+        request.extensions_mut().insert(identity);
+    }
+    Ok(request)
+}
+
+/// Refuses requests that a browser marks as coming from another site.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let http = &state.settings.http;
+        if origin == http.public_origin() || http.extra_origins.iter().any(|allowed| allowed == origin) {
+            return Ok(());
+        }
+        return Err(AppError::CsrfRejected("cross-site request refused: its Origin is not this site"));
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        None | Some("same-origin") | Some("none") => Ok(()),
+        Some(_) => Err(AppError::CsrfRejected("cross-site request refused")),
+    }
+}
+
+/// Finds the CSRF token in the header, the query string or a URL-encoded form body. The body is
+/// read (within the body limit) and put back for the handler.
+async fn presented_csrf_token(request: Request, limit: usize) -> Result<(Request, Option<String>), AppError> {
+    if let Some(value) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+        let value = value.to_owned();
+        return Ok((request, Some(value)));
+    }
+    let from_query = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.into_owned())
+    });
+    if from_query.is_some() {
+        return Ok((request, from_query));
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge { limit })?;
+    let token = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.into_owned());
+    Ok((Request::from_parts(parts, Body::from(bytes)), token))
+}

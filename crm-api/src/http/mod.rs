@@ -1,0 +1,79 @@
+//! The HTTP surface: pages, the JSON API, operations endpoints, and the layers around them
+//! (request id, tracing, metrics, identity and CSRF, body limit, panic catching).
+
+pub mod api;
+pub mod cookies;
+pub mod extract;
+pub mod identity;
+mod ops;
+pub mod pages;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use extract::MaybeUser;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.http.body_limit;
+    Router::new()
+        .nest("/api/v1", api::router().fallback(api_not_found))
+        .merge(pages::router())
+        .fallback(page_not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), identity::resolve))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                    let id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %request.method(), route, request_id = id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(|_| {
+                    AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+                })),
+        )
+        .with_state(state)
+}
+
+/// Records each answer in the request metrics, keyed by the route template.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let response = next.run(request).await;
+    state.metrics.observe_request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn api_not_found() -> AppError {
+    AppError::NotFound("route")
+}
+
+async fn page_not_found(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {
+    pages::not_found(&state, identity.as_ref())
+}

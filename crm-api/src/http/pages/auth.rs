@@ -1,0 +1,318 @@
+//! Sign-up, verification, login, logout and password-reset pages.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{FormState, Layout, Notice, PageError, local_path, render};
+use crate::auth::{self, RegisterInput};
+use crate::error::AppError;
+use crate::http::api::REGISTER_ANSWER;
+use crate::http::cookies;
+use crate::http::extract::{Client, FormBody, MaybeUser};
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "pages/register.html")]
+struct RegisterPage {
+    layout: Layout,
+    form: FormState,
+}
+
+pub async fn register_form(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {
+    render(RegisterPage { layout: Layout::new(&state, identity.as_ref()), form: FormState::default() }, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Client(client): Client,
+    FormBody(form): FormBody<RegisterForm>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    let values = FormState::default().with_value("email", &form.email).with_value("display_name", &form.display_name);
+    let email = form.email.clone();
+    let input = RegisterInput { email: form.email, display_name: form.display_name, password: form.password };
+    match auth::register(&state, input, &client).await {
+        Ok(()) => render(
+            Notice {
+                layout,
+                heading: "Check your inbox".to_owned(),
+                text: REGISTER_ANSWER.to_owned(),
+                resend_email: Some(email.trim().to_owned()),
+                action: None,
+            },
+            StatusCode::OK,
+        ),
+        Err(err @ (AppError::Validation { .. } | AppError::TooManyRequests { .. })) => {
+            let status = err.status();
+            let form = values.with_error(&err, &["email", "display_name", "password"]);
+            render(RegisterPage { layout, form }, status)
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/verify.html")]
+struct VerifyPage {
+    layout: Layout,
+    token: String,
+}
+
+/// The link in the email opens this page; the button posts the token. A GET never consumes it,
+/// so mail scanners that prefetch links cannot use it up.
+pub async fn verify_form(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    render(VerifyPage { layout: Layout::new(&state, identity.as_ref()), token: query.token }, StatusCode::OK)
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    FormBody(form): FormBody<TokenQuery>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    match auth::verify_email(&state, &form.token).await {
+        Ok(()) => render(
+            Notice {
+                layout,
+                heading: "Email verified".to_owned(),
+                text: "Your email is verified. You can log in now.".to_owned(),
+                resend_email: None,
+                action: Some(("/login", "Log in")),
+            },
+            StatusCode::OK,
+        ),
+        Err(err) if err.status().is_client_error() => render(
+            Notice {
+                layout,
+                heading: "This link cannot be used".to_owned(),
+                text: err.to_string(),
+                resend_email: None,
+                action: Some(("/login", "Log in or ask for a new link")),
+            },
+            err.status(),
+        ),
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    email: String,
+}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Client(client): Client,
+    FormBody(form): FormBody<EmailForm>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    match auth::resend_verification(&state, &form.email, &client).await {
+        Ok(()) => render(
+            Notice {
+                layout,
+                heading: "Check your inbox".to_owned(),
+                text: "If this address has an account waiting for verification, a new link is on its way.".to_owned(),
+                resend_email: None,
+                action: Some(("/login", "Back to log in")),
+            },
+            StatusCode::OK,
+        ),
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/login.html")]
+struct LoginPage {
+    layout: Layout,
+    form: FormState,
+    next: String,
+    unverified: bool,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login_form(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    render(LoginPage { layout, form: FormState::default(), next: query.next, unverified: false }, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Client(client): Client,
+    FormBody(form): FormBody<LoginForm>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    match auth::login(&state, &form.email, form.password, &client).await {
+        Ok(logged_in) => {
+            let cookie = cookies::session_cookie(
+                &state.settings.http,
+                &logged_in.session_token,
+                state.settings.auth.session_absolute.as_secs(),
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to(local_path(&form.next))).into_response()
+        }
+        Err(err) if err.status().is_client_error() => {
+            let status = err.status();
+            let unverified = matches!(err, AppError::EmailNotVerified);
+            let retry = match err {
+                AppError::TooManyRequests { retry_after_secs } => Some(retry_after_secs.max(1)),
+                _ => None,
+            };
+            let form_state =
+                FormState::default().with_value("email", &form.email).with_error(&err, &["email", "password"]);
+            let mut response = render(LoginPage { layout, form: form_state, next: form.next, unverified }, status);
+            if let Some(secs) = retry {
+                response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            }
+            response
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+pub async fn logout(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {
+    if let Some(hash) = identity.as_ref().and_then(|i| i.session_hash())
+        && let Err(err) = auth::logout(&state, hash).await
+    {
+        return PageError::new(Layout::new(&state, identity.as_ref()), err).into_response();
+    }
+    let cookie = cookies::clear_session_cookie(&state.settings.http);
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "pages/forgot.html")]
+struct ForgotPage {
+    layout: Layout,
+    form: FormState,
+}
+
+pub async fn forgot_form(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {
+    render(ForgotPage { layout: Layout::new(&state, identity.as_ref()), form: FormState::default() }, StatusCode::OK)
+}
+
+pub async fn forgot(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Client(client): Client,
+    FormBody(form): FormBody<EmailForm>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    match auth::forgot_password(&state, &form.email, &client).await {
+        Ok(()) => render(
+            Notice {
+                layout,
+                heading: "Check your inbox".to_owned(),
+                text: "If this address has an account, a link to reset the password is on its way.".to_owned(),
+                resend_email: None,
+                action: Some(("/login", "Back to log in")),
+            },
+            StatusCode::OK,
+        ),
+        Err(err) if err.status().is_client_error() => {
+            let status = err.status();
+            let form = FormState::default().with_value("email", &form.email).with_error(&err, &["email"]);
+            render(ForgotPage { layout, form }, status)
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/reset.html")]
+struct ResetPage {
+    layout: Layout,
+    form: FormState,
+    token: String,
+}
+
+pub async fn reset_form(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    render(ResetPage { layout, form: FormState::default(), token: query.token }, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn reset(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    FormBody(form): FormBody<ResetForm>,
+) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    match auth::reset_password(&state, &form.token, form.password).await {
+        Ok(()) => {
+            let cookie = cookies::clear_session_cookie(&state.settings.http);
+            let notice = Notice {
+                layout: Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode },
+                heading: "Password changed".to_owned(),
+                text: "Your password is changed and every session is signed out. Log in with the new password."
+                    .to_owned(),
+                resend_email: None,
+                action: Some(("/login", "Log in")),
+            };
+            ([(header::SET_COOKIE, cookie)], render(notice, StatusCode::OK)).into_response()
+        }
+        Err(err) if err.status().is_client_error() => {
+            let status = err.status();
+            let form_state = FormState::default().with_error(&err, &["password"]);
+            render(ResetPage { layout, form: form_state, token: form.token }, status)
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}

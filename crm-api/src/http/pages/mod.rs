@@ -1,0 +1,193 @@
+//! Server-rendered HTML pages. They call the same account functions as the JSON API; field errors
+//! are shown next to the field that caused them.
+
+mod account;
+mod auth;
+mod outbox;
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use super::identity::Identity;
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(account::home))
+        .route("/register", get(auth::register_form).post(auth::register))
+        .route("/verify", get(auth::verify_form).post(auth::verify))
+        .route("/resend", post(auth::resend))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/forgot", get(auth::forgot_form).post(auth::forgot))
+        .route("/reset", get(auth::reset_form).post(auth::reset))
+        .route("/account", get(account::show))
+        .route("/account/password", post(account::change_password))
+        .route("/account/tokens", post(account::create_token))
+        .route("/account/tokens/{id}/delete", post(account::revoke_token))
+        .route("/outbox", get(outbox::list))
+        .route("/outbox/{id}", get(outbox::show))
+        .route("/static/app.css", get(stylesheet))
+}
+
+/// What the shared layout shows: who is logged in, the CSRF token for its forms, the outbox link.
+pub struct Layout {
+    pub user: Option<String>,
+    pub csrf: String,
+    pub outbox: bool,
+}
+
+impl Layout {
+    pub fn new(state: &AppState, identity: Option<&Identity>) -> Self {
+        Layout {
+            user: identity.map(|i| i.display_name.clone()),
+            csrf: identity.map(|i| i.csrf_token().to_owned()).unwrap_or_default(),
+            outbox: state.settings.dev_mode || identity.is_some_and(Identity::is_admin),
+        }
+    }
+}
+
+/// Submitted values and the error to show, if any.
+#[derive(Default)]
+pub struct FormState {
+    values: HashMap<&'static str, String>,
+    field: String,
+    message: String,
+}
+
+impl FormState {
+    pub fn with_value(mut self, name: &'static str, value: &str) -> Self {
+        self.values.insert(name, value.to_owned());
+        self
+    }
+
+    /// Places an error next to its field when the form has that field, else at the top.
+    pub fn with_error(mut self, err: &AppError, fields: &[&str]) -> Self {
+        match err.field() {
+            Some(field) if fields.contains(&field) => self.field = field.to_owned(),
+            _ => self.field.clear(),
+        }
+        self.message = err.to_string();
+        self
+    }
+
+    pub fn value(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+
+    pub fn err(&self, name: &str) -> &str {
+        if self.field == name { &self.message } else { "" }
+    }
+
+    pub fn general(&self) -> &str {
+        if self.field.is_empty() { &self.message } else { "" }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/notice.html")]
+pub struct Notice {
+    pub layout: Layout,
+    pub heading: String,
+    pub text: String,
+    pub resend_email: Option<String>,
+    pub action: Option<(&'static str, &'static str)>,
+}
+
+/// Renders a template, or a plain 500 when rendering fails.
+pub fn render(template: impl Template, status: StatusCode) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "rendering a page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+        }
+    }
+}
+
+/// An error shown as a page with the error's status.
+pub struct PageError {
+    layout: Layout,
+    error: AppError,
+}
+
+impl PageError {
+    pub fn new(layout: Layout, error: impl Into<AppError>) -> Self {
+        PageError { layout, error: error.into() }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.error.status();
+        if status.is_server_error() {
+            tracing::error!(error = ?self.error, "page failed");
+        }
+        let heading = match status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            s if s.is_server_error() => "Something went wrong",
+            _ => "That did not work",
+        };
+        let text =
+            if status.is_server_error() { "Please try again in a moment.".to_owned() } else { self.error.to_string() };
+        let notice = Notice {
+            layout: self.layout,
+            heading: heading.to_owned(),
+            text,
+            resend_email: None,
+            action: Some(("/", "Go home")),
+        };
+        let mut response = render(notice, status);
+        if let AppError::TooManyRequests { retry_after_secs } = self.error {
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
+        }
+        response
+    }
+}
+
+/// A logged-in visitor; anyone else is sent to the login page and brought back afterwards.
+pub struct PageUser(pub Identity);
+
+impl FromRequestParts<AppState> for PageUser {
+    type Rejection = Redirect;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(PageUser(identity.clone()));
+        }
+        let uri = OriginalUri::from_request_parts(parts, state).await.map(|OriginalUri(uri)| uri);
+        let next = uri
+            .ok()
+            .and_then(|u| u.path_and_query().map(|pq| pq.as_str().to_owned()))
+            .unwrap_or_else(|| "/".to_owned());
+        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("next", &next).finish();
+        Err(Redirect::to(&format!("/login?{query}")))
+    }
+}
+
+/// A redirect target from a form, limited to paths on this site.
+pub fn local_path(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/" }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../../static/app.css"),
+    )
+        .into_response()
+}
+
+/// The page for unknown paths.
+pub fn not_found(state: &AppState, identity: Option<&Identity>) -> Response {
+    PageError::new(Layout::new(state, identity), AppError::NotFound("page")).into_response()
+}

@@ -1,0 +1,54 @@
+//! The dev outbox pages.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::{Layout, PageError, render};
+use crate::db::outbox::{self, OutboxMessage};
+use crate::error::AppError;
+use crate::http::api::may_read_outbox;
+use crate::http::extract::MaybeUser;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "pages/outbox.html")]
+struct OutboxPage {
+    layout: Layout,
+    messages: Vec<OutboxMessage>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/outbox_message.html")]
+struct OutboxMessagePage {
+    layout: Layout,
+    message: OutboxMessage,
+}
+
+pub async fn list(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    if let Err(err) = may_read_outbox(&state, identity.as_ref()) {
+        return PageError::new(layout, err).into_response();
+    }
+    match outbox::list(&state.db, None, 200).await {
+        Ok(messages) => render(OutboxPage { layout, messages }, StatusCode::OK),
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+pub async fn show(State(state): State<AppState>, MaybeUser(identity): MaybeUser, Path(id): Path<String>) -> Response {
+    let layout = Layout::new(&state, identity.as_ref());
+    if let Err(err) = may_read_outbox(&state, identity.as_ref()) {
+        return PageError::new(layout, err).into_response();
+    }
+    let Ok(id) = id.parse::<Uuid>() else {
+        return PageError::new(layout, AppError::NotFound("message")).into_response();
+    };
+    match outbox::get(&state.db, id).await {
+        Ok(Some(message)) => render(OutboxMessagePage { layout, message }, StatusCode::OK),
+        Ok(None) => PageError::new(layout, AppError::NotFound("message")).into_response(),
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}

@@ -1,0 +1,14 @@
+//! Borcelle's CRM server: web pages, the JSON API, mail transports and account management.
+//!
+//! `main.rs` only parses the command line ([`cli`]); everything else receives typed [`config::Settings`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod mail;
+pub mod metrics;
+pub mod startup;
+pub mod state;

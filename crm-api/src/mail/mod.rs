@@ -1,0 +1,99 @@
+//! Outgoing mail: one [`MailTransport`] interface with three transports chosen by configuration
+//! (SMTP, the MailJet Send API v3.1, and the dev outbox), and the templates every email is built from.
+
+mod mailjet;
+mod outbox;
+mod smtp;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+
+use crate::config::{MailSettings, TransportSettings};
+
+pub use mailjet::MailjetTransport;
+pub use outbox::OutboxTransport;
+pub use smtp::SmtpTransport;
+
+/// A named address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub email: String,
+}
+
+/// One email, ready for any transport. Its `message_id` is stable: a retry sends the same id, so
+/// a duplicate can be recognised.
+#[derive(Debug, Clone)]
+pub struct OutgoingEmail {
+    pub from: Mailbox,
+    pub to: Mailbox,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// `<unique@domain>`, angle brackets included.
+    pub message_id: String,
+    pub date: SystemTime,
+}
+
+impl OutgoingEmail {
+    /// Builds an email from the configured sender with a fresh Message-ID in the sender's domain.
+    pub fn new(settings: &MailSettings, to: Mailbox, content: templates::Rendered) -> Self {
+        let domain = settings.from_address.rsplit_once('@').map_or("localhost", |(_, domain)| domain);
+        Self {
+            from: Mailbox { name: Some(settings.from_name.clone()), email: settings.from_address.clone() },
+            to,
+            subject: content.subject,
+            text: content.text,
+            html: content.html,
+            message_id: format!("<{}@{}>", uuid::Uuid::now_v7().simple(), domain),
+            date: SystemTime::now(),
+        }
+    }
+}
+
+/// What a transport reports for an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The provider's id for the message, or the server's reply when it gives no id.
+    pub provider_id: String,
+}
+
+/// Why a send failed, split by what the caller should do next.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Worth retrying later: connection trouble, SMTP 4xx, MailJet 429/5xx.
+    #[error("temporary mail failure: {0}")]
+    Transient(String),
+    /// Retrying will not help: SMTP 5xx, MailJet per-message errors, rejected credentials.
+    #[error("permanent mail failure: {0}")]
+    Permanent(String),
+}
+
+impl MailError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MailError::Transient(_))
+    }
+}
+
+/// Anything that can deliver an [`OutgoingEmail`].
+pub trait MailTransport: Send + Sync {
+    /// Short name for logs and metrics (`smtp`, `mailjet`, `outbox`).
+    fn name(&self) -> &'static str;
+    fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>>;
+}
+
+/// The transport the server uses.
+pub type Mailer = Arc<dyn MailTransport>;
+
+/// Builds the transport that the settings select.
+pub fn build_mailer(settings: &MailSettings, db: PgPool) -> anyhow::Result<Mailer> {
+    Ok(match &settings.transport {
+        TransportSettings::Outbox => Arc::new(OutboxTransport::new(db)),
+        TransportSettings::Smtp(smtp) => Arc::new(SmtpTransport::new(smtp)?),
+        TransportSettings::Mailjet(mailjet) => Arc::new(MailjetTransport::new(mailjet.clone())?),
+    })
+}

@@ -1,0 +1,33 @@
+//! The dev outbox: mail is stored in PostgreSQL and listed on the outbox page, never sent.
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Delivery, MailError, MailTransport, OutgoingEmail};
+
+pub struct OutboxTransport {
+    db: PgPool,
+}
+
+impl OutboxTransport {
+    pub fn new(db: PgPool) -> Self {
+        Self { db }
+    }
+}
+
+impl MailTransport for OutboxTransport {
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>> {
+        Box::pin(async move {
+            let id = Uuid::now_v7();
+            crate::db::outbox::insert(&self.db, id, email)
+                .await
+                .map_err(|err| MailError::Transient(format!("storing in the outbox: {err}")))?;
+            Ok(Delivery { provider_id: id.to_string() })
+        })
+    }
+}

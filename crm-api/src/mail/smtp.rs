@@ -1,0 +1,89 @@
+//! SMTP through lettre: async, pooled, plain / STARTTLS / implicit TLS, optional AUTH.
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use lettre::message::{Mailbox as LettreMailbox, MultiPart, header};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use super::{Delivery, MailError, MailTransport, Mailbox, OutgoingEmail};
+use crate::config::{SmtpSettings, SmtpTls};
+
+pub struct SmtpTransport {
+    inner: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl SmtpTransport {
+    pub fn new(settings: &SmtpSettings) -> anyhow::Result<Self> {
+        let tls = match settings.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_parameters(settings)?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters(settings)?),
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host).tls(tls);
+        let mut builder = builder
+            .port(settings.port)
+            .timeout(Some(settings.timeout))
+            .pool_config(PoolConfig::new().max_size(settings.pool_size));
+        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+        }
+        Ok(Self { inner: builder.build() })
+    }
+}
+
+/// TLS for the server's host name, trusting the system's CAs and the configured one, if any.
+fn tls_parameters(settings: &SmtpSettings) -> anyhow::Result<TlsParameters> {
+    let mut builder = TlsParameters::builder(settings.host.clone());
+    if let Some(path) = &settings.ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading the SMTP CA file {}", path.display()))?;
+        let certificate =
+            Certificate::from_pem(&pem).with_context(|| format!("parsing the SMTP CA file {}", path.display()))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build_rustls().with_context(|| format!("configuring TLS for {}", settings.host))
+}
+
+fn mailbox(address: &Mailbox) -> Result<LettreMailbox, MailError> {
+    let email = address
+        .email
+        .parse()
+        .map_err(|err| MailError::Permanent(format!("invalid address {:?}: {err}", address.email)))?;
+    Ok(LettreMailbox::new(address.name.clone(), email))
+}
+
+/// Builds the RFC 5322 message: multipart/alternative with a text and an HTML part.
+pub fn build_message(email: &OutgoingEmail) -> Result<Message, MailError> {
+    Message::builder()
+        .from(mailbox(&email.from)?)
+        .to(mailbox(&email.to)?)
+        .subject(email.subject.clone())
+        .message_id(Some(email.message_id.clone()))
+        .date(email.date)
+        .header(header::MIME_VERSION_1_0)
+        .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+        .map_err(|err| MailError::Permanent(format!("building the message: {err}")))
+}
+
+impl MailTransport for SmtpTransport {
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+
+    fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>> {
+        Box::pin(async move {
+            let message = build_message(email)?;
+            match self.inner.send(message).await {
+                Ok(response) => {
+                    let reply: Vec<&str> = response.message().collect();
+                    Ok(Delivery { provider_id: format!("{} {}", response.code(), reply.join(" ")) })
+                }
+                Err(err) if err.is_permanent() => Err(MailError::Permanent(err.to_string())),
+                Err(err) => Err(MailError::Transient(err.to_string())),
+            }
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! The `borcelle` binary.
+
+fn main() -> std::process::ExitCode {
+    borcelle::cli::main()
+}

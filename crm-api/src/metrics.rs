@@ -1,0 +1,71 @@
+//! Prometheus metrics with bounded label sets (route templates, never raw paths or error texts).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailLabels {
+    transport: &'static str,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: HistogramFamily<RouteLabels>,
+    mail: Family<MailLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("borcelle");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
+        let mail = Family::<MailLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", durations.clone());
+        registry.register("mail", "Emails handed to the transport, by outcome", mail.clone());
+        Self { registry, requests, durations, mail }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let (method, route) = (method.to_owned(), route.to_owned());
+        self.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
+        self.durations.get_or_create(&RouteLabels { method, route }).observe(seconds);
+    }
+
+    pub fn mail_sent(&self, transport: &'static str, outcome: &'static str) {
+        self.mail.get_or_create(&MailLabels { transport, outcome }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

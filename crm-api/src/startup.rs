@@ -1,0 +1,148 @@
+//! Building and running the server: the seam tests use (bind port 0, read the port, run until a
+//! shutdown future completes).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::db::{self, rate_limits, sessions, user_tokens};
+use crate::mail;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// How long shutdown waits for background work (account emails in flight) to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the database (creating and migrating it), builds the mailer and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect_and_migrate(&settings.database).await?;
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.http.listen))?;
+        Self::with_listener(settings, db, listener)
+    }
+
+    /// Builds around an existing pool and listener.
+    pub fn with_listener(settings: Settings, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
+        let mailer = mail::build_mailer(&settings.mail, db.clone())?;
+        let state = AppState {
+            db,
+            settings: Arc::new(settings),
+            mailer,
+            metrics: Arc::new(Metrics::default()),
+            tasks: TaskTracker::new(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests finish and waits
+    /// (up to a grace period) for background work.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, state } = self;
+        let stop = CancellationToken::new();
+        let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
+        if state.settings.dev_mode {
+            tracing::warn!("dev mode: the outbox page is open to everyone; set BORCELLE_DEV_MODE=false in production");
+        }
+        tracing::info!(addr = %listener.local_addr()?, public_url = %state.settings.http.public_url, mail = state.settings.mail.transport.name(), "serving");
+        let app = crate::http::router(state.clone());
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("no longer accepting requests; finishing background work");
+        stop.cancel();
+        let _ = housekeeping.await;
+        state.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
+            tracing::warn!(pending = state.tasks.len(), "background work still running at the end of the grace period");
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Deletes expired sessions, tokens and throttling counters now and then.
+async fn housekeeping(state: AppState, stop: CancellationToken) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let auth = &state.settings.auth;
+        let longest_window = [
+            auth.login_failures_per_account,
+            auth.login_failures_per_ip,
+            auth.mail_requests_per_email,
+            auth.mail_requests_per_ip,
+        ]
+        .iter()
+        .map(|t| t.window.as_secs_f64())
+        .fold(0.0, f64::max);
+        let result = async {
+            let sessions = sessions::delete_expired(&state.db, auth.session_idle.as_secs_f64()).await?;
+            let tokens = user_tokens::delete_expired(&state.db).await?;
+            let counters = rate_limits::delete_stale(&state.db, longest_window).await?;
+            Ok::<_, sqlx::Error>((sessions, tokens, counters))
+        }
+        .await;
+        match result {
+            Ok((sessions, tokens, counters)) => tracing::debug!(sessions, tokens, counters, "housekeeping done"),
+            Err(err) => tracing::warn!(error = %err, "housekeeping failed; will try again"),
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = terminate => tracing::info!("SIGTERM received"),
+    }
+}

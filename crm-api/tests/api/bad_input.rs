@@ -1,0 +1,109 @@
+//! Bad input gets a 4xx JSON error that names what to fix; never a 500, never a half-written row.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn send_raw(app: &TestApp, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.client.post(app.url(path)).header("Content-Type", content_type).body(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn each_bad_registration_gets_a_4xx_naming_the_field() {
+    let app = spawn_app().await;
+    let long = "x".repeat(300);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({ "email": "not-an-email", "display_name": "A", "password": PASSWORD }), "email"),
+        (json!({ "email": format!("{long}@example.com"), "display_name": "A", "password": PASSWORD }), "email"),
+        (json!({ "email": "a@example.com", "display_name": "A", "password": "short" }), "password"),
+        (json!({ "email": "a@example.com", "display_name": "A", "password": "p".repeat(129) }), "password"),
+        (json!({ "email": "a@example.com", "display_name": long, "password": PASSWORD }), "display_name"),
+        (json!({ "email": "a@example.com", "display_name": "   ", "password": PASSWORD }), "display_name"),
+        (json!({ "email": "a@example.com", "password": PASSWORD }), "display_name"),
+        (json!({ "display_name": "A", "password": PASSWORD }), "email"),
+        (json!({ "email": 42, "display_name": "A", "password": PASSWORD }), "email"),
+        (json!({ "email": "a@example.com", "display_name": "A", "password": PASSWORD, "role": "admin" }), "role"),
+    ];
+    for (body, field) in cases {
+        let (status, code, named) = error_of(app.post_json("/api/v1/auth/register", &body).await).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(code, "invalid_field", "{body}");
+        assert_eq!(named.as_deref(), Some(field), "{body}");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap();
+    assert_eq!(users, 0, "nothing was written");
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_clear_errors() {
+    let app = spawn_app().await;
+    let path = "/api/v1/auth/register";
+    let (status, code, _) = error_of(send_raw(&app, path, "application/json", "{\"email\": ").await).await;
+    assert_eq!((status, code.as_str()), (400, "malformed_body"));
+    let trailing =
+        format!("{{\"email\":\"a@example.com\",\"display_name\":\"A\",\"password\":\"{PASSWORD}\"}} trailing");
+    let (status, code, _) = error_of(send_raw(&app, path, "application/json", trailing).await).await;
+    assert_eq!((status, code.as_str()), (400, "malformed_body"));
+    let (status, code, _) = error_of(send_raw(&app, path, "application/json", "[1, 2]").await).await;
+    assert_eq!((status, code.as_str()), (422, "invalid_field"));
+    let (status, code, _) = error_of(send_raw(&app, path, "text/plain", "email=a").await).await;
+    assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
+    let (status, code, _) = error_of(send_raw(&app, path, "application/json", vec![b' '; 65 * 1024]).await).await;
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+    let (status, code, _) = error_of(send_raw(&app, path, "application/json", vec![0xff, 0xfe, 0x00]).await).await;
+    assert_eq!((status, code.as_str()), (400, "malformed_body"));
+}
+
+#[tokio::test]
+async fn every_account_route_refuses_bad_fields_without_a_server_error() {
+    let mut app = spawn_app().await;
+    let anonymous_cases: Vec<(&str, Value)> = vec![
+        ("/api/v1/auth/login", json!({ "email": "nope", "password": "x" })),
+        ("/api/v1/auth/login", json!({ "email": "a@example.com", "password": "" })),
+        ("/api/v1/auth/login", json!({ "email": "a@example.com" })),
+        ("/api/v1/auth/verify", json!({ "token": "" })),
+        ("/api/v1/auth/verify", json!({ "token": "t".repeat(5000) })),
+        ("/api/v1/auth/resend", json!({ "email": "@@" })),
+        ("/api/v1/auth/password/forgot", json!({ "email": "" })),
+        ("/api/v1/auth/password/reset", json!({ "token": "abc", "password": "short" })),
+        ("/api/v1/auth/password/reset", json!({ "token": "", "password": PASSWORD })),
+    ];
+    for (path, body) in anonymous_cases {
+        let (status, _, field) = error_of(app.post_json(path, &body).await).await;
+        assert_eq!(status, 422, "{path} {body}");
+        assert!(field.is_some(), "{path} {body} names a field");
+    }
+    app.signed_in_user("input@example.com").await;
+    let (status, _, field) = error_of(app.post_json("/api/v1/tokens", &json!({ "name": "  " })).await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("name")));
+    let (status, _, field) = error_of(app.post_json("/api/v1/tokens", &json!({ "name": "n".repeat(101) })).await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("name")));
+    let response = app
+        .client
+        .delete(app.url("/api/v1/tokens/not-a-uuid"))
+        .header("X-CSRF-Token", app.csrf.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await.0, 404);
+    let (status, _, field) = error_of(app.get("/api/v1/admin/outbox?limit=10000").await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("limit")));
+    let (status, _, _) = error_of(app.get("/api/v1/admin/outbox?limit=abc").await).await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn unknown_api_routes_answer_json_404() {
+    let app = spawn_app().await;
+    let (status, code, _) = error_of(app.get("/api/v1/nothing-here").await).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn a_form_with_garbage_gets_a_4xx() {
+    let app = spawn_app().await;
+    let response = send_raw(&app, "/login", "application/x-www-form-urlencoded", "email=%ZZ&password").await;
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let response = app.post_form("/register", &[("email", ""), ("display_name", ""), ("password", "")]).await;
+    assert_eq!(response.status(), 422);
+}

@@ -1,0 +1,230 @@
+//! The `borcelle` binary itself: zero-configuration start, graceful shutdown, `migrate`, `admin`.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_borcelle");
+
+/// `borcelle serve` on a fresh database name, with nothing else configured.
+struct Served {
+    child: Child,
+    base: String,
+    db_name: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        drop_database(&self.db_name);
+    }
+}
+
+async fn serve_binary() -> Served {
+    let (db_name, url) = fresh_database();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &url)
+        .env("BORCELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start borcelle serve");
+    let served = Served { child, base: format!("http://127.0.0.1:{port}"), db_name };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(response) = client.get(format!("{}/readyz", served.base)).send().await
+            && response.status() == 200
+        {
+            return served;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("borcelle serve did not become ready");
+}
+
+#[tokio::test]
+async fn with_nothing_configured_serve_creates_the_database_and_a_user_can_sign_up_through_the_pages() {
+    let served = serve_binary().await;
+    let browser = browser_client();
+    let origin = served.base.clone();
+    let url = |path: &str| format!("{}{path}", served.base);
+
+    assert_eq!(browser.get(url("/healthz")).send().await.unwrap().status(), 200);
+    let metrics = browser.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("borcelle_http_requests_total"), "{metrics}");
+
+    let form = [("email", "first@example.com"), ("display_name", "First"), ("password", PASSWORD)];
+    let response = browser.post(url("/register")).header("Origin", &origin).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The dev outbox is the default transport and is open in dev mode.
+    let mut message_link = None;
+    for _ in 0..50 {
+        let outbox = browser.get(url("/outbox")).send().await.unwrap().text().await.unwrap();
+        if let Some(start) = outbox.find("href=\"/outbox/") {
+            let rest = &outbox[start + 6..];
+            message_link = Some(rest[..rest.find('"').unwrap()].to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let message =
+        browser.get(url(&message_link.expect("a message in the outbox"))).send().await.unwrap().text().await.unwrap();
+    let token = token_from_text(&message, &url("/verify"));
+
+    let response =
+        browser.post(url("/verify")).header("Origin", &origin).form(&[("token", &token)]).send().await.unwrap();
+    assert!(response.text().await.unwrap().contains("Email verified"));
+    let response = browser
+        .post(url("/login"))
+        .header("Origin", &origin)
+        .form(&[("email", "first@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let home = browser.get(url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("Welcome, First"));
+}
+
+#[tokio::test]
+async fn sigterm_stops_serve_gracefully() {
+    let mut served = serve_binary().await;
+    let status = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(exit) = served.child.try_wait().unwrap() {
+            assert!(exit.success(), "serve exited with {exit}");
+            let mut log = String::new();
+            std::io::Read::read_to_string(served.child.stderr.as_mut().unwrap(), &mut log).unwrap();
+            assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("serve did not exit within 10 s of SIGTERM");
+}
+
+fn borcelle(database_url: &str, args: &[&str], password: Option<&str>, stdin: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(args).env("DATABASE_URL", database_url).env_remove("BORCELLE_ADMIN_PASSWORD");
+    if let Some(password) = password {
+        command.env("BORCELLE_ADMIN_PASSWORD", password);
+    }
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn admin_commands_create_verified_accounts_and_change_roles() {
+    let mut app = spawn_app().await;
+    let url = format!("{}/{}", server_url(), app.db_name);
+
+    let created =
+        borcelle(&url, &["admin", "create-user", "--email", "Boss@Example.com", "--admin"], Some(PASSWORD), None);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("created admin account"));
+    let from_stdin = borcelle(
+        &url,
+        &["admin", "create-user", "--email", "piped@example.com", "--name", "Piped"],
+        None,
+        Some("a piped password\n"),
+    );
+    assert!(from_stdin.status.success(), "{}", String::from_utf8_lossy(&from_stdin.stderr));
+
+    let session: Value = {
+        app.login("boss@example.com", PASSWORD).await;
+        app.get("/api/v1/auth/session").await.json().await.unwrap()
+    };
+    assert_eq!(session["user"]["role"], "admin");
+    app.client = browser_client();
+    assert_eq!(
+        app.login("piped@example.com", "a piped password").await.status(),
+        200,
+        "created verified, password from stdin"
+    );
+
+    let demoted = borcelle(&url, &["admin", "demote", "--email", "boss@example.com"], None, None);
+    assert!(demoted.status.success());
+    let role: String =
+        sqlx::query_scalar("SELECT role FROM users WHERE email = 'boss@example.com'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(role, "user");
+    assert!(borcelle(&url, &["admin", "promote", "--email", "piped@example.com"], None, None).status.success());
+    let role: String = sqlx::query_scalar("SELECT role FROM users WHERE email = 'piped@example.com'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(role, "admin");
+
+    let duplicate = borcelle(&url, &["admin", "create-user", "--email", "boss@example.com"], Some(PASSWORD), None);
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    let short = borcelle(&url, &["admin", "create-user", "--email", "short@example.com"], Some("short"), None);
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+    let missing = borcelle(&url, &["admin", "promote", "--email", "ghost@example.com"], None, None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account"));
+}
+
+#[test]
+fn migrate_creates_and_migrates_a_missing_database() {
+    let (name, url) = fresh_database();
+    let output = Command::new(BIN).arg("migrate").env("DATABASE_URL", &url).output().unwrap();
+    let ok = output.status.success();
+    let again = Command::new(BIN).arg("migrate").env("DATABASE_URL", &url).output().unwrap();
+    drop_database(&name);
+    assert!(ok, "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(again.status.success(), "migrate is idempotent");
+}
+
+#[test]
+fn help_documents_every_flag_with_its_environment_variable() {
+    let output = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for var in [
+        "DATABASE_URL",
+        "BORCELLE_LISTEN",
+        "BORCELLE_PUBLIC_URL",
+        "BORCELLE_MAIL_TRANSPORT",
+        "BORCELLE_SMTP_HOST",
+        "BORCELLE_SMTP_TLS",
+        "BORCELLE_MAILJET_API_KEY",
+        "BORCELLE_MAILJET_SANDBOX",
+        "BORCELLE_DEV_MODE",
+        "BORCELLE_LOG_FORMAT",
+    ] {
+        assert!(help.contains(&format!("[env: {var}")), "{var} missing from serve --help:\n{help}");
+    }
+    let top = Command::new(BIN).arg("--help").output().unwrap();
+    let top = String::from_utf8_lossy(&top.stdout);
+    for command in ["serve", "migrate", "admin"] {
+        assert!(top.contains(command), "{command} missing from --help");
+    }
+}
+
+#[test]
+fn a_misconfigured_transport_is_refused_at_start_with_what_to_set() {
+    let output = Command::new(BIN)
+        .args(["serve"])
+        .env("BORCELLE_MAIL_TRANSPORT", "smtp")
+        .env_remove("BORCELLE_SMTP_HOST")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BORCELLE_SMTP_HOST"));
+}

@@ -1,0 +1,378 @@
+//! Test harness: each test gets its own PostgreSQL database and its own server on a random port,
+//! and, where mail must really travel, its own SMTP server process (mailtutan).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use borcelle::config::{
+    AuthSettings, DatabaseSettings, HttpSettings, MailSettings, Settings, SmtpSettings, SmtpTls, TransportSettings,
+};
+use borcelle::startup::Application;
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use url::Url;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The PostgreSQL server tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("BORCELLE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh database name and its URL; the database itself is created by the code under test.
+pub fn fresh_database() -> (String, String) {
+    let name = unique("borcelle_test_");
+    let url = format!("{}/{name}", server_url());
+    (name, url)
+}
+
+/// Drops a test database, closing whatever still uses it.
+pub fn drop_database(name: &str) {
+    let name = name.to_owned();
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async move {
+            if let Ok(pool) = PgPool::connect(&format!("{}/postgres", server_url())).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                    .execute(&pool)
+                    .await;
+                pool.close().await;
+            }
+        });
+    })
+    .join();
+}
+
+pub fn base_settings(database_url: &str, listen: SocketAddr) -> Settings {
+    Settings {
+        database: DatabaseSettings {
+            url: SecretString::from(database_url.to_owned()),
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        http: HttpSettings {
+            listen,
+            public_url: Url::parse(&format!("http://{listen}/")).expect("url"),
+            extra_origins: Vec::new(),
+            body_limit: 64 * 1024,
+            trust_forwarded_for: false,
+        },
+        auth: AuthSettings::default(),
+        mail: MailSettings {
+            from_address: "noreply@borcelle.test".to_owned(),
+            from_name: "Borcelle".to_owned(),
+            transport: TransportSettings::Outbox,
+        },
+        dev_mode: true,
+    }
+}
+
+/// A running server with its own database, and a browser-like client (cookies, no redirects).
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: PgPool,
+    pub db_name: String,
+    pub client: reqwest::Client,
+    /// CSRF token of the client's session, once logged in.
+    pub csrf: Option<String>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop_database(&self.db_name);
+    }
+}
+
+pub fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server whose settings `adjust` may change (transport, limits, public URL…).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (db_name, url) = fresh_database();
+    let mut settings = base_settings(&url, addr);
+    adjust(&mut settings);
+    let db = borcelle::db::connect_and_migrate(&settings.database).await.expect("database");
+    let app = Application::with_listener(settings, db.clone(), listener).expect("app");
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp { addr, db, db_name, client: browser_client(), csrf: None }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// POSTs JSON the way the web app does: same Origin, and the CSRF token once logged in.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).header("Origin", self.origin()).json(body);
+        if let Some(csrf) = &self.csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// POSTs a form the way a browser does (same Origin; the form carries its own CSRF field).
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(self.url(path)).header("Origin", self.origin()).form(form).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn register(&self, email: &str, name: &str) -> reqwest::Response {
+        self.post_json("/api/v1/auth/register", &json!({ "email": email, "display_name": name, "password": PASSWORD }))
+            .await
+    }
+
+    /// Logs the client in with the JSON API and remembers the CSRF token.
+    pub async fn login(&mut self, email: &str, password: &str) -> reqwest::Response {
+        let response = self.post_json("/api/v1/auth/login", &json!({ "email": email, "password": password })).await;
+        if response.status().is_success() {
+            let headers = response.headers().clone();
+            let body: Value = response.json().await.expect("json");
+            self.csrf = body["csrf_token"].as_str().map(str::to_owned);
+            return rebuild(200, headers, body);
+        }
+        response
+    }
+
+    /// A verified account created directly, as `borcelle admin create-user` does.
+    pub async fn verified_user(&self, email: &str, role: borcelle::db::users::Role) {
+        borcelle::auth::create_verified_user(&self.db, email, "Test User", PASSWORD.to_owned(), role)
+            .await
+            .expect("user");
+    }
+
+    /// Registers, verifies via the outbox link and logs in: a ready user.
+    pub async fn signed_in_user(&mut self, email: &str) {
+        self.verified_user(email, borcelle::db::users::Role::User).await;
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), 200, "login of {email}");
+    }
+
+    /// The outbox messages to an address, waiting (up to 10 s) until there are at least `count`.
+    pub async fn outbox_for(&self, email: &str, count: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            let rows: Vec<Value> = borcelle::db::outbox::list(&self.db, Some(email), 50)
+                .await
+                .expect("outbox")
+                .into_iter()
+                .map(|m| serde_json::to_value(m).expect("json"))
+                .collect();
+            if rows.len() >= count {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {count} outbox messages to {email} after 10 s");
+    }
+
+    /// The token in the newest link of `path` (`/verify`, `/reset`) mailed to an address.
+    pub async fn mailed_token(&self, email: &str, path: &str, nth_message: usize) -> String {
+        let messages = self.outbox_for(email, nth_message).await;
+        let text = messages[0]["text_body"].as_str().expect("text body");
+        token_from_text(text, &self.url(path))
+    }
+}
+
+/// Finds `<prefix>?token=…` in a text and returns the token.
+pub fn token_from_text(text: &str, prefix: &str) -> String {
+    let link = text
+        .split_whitespace()
+        .find(|word| word.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no link starting with {prefix} in:\n{text}"));
+    let url = Url::parse(link).expect("link is a URL");
+    url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned()).expect("token parameter")
+}
+
+/// Re-creates a response from parts already read (for helpers that peek at a body).
+fn rebuild(status: u16, headers: HeaderMap, body: Value) -> reqwest::Response {
+    let mut builder = axum::http::Response::builder().status(status);
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    reqwest::Response::from(builder.body(body.to_string()).expect("response"))
+}
+
+/// Reads an error body and returns `(code, field)`.
+pub async fn error_of(response: reqwest::Response) -> (u16, String, Option<String>) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_else(|err| panic!("error body of a {status} is not JSON: {err}"));
+    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_owned();
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {body}");
+    (status, code, body["error"]["field"].as_str().map(str::to_owned))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A real SMTP server process (mailtutan) with its HTTP API for reading mail back.
+pub struct MailServer {
+    child: Child,
+    pub smtp_port: u16,
+    http_port: u16,
+    http: reqwest::Client,
+    /// With TLS: the directory holding the CA, the server certificate and its key.
+    tls_dir: Option<PathBuf>,
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn mailtutan_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("MAILTUTAN_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    let installed = home.join("bin").join("mailtutan");
+    if installed.exists() { installed } else { PathBuf::from("mailtutan") }
+}
+
+/// Writes a test CA (`ca.pem`) and a certificate for 127.0.0.1/localhost signed by it
+/// (`cert.pem`, `key.pem`) into a fresh directory.
+fn write_test_pki() -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(unique("borcelle-pki-"));
+    std::fs::create_dir_all(&dir).expect("pki dir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &ca).expect("certificate");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
+    dir
+}
+
+impl MailServer {
+    /// Plain SMTP on a free port.
+    pub async fn start() -> MailServer {
+        Self::launch(free_port(), None, false).await
+    }
+
+    /// Plain SMTP on a given port (to bring a server up where the app already points).
+    pub async fn start_on(smtp_port: u16) -> MailServer {
+        Self::launch(smtp_port, None, false).await
+    }
+
+    /// SMTP that offers STARTTLS with a certificate from a test CA and demands AUTH.
+    pub async fn start_tls_with_auth(user: &str, password: &str) -> MailServer {
+        Self::launch(free_port(), Some((user, password)), true).await
+    }
+
+    async fn launch(smtp_port: u16, auth: Option<(&str, &str)>, tls: bool) -> MailServer {
+        let http_port = free_port();
+        let mut command = Command::new(mailtutan_binary());
+        command
+            .args(["--ip", "127.0.0.1", "--smtp-port", &smtp_port.to_string(), "--http-port", &http_port.to_string()])
+            .args(["--messages-limit", "100000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let tls_dir = tls.then(write_test_pki);
+        if let Some(dir) = &tls_dir {
+            command.arg("--smtp-cert-path").arg(dir.join("cert.pem")).arg("--smtp-key-path").arg(dir.join("key.pem"));
+        }
+        if let Some((user, password)) = auth {
+            command.args(["--smtp-auth-username", user, "--smtp-auth-password", password]);
+        }
+        let child = command.spawn().unwrap_or_else(|err| {
+            panic!(
+                "cannot start mailtutan ({err}); `.ci/run` installs it with `cargo install --locked mailtutan@0.3.0`"
+            )
+        });
+        let server = MailServer { child, smtp_port, http_port, http: reqwest::Client::new(), tls_dir };
+        for _ in 0..100 {
+            let up = server.http.get(server.api("/api/messages")).send().await.is_ok();
+            if up && tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("mailtutan did not start on ports {smtp_port}/{http_port}");
+    }
+
+    /// The test CA that signed this server's certificate.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls_dir.as_ref().map(|dir| dir.join("ca.pem"))
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn smtp_settings(&self) -> SmtpSettings {
+        SmtpSettings {
+            host: "127.0.0.1".to_owned(),
+            port: self.smtp_port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            pool_size: 2,
+            timeout: Duration::from_secs(10),
+            ca_file: self.ca_file(),
+        }
+    }
+
+    /// Every message the server holds.
+    pub async fn messages(&self) -> Vec<Value> {
+        self.http.get(self.api("/api/messages")).send().await.expect("mailtutan").json().await.expect("json")
+    }
+
+    pub async fn part(&self, id: u64, part: &str) -> String {
+        self.http
+            .get(self.api(&format!("/api/messages/{id}/{part}")))
+            .send()
+            .await
+            .expect("mailtutan")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// Waits (up to 10 s) for a message to `email` and returns its id.
+    pub async fn wait_for(&self, email: &str) -> u64 {
+        for _ in 0..100 {
+            for message in self.messages().await {
+                let to = message["recipients"].to_string();
+                if to.contains(email) {
+                    return message["id"].as_u64().expect("id");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no message to {email} reached the SMTP server within 10 s");
+    }
+}

@@ -1,0 +1,17 @@
+//! Integration tests of `borcelle`: accounts, sessions, CSRF, mail transports, bad input and the
+//! binary itself, against real PostgreSQL and a real SMTP server process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness fails loudly by design
+
+mod helpers;
+
+mod accounts;
+mod api_tokens;
+mod bad_input;
+mod binary;
+mod csrf;
+mod mailjet;
+mod passwords;
+mod sessions;
+mod smtp;
+mod throttling;
