@@ -132,7 +132,8 @@ async fn the_html_pages_walk_a_new_user_from_sign_up_to_home() {
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("Check your inbox"));
 
-    // The outbox page lists the mail; its page shows the link.
+    // The outbox page lists the mail (sent in the background); its page shows the link.
+    app.outbox_for("pages@example.com", 1).await;
     let outbox = app.get("/outbox").await.text().await.unwrap();
     let id_start = outbox.find("/outbox/").expect("a message link") + "/outbox/".len();
     let id = &outbox[id_start..id_start + 36];
