@@ -17,6 +17,10 @@ CREATE TABLE user_tokens (
     token_hash bytea PRIMARY KEY,
     user_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     purpose    text NOT NULL CHECK (purpose IN ('verify_email', 'reset_password')),
+    -- A verification link carries the credentials of the registration that asked for it, so
+    -- whoever controls the inbox decides which registration becomes the account.
+    pending_password_hash text,
+    pending_display_name  text,
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL,
     used_at    timestamptz

@@ -82,7 +82,8 @@ struct ServeArgs {
     /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "BORCELLE_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     trust_proxy: bool,
-    /// Dev mode opens the outbox page to everyone. Default: on when mail goes to the outbox.
+    /// Dev mode opens the outbox page to everyone. Default: on when mail goes to the outbox and
+    /// the server listens on a loopback address only.
     #[arg(long, env = "BORCELLE_DEV_MODE", action = clap::ArgAction::Set)]
     dev_mode: Option<bool>,
     /// A session ends after this many hours without activity.
@@ -251,7 +252,10 @@ impl ServeArgs {
             None => default_public_url(self.listen)?,
         };
         extra_origins.extend(self.allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_owned()));
-        let dev_mode = self.dev_mode.unwrap_or(matches!(mail.transport, TransportSettings::Outbox));
+        // The outbox shows every account link, so it is open to all only on a loopback listener.
+        let dev_mode = self
+            .dev_mode
+            .unwrap_or(matches!(mail.transport, TransportSettings::Outbox) && self.listen.ip().is_loopback());
         let defaults = AuthSettings::default();
         let auth = AuthSettings {
             session_idle: Duration::from_secs(self.session_idle_hours.max(1) * 3600),

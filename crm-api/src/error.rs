@@ -30,6 +30,9 @@ pub enum AppError {
     CsrfRejected(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request collides with an existing resource, which `existing_id` names.
+    #[error("{message}")]
+    Conflict { code: &'static str, field: &'static str, message: String, existing_id: Option<uuid::Uuid> },
     #[error("{message}")]
     Token { code: &'static str, message: &'static str },
     #[error("too many attempts; try again in {retry_after_secs} seconds")]
@@ -56,6 +59,7 @@ impl AppError {
             }
             AppError::EmailNotVerified | AppError::Forbidden(_) | AppError::CsrfRejected(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +80,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::CsrfRejected(_) => "csrf_rejected",
             AppError::NotFound(_) => "not_found",
+            AppError::Conflict { code, .. } => code,
             AppError::Token { code, .. } => code,
             AppError::TooManyRequests { .. } => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
@@ -87,6 +92,7 @@ impl AppError {
         match self {
             AppError::Validation { field, .. } => Some(field),
             AppError::Token { .. } => Some("token"),
+            AppError::Conflict { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -97,6 +103,10 @@ impl From<sqlx::Error> for AppError {
         match err {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 AppError::Unavailable(err.into())
+            }
+            // character_not_in_repertoire / untranslatable_character: text with NUL and the like.
+            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("22021") | Some("22P05")) => {
+                AppError::validation("body", "text must not contain NUL or other characters that cannot be stored")
             }
             other => AppError::Internal(other.into()),
         }
@@ -116,6 +126,8 @@ struct ErrorDetail<'a> {
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    existing_id: Option<uuid::Uuid>,
 }
 
 impl IntoResponse for AppError {
@@ -130,8 +142,18 @@ impl IntoResponse for AppError {
             AppError::TooManyRequests { retry_after_secs } => Some(retry_after_secs.max(1)),
             _ => None,
         };
+        let existing_id = match self {
+            AppError::Conflict { existing_id, .. } => existing_id,
+            _ => None,
+        };
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code(), message: self.to_string(), field: self.field(), retry_after },
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                field: self.field(),
+                retry_after,
+                existing_id,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {

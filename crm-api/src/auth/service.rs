@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{password, secrets, validate};
 use crate::config::Throttle;
 use crate::db::sessions::{self, ActiveSession, NewSession};
-use crate::db::user_tokens::{self, Purpose, Rejection};
+use crate::db::user_tokens::{self, Pending, Purpose, Rejection};
 use crate::db::users::{self, NewUser, Role, User};
 use crate::db::{api_tokens, rate_limits};
 use crate::error::{AppError, AppResult};
@@ -40,16 +40,6 @@ async fn throttle(state: &AppState, key: &str, limit: Throttle) -> AppResult<()>
     Ok(())
 }
 
-/// Refuses when a counter already reached its limit, without counting.
-async fn check_throttle(state: &AppState, key: &str, limit: Throttle) -> AppResult<()> {
-    if let Some(window) = rate_limits::peek(&state.db, key, limit.window.as_secs_f64()).await?
-        && window.hits >= limit.max as i32
-    {
-        return Err(AppError::TooManyRequests { retry_after_secs: window.resets_in_secs });
-    }
-    Ok(())
-}
-
 fn link(state: &AppState, path: &str, token: Option<&str>) -> String {
     let mut url = state.settings.http.public_url.clone();
     url.set_path(path);
@@ -63,20 +53,31 @@ fn mailbox(user: &User) -> Mailbox {
     Mailbox { name: Some(user.display_name.clone()), email: user.email.clone() }
 }
 
-/// Issues a verification token for the user and mails the link.
-async fn send_verification(state: &AppState, user: &User) -> AppResult<()> {
+/// Issues a verification token for the user and mails the link. A link sent for a registration
+/// carries that registration's credentials, which verifying applies.
+async fn send_verification(state: &AppState, user: &User, pending: Option<Pending<'_>>) -> AppResult<()> {
     let token = secrets::random_token();
     let ttl = state.settings.auth.verify_token_ttl;
-    user_tokens::insert(&state.db, &secrets::hash_token(&token), user.id, Purpose::VerifyEmail, ttl.as_secs_f64())
-        .await?;
-    let content =
-        templates::verify_email(&user.display_name, &link(state, "/verify", Some(&token)), ttl.as_secs() / 3600)?;
-    state.send_in_background(OutgoingEmail::new(&state.settings.mail, mailbox(user), content));
+    let name = pending.as_ref().map_or(user.display_name.as_str(), |p| p.display_name).to_owned();
+    user_tokens::insert(
+        &state.db,
+        &secrets::hash_token(&token),
+        user.id,
+        Purpose::VerifyEmail,
+        ttl.as_secs_f64(),
+        pending,
+    )
+    .await?;
+    let content = templates::verify_email(&name, &link(state, "/verify", Some(&token)), ttl.as_secs() / 3600)?;
+    let to = Mailbox { name: Some(name), email: user.email.clone() };
+    state.send_in_background(OutgoingEmail::new(&state.settings.mail, to, content));
     Ok(())
 }
 
 /// Registers an account and mails a verification link. The outcome is the same whether or not the
-/// address was taken; the owner of a taken address gets an email saying someone tried.
+/// address was taken: a taken, verified address gets an email saying someone tried; a taken,
+/// unverified one gets a link that applies this registration's credentials when used. At most a
+/// few mails an hour go to one address, whichever branch sends them.
 pub async fn register(state: &AppState, input: RegisterInput, client: &ClientInfo) -> AppResult<()> {
     let email = validate::email("email", &input.email)?;
     let display_name = validate::display_name("display_name", &input.display_name)?;
@@ -86,6 +87,10 @@ pub async fn register(state: &AppState, input: RegisterInput, client: &ClientInf
 
     // Hash before looking at the address, so both outcomes cost the same time.
     let password_hash = password::hash(input.password).await?;
+    let recipient =
+        rate_limits::hit(&state.db, &format!("mail:email:{email}"), auth.mail_requests_per_email.window.as_secs_f64())
+            .await?;
+    let may_mail = recipient.hits <= auth.mail_requests_per_email.max as i32;
     let new_user = NewUser {
         id: Uuid::now_v7(),
         email: &email,
@@ -94,22 +99,21 @@ pub async fn register(state: &AppState, input: RegisterInput, client: &ClientInf
         role: Role::User,
         verified: false,
     };
+    let pending = Pending { password_hash: &password_hash, display_name: &display_name };
     if users::insert(&state.db, &new_user).await? {
         let user = users::find_by_id(&state.db, new_user.id).await?.ok_or(AppError::NotFound("user"))?;
         tracing::info!(user_id = %user.id, "account registered");
-        return send_verification(state, &user).await;
+        return if may_mail { send_verification(state, &user, Some(pending)).await } else { Ok(()) };
     }
 
-    // Taken. Say nothing different; tell the owner instead, at most a few times an hour.
     let Some(existing) = users::find_by_email(&state.db, &email).await? else { return Ok(()) };
-    let window =
-        rate_limits::hit(&state.db, &format!("mail:email:{email}"), auth.mail_requests_per_email.window.as_secs_f64())
-            .await?;
-    if window.hits > auth.mail_requests_per_email.max as i32 {
+    if !may_mail {
         return Ok(());
     }
     if existing.email_verified_at.is_none() {
-        return send_verification(state, &existing).await;
+        // Resend links apply the newest registration's credentials too.
+        users::replace_unverified_credentials(&state.db, existing.id, &password_hash, &display_name).await?;
+        return send_verification(state, &existing, Some(pending)).await;
     }
     let content = templates::already_registered(
         &existing.display_name,
@@ -142,14 +146,27 @@ fn require_token(token: &str) -> AppResult<&str> {
     Ok(token)
 }
 
-/// Consumes a verification token and marks its account verified.
+/// Consumes a verification token: applies the credentials it carries, marks the account
+/// verified and retires the account's other verification links.
 pub async fn verify_email(state: &AppState, token: &str) -> AppResult<()> {
     let token = require_token(token)?;
     let mut tx = state.db.begin().await?;
-    let user_id = user_tokens::consume(&mut tx, &secrets::hash_token(token), Purpose::VerifyEmail)
+    let consumed = user_tokens::consume(&mut tx, &secrets::hash_token(token), Purpose::VerifyEmail)
         .await?
         .map_err(|r| token_error(r, "verify"))?;
+    let user_id = consumed.user_id;
+    let already_verified =
+        users::find_by_id(&mut *tx, user_id).await?.is_some_and(|user| user.email_verified_at.is_some());
+    if !already_verified {
+        if let Some(hash) = &consumed.pending_password_hash {
+            users::set_password(&mut *tx, user_id, hash).await?;
+        }
+        if let Some(name) = &consumed.pending_display_name {
+            users::set_display_name(&mut *tx, user_id, name).await?;
+        }
+    }
     users::mark_verified(&mut *tx, user_id).await?;
+    user_tokens::retire_all(&mut *tx, user_id, Purpose::VerifyEmail).await?;
     tx.commit().await?;
     tracing::info!(%user_id, "email verified");
     Ok(())
@@ -164,43 +181,56 @@ pub async fn resend_verification(state: &AppState, email: &str, client: &ClientI
     if let Some(user) = users::find_by_email(&state.db, &email).await?
         && user.email_verified_at.is_none()
     {
-        send_verification(state, &user).await?;
+        send_verification(state, &user, None).await?;
     }
     Ok(())
 }
 
-/// Checks credentials and opens a session. Wrong credentials get one generic answer; repeated
-/// failures for an account or an address are throttled; unverified accounts are told so.
-pub async fn login(state: &AppState, email: &str, password: String, client: &ClientInfo) -> AppResult<LoggedIn> {
+/// Checks credentials and opens a session. Wrong credentials get one generic answer; failures for
+/// an account or an address are throttled, counting each attempt before checking it so parallel
+/// guesses cannot slip past; unverified accounts are told so. A session the client already had
+/// (`previous`) ends, so a login never leaves an older session behind.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client: &ClientInfo,
+    previous: Option<&[u8]>,
+) -> AppResult<LoggedIn> {
     let email = validate::email("email", email)?;
     if password.is_empty() {
         return Err(AppError::validation("password", "password is required"));
     }
-    if password.chars().count() > validate::PASSWORD_MAX {
-        return Err(AppError::InvalidCredentials);
-    }
     let auth = &state.settings.auth;
     let account_key = format!("login:email:{email}");
     let ip_key = format!("login:ip:{}", client.ip);
-    check_throttle(state, &account_key, auth.login_failures_per_account).await?;
-    check_throttle(state, &ip_key, auth.login_failures_per_ip).await?;
+    throttle(state, &account_key, auth.login_failures_per_account).await?;
+    if let Err(err) = throttle(state, &ip_key, auth.login_failures_per_ip).await {
+        rate_limits::release(&state.db, &account_key).await?;
+        return Err(err);
+    }
 
     let user = users::find_by_email(&state.db, &email).await?;
-    let matches = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let too_long = password.chars().count() > validate::PASSWORD_MAX;
+    let matches = password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await? && !too_long;
     let Some(user) = user.filter(|_| matches) else {
-        rate_limits::hit(&state.db, &account_key, auth.login_failures_per_account.window.as_secs_f64()).await?;
-        rate_limits::hit(&state.db, &ip_key, auth.login_failures_per_ip.window.as_secs_f64()).await?;
         return Err(AppError::InvalidCredentials);
     };
+    // The right password is not a failure, whatever follows.
+    rate_limits::clear(&state.db, &account_key).await?;
+    rate_limits::release(&state.db, &ip_key).await?;
     if user.email_verified_at.is_none() {
         return Err(AppError::EmailNotVerified);
     }
-    rate_limits::clear(&state.db, &account_key).await?;
 
     let session_token = secrets::random_token();
     let csrf_token = secrets::random_token();
+    let mut tx = state.db.begin().await?;
+    if let Some(previous) = previous {
+        sessions::delete(&mut *tx, previous).await?;
+    }
     sessions::insert(
-        &state.db,
+        &mut *tx,
         &NewSession {
             id_hash: &secrets::hash_token(&session_token),
             user_id: user.id,
@@ -211,6 +241,7 @@ pub async fn login(state: &AppState, email: &str, password: String, client: &Cli
         },
     )
     .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.id, "logged in");
     Ok(LoggedIn {
         session_token,
@@ -231,39 +262,63 @@ pub async fn logout(state: &AppState, session_hash: &[u8]) -> AppResult<()> {
     Ok(())
 }
 
-/// Mails a password-reset link when the address has an account. Answers the same for any address.
+/// Mails a password-reset link when the address has an account. Answers the same for any address,
+/// in the same time: the lookup and the mail happen in the background.
 pub async fn forgot_password(state: &AppState, email: &str, client: &ClientInfo) -> AppResult<()> {
     let email = validate::email("email", email)?;
     let auth = &state.settings.auth;
     throttle(state, &format!("mail:ip:{}", client.ip), auth.mail_requests_per_ip).await?;
     throttle(state, &format!("reset:email:{email}"), auth.mail_requests_per_email).await?;
-    let Some(user) = users::find_by_email(&state.db, &email).await? else { return Ok(()) };
+    let background = state.clone();
+    state.tasks.spawn(async move {
+        if let Err(err) = send_reset_link(&background, &email).await {
+            tracing::error!(error = %err, "preparing a password reset mail failed");
+        }
+    });
+    Ok(())
+}
+
+async fn send_reset_link(state: &AppState, email: &str) -> AppResult<()> {
+    let Some(user) = users::find_by_email(&state.db, email).await? else { return Ok(()) };
     let token = secrets::random_token();
-    let ttl = auth.reset_token_ttl;
-    user_tokens::insert(&state.db, &secrets::hash_token(&token), user.id, Purpose::ResetPassword, ttl.as_secs_f64())
-        .await?;
+    let ttl = state.settings.auth.reset_token_ttl;
+    user_tokens::insert(
+        &state.db,
+        &secrets::hash_token(&token),
+        user.id,
+        Purpose::ResetPassword,
+        ttl.as_secs_f64(),
+        None,
+    )
+    .await?;
     let content =
         templates::reset_password(&user.display_name, &link(state, "/reset", Some(&token)), ttl.as_secs() / 60)?;
     state.send_in_background(OutgoingEmail::new(&state.settings.mail, mailbox(&user), content));
     Ok(())
 }
 
-/// Sets a new password with a reset token. Every session of the user ends; the address counts as
-/// verified, since the link proved it.
+/// Sets a new password with a reset token. Every session and every API token of the user ends;
+/// the address counts as verified, since the link proved it.
 pub async fn reset_password(state: &AppState, token: &str, new_password: String) -> AppResult<()> {
     let token = require_token(token)?;
     validate::password("password", &new_password)?;
+    let token_hash = secrets::hash_token(token);
+    // Refuse a bad token before paying for a hash.
+    user_tokens::check(&state.db, &token_hash, Purpose::ResetPassword).await?.map_err(|r| token_error(r, "reset"))?;
     let password_hash = password::hash(new_password).await?;
     let mut tx = state.db.begin().await?;
-    let user_id = user_tokens::consume(&mut tx, &secrets::hash_token(token), Purpose::ResetPassword)
+    let user_id = user_tokens::consume(&mut tx, &token_hash, Purpose::ResetPassword)
         .await?
-        .map_err(|r| token_error(r, "reset"))?;
+        .map_err(|r| token_error(r, "reset"))?
+        .user_id;
     users::set_password(&mut *tx, user_id, &password_hash).await?;
     users::mark_verified(&mut *tx, user_id).await?;
     user_tokens::retire_all(&mut *tx, user_id, Purpose::ResetPassword).await?;
-    let ended = sessions::delete_for_user(&mut *tx, user_id, None).await?;
+    user_tokens::retire_all(&mut *tx, user_id, Purpose::VerifyEmail).await?;
+    let sessions_ended = sessions::delete_for_user(&mut *tx, user_id, None).await?;
+    let tokens_revoked = api_tokens::delete_all(&mut *tx, user_id).await?;
     tx.commit().await?;
-    tracing::info!(%user_id, sessions_ended = ended, "password reset");
+    tracing::info!(%user_id, sessions_ended, tokens_revoked, "password reset");
     Ok(())
 }
 
@@ -280,11 +335,11 @@ pub async fn change_password(
     let user = users::find_by_id(&state.db, user_id).await?.ok_or(AppError::Unauthenticated)?;
     let auth = &state.settings.auth;
     let account_key = format!("login:email:{}", user.email);
-    check_throttle(state, &account_key, auth.login_failures_per_account).await?;
+    throttle(state, &account_key, auth.login_failures_per_account).await?;
     if !password::verify(current_password, Some(user.password_hash.clone())).await? {
-        rate_limits::hit(&state.db, &account_key, auth.login_failures_per_account.window.as_secs_f64()).await?;
         return Err(AppError::validation("current_password", "the current password is not correct"));
     }
+    rate_limits::release(&state.db, &account_key).await?;
     let password_hash = password::hash(new_password).await?;
     let mut tx = state.db.begin().await?;
     users::set_password(&mut *tx, user_id, &password_hash).await?;

@@ -56,6 +56,12 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::R
     Ok(done.rows_affected() == 1)
 }
 
+/// Revokes every token of a user (after a password reset); returns how many.
+pub async fn delete_all(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<u64> {
+    let done = sqlx::query!("DELETE FROM api_tokens WHERE user_id = $1", user_id).execute(db).await?;
+    Ok(done.rows_affected())
+}
+
 /// The owner of a token, recording the use (at most once a minute per token).
 pub async fn authenticate(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<(Uuid, ActiveSession)>> {
     let row = sqlx::query!(

@@ -39,6 +39,12 @@ pub async fn peek(db: impl PgExecutor<'_>, key: &str, window_secs: f64) -> sqlx:
     Ok(row.map(|r| Window { hits: r.hits, resets_in_secs: r.resets_in.ceil() as u64 }))
 }
 
+/// Takes back one event counted by [`hit`] (an attempt that turned out not to be a failure).
+pub async fn release(db: impl PgExecutor<'_>, key: &str) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE rate_limits SET hits = greatest(hits - 1, 0) WHERE key = $1", key).execute(db).await?;
+    Ok(())
+}
+
 pub async fn clear(db: impl PgExecutor<'_>, key: &str) -> sqlx::Result<()> {
     sqlx::query!("DELETE FROM rate_limits WHERE key = $1", key).execute(db).await?;
     Ok(())

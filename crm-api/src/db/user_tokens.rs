@@ -27,35 +27,75 @@ pub enum Rejection {
     Expired,
 }
 
+/// Credentials a verification link applies when it is used (those of the registration that sent it).
+pub struct Pending<'a> {
+    pub password_hash: &'a str,
+    pub display_name: &'a str,
+}
+
 pub async fn insert(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
     user_id: Uuid,
     purpose: Purpose,
     ttl_secs: f64,
+    pending: Option<Pending<'_>>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at, pending_password_hash, pending_display_name)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
         token_hash,
         user_id,
         purpose.as_str(),
-        ttl_secs
+        ttl_secs,
+        pending.as_ref().map(|p| p.password_hash),
+        pending.as_ref().map(|p| p.display_name)
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Marks a token used and returns its user, inside the caller's transaction, so that a token is
-/// consumed exactly when the change it authorises is committed.
+/// A token just used: its user and the credentials it carries, if any.
+#[derive(Debug)]
+pub struct Consumed {
+    pub user_id: Uuid,
+    pub pending_password_hash: Option<String>,
+    pub pending_display_name: Option<String>,
+}
+
+/// Whether a token could be used now, without using it (to refuse early, before costly work).
+pub async fn check(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+    purpose: Purpose,
+) -> sqlx::Result<Result<(), Rejection>> {
+    let row = sqlx::query!(
+        "SELECT used_at IS NOT NULL AS \"used!\", expires_at <= now() AS \"expired!\"
+         FROM user_tokens WHERE token_hash = $1 AND purpose = $2",
+        token_hash,
+        purpose.as_str()
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        None => Err(Rejection::Unknown),
+        Some(row) if row.used => Err(Rejection::Used),
+        Some(row) if row.expired => Err(Rejection::Expired),
+        Some(_) => Ok(()),
+    })
+}
+
+/// Marks a token used and returns what it carries, inside the caller's transaction, so that a
+/// token is consumed exactly when the change it authorises is committed.
 pub async fn consume(
     tx: &mut PgConnection,
     token_hash: &[u8],
     purpose: Purpose,
-) -> sqlx::Result<Result<Uuid, Rejection>> {
+) -> sqlx::Result<Result<Consumed, Rejection>> {
     let row = sqlx::query!(
-        "SELECT user_id, used_at IS NOT NULL AS \"used!\", expires_at <= now() AS \"expired!\"
+        "SELECT user_id, used_at IS NOT NULL AS \"used!\", expires_at <= now() AS \"expired!\",
+                pending_password_hash, pending_display_name
          FROM user_tokens WHERE token_hash = $1 AND purpose = $2 FOR UPDATE",
         token_hash,
         purpose.as_str()
@@ -70,7 +110,11 @@ pub async fn consume(
         return Ok(Err(Rejection::Expired));
     }
     sqlx::query!("UPDATE user_tokens SET used_at = now() WHERE token_hash = $1", token_hash).execute(&mut *tx).await?;
-    Ok(Ok(row.user_id))
+    Ok(Ok(Consumed {
+        user_id: row.user_id,
+        pending_password_hash: row.pending_password_hash,
+        pending_display_name: row.pending_display_name,
+    }))
 }
 
 /// Retires every unused token of a purpose for a user (after a reset, older links stop working).

@@ -102,6 +102,33 @@ pub async fn insert(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> sqlx::Result
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Replaces the credentials of an account that is not verified yet (a newer registration for
+/// the same address); `false` when the account is verified, which nothing may overwrite.
+pub async fn replace_unverified_credentials(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    password_hash: &str,
+    display_name: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE users SET password_hash = $2, display_name = $3, updated_at = now()
+         WHERE id = $1 AND email_verified_at IS NULL",
+        id,
+        password_hash,
+        display_name
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_display_name(db: impl PgExecutor<'_>, id: Uuid, display_name: &str) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1", id, display_name)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Marks the email verified (idempotent).
 pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
     sqlx::query!(

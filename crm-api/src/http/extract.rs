@@ -122,6 +122,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FormBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_form =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+                ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(AppError::UnsupportedMediaType("a form (Content-Type: application/x-www-form-urlencoded)"));
+        }
         let bytes = read_body(request, state).await?;
         let deserializer = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(&bytes));
         serde_path_to_error::deserialize(deserializer).map(FormBody).map_err(|err| {

@@ -5,7 +5,7 @@
 //! from another site (`Origin`, else `Sec-Fetch-Site`). A cookie-authenticated one must also carry
 //! the session's CSRF token: the `X-CSRF-Token` header, a `csrf_token` form field or query parameter.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -77,22 +77,26 @@ impl Identity {
 
 /// Middleware: resolves the client and the identity, then applies the CSRF guard.
 pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let page = !request.uri().path().starts_with("/api/");
     match authenticate(&state, request).await {
         Ok(request) => next.run(request).await,
+        Err(err) if page => crate::http::pages::error_page(&state, err),
         Err(err) => err.into_response(),
     }
 }
 
 fn client_info(state: &AppState, request: &Request) -> ClientInfo {
+    // A trusted proxy appends the address it saw, so the right-most entry is the one to believe;
+    // whatever the client itself sent stands to its left.
     let forwarded = state
         .settings
         .http
         .trust_forwarded_for
         .then(|| {
-            request.headers().get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(|s| s.trim().to_owned())
+            request.headers().get("x-forwarded-for")?.to_str().ok()?.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
         })
         .flatten()
-        .filter(|ip| !ip.is_empty());
+        .map(|ip| ip.to_string());
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
     ClientInfo {
         ip: forwarded.or(peer).unwrap_or_else(|| "unknown".to_owned()),
@@ -143,7 +147,7 @@ async fn authenticate(state: &AppState, mut request: Request) -> Result<Request,
         if let Some(Identity { via: AuthVia::Session { csrf_token, .. }, .. }) = &identity {
             let (checked, presented) = presented_csrf_token(request, http.body_limit).await?;
             request = checked;
-            if presented.as_deref() != Some(csrf_token.as_str()) {
+            if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), csrf_token.as_bytes())) {
                 return Err(AppError::CsrfRejected(
                     "missing or wrong CSRF token: send the X-CSRF-Token header from GET /api/v1/auth/session, or reload the page",
                 ));
@@ -174,18 +178,17 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
-/// Finds the CSRF token in the header, the query string or a URL-encoded form body. The body is
-/// read (within the body limit) and put back for the handler.
+/// Compares two secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Finds the CSRF token in the header or a URL-encoded form body (never the URL, which leaks
+/// through logs and Referer). The body is read (within the body limit) and put back for the handler.
 async fn presented_csrf_token(request: Request, limit: usize) -> Result<(Request, Option<String>), AppError> {
     if let Some(value) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         let value = value.to_owned();
         return Ok((request, Some(value)));
-    }
-    let from_query = request.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.into_owned())
-    });
-    if from_query.is_some() {
-        return Ok((request, from_query));
     }
     let is_form = request
         .headers()

@@ -228,3 +228,31 @@ fn a_misconfigured_transport_is_refused_at_start_with_what_to_set() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("BORCELLE_SMTP_HOST"));
 }
+
+#[tokio::test]
+async fn listening_beyond_loopback_keeps_the_outbox_closed_by_default() {
+    let (db_name, url) = fresh_database();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("BORCELLE_LISTEN", format!("0.0.0.0:{port}"))
+        .env_remove("BORCELLE_DEV_MODE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/api/v1/admin/outbox")).send().await {
+            status = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop_database(&db_name);
+    assert_eq!(status, Some(401), "the outbox needs an admin when others can reach the server");
+}

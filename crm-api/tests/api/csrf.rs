@@ -42,7 +42,7 @@ async fn a_cross_site_request_with_a_valid_session_is_refused() {
         .unwrap();
     assert_eq!(error_of(response).await.1, "csrf_rejected");
 
-    // A classic forged form post: the cookie rides along, the token cannot.
+    // A classic forged form post from another site: the cookie rides along, the Origin gives it away.
     let response = app
         .client
         .post(app.url("/account/password"))

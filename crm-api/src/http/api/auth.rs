@@ -12,7 +12,7 @@ use crate::auth::{self, RegisterInput};
 use crate::db::users::Role;
 use crate::error::AppResult;
 use crate::http::cookies;
-use crate::http::extract::{ApiJson, Client, CurrentUser};
+use crate::http::extract::{ApiJson, Client, CurrentUser, MaybeUser};
 use crate::http::identity::Identity;
 use crate::state::AppState;
 
@@ -106,9 +106,11 @@ impl From<&Identity> for UserView {
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
+    MaybeUser(previous): MaybeUser,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> AppResult<Response> {
-    let logged_in = auth::login(&state, &body.email, body.password, &client).await?;
+    let previous = previous.as_ref().and_then(Identity::session_hash);
+    let logged_in = auth::login(&state, &body.email, body.password, &client, previous).await?;
     let cookie = cookies::session_cookie(
         &state.settings.http,
         &logged_in.session_token,

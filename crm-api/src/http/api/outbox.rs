@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::validate;
 use crate::db::outbox;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::MaybeUser;
@@ -39,7 +40,7 @@ pub async fn list(
     if !(1..=200).contains(&limit) {
         return Err(AppError::validation("limit", "limit must be between 1 and 200"));
     }
-    let to = query.to.map(|to| to.trim().to_ascii_lowercase());
+    let to = query.to.as_deref().map(|to| validate::email("to", to)).transpose()?;
     let messages = outbox::list(&state.db, to.as_deref(), limit).await?;
     Ok(Json(json!({ "messages": messages })))
 }

@@ -188,7 +188,8 @@ pub async fn login(
     FormBody(form): FormBody<LoginForm>,
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
-    match auth::login(&state, &form.email, form.password, &client).await {
+    let previous = identity.as_ref().and_then(|i| i.session_hash());
+    match auth::login(&state, &form.email, form.password, &client, previous).await {
         Ok(logged_in) => {
             let cookie = cookies::session_cookie(
                 &state.settings.http,

@@ -174,9 +174,20 @@ impl FromRequestParts<AppState> for PageUser {
     }
 }
 
-/// A redirect target from a form, limited to paths on this site.
+/// A redirect target from a form, limited to paths on this site: one leading `/`, no backslash,
+/// no control character or space (browsers drop those, turning `/\t/x` into `//x`).
 pub fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/" }
+    let second = next.chars().nth(1);
+    let safe = next.starts_with('/')
+        && !matches!(second, Some('/') | Some('\\'))
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    if safe { next } else { "/" }
+}
+
+/// An error raised before a page handler ran (a CSRF refusal), shown as a page.
+pub fn error_page(state: &AppState, err: AppError) -> Response {
+    let layout = Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode };
+    PageError::new(layout, err).into_response()
 }
 
 async fn stylesheet() -> Response {
