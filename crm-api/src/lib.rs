@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod contacts;
 pub mod db;
 pub mod error;
 pub mod http;

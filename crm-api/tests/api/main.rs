@@ -9,6 +9,7 @@ mod accounts;
 mod api_tokens;
 mod bad_input;
 mod binary;
+mod contacts;
 mod csrf;
 mod hardening;
 mod mailjet;

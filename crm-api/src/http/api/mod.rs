@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`.
 
 mod auth;
+mod contacts;
 pub use auth::REGISTER_ANSWER;
 pub use outbox::may_read_outbox;
 mod outbox;
@@ -25,4 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::remove))
         .route("/admin/outbox", get(outbox::list))
+        .route("/contacts", get(contacts::list).post(contacts::create))
+        .route("/contacts/autocomplete", get(contacts::autocomplete))
+        .route("/contacts/{id}", get(contacts::show).patch(contacts::update).delete(contacts::remove))
 }

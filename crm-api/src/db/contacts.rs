@@ -1,0 +1,252 @@
+//! Contacts. Every query is scoped by owner: another user's id is simply not found.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::contacts::{ContactFields, Cursor, Sort, SortKey, like_escape};
+
+/// A contact as its owner sees it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Contact {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub address: Option<String>,
+    pub tax_id: Option<String>,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Contact {
+    pub fn fields(&self) -> ContactFields {
+        ContactFields {
+            name: self.name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            company: self.company.clone(),
+            address: self.address.clone(),
+            tax_id: self.tax_id.clone(),
+            tags: self.tags.clone(),
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at";
+
+/// Inserts a contact; `Err(existing id)` when the owner already has a contact with that email.
+pub async fn insert(
+    db: &mut PgConnection,
+    id: Uuid,
+    owner: Uuid,
+    f: &ContactFields,
+) -> sqlx::Result<Result<Contact, Uuid>> {
+    let inserted = sqlx::query_as!(
+        Contact,
+        "INSERT INTO contacts (id, owner_id, name, email, phone, company, address, tax_id, tags, notes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (owner_id, email) DO NOTHING
+         RETURNING id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at",
+        id,
+        owner,
+        f.name,
+        f.email,
+        f.phone,
+        f.company,
+        f.address,
+        f.tax_id,
+        &f.tags,
+        f.notes
+    )
+    .fetch_optional(&mut *db)
+    .await?;
+    match inserted {
+        Some(contact) => Ok(Ok(contact)),
+        None => Ok(Err(id_by_email(&mut *db, owner, &f.email).await?.unwrap_or(Uuid::nil()))),
+    }
+}
+
+pub async fn id_by_email(db: impl PgExecutor<'_>, owner: Uuid, email: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!("SELECT id FROM contacts WHERE owner_id = $1 AND email = $2", owner, email)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Contact>> {
+    sqlx::query_as!(
+        Contact,
+        "SELECT id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at
+         FROM contacts WHERE owner_id = $1 AND id = $2",
+        owner,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Locks a contact for a read-modify-write.
+pub async fn get_for_update(db: &mut PgConnection, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Contact>> {
+    sqlx::query_as!(
+        Contact,
+        "SELECT id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at
+         FROM contacts WHERE owner_id = $1 AND id = $2 FOR UPDATE",
+        owner,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Writes all fields; `Err(existing id)` when the new email belongs to another of the owner's contacts.
+pub async fn update(
+    db: &mut PgConnection,
+    owner: Uuid,
+    id: Uuid,
+    f: &ContactFields,
+) -> sqlx::Result<Result<Contact, Uuid>> {
+    if let Some(other) = id_by_email(&mut *db, owner, &f.email).await?.filter(|other| *other != id) {
+        return Ok(Err(other));
+    }
+    let contact = sqlx::query_as!(
+        Contact,
+        "UPDATE contacts SET name = $3, email = $4, phone = $5, company = $6, address = $7, tax_id = $8,
+                tags = $9, notes = $10, updated_at = now()
+         WHERE owner_id = $1 AND id = $2
+         RETURNING id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at",
+        owner,
+        id,
+        f.name,
+        f.email,
+        f.phone,
+        f.company,
+        f.address,
+        f.tax_id,
+        &f.tags,
+        f.notes
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Ok(contact))
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, owner: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query!("DELETE FROM contacts WHERE owner_id = $1 AND id = $2", owner, id).execute(db).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a list asks for.
+pub struct ListQuery<'a> {
+    pub sort: Sort,
+    pub limit: i64,
+    pub cursor: Option<&'a Cursor>,
+    /// Matches name, email or company, anywhere (lower-cased).
+    pub search: Option<&'a str>,
+    pub tag: Option<&'a str>,
+}
+
+/// One page in keyset order: rows strictly after the cursor, so inserts never shift or repeat rows.
+/// Returns up to `limit + 1` rows; the extra one tells the caller there is a next page.
+pub async fn list(db: impl PgExecutor<'_>, owner: Uuid, query: &ListQuery<'_>) -> Result<Vec<Contact>, ListError> {
+    let (key, cast) = match query.sort.key {
+        SortKey::Name => ("lower(name)", "text"),
+        SortKey::Created => ("created_at", "timestamptz"),
+        SortKey::Updated => ("updated_at", "timestamptz"),
+    };
+    let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+    let mut sql: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM contacts WHERE owner_id = "));
+    sql.push_bind(owner);
+    if let Some(tag) = query.tag {
+        sql.push(" AND tags @> ARRAY[").push_bind(tag.to_lowercase()).push("]::text[]");
+    }
+    if let Some(search) = query.search {
+        sql.push(" AND search LIKE ")
+            .push_bind(format!("%{}%", like_escape(&search.to_lowercase())))
+            .push(" ESCAPE '\\'");
+    }
+    if let Some(cursor) = query.cursor {
+        if cast == "timestamptz" {
+            let at: DateTime<Utc> = cursor.key.parse().map_err(|_| ListError::BadCursor)?;
+            sql.push(format!(" AND ({key}, id) {cmp} (")).push_bind(at).push(", ").push_bind(cursor.id).push(")");
+        } else {
+            sql.push(format!(" AND ({key}, id) {cmp} ("))
+                .push_bind(cursor.key.clone())
+                .push(", ")
+                .push_bind(cursor.id)
+                .push(")");
+        }
+    }
+    sql.push(format!(" ORDER BY {key} {dir}, id {dir} LIMIT ")).push_bind(query.limit + 1);
+    Ok(sql.build_query_as::<Contact>().fetch_all(db).await?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("the cursor does not match this list")]
+    BadCursor,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The sort value of a row, as a cursor stores it.
+pub fn sort_value(contact: &Contact, sort: Sort) -> String {
+    match sort.key {
+        SortKey::Name => contact.name.to_lowercase(),
+        SortKey::Created => contact.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        SortKey::Updated => contact.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    }
+}
+
+/// An autocomplete suggestion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suggestion {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub company: Option<String>,
+}
+
+/// The owner's ten best matches for what was typed (lower-cased, trimmed, non-empty).
+///
+/// Short input (one or two characters) matches the start of the name, email or company through
+/// btree prefix indexes. Longer input matches anywhere, or approximately (trigram word similarity,
+/// so a typo still finds the contact), through the trigram index; prefix matches rank first.
+pub async fn autocomplete(db: impl PgExecutor<'_>, owner: Uuid, typed: &str) -> sqlx::Result<Vec<Suggestion>> {
+    let prefix = format!("{}%", like_escape(typed));
+    if typed.chars().count() < 3 {
+        return sqlx::query_as!(
+            Suggestion,
+            "SELECT id, name, email, company FROM contacts
+             WHERE owner_id = $1 AND (lower(name) LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\'
+                                      OR lower(company) LIKE $2 ESCAPE '\\')
+             ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC, lower(name), id
+             LIMIT 10",
+            owner,
+            prefix
+        )
+        .fetch_all(db)
+        .await;
+    }
+    let anywhere = format!("%{}%", like_escape(typed));
+    sqlx::query_as!(
+        Suggestion,
+        "SELECT id, name, email, company FROM contacts
+         WHERE owner_id = $1 AND (search LIKE $3 ESCAPE '\\' OR $4 <% search)
+         ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC,
+                  (email LIKE $2 ESCAPE '\\' OR lower(company) LIKE $2 ESCAPE '\\') DESC,
+                  word_similarity($4, search) DESC, lower(name), id
+         LIMIT 10",
+        owner,
+        prefix,
+        anywhere,
+        typed
+    )
+    .fetch_all(db)
+    .await
+}
