@@ -8,6 +8,7 @@ pub mod config;
 pub mod contacts;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod mail;
 pub mod metrics;

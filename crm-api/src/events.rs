@@ -1,0 +1,1 @@
+//! Live events for connected browsers (placeholder; the event bus lands in the next commit).
