@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::{
-    AuthSettings, DatabaseSettings, HttpSettings, MailSettings, MailjetSettings, Settings, SmtpSettings, SmtpTls,
-    Throttle, TransportSettings,
+    AuthSettings, DatabaseSettings, DeliverySettings, HttpSettings, MailSettings, MailjetSettings, Settings,
+    SmtpSettings, SmtpTls, Throttle, TransportSettings,
 };
 use crate::db::users::Role;
 use crate::error::AppError;
@@ -42,6 +42,9 @@ struct GlobalArgs {
     /// Largest number of pooled database connections.
     #[arg(long, env = "BORCELLE_DB_MAX_CONNECTIONS", global = true, default_value_t = 16)]
     db_max_connections: u32,
+    /// Redis URL: live events travel between processes over its pub/sub. In-process when unset.
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    redis_url: Option<String>,
     /// Log format: `text` for people, `json` for log collectors. Levels come from RUST_LOG.
     #[arg(long, env = "BORCELLE_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -59,6 +62,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Create the database if missing, apply pending migrations, and exit.
     Migrate,
+    /// Run only the delivery engine: send queued mail until SIGTERM.
+    Worker(Box<WorkerArgs>),
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -100,6 +105,58 @@ struct ServeArgs {
     login_max_failures_per_ip: u32,
     #[command(flatten)]
     mail: MailArgs,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    mail: MailArgs,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+#[derive(Debug, Args)]
+struct DeliveryArgs {
+    /// Whether `serve` sends queued mail itself (turn off when separate workers do).
+    #[arg(long, env = "BORCELLE_SERVE_DELIVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    serve_delivery: bool,
+    /// Sends in flight at once per process.
+    #[arg(long, env = "BORCELLE_DELIVERY_CONCURRENCY", default_value_t = 16)]
+    delivery_concurrency: usize,
+    /// At most this many sends per second per process (0: no limit).
+    #[arg(long, env = "BORCELLE_MAIL_RATE_PER_SEC", default_value_t = 0)]
+    mail_rate_per_sec: u32,
+    /// Attempts before a temporary failure counts as failed.
+    #[arg(long, env = "BORCELLE_DELIVERY_MAX_ATTEMPTS", default_value_t = 8)]
+    delivery_max_attempts: i32,
+    /// First retry delay in seconds (doubling, with jitter, up to an hour).
+    #[arg(long, env = "BORCELLE_DELIVERY_RETRY_BASE_SECS", default_value_t = 5.0)]
+    delivery_retry_base_secs: f64,
+    /// How long a worker's claim on a message lasts; a crashed worker's claims return after it.
+    #[arg(long, env = "BORCELLE_DELIVERY_LEASE_SECS", default_value_t = 120)]
+    delivery_lease_secs: u64,
+}
+
+impl DeliveryArgs {
+    fn settings(&self) -> anyhow::Result<DeliverySettings> {
+        if !(0.01..=3600.0).contains(&self.delivery_retry_base_secs) {
+            bail!("BORCELLE_DELIVERY_RETRY_BASE_SECS must be between 0.01 and 3600");
+        }
+        if self.delivery_max_attempts < 1 {
+            bail!("BORCELLE_DELIVERY_MAX_ATTEMPTS must be at least 1");
+        }
+        Ok(DeliverySettings {
+            in_serve: self.serve_delivery,
+            concurrency: self.delivery_concurrency.clamp(1, 1024),
+            lease: Duration::from_secs(self.delivery_lease_secs.max(10)),
+            max_attempts: self.delivery_max_attempts,
+            retry_base: Duration::from_secs_f64(self.delivery_retry_base_secs),
+            rate_per_sec: (self.mail_rate_per_sec > 0).then_some(self.mail_rate_per_sec),
+            ..DeliverySettings::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -282,6 +339,8 @@ impl ServeArgs {
             auth,
             mail,
             dev_mode,
+            delivery: self.delivery.settings()?,
+            redis_url: global.redis_url.clone().map(SecretString::from),
         })
     }
 }
@@ -337,6 +396,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = args.settings(&cli.global)?;
             let app = crate::startup::Application::build(settings).await?;
             app.run_until_stopped(crate::startup::shutdown_signal()).await
+        }
+        Command::Worker(args) => {
+            let settings = crate::startup::WorkerSettings {
+                database: cli.global.database(),
+                mail: args.mail.settings()?,
+                delivery: args.delivery.settings()?,
+                redis_url: cli.global.redis_url.clone().map(SecretString::from),
+            };
+            crate::startup::run_worker(settings, crate::startup::shutdown_signal()).await
         }
         Command::Migrate => {
             let pool = crate::db::connect_and_migrate(&cli.global.database()).await?;

@@ -16,6 +16,47 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Dev mode opens the outbox page to everyone and logs a warning at start.
     pub dev_mode: bool,
+    pub delivery: DeliverySettings,
+    /// Redis for events between processes; in-process channels when unset.
+    pub redis_url: Option<SecretString>,
+}
+
+/// How the delivery engine sends the ledger's messages.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Whether `serve` runs the engine itself (standalone); `borcelle worker` always does.
+    pub in_serve: bool,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// How long a claim lasts; a crashed worker's claims come back after it.
+    pub lease: Duration,
+    /// Attempts before a transient failure becomes permanent.
+    pub max_attempts: i32,
+    /// First retry delay; doubles each attempt (with jitter) up to `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// At most this many sends per second through the transport (None: unlimited).
+    pub rate_per_sec: Option<u32>,
+    /// How often an idle engine looks for due messages (new work also wakes it at once).
+    pub poll_interval: Duration,
+    /// On shutdown, how long in-flight sends may take before their claims are released.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            in_serve: true,
+            concurrency: 16,
+            lease: Duration::from_secs(120),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(3600),
+            rate_per_sec: None,
+            poll_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(15),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -9,11 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
+use crate::config::{DatabaseSettings, DeliverySettings, MailSettings, Settings};
 use crate::db::{self, rate_limits, sessions, user_tokens};
+use crate::delivery::DeliveryEngine;
+use crate::events::EventBus;
 use crate::mail;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -26,6 +29,16 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Stops the background parts (delivery engine, housekeeping, event subscriber).
+    stop: CancellationToken,
+}
+
+/// The event bus the settings select: Redis when configured, else in-process.
+pub async fn event_bus(redis_url: Option<&secrecy::SecretString>, stop: CancellationToken) -> anyhow::Result<EventBus> {
+    match redis_url {
+        Some(url) => EventBus::redis(secrecy::ExposeSecret::expose_secret(url), stop).await,
+        None => Ok(EventBus::in_process()),
+    }
 }
 
 impl Application {
@@ -35,20 +48,24 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding {}", settings.http.listen))?;
-        Self::with_listener(settings, db, listener)
+        Self::with_listener(settings, db, listener).await
     }
 
     /// Builds around an existing pool and listener.
-    pub fn with_listener(settings: Settings, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
+    pub async fn with_listener(settings: Settings, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
         let mailer = mail::build_mailer(&settings.mail, db.clone())?;
+        let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
         let state = AppState {
             db,
             settings: Arc::new(settings),
             mailer,
             metrics: Arc::new(Metrics::default()),
             tasks: TaskTracker::new(),
+            events,
+            wake_delivery: Arc::new(Notify::new()),
         };
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, stop })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -62,9 +79,20 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets requests finish and waits
     /// (up to a grace period) for background work.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
-        let stop = CancellationToken::new();
+        let Application { listener, state, stop } = self;
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
+        let delivery = state.settings.delivery.in_serve.then(|| {
+            let engine = DeliveryEngine {
+                db: state.db.clone(),
+                mailer: state.mailer.clone(),
+                events: state.events.clone(),
+                mail: state.settings.mail.clone(),
+                settings: state.settings.delivery.clone(),
+                metrics: state.metrics.clone(),
+                wake: state.wake_delivery.clone(),
+            };
+            tokio::spawn(engine.run(stop.clone()))
+        });
         if state.settings.dev_mode {
             tracing::warn!("dev mode: the outbox page is open to everyone; set BORCELLE_DEV_MODE=false in production");
         }
@@ -77,6 +105,9 @@ impl Application {
         tracing::info!("no longer accepting requests; finishing background work");
         stop.cancel();
         let _ = housekeeping.await;
+        if let Some(delivery) = delivery {
+            let _ = delivery.await;
+        }
         state.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
             tracing::warn!(pending = state.tasks.len(), "background work still running at the end of the grace period");
@@ -117,6 +148,37 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
             Err(err) => tracing::warn!(error = %err, "housekeeping failed; will try again"),
         }
     }
+}
+
+/// What `borcelle worker` needs.
+pub struct WorkerSettings {
+    pub database: DatabaseSettings,
+    pub mail: MailSettings,
+    pub delivery: DeliverySettings,
+    pub redis_url: Option<secrecy::SecretString>,
+}
+
+/// Runs a delivery engine on its own (`borcelle worker`) until `shutdown` completes.
+pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let db = db::connect_and_migrate(&settings.database).await?;
+    let stop = CancellationToken::new();
+    let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
+    let engine = DeliveryEngine {
+        mailer: mail::build_mailer(&settings.mail, db.clone())?,
+        db: db.clone(),
+        events,
+        mail: settings.mail,
+        settings: settings.delivery,
+        metrics: Arc::new(Metrics::default()),
+        wake: Arc::new(Notify::new()),
+    };
+    let running = tokio::spawn(engine.run(stop.clone()));
+    shutdown.await;
+    tracing::info!("worker stopping");
+    stop.cancel();
+    running.await.context("the delivery engine stopped abnormally")?;
+    db.close().await;
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::events::EventBus;
 use crate::mail::{MailError, Mailer, OutgoingEmail};
 use crate::metrics::Metrics;
 
@@ -18,6 +19,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Background work that shutdown waits for.
     pub tasks: TaskTracker,
+    /// Live events to connected pages (in-process, or across processes over Redis).
+    pub events: EventBus,
+    /// Wakes this process's delivery engine when a send is queued.
+    pub wake_delivery: Arc<tokio::sync::Notify>,
 }
 
 /// How often an account email is tried before it is given up (with 1 s, 4 s, 16 s pauses).

@@ -3,9 +3,13 @@
 
 pub mod api_tokens;
 pub mod contacts;
+pub mod messages;
+pub mod notes;
+pub mod notifications;
 pub mod outbox;
 pub mod rate_limits;
 pub mod sessions;
+pub mod tasks;
 pub mod user_tokens;
 pub mod users;
 

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod identity;
 mod ops;
 pub mod pages;
+mod ws;
 
 use std::time::Instant;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::router().fallback(api_not_found))
         .merge(pages::router())
+        .route("/ws", get(ws::connect))
         .fallback(page_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identity::resolve))
         .route("/healthz", get(ops::healthz))

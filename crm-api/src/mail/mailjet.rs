@@ -37,6 +37,8 @@ pub struct SendRequest<'a> {
 pub struct SendMessage<'a> {
     pub from: Address<'a>,
     pub to: Vec<Address<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Address<'a>>,
     pub subject: &'a str,
     pub text_part: &'a str,
     #[serde(rename = "HTMLPart")]
@@ -68,6 +70,7 @@ pub fn request_body(email: &OutgoingEmail, sandbox: bool) -> SendRequest<'_> {
         messages: vec![SendMessage {
             from: (&email.from).into(),
             to: vec![(&email.to).into()],
+            reply_to: email.reply_to.as_ref().map(Address::from),
             subject: &email.subject,
             text_part: &email.text,
             html_part: &email.html,

@@ -31,6 +31,8 @@ pub struct Mailbox {
 pub struct OutgoingEmail {
     pub from: Mailbox,
     pub to: Mailbox,
+    /// Where replies go (the CRM user who sent a message).
+    pub reply_to: Option<Mailbox>,
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -46,6 +48,7 @@ impl OutgoingEmail {
         Self {
             from: Mailbox { name: Some(settings.from_name.clone()), email: settings.from_address.clone() },
             to,
+            reply_to: None,
             subject: content.subject,
             text: content.text,
             html: content.html,

@@ -57,9 +57,11 @@ fn mailbox(address: &Mailbox) -> Result<LettreMailbox, MailError> {
 
 /// Builds the RFC 5322 message: multipart/alternative with a text and an HTML part.
 pub fn build_message(email: &OutgoingEmail) -> Result<Message, MailError> {
-    Message::builder()
-        .from(mailbox(&email.from)?)
-        .to(mailbox(&email.to)?)
+    let mut builder = Message::builder().from(mailbox(&email.from)?).to(mailbox(&email.to)?);
+    if let Some(reply_to) = &email.reply_to {
+        builder = builder.reply_to(mailbox(reply_to)?);
+    }
+    builder
         .subject(email.subject.clone())
         .message_id(Some(email.message_id.clone()))
         .date(email.date)

@@ -26,6 +26,35 @@ email_pair!(VerifyText = "emails/verify_email.txt", VerifyHtml = "emails/verify_
 email_pair!(ResetText = "emails/reset_password.txt", ResetHtml = "emails/reset_password.html", { name: &'a str, link: &'a str, minutes: u64 });
 email_pair!(TakenText = "emails/already_registered.txt", TakenHtml = "emails/already_registered.html", { name: &'a str, login_link: &'a str, reset_link: &'a str });
 
+#[derive(Template)]
+#[template(path = "emails/message.txt")]
+struct MessageText<'a> {
+    body: &'a str,
+    sender: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "emails/message.html")]
+struct MessageHtml<'a> {
+    subject: &'a str,
+    paragraphs: Vec<Vec<&'a str>>,
+    sender: &'a str,
+}
+
+/// A CRM user's message (or note) to a contact: the body as typed, escaped in HTML, with
+/// blank lines as paragraph breaks.
+pub fn message(sender: &str, subject: &str, body: &str) -> anyhow::Result<Rendered> {
+    let normalized = body.replace("\r\n", "\n");
+    let paragraphs: Vec<Vec<&str>> = normalized
+        .split("\n\n")
+        .map(|p| p.trim_matches('\n'))
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.split('\n').collect())
+        .collect();
+    let html = MessageHtml { subject, paragraphs, sender }.render()?;
+    Ok(Rendered { subject: subject.to_owned(), text: MessageText { body, sender }.render()?, html })
+}
+
 fn render(subject: &str, text: impl Template, html: impl Template) -> anyhow::Result<Rendered> {
     Ok(Rendered { subject: subject.to_owned(), text: text.render()?, html: html.render()? })
 }

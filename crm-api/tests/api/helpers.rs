@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use borcelle::config::{
-    AuthSettings, DatabaseSettings, HttpSettings, MailSettings, Settings, SmtpSettings, SmtpTls, TransportSettings,
+    AuthSettings, DatabaseSettings, DeliverySettings, HttpSettings, MailSettings, Settings, SmtpSettings, SmtpTls,
+    TransportSettings,
 };
 use borcelle::startup::Application;
 use reqwest::header::HeaderMap;
@@ -73,6 +74,13 @@ pub fn base_settings(database_url: &str, listen: SocketAddr) -> Settings {
             transport: TransportSettings::Outbox,
         },
         dev_mode: true,
+        delivery: DeliverySettings {
+            retry_base: Duration::from_millis(200),
+            retry_cap: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(100),
+            ..DeliverySettings::default()
+        },
+        redis_url: None,
     }
 }
 
@@ -84,6 +92,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// CSRF token of the client's session, once logged in.
     pub csrf: Option<String>,
+    /// `name=value` of the session cookie, once logged in (for WebSocket handshakes).
+    pub session_cookie: Option<String>,
 }
 
 impl Drop for TestApp {
@@ -108,9 +118,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = base_settings(&url, addr);
     adjust(&mut settings);
     let db = borcelle::db::connect_and_migrate(&settings.database).await.expect("database");
-    let app = Application::with_listener(settings, db.clone(), listener).expect("app");
+    let app = Application::with_listener(settings, db.clone(), listener).await.expect("app");
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp { addr, db, db_name, client: browser_client(), csrf: None }
+    TestApp { addr, db, db_name, client: browser_client(), csrf: None, session_cookie: None }
 }
 
 impl TestApp {
@@ -145,11 +155,16 @@ impl TestApp {
             .await
     }
 
-    /// Logs the client in with the JSON API and remembers the CSRF token.
+    /// Logs the client in with the JSON API and remembers the CSRF token and the session cookie.
     pub async fn login(&mut self, email: &str, password: &str) -> reqwest::Response {
         let response = self.post_json("/api/v1/auth/login", &json!({ "email": email, "password": password })).await;
         if response.status().is_success() {
             let headers = response.headers().clone();
+            self.session_cookie = headers
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(str::to_owned);
             let body: Value = response.json().await.expect("json");
             self.csrf = body["csrf_token"].as_str().map(str::to_owned);
             return rebuild(200, headers, body);
@@ -228,7 +243,8 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// A real SMTP server process (mailtutan) with its HTTP API for reading mail back.
+/// A real SMTP server process (mailtutan) with its HTTP API for reading mail back. Send it one
+/// message per SMTP connection (see [`SmtpSink`] for bulk).
 pub struct MailServer {
     child: Child,
     pub smtp_port: u16,
@@ -374,5 +390,137 @@ impl MailServer {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("no message to {email} reached the SMTP server within 10 s");
+    }
+}
+
+/// The recipients (`To:` addresses) and Message-IDs of every message file in a maildir.
+pub fn maildir_messages(dir: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        let header = |name: &str| {
+            text.lines()
+                .take_while(|l| !l.is_empty())
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let to = header("To:");
+        let address = to.rsplit_once('<').map_or(to.as_str(), |(_, a)| a.trim_end_matches('>')).to_owned();
+        out.push((address, header("Message-ID:")));
+    }
+    out
+}
+
+/// Inserts `count` contacts for a user directly (test setup), emails `prefix{i}@example.com`.
+pub async fn seed_contacts(db: &PgPool, owner_email: &str, prefix: &str, count: i32, tag: &str) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(
+        "INSERT INTO contacts (id, owner_id, name, email, tags)
+         SELECT gen_random_uuid(), u.id, 'Contact ' || i, $2 || i || '@example.com', ARRAY[$4]
+         FROM users u, generate_series(1, $3) i WHERE u.email = $1
+         RETURNING id",
+    )
+    .bind(owner_email)
+    .bind(prefix)
+    .bind(count)
+    .bind(tag)
+    .fetch_all(db)
+    .await
+    .expect("seed contacts")
+}
+
+/// A WebSocket to `/ws` with the client's session cookie, as a browser tab opens it.
+pub async fn open_socket(
+    app: &TestApp,
+    session_cookie: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/ws", app.addr).into_client_request().expect("request");
+    request.headers_mut().insert("Cookie", session_cookie.parse().expect("cookie"));
+    request.headers_mut().insert("Origin", app.origin().parse().expect("origin"));
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("WebSocket handshake");
+    socket
+}
+
+/// Reads the next JSON message from a WebSocket (up to 30 s).
+pub async fn next_event(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> Option<Value> {
+    use futures::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.ok()??.ok()?;
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).ok();
+        }
+    }
+}
+
+/// A real SMTP server process (Python's aiosmtpd) that writes every message into a Maildir.
+///
+/// Bulk tests use it: mailtutan 0.3.0 records the first message of an SMTP connection again for
+/// every later message on that connection, and a pooled client sends many per connection.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    /// Starts the sink on `port`, storing into `dir` (which survives restarts of the sink).
+    pub async fn start(port: u16, dir: &std::path::Path) -> SmtpSink {
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start aiosmtpd ({err}); `scripts/test` installs it with pip"));
+        let sink = SmtpSink { child, port, dir: dir.to_owned() };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return sink;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not start on port {port}");
+    }
+
+    pub fn smtp_settings(&self) -> SmtpSettings {
+        SmtpSettings {
+            host: "127.0.0.1".to_owned(),
+            port: self.port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            pool_size: 4,
+            timeout: Duration::from_secs(10),
+            ca_file: None,
+        }
+    }
+
+    /// `(recipient address, Message-ID)` of every message stored so far.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        maildir_messages(&self.dir.join("new"))
+    }
+
+    /// Waits (up to `secs`) until at least `count` messages are stored.
+    pub async fn wait_for_count(&self, count: usize, secs: u64) -> Vec<(String, String)> {
+        let mut messages = self.messages();
+        for _ in 0..secs * 20 {
+            if messages.len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            messages = self.messages();
+        }
+        messages
     }
 }

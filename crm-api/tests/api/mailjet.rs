@@ -19,9 +19,9 @@ use crate::helpers::*;
 
 /// What the stand-in received, and the answers it will give in order (then 200 success).
 #[derive(Default)]
-struct StandIn {
-    received: Mutex<Vec<(HeaderMap, Value)>>,
-    answers: Mutex<VecDeque<(u16, String)>>,
+pub struct StandIn {
+    pub received: Mutex<Vec<(HeaderMap, Value)>>,
+    pub answers: Mutex<VecDeque<(u16, String)>>,
 }
 
 const SUCCESS: &str = r#"{"Messages":[{"Status":"success","CustomID":"","To":[{"Email":"x@example.com","MessageUUID":"1ab23cd4","MessageID":288230379631515999,"MessageHref":"https://api.mailjet.com/v3/REST/message/288230379631515999"}],"Cc":[],"Bcc":[]}]}"#;
@@ -33,7 +33,7 @@ async fn send(State(stand_in): State<Arc<StandIn>>, headers: HeaderMap, body: St
     (StatusCode::from_u16(status).unwrap(), body)
 }
 
-async fn start_stand_in() -> (Url, Arc<StandIn>) {
+pub async fn start_stand_in() -> (Url, Arc<StandIn>) {
     let stand_in = Arc::new(StandIn::default());
     let app = Router::new().route("/v3.1/send", post(send)).with_state(stand_in.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,7 +42,7 @@ async fn start_stand_in() -> (Url, Arc<StandIn>) {
     (url, stand_in)
 }
 
-fn settings(api_url: Url, sandbox: bool) -> MailjetSettings {
+pub fn settings(api_url: Url, sandbox: bool) -> MailjetSettings {
     MailjetSettings {
         api_key: "public-key".to_owned(),
         api_secret: SecretString::from("private-secret".to_owned()),
@@ -56,6 +56,7 @@ fn email() -> OutgoingEmail {
     OutgoingEmail {
         from: Mailbox { name: Some("Borcelle".to_owned()), email: "noreply@borcelle.test".to_owned() },
         to: Mailbox { name: Some("Ada".to_owned()), email: "ada@example.com".to_owned() },
+        reply_to: None,
         subject: "Hello".to_owned(),
         text: "Hi Ada".to_owned(),
         html: "<p>Hi Ada</p>".to_owned(),

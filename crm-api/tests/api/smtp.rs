@@ -45,6 +45,7 @@ fn email(to: &str) -> OutgoingEmail {
     OutgoingEmail {
         from: Mailbox { name: Some("Borcelle".to_owned()), email: "noreply@borcelle.test".to_owned() },
         to: Mailbox { name: None, email: to.to_owned() },
+        reply_to: None,
         subject: "Direct".to_owned(),
         text: "plain".to_owned(),
         html: "<p>html</p>".to_owned(),

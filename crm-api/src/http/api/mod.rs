@@ -1,7 +1,11 @@
 //! The JSON API under `/api/v1`.
 
 mod auth;
-mod contacts;
+pub mod contacts;
+mod messages;
+mod notes;
+mod notifications;
+mod tasks;
 pub use auth::REGISTER_ANSWER;
 pub use outbox::may_read_outbox;
 mod outbox;
@@ -29,4 +33,15 @@ pub fn router() -> Router<AppState> {
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route("/contacts/autocomplete", get(contacts::autocomplete))
         .route("/contacts/{id}", get(contacts::show).patch(contacts::update).delete(contacts::remove))
+        .route("/contacts/{id}/messages", get(messages::contact_timeline))
+        .route("/messages", get(messages::history).post(messages::send))
+        .route("/messages/{id}/retry", post(messages::retry))
+        .route("/notes", get(notes::list).post(notes::create))
+        .route("/notes/{id}", get(notes::show).patch(notes::update).delete(notes::remove))
+        .route("/notes/{id}/send", post(notes::send))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}/retry-failed", post(tasks::retry_failed))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/{id}/read", post(notifications::mark_read))
 }

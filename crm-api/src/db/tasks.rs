@@ -1,0 +1,153 @@
+//! Tasks: one send (a message or a note) to one or many contacts, with the ledger rows it owns.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Task {
+    pub id: Uuid,
+    pub kind: String,
+    pub note_id: Option<Uuid>,
+    pub subject: String,
+    pub total: i32,
+    pub sent: i32,
+    pub failed: i32,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Who a send goes to.
+pub enum Recipients<'a> {
+    /// These contacts of the owner; any id that is not the owner's makes the whole send fail.
+    Contacts(&'a [Uuid]),
+    /// Every contact of the owner with this tag.
+    Tag(&'a str),
+}
+
+pub struct NewTask<'a> {
+    pub id: Uuid,
+    pub owner: Uuid,
+    pub kind: &'a str,
+    pub note_id: Option<Uuid>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    /// Domain of the stable Message-IDs (`<id@domain>`).
+    pub message_id_domain: &'a str,
+}
+
+/// Why a send could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnqueueError {
+    /// Some requested contact ids are not the owner's.
+    UnknownContacts(Vec<Uuid>),
+    /// The tag matches no contact.
+    NoRecipients,
+}
+
+/// Writes the task and one `queued` ledger row per recipient, in the caller's transaction:
+/// the ledger exists before anything is sent. Returns the number of recipients.
+pub async fn enqueue(
+    tx: &mut PgConnection,
+    task: &NewTask<'_>,
+    recipients: Recipients<'_>,
+) -> sqlx::Result<Result<i32, EnqueueError>> {
+    // `total` is set once the ledger rows exist, so it always equals their number.
+    sqlx::query!(
+        "INSERT INTO tasks (id, owner_id, kind, note_id, subject, body, total) VALUES ($1, $2, $3, $4, $5, $6, 1)",
+        task.id,
+        task.owner,
+        task.kind,
+        task.note_id,
+        task.subject,
+        task.body
+    )
+    .execute(&mut *tx)
+    .await?;
+    let (ids, tag): (Option<&[Uuid]>, Option<&str>) = match recipients {
+        Recipients::Contacts(ids) => (Some(ids), None),
+        Recipients::Tag(tag) => (None, Some(tag)),
+    };
+    let inserted: Vec<Uuid> = sqlx::query_scalar!(
+        "WITH chosen AS (
+             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name FROM contacts c
+             WHERE c.owner_id = $1
+               AND ($3::uuid[] IS NULL OR c.id = ANY($3))
+               AND ($4::text IS NULL OR c.tags @> ARRAY[$4]::text[])
+         )
+         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
+         SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>' FROM chosen
+         ON CONFLICT (task_id, to_email) DO NOTHING
+         RETURNING contact_id AS \"contact_id!\"",
+        task.owner,
+        task.id,
+        ids,
+        tag,
+        task.message_id_domain
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(ids) = ids {
+        let missing: Vec<Uuid> = ids.iter().filter(|id| !inserted.contains(id)).copied().collect();
+        if !missing.is_empty() {
+            return Ok(Err(EnqueueError::UnknownContacts(missing)));
+        }
+    }
+    if inserted.is_empty() {
+        return Ok(Err(EnqueueError::NoRecipients));
+    }
+    let total = inserted.len() as i32;
+    sqlx::query!("UPDATE tasks SET total = $2 WHERE id = $1", task.id, total).execute(&mut *tx).await?;
+    Ok(Ok(total))
+}
+
+pub async fn get(db: impl PgExecutor<'_>, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Task>> {
+    sqlx::query_as!(
+        Task,
+        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at
+         FROM tasks WHERE owner_id = $1 AND id = $2",
+        owner,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The owner's tasks, newest first; only running ones when `running_only`.
+pub async fn list(db: impl PgExecutor<'_>, owner: Uuid, running_only: bool, limit: i64) -> sqlx::Result<Vec<Task>> {
+    sqlx::query_as!(
+        Task,
+        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at
+         FROM tasks WHERE owner_id = $1 AND (NOT $2 OR status = 'running')
+         ORDER BY created_at DESC, id DESC LIMIT $3",
+        owner,
+        running_only,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Content and sender of tasks, for the workers (one query per claimed batch).
+#[derive(Debug, Clone)]
+pub struct TaskContent {
+    pub id: Uuid,
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub owner_name: String,
+    pub owner_email: String,
+}
+
+pub async fn contents(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<TaskContent>> {
+    sqlx::query_as!(
+        TaskContent,
+        "SELECT t.id, t.kind, t.subject, t.body, u.display_name AS owner_name, u.email AS owner_email
+         FROM tasks t JOIN users u ON u.id = t.owner_id WHERE t.id = ANY($1)",
+        ids
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,164 @@
+//! `/api/v1/messages` and `/api/v1/contacts/{id}/messages`: sending and the delivery history.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::contacts::{contact_id, page_size, query_error};
+use crate::db::contacts;
+use crate::db::messages::{self, HistoryFilter};
+use crate::error::{AppError, AppResult};
+use crate::http::extract::{ApiJson, CurrentUser};
+use crate::messaging::{self, RecipientsInput};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    #[serde(default)]
+    contact_ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    tag: Option<String>,
+    subject: String,
+    body: String,
+}
+
+/// `POST /messages`: queues a message to one contact or many; 202 with the task id.
+pub async fn send(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(input): ApiJson<SendBody>,
+) -> AppResult<Response> {
+    let (subject, body) = messaging::content(&input.subject, &input.body, "subject", "body")?;
+    let recipients = RecipientsInput { contact_ids: input.contact_ids, tag: input.tag }.validate()?;
+    let queued = messaging::send(&state, user.user_id, "message", None, &subject, &body, recipients).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    status: Option<String>,
+    contact_id: Option<String>,
+    task_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+const STATUSES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
+
+fn time(field: &str, raw: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw.trim()).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+            AppError::validation(field, format!("{field} must be an RFC 3339 time, like 2026-11-24T09:00:00Z"))
+        })
+    })
+    .transpose()
+}
+
+fn uuid_param(field: &str, raw: Option<&str>) -> AppResult<Option<Uuid>> {
+    raw.map(|raw| raw.trim().parse().map_err(|_| AppError::validation(field, format!("{field} must be an id"))))
+        .transpose()
+}
+
+fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
+    let bad = || AppError::validation("cursor", "cursor is not valid: use the next_cursor of the previous page");
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (at, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok((DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc), id.parse().map_err(|_| bad())?))
+}
+
+async fn history_page(state: &AppState, owner: Uuid, filter: HistoryFilter) -> AppResult<Json<serde_json::Value>> {
+    let limit = filter.limit;
+    let mut rows = messages::history(&state.db, owner, &filter).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| {
+            let at = last.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            URL_SAFE_NO_PAD.encode(format!("{at}|{}", last.id))
+        })
+    } else {
+        None
+    };
+    Ok(Json(json!({ "messages": rows, "next_cursor": next_cursor })))
+}
+
+fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
+    let status = match params.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) if STATUSES.contains(&s) => Some(s.to_owned()),
+        Some(_) => {
+            return Err(AppError::validation("status", format!("status must be one of {}", STATUSES.join(", "))));
+        }
+        None => None,
+    };
+    Ok(HistoryFilter {
+        status,
+        contact_id: uuid_param("contact_id", params.contact_id.as_deref())?,
+        task_id: uuid_param("task_id", params.task_id.as_deref())?,
+        since: time("since", params.since.as_deref())?,
+        until: time("until", params.until.as_deref())?,
+        before: params.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit: page_size(params.limit.as_deref())?,
+    })
+}
+
+/// `GET /messages`: every message of the user, newest first, filtered by status, contact, task or time.
+pub async fn history(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> AppResult<Json<serde_json::Value>> {
+    let Query(params) = params.map_err(query_error)?;
+    history_page(&state, user.user_id, filter_from(&params)?).await
+}
+
+/// `GET /contacts/{id}/messages`: one contact's timeline.
+pub async fn contact_timeline(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> AppResult<Json<serde_json::Value>> {
+    let id = contact_id(&id)?;
+    let Query(params) = params.map_err(query_error)?;
+    if contacts::get(&state.db, user.user_id, id).await?.is_none() {
+        return Err(AppError::NotFound("contact"));
+    }
+    let mut filter = filter_from(&params)?;
+    filter.contact_id = Some(id);
+    history_page(&state, user.user_id, filter).await
+}
+
+/// `POST /messages/{id}/retry`: sends a failed message again.
+pub async fn retry(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound("message"))?;
+    let Some(status) = messages::status_of(&state.db, user.user_id, id).await? else {
+        return Err(AppError::NotFound("message"));
+    };
+    if status != "failed" {
+        return Err(AppError::Conflict {
+            code: "not_failed",
+            field: "status",
+            message: format!("only failed messages can be retried; this one is {status}"),
+            existing_id: None,
+        });
+    }
+    messages::retry_failed(&state.db, user.user_id, Some(id), None).await?;
+    state.wake_delivery.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "message_id": id, "status": "queued" }))).into_response())
+}

@@ -1,0 +1,118 @@
+//! Sending to contacts: validates a send, writes the task and its ledger rows in one transaction,
+//! wakes the delivery engine and tells the owner's open pages.
+
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::tasks::{self, EnqueueError, NewTask, Recipients};
+use crate::error::{AppError, AppResult};
+use crate::events::{Audience, Envelope};
+use crate::state::AppState;
+
+pub const SUBJECT_MAX: usize = 200;
+pub const BODY_MAX: usize = 100_000;
+/// Most contacts one send may name by id (a tag reaches any number).
+pub const RECIPIENT_IDS_MAX: usize = 10_000;
+
+/// Who a send goes to, as a client names them: contact ids or one tag.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsInput {
+    #[serde(default)]
+    pub contact_ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A validated recipient choice.
+pub enum Chosen {
+    Contacts(Vec<Uuid>),
+    Tag(String),
+}
+
+impl RecipientsInput {
+    pub fn validate(self) -> AppResult<Chosen> {
+        match (self.contact_ids, self.tag.map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty())) {
+            (Some(_), Some(_)) => Err(AppError::validation("contact_ids", "send to contact_ids or to a tag, not both")),
+            (None, None) => Err(AppError::validation("contact_ids", "choose recipients: contact_ids or a tag")),
+            (Some(mut ids), None) => {
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Err(AppError::validation("contact_ids", "choose at least one contact"));
+                }
+                if ids.len() > RECIPIENT_IDS_MAX {
+                    return Err(AppError::validation(
+                        "contact_ids",
+                        format!("at most {RECIPIENT_IDS_MAX} contacts by id; use a tag for more"),
+                    ));
+                }
+                Ok(Chosen::Contacts(ids))
+            }
+            (None, Some(tag)) => Ok(Chosen::Tag(tag)),
+        }
+    }
+}
+
+/// Checks a subject and body.
+pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str) -> AppResult<(String, String)> {
+    let subject = subject.trim();
+    if subject.is_empty() {
+        return Err(AppError::validation(subject_field, format!("{subject_field} is required")));
+    }
+    if subject.chars().count() > SUBJECT_MAX || subject.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            subject_field,
+            format!("{subject_field} must be one line of at most {SUBJECT_MAX} characters"),
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err(AppError::validation(body_field, format!("{body_field} is required")));
+    }
+    if body.chars().count() > BODY_MAX || body.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(AppError::validation(
+            body_field,
+            format!("{body_field} must be at most {BODY_MAX} characters, without control characters"),
+        ));
+    }
+    Ok((subject.to_owned(), body.to_owned()))
+}
+
+/// A queued send.
+#[derive(Debug, serde::Serialize)]
+pub struct Queued {
+    pub task_id: Uuid,
+    pub total: i32,
+}
+
+/// Queues a send: one transaction writes the task and a `queued` ledger row per recipient.
+pub async fn send(
+    state: &AppState,
+    owner: Uuid,
+    kind: &str,
+    note_id: Option<Uuid>,
+    subject: &str,
+    body: &str,
+    recipients: Chosen,
+) -> AppResult<Queued> {
+    let domain = state.settings.mail.from_address.rsplit_once('@').map_or("localhost", |(_, d)| d).to_owned();
+    let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: &domain };
+    let mut tx = state.db.begin().await?;
+    let chosen = match &recipients {
+        Chosen::Contacts(ids) => Recipients::Contacts(ids),
+        Chosen::Tag(tag) => Recipients::Tag(tag),
+    };
+    let total = match tasks::enqueue(&mut tx, &task, chosen).await? {
+        Ok(total) => total,
+        // Another user's contact is simply not one of ours: not found, as everywhere.
+        Err(EnqueueError::UnknownContacts(_)) => return Err(AppError::NotFound("contact")),
+        Err(EnqueueError::NoRecipients) => return Err(AppError::validation("tag", "no contact has this tag")),
+    };
+    tx.commit().await?;
+    state.wake_delivery.notify_one();
+    let event = json!({ "type": "task_progress", "task_id": task.id, "sent": 0, "failed": 0, "total": total, "status": "running" });
+    state.events.publish(Envelope { audience: Audience::User(owner), event }).await;
+    tracing::info!(task = %task.id, total, kind, "send queued");
+    Ok(Queued { task_id: task.id, total })
+}

@@ -1,0 +1,432 @@
+//! Sending to contacts: the ledger, the delivery engine against a real SMTP server, live progress
+//! over a real WebSocket, retries through an outage, and privacy.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use borcelle::config::TransportSettings;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Waits (up to `secs`) until the task is done and returns it.
+async fn wait_done(app: &TestApp, task_id: &str, secs: u64) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..secs * 10 {
+        last = app.get(&format!("/api/v1/tasks/{task_id}")).await.json().await.unwrap();
+        if last["status"] == "done" {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("task {task_id} not done after {secs} s: {last}");
+}
+
+async fn ledger_counts(app: &TestApp, task_id: &str) -> HashMap<String, i64> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM messages WHERE task_id = $1::uuid GROUP BY status")
+            .bind(task_id)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    rows.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_message_to_one_contact_is_queued_sent_and_in_its_history() {
+    let smtp = MailServer::start().await;
+    let mut app = spawn_app_with(|s| s.mail.transport = TransportSettings::Smtp(smtp.smtp_settings())).await;
+    app.signed_in_user("sender@example.com").await;
+    let contact: Value = app
+        .post_json("/api/v1/contacts", &json!({ "name": "Ada <Lovelace>", "email": "ada@example.com" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let contact_id = contact["id"].as_str().unwrap();
+    let response = app
+        .post_json(
+            "/api/v1/messages",
+            &json!({ "contact_ids": [contact_id], "subject": "Hello Ada", "body": "First line\nsecond line\n\n<b>not bold</b>" }),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let queued: Value = response.json().await.unwrap();
+    assert_eq!(queued["total"], 1);
+    let task_id = queued["task_id"].as_str().unwrap();
+    let task = wait_done(&app, task_id, 20).await;
+    assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(1), Some(0)));
+
+    let id = smtp.wait_for("ada@example.com").await;
+    let source = smtp.part(id, "source").await;
+    assert!(source.contains("Reply-To: \"Test User\" <sender@example.com>"), "replies go to the sender: {source}");
+    assert!(source.contains("From: \"Test User via Borcelle\" <noreply@borcelle.test>"), "{source}");
+    let html = smtp.part(id, "html").await;
+    assert!(html.contains("&#60;b&#62;not bold&#60;/b&#62;") && html.contains("First line<br>second line"), "{html}");
+
+    let timeline: Value = app.get(&format!("/api/v1/contacts/{contact_id}/messages")).await.json().await.unwrap();
+    let entry = &timeline["messages"][0];
+    assert_eq!(entry["status"], "sent");
+    assert_eq!(entry["subject"], "Hello Ada");
+    assert_eq!(entry["attempts"], 1);
+    assert!(entry["sent_at"].is_string() && entry["provider_id"].is_string());
+    let message_id = entry["message_id"].as_str().unwrap();
+    assert!(source.contains(&format!("Message-ID: {message_id}")), "the ledger's Message-ID is the one sent");
+
+    let notes: Value = app.get("/api/v1/notifications").await.json().await.unwrap();
+    assert_eq!(notes["notifications"][0]["title"], "Message sent to 1 contact");
+    assert_eq!(notes["unread"], 1);
+}
+
+#[tokio::test]
+async fn a_note_to_1000_contacts_arrives_once_each_with_live_progress_that_never_goes_back() {
+    let dir = std::env::temp_dir().join(unique("borcelle-sink-"));
+    let sink = SmtpSink::start(free_port(), &dir).await;
+    let mut app = spawn_app_with(|s| s.mail.transport = TransportSettings::Smtp(sink.smtp_settings())).await;
+    app.signed_in_user("bulk@example.com").await;
+    seed_contacts(&app.db, "bulk@example.com", "reader", 1000, "newsletter").await;
+    let note: Value = app
+        .post_json("/api/v1/notes", &json!({ "title": "Q3 update", "body": "Numbers are up." }))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let mut socket = open_socket(&app, app.session_cookie.as_deref().unwrap()).await;
+    let snapshot = next_event(&mut socket).await.expect("snapshot");
+    assert_eq!(snapshot["type"], "snapshot");
+
+    let response = app
+        .post_json(&format!("/api/v1/notes/{}/send", note["id"].as_str().unwrap()), &json!({ "tag": "Newsletter" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    let queued: Value = response.json().await.unwrap();
+    assert_eq!(queued["total"], 1000);
+    let task_id = queued["task_id"].as_str().unwrap().to_owned();
+
+    // Progress over the WebSocket: counts only grow, and end at 1000 of 1000.
+    let (mut last_sent, mut events, mut notified) = (-1i64, 0, None);
+    while notified.is_none() {
+        let event = next_event(&mut socket).await.expect("an event within 30 s");
+        match event["type"].as_str() {
+            Some("task_progress") if event["task_id"] == task_id.as_str() => {
+                let sent = event["sent"].as_i64().unwrap();
+                assert!(sent >= last_sent, "progress went back from {last_sent} to {sent}");
+                last_sent = sent;
+                events += 1;
+            }
+            Some("notification") => notified = Some(event),
+            _ => {}
+        }
+    }
+    assert_eq!(last_sent, 1000);
+    assert!(events >= 3, "progress came in steps, not only at the end ({events} events)");
+    assert_eq!(notified.unwrap()["notification"]["title"], "Note sent to 1000 contacts");
+
+    // Every one of the 1000 arrived exactly once, each with its ledger row's Message-ID.
+    let arrived = sink.wait_for_count(1000, 10).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (to, _) in &arrived {
+        *seen.entry(to.clone()).or_default() += 1;
+    }
+    assert_eq!(arrived.len(), 1000, "1000 messages arrived");
+    assert_eq!(seen.len(), 1000, "1000 different recipients");
+    let ledger_ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM messages WHERE task_id = $1::uuid")
+        .bind(&task_id)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let mut arrived_ids: Vec<&String> = arrived.iter().map(|(_, id)| id).collect();
+    arrived_ids.sort();
+    let mut expected: Vec<&String> = ledger_ids.iter().collect();
+    expected.sort();
+    assert_eq!(arrived_ids, expected, "what arrived is exactly the ledger");
+
+    // The task and the ledger agree.
+    let task = wait_done(&app, &task_id, 5).await;
+    assert_eq!(
+        (task["sent"].as_i64(), task["failed"].as_i64(), task["total"].as_i64()),
+        (Some(1000), Some(0), Some(1000))
+    );
+    assert_eq!(ledger_counts(&app, &task_id).await, HashMap::from([("sent".to_owned(), 1000)]));
+}
+
+#[tokio::test]
+async fn when_the_smtp_server_goes_down_mid_run_messages_retry_and_all_arrive_once_it_is_back() {
+    let dir = std::env::temp_dir().join(unique("borcelle-sink-"));
+    let port = free_port();
+    let sink = SmtpSink::start(port, &dir).await;
+    let mut app = spawn_app_with(|s| {
+        let mut smtp_settings = sink.smtp_settings();
+        smtp_settings.timeout = Duration::from_secs(2);
+        s.mail.transport = TransportSettings::Smtp(smtp_settings);
+        s.delivery.rate_per_sec = Some(100);
+        s.delivery.concurrency = 4;
+    })
+    .await;
+    app.signed_in_user("outage@example.com").await;
+    seed_contacts(&app.db, "outage@example.com", "patient", 300, "all").await;
+    let queued: Value = app
+        .post_json("/api/v1/messages", &json!({ "tag": "all", "subject": "Through the outage", "body": "Hello" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = queued["task_id"].as_str().unwrap().to_owned();
+
+    // Let some arrive, then take the server away.
+    sink.wait_for_count(30, 10).await;
+    drop(sink);
+    let before_outage = maildir_messages(&dir.join("new")).len();
+    assert!(before_outage < 300, "the outage came mid-run ({before_outage} delivered before it)");
+    let mut saw_retrying = false;
+    for _ in 0..100 {
+        if ledger_counts(&app, &task_id).await.get("retrying").copied().unwrap_or(0) > 0 {
+            saw_retrying = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_retrying, "messages went to retrying while the server was down");
+
+    // Nothing is marked sent that did not arrive.
+    let arrived: Vec<String> = maildir_messages(&dir.join("new")).into_iter().map(|(to, _)| to).collect();
+    let marked: Vec<String> =
+        sqlx::query_scalar("SELECT to_email FROM messages WHERE task_id = $1::uuid AND status = 'sent'")
+            .bind(&task_id)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let phantom: Vec<&String> = marked.iter().filter(|to| !arrived.contains(to)).collect();
+    assert!(phantom.is_empty(), "marked sent but never arrived: {phantom:?}");
+
+    let back = SmtpSink::start(port, &dir).await;
+    let task = wait_done(&app, &task_id, 60).await;
+    assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(300), Some(0)));
+    let all = back.wait_for_count(300, 5).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (to, _) in all {
+        *seen.entry(to).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 300);
+    assert!(seen.values().all(|n| *n == 1), "each arrived exactly once");
+    let retried: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE task_id = $1::uuid AND attempts > 1")
+        .bind(&task_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(retried > 0, "some messages needed more than one attempt");
+}
+
+#[tokio::test]
+async fn permanent_failures_are_recorded_with_the_reason_and_can_be_retried() {
+    // MailJet answers the first request with a per-message rejection, then accepts.
+    let (url, stand_in) = crate::mailjet::start_stand_in().await;
+    stand_in.answers.lock().unwrap().push_back((
+        400,
+        r#"{"Messages":[{"Status":"error","Errors":[{"ErrorCode":"mj-0013","StatusCode":400,"ErrorMessage":"blocked recipient","ErrorRelatedTo":["To[0].Email"]}]}]}"#.to_owned(),
+    ));
+    let mut app =
+        spawn_app_with(|s| s.mail.transport = TransportSettings::Mailjet(crate::mailjet::settings(url, false))).await;
+    app.signed_in_user("retrier@example.com").await;
+    let ids = seed_contacts(&app.db, "retrier@example.com", "r", 1, "x").await;
+    let queued: Value = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": ids, "subject": "Try", "body": "Hello" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = queued["task_id"].as_str().unwrap().to_owned();
+    let task = wait_done(&app, &task_id, 20).await;
+    assert_eq!(task["failed"], 1);
+    let history: Value = app.get("/api/v1/messages?status=failed").await.json().await.unwrap();
+    let failed = &history["messages"][0];
+    assert!(failed["last_error"].as_str().unwrap().contains("blocked recipient"), "{failed}");
+    let notes: Value = app.get("/api/v1/notifications").await.json().await.unwrap();
+    assert_eq!(notes["notifications"][0]["title"], "Message sent to 0 of 1 contact; 1 failed");
+
+    let message_id = failed["id"].as_str().unwrap();
+    let retry = app.post_json(&format!("/api/v1/messages/{message_id}/retry"), &json!({})).await;
+    assert_eq!(retry.status(), 202);
+    let task = wait_done(&app, &task_id, 20).await;
+    assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(1), Some(0)));
+    let again = app.post_json(&format!("/api/v1/messages/{message_id}/retry"), &json!({})).await;
+    assert_eq!(error_of(again).await.0, 409, "a sent message cannot be retried");
+}
+
+#[tokio::test]
+async fn another_users_messages_tasks_notes_and_events_stay_private() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("alice-msg@example.com").await;
+    let ids = seed_contacts(&app.db, "alice-msg@example.com", "friend", 2, "friends").await;
+    let contact = ids[0].to_string();
+    let note: Value =
+        app.post_json("/api/v1/notes", &json!({ "title": "Private", "body": "Secret" })).await.json().await.unwrap();
+    let note_id = note["id"].as_str().unwrap().to_owned();
+    let queued: Value = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": [contact], "subject": "Hi", "body": "Hello" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = queued["task_id"].as_str().unwrap().to_owned();
+    wait_done(&app, &task_id, 20).await;
+    let message_id: String =
+        sqlx::query_scalar("SELECT id::text FROM messages LIMIT 1").fetch_one(&app.db).await.unwrap();
+
+    let alice_cookie = app.session_cookie.clone().unwrap();
+    let mut alice_socket = open_socket(&app, &alice_cookie).await;
+    next_event(&mut alice_socket).await.expect("alice's snapshot");
+
+    app.client = browser_client();
+    app.signed_in_user("bob-msg@example.com").await;
+    let mut bob_socket = open_socket(&app, app.session_cookie.as_deref().unwrap()).await;
+    let bob_snapshot = next_event(&mut bob_socket).await.expect("bob's snapshot");
+    assert_eq!(bob_snapshot["tasks"], json!([]));
+    assert_eq!(bob_snapshot["notifications"], json!([]));
+
+    for path in [
+        format!("/api/v1/tasks/{task_id}"),
+        format!("/api/v1/notes/{note_id}"),
+        format!("/api/v1/contacts/{contact}/messages"),
+    ] {
+        assert_eq!(error_of(app.get(&path).await).await.0, 404, "{path}");
+    }
+    for (path, body) in [
+        ("/api/v1/messages".to_owned(), json!({ "contact_ids": [contact], "subject": "Hi", "body": "Spam" })),
+        (format!("/api/v1/notes/{note_id}/send"), json!({ "tag": "friends" })),
+        (format!("/api/v1/messages/{message_id}/retry"), json!({})),
+        (format!("/api/v1/tasks/{task_id}/retry-failed"), json!({})),
+    ] {
+        assert_eq!(error_of(app.post_json(&path, &body).await).await.0, 404, "{path}");
+    }
+    let history: Value = app.get("/api/v1/messages").await.json().await.unwrap();
+    assert_eq!(history["messages"], json!([]));
+    let tasks: Value = app.get("/api/v1/tasks").await.json().await.unwrap();
+    assert_eq!(tasks["tasks"], json!([]));
+    // Bob's tag has no contacts: his send cannot reach Alice's "friends".
+    let (status, _, field) =
+        error_of(app.post_json("/api/v1/messages", &json!({ "tag": "friends", "subject": "Hi", "body": "x" })).await)
+            .await;
+    assert_eq!((status, field.as_deref()), (422, Some("tag")));
+
+    // Alice sends again: her socket hears about it, Bob's does not.
+    let mut alice = spawn_client_of(&app, &alice_cookie);
+    alice.csrf = Some(fetch_csrf(&app, &alice_cookie).await);
+    let response = alice
+        .post_json("/api/v1/messages", &json!({ "contact_ids": [ids[1]], "subject": "Again", "body": "Hello" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    let heard = next_event(&mut alice_socket).await.expect("alice hears her progress");
+    assert_eq!(heard["type"], "task_progress");
+    let silence = tokio::time::timeout(Duration::from_millis(1500), next_event(&mut bob_socket)).await;
+    assert!(silence.is_err(), "bob's socket received {silence:?}");
+}
+
+/// A client that carries a given session cookie.
+fn spawn_client_of(app: &TestApp, cookie: &str) -> CookieClient {
+    CookieClient { base: app.url(""), origin: app.origin(), cookie: cookie.to_owned(), csrf: None }
+}
+
+struct CookieClient {
+    base: String,
+    origin: String,
+    cookie: String,
+    csrf: Option<String>,
+}
+
+impl CookieClient {
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie)
+            .header("Origin", &self.origin)
+            .json(body);
+        if let Some(csrf) = &self.csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+async fn fetch_csrf(app: &TestApp, cookie: &str) -> String {
+    let session: Value = reqwest::Client::new()
+        .get(app.url("/api/v1/auth/session"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    session["csrf_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_websocket_from_another_site_or_without_a_session_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut app = spawn_app().await;
+    app.signed_in_user("ws@example.com").await;
+    let mut request = format!("ws://{}/ws", app.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Cookie", app.session_cookie.clone().unwrap().parse().unwrap());
+    request.headers_mut().insert("Origin", "https://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_err(), "cross-site handshake refused");
+    let anonymous = format!("ws://{}/ws", app.addr).into_client_request().unwrap();
+    assert!(tokio_tungstenite::connect_async(anonymous).await.is_err(), "anonymous handshake refused");
+}
+
+#[tokio::test]
+async fn bad_sends_get_a_4xx_naming_the_problem_and_write_nothing() {
+    // A send may name up to 10,000 contacts: the body limit must let the 10,001st be refused by name.
+    let mut app = spawn_app_with(|s| s.http.body_limit = 1024 * 1024).await;
+    app.signed_in_user("bad-sends@example.com").await;
+    let ids = seed_contacts(&app.db, "bad-sends@example.com", "c", 1, "t").await;
+    let many: Vec<String> = (0..10_001).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let cases = [
+        (json!({ "contact_ids": ids, "body": "x" }), 422, "subject"),
+        (json!({ "contact_ids": ids, "subject": "", "body": "x" }), 422, "subject"),
+        (json!({ "contact_ids": ids, "subject": "line\nbreak", "body": "x" }), 422, "subject"),
+        (json!({ "contact_ids": ids, "subject": "s", "body": "   " }), 422, "body"),
+        (json!({ "subject": "s", "body": "x" }), 422, "contact_ids"),
+        (json!({ "contact_ids": [], "subject": "s", "body": "x" }), 422, "contact_ids"),
+        (json!({ "contact_ids": ids, "tag": "t", "subject": "s", "body": "x" }), 422, "contact_ids"),
+        (json!({ "contact_ids": many, "subject": "s", "body": "x" }), 422, "contact_ids"),
+        (json!({ "contact_ids": ["not-a-uuid"], "subject": "s", "body": "x" }), 422, "contact_ids[0]"),
+        (json!({ "tag": "nobody", "subject": "s", "body": "x" }), 422, "tag"),
+        (json!({ "contact_ids": ids, "subject": "s", "body": "x", "cc": "x" }), 422, "cc"),
+    ];
+    for (body, status, field) in cases {
+        let (got, _, named) = error_of(app.post_json("/api/v1/messages", &body).await).await;
+        assert_eq!(
+            (got, named.as_deref()),
+            (status, Some(field)),
+            "{}",
+            body.to_string().chars().take(120).collect::<String>()
+        );
+    }
+    let (status, _, _) = error_of(
+        app.post_json(
+            "/api/v1/messages",
+            &json!({ "contact_ids": [uuid::Uuid::new_v4()], "subject": "s", "body": "x" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404, "an id that is not one of my contacts is not found");
+    for (path, field) in [
+        ("/api/v1/messages?status=lost", "status"),
+        ("/api/v1/messages?since=yesterday", "since"),
+        ("/api/v1/messages?contact_id=12", "contact_id"),
+        ("/api/v1/messages?limit=500", "limit"),
+        ("/api/v1/messages?cursor=%%%", "cursor"),
+        ("/api/v1/tasks?status=maybe", "status"),
+    ] {
+        let (status, _, named) = error_of(app.get(path).await).await;
+        assert_eq!((status, named.as_deref()), (422, Some(field)), "{path}");
+    }
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&app.db).await.unwrap();
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&app.db).await.unwrap();
+    assert_eq!((tasks, messages), (0, 0), "no half-written send");
+}
