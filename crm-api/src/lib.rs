@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod contacts;
+pub mod contacts_csv;
 pub mod db;
 pub mod delivery;
 pub mod error;

@@ -250,3 +250,82 @@ pub async fn autocomplete(db: impl PgExecutor<'_>, owner: Uuid, typed: &str) -> 
     .fetch_all(db)
     .await
 }
+
+/// Creates or updates contacts by email in one statement (an import's valid rows). Empty optional
+/// fields keep what an existing contact has. Returns (created, updated).
+pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Uuid, rows: &[ContactFields]) -> sqlx::Result<(i64, i64)> {
+    let mut names = Vec::with_capacity(rows.len());
+    let mut emails = Vec::with_capacity(rows.len());
+    let mut phones: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut companies: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut addresses: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut tax_ids: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut tags = Vec::with_capacity(rows.len());
+    let mut notes = Vec::with_capacity(rows.len());
+    for row in rows {
+        names.push(row.name.clone());
+        emails.push(row.email.clone());
+        phones.push(row.phone.clone());
+        companies.push(row.company.clone());
+        addresses.push(row.address.clone());
+        tax_ids.push(row.tax_id.clone());
+        tags.push(row.tags.join(","));
+        notes.push(row.notes.clone());
+    }
+    let counts = sqlx::query!(
+        "WITH upserted AS (
+             INSERT INTO contacts (id, owner_id, name, email, phone, company, address, tax_id, tags, notes)
+             SELECT gen_random_uuid(), $1, r.name, r.email, r.phone, r.company, r.address, r.tax_id,
+                    coalesce(string_to_array(nullif(r.tags, ''), ','), '{}'), r.notes
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                  AS r(name, email, phone, company, address, tax_id, tags, notes)
+             ON CONFLICT (owner_id, email) DO UPDATE SET
+                 name = EXCLUDED.name,
+                 phone = coalesce(EXCLUDED.phone, contacts.phone),
+                 company = coalesce(EXCLUDED.company, contacts.company),
+                 address = coalesce(EXCLUDED.address, contacts.address),
+                 tax_id = coalesce(EXCLUDED.tax_id, contacts.tax_id),
+                 tags = CASE WHEN EXCLUDED.tags = '{}' THEN contacts.tags ELSE EXCLUDED.tags END,
+                 notes = CASE WHEN EXCLUDED.notes = '' THEN contacts.notes ELSE EXCLUDED.notes END,
+                 updated_at = now()
+             RETURNING (xmax = 0) AS created
+         )
+         SELECT count(*) FILTER (WHERE created) AS \"created!\", count(*) FILTER (WHERE NOT created) AS \"updated!\"
+         FROM upserted",
+        owner,
+        &names,
+        &emails,
+        &phones as &[Option<String>],
+        &companies as &[Option<String>],
+        &addresses as &[Option<String>],
+        &tax_ids as &[Option<String>],
+        &tags,
+        &notes
+    )
+    .fetch_one(db)
+    .await?;
+    Ok((counts.created, counts.updated))
+}
+
+/// A chunk of the owner's contacts in (lower(name), id) order after `after`, for streaming exports.
+pub async fn export_chunk(
+    db: impl PgExecutor<'_>,
+    owner: Uuid,
+    after: Option<&(String, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Contact>> {
+    let (key, id) = after.map_or((None, None), |(k, i)| (Some(k.as_str()), Some(*i)));
+    sqlx::query_as!(
+        Contact,
+        "SELECT id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at
+         FROM contacts
+         WHERE owner_id = $1 AND ($2::text IS NULL OR (lower(name), id) > ($2, $3::uuid))
+         ORDER BY lower(name), id LIMIT $4",
+        owner,
+        key,
+        id,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}

@@ -10,6 +10,7 @@ mod api_tokens;
 mod bad_input;
 mod binary;
 mod contacts;
+mod contacts_csv;
 mod csrf;
 mod hardening;
 mod mailjet;

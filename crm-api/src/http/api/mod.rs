@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod contacts;
+mod contacts_csv;
 mod messages;
 mod notes;
 mod notifications;
@@ -32,6 +33,11 @@ pub fn router() -> Router<AppState> {
         .route("/admin/outbox", get(outbox::list))
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route("/contacts/autocomplete", get(contacts::autocomplete))
+        .route(
+            "/contacts/import",
+            post(contacts_csv::import).layer(axum::extract::DefaultBodyLimit::max(contacts_csv::IMPORT_BYTES_MAX)),
+        )
+        .route("/contacts/export", get(contacts_csv::export))
         .route("/contacts/{id}", get(contacts::show).patch(contacts::update).delete(contacts::remove))
         .route("/contacts/{id}/messages", get(messages::contact_timeline))
         .route("/messages", get(messages::history).post(messages::send))

@@ -1,0 +1,125 @@
+//! CSV import and export of contacts.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn import(app: &TestApp, query: &str, csv: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/v1/contacts/import{query}")))
+        .header("Content-Type", "text/csv")
+        .header("X-CSRF-Token", app.csrf.clone().unwrap_or_default())
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_import_creates_and_updates_by_email_and_reports_bad_rows() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("importer@example.com").await;
+    app.post_json("/api/v1/contacts", &json!({ "name": "Old Name", "email": "grace@example.com", "company": "Navy" }))
+        .await;
+
+    let csv = "Full Name,E-mail,Phone,Company,Tags\n\
+               Ada Lovelace,ada@example.com,+44 20 7946 0958,Analytical,vip;math\n\
+               Grace Hopper,GRACE@example.com,,,compilers\n\
+               Broken Phone,broken@example.com,555,,\n\
+               No Email,,,,\n";
+    let response = import(&app, "", csv).await;
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(1), Some(1)));
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{report}");
+    assert_eq!((errors[0]["line"].as_i64(), errors[0]["field"].as_str()), (Some(4), Some("phone")));
+    assert_eq!((errors[1]["line"].as_i64(), errors[1]["field"].as_str()), (Some(5), Some("email")));
+    assert_eq!(report["columns"]["E-mail"], "email");
+
+    let grace: Value = app.get("/api/v1/contacts?q=grace").await.json().await.unwrap();
+    let grace = &grace["contacts"][0];
+    assert_eq!(grace["name"], "Grace Hopper", "updated by email");
+    assert_eq!(grace["company"], "Navy", "an empty cell keeps what was there");
+    assert_eq!(grace["tags"], json!(["compilers"]));
+    assert_eq!(count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn a_file_level_error_imports_nothing() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("careful@example.com").await;
+    let malformed = "name,email\nAda,ada@example.com\n\"Unclosed,bob@example.com\n";
+    let (status, _, field) = error_of(import(&app, "", malformed).await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("file")));
+    let (status, _, field) = error_of(import(&app, "", b"name,email\n\xff\xfe\n".to_vec()).await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("file")));
+    let (status, _, field) = error_of(import(&app, "", "name,phone\nAda,+33612345678\n").await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("column.email")));
+    let (status, _, field) = error_of(import(&app, "?column.email=Courriel", "name,email\n").await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("column.email")));
+    let (status, _, field) = error_of(import(&app, "?colour=red", "name,email\n").await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("colour")));
+    assert_eq!(count(&app).await, 0, "nothing half-imported");
+
+    let wrong_type = app
+        .client
+        .post(app.url("/api/v1/contacts/import"))
+        .header("Content-Type", "application/json")
+        .header("X-CSRF-Token", app.csrf.clone().unwrap())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(wrong_type).await.0, 415);
+    let huge = format!("name,email\n{}", "x,y\n".repeat(3 * 1024 * 1024));
+    assert_eq!(error_of(import(&app, "", huge).await).await.0, 413);
+}
+
+#[tokio::test]
+async fn a_mapping_imports_files_with_other_headers() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("mapper@example.com").await;
+    let response = import(&app, "?column.name=Nom&column.email=Courriel", "Nom,Courriel\nAda,ada@example.com\n").await;
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["created"], 1);
+}
+
+#[tokio::test]
+async fn the_export_streams_every_own_contact_and_defuses_formulas() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("exporter@example.com").await;
+    seed_contacts(&app.db, "exporter@example.com", "bulk", 2500, "t").await;
+    app.post_json(
+        "/api/v1/contacts",
+        &json!({ "name": "=HYPERLINK(\"http://evil\")", "email": "formula@example.com" }),
+    )
+    .await;
+    app.client = browser_client();
+    app.signed_in_user("other-exporter@example.com").await;
+    app.post_json("/api/v1/contacts", &json!({ "name": "Not Yours", "email": "notyours@example.com" })).await;
+    app.client = browser_client();
+    app.login("exporter@example.com", PASSWORD).await;
+
+    let response = app.get("/api/v1/contacts/export").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("contacts.csv"));
+    let text = response.text().await.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("name,email,phone,company,address,tax_id,tags,notes,created_at,updated_at"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2501, "every contact once, across chunks");
+    assert!(!text.contains("notyours@example.com"), "only the owner's contacts");
+    assert!(text.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""), "a formula is defused");
+
+    // What was exported imports back as updates, not duplicates.
+    let response = import(&app, "", text).await;
+    let report: Value = response.json().await.unwrap();
+    assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(0), Some(2501)), "{report}");
+}
