@@ -430,3 +430,36 @@ async fn bad_sends_get_a_4xx_naming_the_problem_and_write_nothing() {
     let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&app.db).await.unwrap();
     assert_eq!((tasks, messages), (0, 0), "no half-written send");
 }
+
+#[tokio::test]
+async fn retry_failed_on_a_task_resends_every_failed_message_of_it() {
+    let (url, stand_in) = crate::mailjet::start_stand_in().await;
+    let rejection = r#"{"Messages":[{"Status":"error","Errors":[{"ErrorCode":"mj-0004","StatusCode":400,"ErrorMessage":"rejected","ErrorRelatedTo":["To"]}]}]}"#;
+    stand_in.answers.lock().unwrap().extend([(400, rejection.to_owned()), (400, rejection.to_owned())]);
+    let mut app = spawn_app_with(|s| {
+        s.mail.transport = TransportSettings::Mailjet(crate::mailjet::settings(url, false));
+        s.delivery.concurrency = 1;
+    })
+    .await;
+    app.signed_in_user("task-retry@example.com").await;
+    let ids = seed_contacts(&app.db, "task-retry@example.com", "tr", 3, "x").await;
+    let queued: Value = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": ids, "subject": "Try", "body": "Hello" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = queued["task_id"].as_str().unwrap().to_owned();
+    let task = wait_done(&app, &task_id, 20).await;
+    assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(1), Some(2)));
+
+    let retry = app.post_json(&format!("/api/v1/tasks/{task_id}/retry-failed"), &json!({})).await;
+    assert_eq!(retry.status(), 202);
+    let task = wait_done(&app, &task_id, 20).await;
+    assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(3), Some(0)));
+    assert_eq!(ledger_counts(&app, &task_id).await, HashMap::from([("sent".to_owned(), 3)]));
+    let notes: Value = app.get("/api/v1/notifications").await.json().await.unwrap();
+    let titles: Vec<&str> =
+        notes["notifications"].as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, vec!["Message sent to 3 contacts", "Message sent to 1 of 3 contacts; 2 failed"]);
+}
