@@ -1,7 +1,11 @@
 //! Borcelle's custom resources (`ScheduledReminder`, `Broadcast`) and their pure semantics.
 //!
-//! The resource types and the schedule decisions (cron + time zone → occurrences, missed runs,
-//! concurrency) land with the operator issue; this crate holds the identifiers they share.
+//! [`schedule`] turns cron + time zone into occurrences (DST-correct); [`decide`] applies the
+//! CronJob rules (missed runs, deadline, concurrency, suspend) at an instant. Both are pure: time is
+//! a parameter, there is no I/O, so the operator and the in-process scheduler decide alike.
+
+pub mod decide;
+pub mod schedule;
 
 /// API group of every Borcelle custom resource.
 pub const GROUP: &str = "crm.borcelle.io";
