@@ -5,8 +5,9 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// What a user may do beyond their own data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Role {
     User,
     Admin,
@@ -37,41 +38,25 @@ pub struct User {
 }
 
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Option<User>> {
-    let row = sqlx::query!(
-        "SELECT id, email, display_name, password_hash, role, email_verified_at, created_at
-         FROM users WHERE email = $1",
+    sqlx::query_as!(
+        User,
+        r#"SELECT id, email, display_name, password_hash, role AS "role: Role", email_verified_at, created_at
+           FROM users WHERE email = $1"#,
         email
     )
     .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| User {
-        id: r.id,
-        email: r.email,
-        display_name: r.display_name,
-        password_hash: r.password_hash,
-        role: Role::parse(&r.role),
-        email_verified_at: r.email_verified_at,
-        created_at: r.created_at,
-    }))
+    .await
 }
 
 pub async fn find_by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
-    let row = sqlx::query!(
-        "SELECT id, email, display_name, password_hash, role, email_verified_at, created_at
-         FROM users WHERE id = $1",
+    sqlx::query_as!(
+        User,
+        r#"SELECT id, email, display_name, password_hash, role AS "role: Role", email_verified_at, created_at
+           FROM users WHERE id = $1"#,
         id
     )
     .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| User {
-        id: r.id,
-        email: r.email,
-        display_name: r.display_name,
-        password_hash: r.password_hash,
-        role: Role::parse(&r.role),
-        email_verified_at: r.email_verified_at,
-        created_at: r.created_at,
-    }))
+    .await
 }
 
 /// A user about to be inserted.

@@ -95,15 +95,11 @@ pub async fn verify(
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
     match auth::verify_email(&state, &form.token).await {
-        Ok(()) => render(
-            Notice {
-                layout,
-                heading: "Email verified".to_owned(),
-                text: "Your email is verified. You can log in now.".to_owned(),
-                resend_email: None,
-                action: Some(("/login", "Log in")),
-            },
-            StatusCode::OK,
+        Ok(()) => Notice::page(
+            layout,
+            "Email verified",
+            "Your email is verified. You can log in now.",
+            Some(("/login", "Log in")),
         ),
         Err(err) if err.status().is_client_error() => render(
             Notice {
@@ -133,15 +129,11 @@ pub async fn resend(
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
     match auth::resend_verification(&state, &form.email, &client).await {
-        Ok(()) => render(
-            Notice {
-                layout,
-                heading: "Check your inbox".to_owned(),
-                text: "If this address has an account waiting for verification, a new link is on its way.".to_owned(),
-                resend_email: None,
-                action: Some(("/login", "Back to log in")),
-            },
-            StatusCode::OK,
+        Ok(()) => Notice::page(
+            layout,
+            "Check your inbox",
+            "If this address has an account waiting for verification, a new link is on its way.",
+            Some(("/login", "Back to log in")),
         ),
         Err(err) => PageError::new(layout, err).into_response(),
     }
@@ -246,15 +238,11 @@ pub async fn forgot(
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
     match auth::forgot_password(&state, &form.email, &client).await {
-        Ok(()) => render(
-            Notice {
-                layout,
-                heading: "Check your inbox".to_owned(),
-                text: "If this address has an account, a link to reset the password is on its way.".to_owned(),
-                resend_email: None,
-                action: Some(("/login", "Back to log in")),
-            },
-            StatusCode::OK,
+        Ok(()) => Notice::page(
+            layout,
+            "Check your inbox",
+            "If this address has an account, a link to reset the password is on its way.",
+            Some(("/login", "Back to log in")),
         ),
         Err(err) if err.status().is_client_error() => {
             let status = err.status();

@@ -101,6 +101,14 @@ pub struct Notice {
     pub action: Option<(&'static str, &'static str)>,
 }
 
+impl Notice {
+    /// A notice page with a heading, a sentence and a way on.
+    pub fn page(layout: Layout, heading: &str, text: &str, action: Option<(&'static str, &'static str)>) -> Response {
+        let notice = Notice { layout, heading: heading.to_owned(), text: text.to_owned(), resend_email: None, action };
+        render(notice, StatusCode::OK)
+    }
+}
+
 /// Renders a template, or a plain 500 when rendering fails.
 pub fn render(template: impl Template, status: StatusCode) -> Response {
     match template.render() {
