@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses the command line ([`cli`]); everything else receives typed [`config::Settings`].
 
+pub mod attachments;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -16,3 +17,4 @@ pub mod messaging;
 pub mod metrics;
 pub mod startup;
 pub mod state;
+pub mod storage;
