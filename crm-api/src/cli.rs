@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::{
-    AuthSettings, DatabaseSettings, DeliverySettings, HttpSettings, MailSettings, MailjetSettings, Settings,
-    SmtpSettings, SmtpTls, Throttle, TransportSettings,
+    AuthSettings, DatabaseSettings, DeliverySettings, HttpSettings, MailSettings, MailjetSettings, S3Credentials,
+    S3Settings, Settings, SmtpSettings, SmtpTls, StorageBackend, StorageSettings, Throttle, TransportSettings,
 };
 use crate::db::users::Role;
 use crate::error::AppError;
@@ -107,6 +107,8 @@ struct ServeArgs {
     mail: MailArgs,
     #[command(flatten)]
     delivery: DeliveryArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +117,99 @@ struct WorkerArgs {
     mail: MailArgs,
     #[command(flatten)]
     delivery: DeliveryArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Storage {
+    /// Files in a local directory (BORCELLE_STORAGE_DIR).
+    Local,
+    /// An S3-compatible bucket (BORCELLE_S3_*).
+    S3,
+}
+
+/// Largest size limit accepted: a message's attachments are held in memory while it is sent.
+const SIZE_LIMIT_CEILING: u64 = 1024 * 1024 * 1024;
+
+#[derive(Debug, Args)]
+struct StorageArgs {
+    /// Where attachments are kept.
+    #[arg(long, env = "BORCELLE_STORAGE", value_enum, default_value_t = Storage::Local)]
+    storage: Storage,
+    /// Directory of the local store (relative to the working directory unless absolute).
+    #[arg(long, env = "BORCELLE_STORAGE_DIR", default_value = "./data/attachments")]
+    storage_dir: std::path::PathBuf,
+    /// S3 endpoint URL (MinIO and other S3-compatible servers). Default: AWS's for the region.
+    #[arg(long, env = "BORCELLE_S3_ENDPOINT")]
+    s3_endpoint: Option<Url>,
+    /// S3 region.
+    #[arg(long, env = "BORCELLE_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// S3 bucket (required with BORCELLE_STORAGE=s3).
+    #[arg(long, env = "BORCELLE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Path-style S3 URLs (endpoint/bucket/key), as MinIO needs; false for virtual-hosted style.
+    #[arg(long, env = "BORCELLE_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    s3_path_style: bool,
+    /// S3 access key id. With the secret; without both, the AWS default credential chain is used.
+    #[arg(long, env = "BORCELLE_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "BORCELLE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Largest attachment in bytes.
+    #[arg(long, env = "BORCELLE_ATTACHMENT_MAX_BYTES", default_value_t = crate::config::ATTACHMENT_MAX_BYTES)]
+    attachment_max_bytes: u64,
+    /// Largest total of one message's attachments in bytes.
+    #[arg(
+        long,
+        env = "BORCELLE_MESSAGE_ATTACHMENTS_MAX_BYTES",
+        default_value_t = crate::config::MESSAGE_ATTACHMENTS_MAX_BYTES
+    )]
+    message_attachments_max_bytes: u64,
+}
+
+impl StorageArgs {
+    fn settings(&self) -> anyhow::Result<StorageSettings> {
+        if !(1..=SIZE_LIMIT_CEILING).contains(&self.attachment_max_bytes) {
+            bail!("BORCELLE_ATTACHMENT_MAX_BYTES must be between 1 and {SIZE_LIMIT_CEILING}");
+        }
+        if !(self.attachment_max_bytes..=SIZE_LIMIT_CEILING).contains(&self.message_attachments_max_bytes) {
+            bail!(
+                "BORCELLE_MESSAGE_ATTACHMENTS_MAX_BYTES must be between BORCELLE_ATTACHMENT_MAX_BYTES ({}) and {SIZE_LIMIT_CEILING}",
+                self.attachment_max_bytes
+            );
+        }
+        let backend = match self.storage {
+            Storage::Local => StorageBackend::Local { dir: self.storage_dir.clone() },
+            Storage::S3 => {
+                let Some(bucket) = self.s3_bucket.clone().filter(|b| !b.trim().is_empty()) else {
+                    bail!("BORCELLE_STORAGE=s3 needs BORCELLE_S3_BUCKET (--s3-bucket)");
+                };
+                let credentials = match (&self.s3_access_key_id, &self.s3_secret_access_key) {
+                    (Some(id), Some(secret)) => Some(S3Credentials {
+                        access_key_id: SecretString::from(id.clone()),
+                        secret_access_key: SecretString::from(secret.clone()),
+                    }),
+                    (None, None) => None,
+                    _ => bail!("set both BORCELLE_S3_ACCESS_KEY_ID and BORCELLE_S3_SECRET_ACCESS_KEY, or neither"),
+                };
+                StorageBackend::S3(S3Settings {
+                    endpoint: self.s3_endpoint.clone(),
+                    region: self.s3_region.clone(),
+                    bucket: bucket.trim().to_owned(),
+                    path_style: self.s3_path_style,
+                    credentials,
+                })
+            }
+        };
+        Ok(StorageSettings {
+            backend,
+            attachment_max_bytes: self.attachment_max_bytes,
+            message_attachments_max_bytes: self.message_attachments_max_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +436,7 @@ impl ServeArgs {
             dev_mode,
             delivery: self.delivery.settings()?,
             redis_url: global.redis_url.clone().map(SecretString::from),
+            storage: self.storage.settings()?,
         })
     }
 }
@@ -403,6 +499,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 mail: args.mail.settings()?,
                 delivery: args.delivery.settings()?,
                 redis_url: cli.global.redis_url.clone().map(SecretString::from),
+                storage: args.storage.settings()?,
             };
             crate::startup::run_worker(settings, crate::startup::shutdown_signal()).await
         }

@@ -19,6 +19,71 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// Redis for events between processes; in-process channels when unset.
     pub redis_url: Option<SecretString>,
+    /// Where attachments are kept and how large they may be.
+    pub storage: StorageSettings,
+}
+
+/// Default for [`StorageSettings::attachment_max_bytes`]: 10 MiB.
+pub const ATTACHMENT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default for [`StorageSettings::message_attachments_max_bytes`]: 25 MiB.
+pub const MESSAGE_ATTACHMENTS_MAX_BYTES: u64 = 25 * 1024 * 1024;
+
+/// Attachments: the object store that keeps their bytes, and the size limits.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    /// Largest file one upload may carry, in bytes.
+    pub attachment_max_bytes: u64,
+    /// Largest total of the attachments of one message, in bytes. It also bounds the memory a
+    /// delivery engine holds per task, since it keeps a task's attachments in memory while sending.
+    pub message_attachments_max_bytes: u64,
+}
+
+impl StorageSettings {
+    /// A local directory with the default limits.
+    pub fn local(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            backend: StorageBackend::Local { dir: dir.into() },
+            attachment_max_bytes: ATTACHMENT_MAX_BYTES,
+            message_attachments_max_bytes: MESSAGE_ATTACHMENTS_MAX_BYTES,
+        }
+    }
+}
+
+/// Which object store keeps attachment bytes.
+#[derive(Debug, Clone)]
+pub enum StorageBackend {
+    /// Files under a directory (standalone; one machine).
+    Local { dir: std::path::PathBuf },
+    /// An S3-compatible bucket (AWS S3, MinIO, …).
+    S3(S3Settings),
+}
+
+impl StorageBackend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StorageBackend::Local { .. } => "local",
+            StorageBackend::S3(_) => "s3",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Endpoint of an S3-compatible server (MinIO); AWS's regional endpoint when unset.
+    pub endpoint: Option<Url>,
+    pub region: String,
+    pub bucket: String,
+    /// `endpoint/bucket/key` URLs instead of `bucket.endpoint/key` (MinIO needs them).
+    pub path_style: bool,
+    /// Static credentials; when unset, the AWS default chain (web identity, instance profile, …).
+    pub credentials: Option<S3Credentials>,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Credentials {
+    pub access_key_id: SecretString,
+    pub secret_access_key: SecretString,
 }
 
 /// How the delivery engine sends the ledger's messages.

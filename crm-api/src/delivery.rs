@@ -4,7 +4,9 @@
 //! It runs inside `borcelle serve` (standalone) and as `borcelle worker`; any number of engines
 //! can share a database, since claims use `FOR UPDATE SKIP LOCKED` and a lease.
 
-use std::collections::HashMap;
+mod cache;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ use crate::db::{notifications, tasks};
 use crate::events::{Audience, Envelope, EventBus};
 use crate::mail::{MailError, Mailbox, Mailer, OutgoingEmail, templates};
 use crate::metrics::Metrics;
+use crate::storage::Store;
+use cache::{CACHED_MESSAGES_OF_ATTACHMENTS, ContentCache, Prepared};
 
 /// Outcomes are written together once this many are waiting…
 const FLUSH_BATCH: usize = 64;
@@ -30,8 +34,6 @@ const FLUSH_BATCH: usize = 64;
 const FLUSH_AFTER: Duration = Duration::from_millis(25);
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
-/// Task contents kept between batches.
-const CONTENT_CACHE: usize = 256;
 
 /// What it takes to run an engine.
 #[derive(Clone)]
@@ -44,15 +46,10 @@ pub struct DeliveryEngine {
     pub metrics: Arc<Metrics>,
     /// Notified when new work is queued in this process.
     pub wake: Arc<Notify>,
-}
-
-/// A task's rendered email, shared by all its recipients.
-struct Prepared {
-    from_name: String,
-    reply_to: Mailbox,
-    subject: String,
-    text: String,
-    html: String,
+    /// Where attachment bytes are read from.
+    pub store: Store,
+    /// The per-message attachment limit (`BORCELLE_MESSAGE_ATTACHMENTS_MAX_BYTES`); it sizes the cache.
+    pub attachments_max_bytes: u64,
 }
 
 /// Spaces sends evenly to stay under a rate.
@@ -94,7 +91,7 @@ impl DeliveryEngine {
         let mut running: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         let mut pending: Vec<Outcome> = Vec::new();
         let mut flush_at = Instant::now();
-        let mut contents: HashMap<Uuid, Arc<Prepared>> = HashMap::new();
+        let mut contents = ContentCache::default();
         let mut stopping = false;
         let mut grace_ends = Instant::now();
         tracing::info!(concurrency, transport = self.mailer.name(), "delivery engine started");
@@ -169,25 +166,36 @@ impl DeliveryEngine {
         tracing::info!("delivery engine stopped");
     }
 
-    /// Claims due rows and prepares (once per task) the email they carry.
+    /// Claims due rows and prepares (once per task) the email they carry. A task whose
+    /// attachments cannot be read comes with the error, which its rows record instead of a send.
     async fn claim(
         &self,
         limit: i64,
-        contents: &mut HashMap<Uuid, Arc<Prepared>>,
-    ) -> anyhow::Result<Vec<(Claimed, Arc<Prepared>)>> {
+        contents: &mut ContentCache,
+    ) -> anyhow::Result<Vec<(Claimed, Result<Arc<Prepared>, MailError>)>> {
         let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64()).await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
         let mut missing: Vec<Uuid> =
-            claimed.iter().map(|c| c.task_id).filter(|id| !contents.contains_key(id)).collect();
+            claimed.iter().map(|c| c.task_id).filter(|id| !contents.entries.contains_key(id)).collect();
         missing.sort_unstable();
         missing.dedup();
+        let mut unreadable: HashMap<Uuid, MailError> = HashMap::new();
         if !missing.is_empty() {
-            if contents.len() + missing.len() > CONTENT_CACHE {
-                contents.clear();
-            }
+            let needed: HashSet<Uuid> = claimed.iter().map(|c| c.task_id).collect();
+            let budget = self.attachments_max_bytes.saturating_mul(CACHED_MESSAGES_OF_ATTACHMENTS);
+            contents.make_room(&needed, missing.len(), budget);
+            let mut files = crate::attachments::load_for_tasks(&self.db, self.store.as_ref(), &missing).await?;
             for task in tasks::contents(&self.db, &missing).await? {
+                let attachments = match files.remove(&task.id).unwrap_or(Ok(Vec::new())) {
+                    Ok(attachments) => attachments,
+                    Err(err) => {
+                        tracing::warn!(task = %task.id, error = %err, "attachments unreadable");
+                        unreadable.insert(task.id, err);
+                        continue;
+                    }
+                };
                 let rendered = templates::message(&task.owner_name, &task.subject, &task.body)?;
                 let prepared = Prepared {
                     from_name: format!("{} via Borcelle", task.owner_name),
@@ -195,14 +203,19 @@ impl DeliveryEngine {
                     subject: rendered.subject,
                     text: rendered.text,
                     html: rendered.html,
+                    attachments,
                 };
-                contents.insert(task.id, Arc::new(prepared));
+                contents.insert(task.id, prepared);
             }
         }
         let mut batch = Vec::with_capacity(claimed.len());
         for row in claimed {
-            match contents.get(&row.task_id) {
-                Some(prepared) => batch.push((row, prepared.clone())),
+            if let Some(err) = unreadable.get(&row.task_id) {
+                batch.push((row, Err(err.clone())));
+                continue;
+            }
+            match contents.entries.get(&row.task_id) {
+                Some(prepared) => batch.push((row, Ok(prepared.clone()))),
                 // The task vanished (its owner was deleted): nothing to send.
                 None => tracing::warn!(message = %row.id, "claimed a message whose task is gone"),
             }
@@ -210,22 +223,34 @@ impl DeliveryEngine {
         Ok(batch)
     }
 
-    /// Sends one message and classifies the result.
-    async fn deliver(self, claimed: Claimed, prepared: Arc<Prepared>, limiter: Option<Arc<RateLimiter>>) -> Outcome {
-        if let Some(limiter) = limiter {
-            limiter.acquire().await;
-        }
-        let email = OutgoingEmail {
-            from: Mailbox { name: Some(prepared.from_name.clone()), email: self.mail.from_address.clone() },
-            to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
-            reply_to: Some(prepared.reply_to.clone()),
-            subject: prepared.subject.clone(),
-            text: prepared.text.clone(),
-            html: prepared.html.clone(),
-            message_id: claimed.message_id.clone(),
-            date: std::time::SystemTime::now(),
+    /// Sends one message (unless its task could not be prepared) and classifies the result.
+    async fn deliver(
+        self,
+        claimed: Claimed,
+        prepared: Result<Arc<Prepared>, MailError>,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> Outcome {
+        let sent = match prepared {
+            Ok(prepared) => {
+                if let Some(limiter) = limiter {
+                    limiter.acquire().await;
+                }
+                let email = OutgoingEmail {
+                    from: Mailbox { name: Some(prepared.from_name.clone()), email: self.mail.from_address.clone() },
+                    to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
+                    reply_to: Some(prepared.reply_to.clone()),
+                    subject: prepared.subject.clone(),
+                    text: prepared.text.clone(),
+                    html: prepared.html.clone(),
+                    message_id: claimed.message_id.clone(),
+                    date: std::time::SystemTime::now(),
+                    attachments: prepared.attachments.clone(),
+                };
+                self.mailer.send(&email).await
+            }
+            Err(err) => Err(err),
         };
-        let result = match self.mailer.send(&email).await {
+        let result = match sent {
             Ok(delivery) => {
                 self.metrics.mail_sent(self.mailer.name(), "sent");
                 OutcomeKind::Sent { provider_id: delivery.provider_id }

@@ -16,6 +16,9 @@ pub enum AppError {
     UnsupportedMediaType(&'static str),
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// One field of the request (an uploaded file) is over its own limit.
+    #[error("{field} is larger than the limit of {limit} bytes")]
+    FieldTooLarge { field: &'static str, limit: u64 },
     #[error("log in or send an API token to use this")]
     Unauthenticated,
     #[error("the API token is not valid: it was revoked, has expired or is mistyped")]
@@ -53,7 +56,7 @@ impl AppError {
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::MalformedBody(_) | AppError::Token { .. } => StatusCode::BAD_REQUEST,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge { .. } | AppError::FieldTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unauthenticated | AppError::InvalidCredentials | AppError::InvalidApiToken => {
                 StatusCode::UNAUTHORIZED
             }
@@ -72,7 +75,7 @@ impl AppError {
             AppError::Validation { .. } => "invalid_field",
             AppError::MalformedBody(_) => "malformed_body",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::PayloadTooLarge { .. } | AppError::FieldTooLarge { .. } => "payload_too_large",
             AppError::Unauthenticated => "authentication_required",
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::InvalidApiToken => "invalid_token",
@@ -93,6 +96,7 @@ impl AppError {
             AppError::Validation { field, .. } => Some(field),
             AppError::Token { .. } => Some("token"),
             AppError::Conflict { field, .. } => Some(field),
+            AppError::FieldTooLarge { field, .. } => Some(field),
             _ => None,
         }
     }

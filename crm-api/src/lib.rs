@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses the command line ([`cli`]); everything else receives typed [`config::Settings`].
 
+pub mod attachments;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod messaging;
 pub mod metrics;
 pub mod startup;
 pub mod state;
+pub mod storage;

@@ -86,19 +86,27 @@ pub struct Queued {
     pub total: i32,
 }
 
-/// Queues a send: one transaction writes the task and a `queued` ledger row per recipient.
-pub async fn send(
-    state: &AppState,
-    owner: Uuid,
-    kind: &str,
-    note_id: Option<Uuid>,
-    subject: &str,
-    body: &str,
-    recipients: Chosen,
-) -> AppResult<Queued> {
+/// One send, its content checked.
+pub struct Outgoing<'a> {
+    /// `message` or `note`.
+    pub kind: &'a str,
+    pub note_id: Option<Uuid>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub recipients: Chosen,
+    /// Attachments to carry, in this order; checked here (the owner's, within the size limit).
+    pub attachment_ids: &'a [Uuid],
+}
+
+/// Queues a send: one transaction writes the task, its attachments and a `queued` ledger row
+/// per recipient.
+pub async fn send(state: &AppState, owner: Uuid, outgoing: Outgoing<'_>) -> AppResult<Queued> {
+    let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
     let domain = state.settings.mail.from_address.rsplit_once('@').map_or("localhost", |(_, d)| d).to_owned();
     let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: &domain };
     let mut tx = state.db.begin().await?;
+    let limit = state.settings.storage.message_attachments_max_bytes;
+    let attachments = crate::attachments::check_for_send(&mut tx, owner, attachment_ids, limit).await?;
     let chosen = match &recipients {
         Chosen::Contacts(ids) => Recipients::Contacts(ids),
         Chosen::Tag(tag) => Recipients::Tag(tag),
@@ -109,10 +117,13 @@ pub async fn send(
         Err(EnqueueError::UnknownContacts(_)) => return Err(AppError::NotFound("contact")),
         Err(EnqueueError::NoRecipients) => return Err(AppError::validation("tag", "no contact has this tag")),
     };
+    if !attachments.is_empty() {
+        crate::db::attachments::attach_to_task(&mut tx, task.id, &attachments).await?;
+    }
     tx.commit().await?;
     state.wake_delivery.notify_one();
     let event = json!({ "type": "task_progress", "task_id": task.id, "sent": 0, "failed": 0, "total": total, "status": "running" });
     state.events.publish(Envelope { audience: Audience::User(owner), event }).await;
-    tracing::info!(task = %task.id, total, kind, "send queued");
+    tracing::info!(task = %task.id, total, kind, attachments = attachments.len(), "send queued");
     Ok(Queued { task_id: task.id, total })
 }

@@ -13,13 +13,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{DatabaseSettings, DeliverySettings, MailSettings, Settings};
+use crate::config::{DatabaseSettings, DeliverySettings, MailSettings, Settings, StorageSettings};
 use crate::db::{self, rate_limits, sessions, user_tokens};
 use crate::delivery::DeliveryEngine;
 use crate::events::EventBus;
 use crate::mail;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::storage;
 
 /// How long shutdown waits for background work (account emails in flight) to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -56,6 +57,7 @@ impl Application {
         let stop = CancellationToken::new();
         let mailer = mail::build_mailer(&settings.mail, db.clone())?;
         let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
+        let store = storage::build_store(&settings.storage).await?;
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -64,6 +66,7 @@ impl Application {
             tasks: TaskTracker::new(),
             events,
             wake_delivery: Arc::new(Notify::new()),
+            store,
         };
         Ok(Self { listener, state, stop })
     }
@@ -90,13 +93,15 @@ impl Application {
                 settings: state.settings.delivery.clone(),
                 metrics: state.metrics.clone(),
                 wake: state.wake_delivery.clone(),
+                store: state.store.clone(),
+                attachments_max_bytes: state.settings.storage.message_attachments_max_bytes,
             };
             tokio::spawn(engine.run(stop.clone()))
         });
         if state.settings.dev_mode {
             tracing::warn!("dev mode: the outbox page is open to everyone; set BORCELLE_DEV_MODE=false in production");
         }
-        tracing::info!(addr = %listener.local_addr()?, public_url = %state.settings.http.public_url, mail = state.settings.mail.transport.name(), "serving");
+        tracing::info!(addr = %listener.local_addr()?, public_url = %state.settings.http.public_url, mail = state.settings.mail.transport.name(), storage = state.store.name(), "serving");
         let app = crate::http::router(state.clone());
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
@@ -156,6 +161,7 @@ pub struct WorkerSettings {
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
     pub redis_url: Option<secrecy::SecretString>,
+    pub storage: StorageSettings,
 }
 
 /// Runs a delivery engine on its own (`borcelle worker`) until `shutdown` completes.
@@ -171,6 +177,8 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         settings: settings.delivery,
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
+        store: storage::build_store(&settings.storage).await?,
+        attachments_max_bytes: settings.storage.message_attachments_max_bytes,
     };
     let running = tokio::spawn(engine.run(stop.clone()));
     shutdown.await;

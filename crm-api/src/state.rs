@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::events::EventBus;
 use crate::mail::{MailError, Mailer, OutgoingEmail};
 use crate::metrics::Metrics;
+use crate::storage::Store;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub events: EventBus,
     /// Wakes this process's delivery engine when a send is queued.
     pub wake_delivery: Arc<tokio::sync::Notify>,
+    /// Keeps attachment bytes (a local directory or S3).
+    pub store: Store,
 }
 
 /// How often an account email is tried before it is given up (with 1 s, 4 s, 16 s pauses).

@@ -2,6 +2,7 @@
 //! aggregate in its own module.
 
 pub mod api_tokens;
+pub mod attachments;
 pub mod contacts;
 pub mod messages;
 pub mod notes;

@@ -33,7 +33,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit;
     Router::new()
-        .nest("/api/v1", api::router().fallback(api_not_found))
+        .nest("/api/v1", api::router(&state.settings).fallback(api_not_found))
         .merge(pages::router())
         .route("/ws", get(ws::connect))
         .fallback(page_not_found)

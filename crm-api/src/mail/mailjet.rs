@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
@@ -46,6 +48,17 @@ pub struct SendMessage<'a> {
     #[serde(rename = "CustomID")]
     pub custom_id: &'a str,
     pub headers: BTreeMap<&'static str, &'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentBody<'a>>,
+}
+
+/// A file in `Attachments`, its bytes in base64.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttachmentBody<'a> {
+    pub content_type: &'a str,
+    pub filename: &'a str,
+    pub base64_content: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +89,15 @@ pub fn request_body(email: &OutgoingEmail, sandbox: bool) -> SendRequest<'_> {
             html_part: &email.html,
             custom_id: bare_id,
             headers: BTreeMap::from([("X-Borcelle-Message-ID", email.message_id.as_str())]),
+            attachments: email
+                .attachments
+                .iter()
+                .map(|a| AttachmentBody {
+                    content_type: &a.content_type,
+                    filename: &a.filename,
+                    base64_content: STANDARD.encode(&a.bytes),
+                })
+                .collect(),
         }],
     }
 }

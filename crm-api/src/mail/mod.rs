@@ -9,6 +9,7 @@ pub mod templates;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 
@@ -39,6 +40,18 @@ pub struct OutgoingEmail {
     /// `<unique@domain>`, angle brackets included.
     pub message_id: String,
     pub date: SystemTime,
+    /// Files sent along (cheap to clone: the bytes are shared between recipients).
+    pub attachments: Vec<MailAttachment>,
+}
+
+/// A file carried by an email.
+#[derive(Debug, Clone)]
+pub struct MailAttachment {
+    /// Sanitised file name.
+    pub filename: String,
+    /// Sniffed from the bytes when uploaded.
+    pub content_type: String,
+    pub bytes: Bytes,
 }
 
 impl OutgoingEmail {
@@ -54,6 +67,7 @@ impl OutgoingEmail {
             html: content.html,
             message_id: format!("<{}@{}>", uuid::Uuid::now_v7().simple(), domain),
             date: SystemTime::now(),
+            attachments: Vec::new(),
         }
     }
 }
@@ -66,7 +80,7 @@ pub struct Delivery {
 }
 
 /// Why a send failed, split by what the caller should do next.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MailError {
     /// Worth retrying later: connection trouble, SMTP 4xx, MailJet 429/5xx.
     #[error("temporary mail failure: {0}")]

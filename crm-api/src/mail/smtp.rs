@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use lettre::message::{Mailbox as LettreMailbox, MultiPart, header};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox as LettreMailbox, MultiPart, header};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -55,7 +56,26 @@ fn mailbox(address: &Mailbox) -> Result<LettreMailbox, MailError> {
     Ok(LettreMailbox::new(address.name.clone(), email))
 }
 
-/// Builds the RFC 5322 message: multipart/alternative with a text and an HTML part.
+/// The body: multipart/alternative with a text and an HTML part, inside multipart/mixed with one
+/// base64 part per attachment when there are any. lettre writes every Content-Type header itself.
+fn body(email: &OutgoingEmail) -> Result<MultiPart, MailError> {
+    let alternative = MultiPart::alternative_plain_html(email.text.clone(), email.html.clone());
+    if email.attachments.is_empty() {
+        return Ok(alternative);
+    }
+    let mut mixed = MultiPart::mixed().multipart(alternative);
+    for attachment in &email.attachments {
+        let content_type = ContentType::parse(&attachment.content_type)
+            .or_else(|_| ContentType::parse(crate::attachments::UNKNOWN_TYPE))
+            .map_err(|err| MailError::Permanent(format!("content type of {}: {err}", attachment.filename)))?;
+        // Binary content (a Vec) is always base64-encoded: the bytes arrive exactly as stored.
+        let part = Attachment::new(attachment.filename.clone()).body(attachment.bytes.to_vec(), content_type);
+        mixed = mixed.singlepart(part);
+    }
+    Ok(mixed)
+}
+
+/// Builds the RFC 5322 message (see [`body`] for its MIME structure).
 pub fn build_message(email: &OutgoingEmail) -> Result<Message, MailError> {
     let mut builder = Message::builder().from(mailbox(&email.from)?).to(mailbox(&email.to)?);
     if let Some(reply_to) = &email.reply_to {
@@ -66,7 +86,7 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, MailError> {
         .message_id(Some(email.message_id.clone()))
         .date(email.date)
         .header(header::MIME_VERSION_1_0)
-        .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
+        .multipart(body(email)?)
         .map_err(|err| MailError::Permanent(format!("building the message: {err}")))
 }
 

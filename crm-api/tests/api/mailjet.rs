@@ -62,6 +62,7 @@ fn email() -> OutgoingEmail {
         html: "<p>Hi Ada</p>".to_owned(),
         message_id: "<m-1@borcelle.test>".to_owned(),
         date: SystemTime::now(),
+        attachments: Vec::new(),
     }
 }
 

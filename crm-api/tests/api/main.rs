@@ -1,5 +1,5 @@
 //! Integration tests of `borcelle`: accounts, sessions, CSRF, mail transports, bad input and the
-//! binary itself, against real PostgreSQL and a real SMTP server process.
+//! binary itself, against real PostgreSQL, a real SMTP server process and a real S3 server process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness fails loudly by design
 
@@ -7,6 +7,7 @@ mod helpers;
 
 mod accounts;
 mod api_tokens;
+mod attachments;
 mod bad_input;
 mod binary;
 mod contacts;

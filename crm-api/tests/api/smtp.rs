@@ -51,6 +51,7 @@ fn email(to: &str) -> OutgoingEmail {
         html: "<p>html</p>".to_owned(),
         message_id: format!("<{}@borcelle.test>", unique("m")),
         date: SystemTime::now(),
+        attachments: Vec::new(),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::db::contacts;
 use crate::db::messages::{self, HistoryFilter};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
-use crate::messaging::{self, RecipientsInput};
+use crate::messaging::{self, Outgoing, RecipientsInput};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -29,6 +29,9 @@ pub struct SendBody {
     tag: Option<String>,
     subject: String,
     body: String,
+    /// The sender's attachments to carry, in order.
+    #[serde(default)]
+    attachment_ids: Vec<Uuid>,
 }
 
 /// `POST /messages`: queues a message to one contact or many; 202 with the task id.
@@ -39,7 +42,15 @@ pub async fn send(
 ) -> AppResult<Response> {
     let (subject, body) = messaging::content(&input.subject, &input.body, "subject", "body")?;
     let recipients = RecipientsInput { contact_ids: input.contact_ids, tag: input.tag }.validate()?;
-    let queued = messaging::send(&state, user.user_id, "message", None, &subject, &body, recipients).await?;
+    let outgoing = Outgoing {
+        kind: "message",
+        note_id: None,
+        subject: &subject,
+        body: &body,
+        recipients,
+        attachment_ids: &input.attachment_ids,
+    };
+    let queued = messaging::send(&state, user.user_id, outgoing).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`.
 
+mod attachments;
 mod auth;
 pub mod contacts;
 mod contacts_csv;
@@ -13,11 +14,17 @@ mod outbox;
 mod tokens;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 
+use crate::config::Settings;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(settings: &Settings) -> Router<AppState> {
+    // Uploads get their own body limit, derived from the attachment limit (the rest of the API
+    // keeps BORCELLE_BODY_LIMIT).
+    let upload_limit = settings.storage.attachment_max_bytes.saturating_add(attachments::MULTIPART_OVERHEAD);
+    let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
     Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/verify", post(auth::verify))
@@ -50,4 +57,6 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}/retry-failed", post(tasks::retry_failed))
         .route("/notifications", get(notifications::list))
         .route("/notifications/{id}/read", post(notifications::mark_read))
+        .route("/attachments", post(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/attachments/{id}", get(attachments::download))
 }

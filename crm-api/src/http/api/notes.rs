@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::db::notes::{self, Note};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
-use crate::messaging::{self, RecipientsInput};
+use crate::messaging::{self, Outgoing, RecipientsInput};
 use crate::state::AppState;
 
 fn note_id(raw: &str) -> AppResult<Uuid> {
@@ -83,17 +83,37 @@ pub async fn remove(
     }
 }
 
-/// `POST /notes/{id}/send`: emails the note to contacts (ids or a tag); 202 with the task id.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteSendBody {
+    #[serde(default)]
+    contact_ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    tag: Option<String>,
+    /// The sender's attachments to carry, in order.
+    #[serde(default)]
+    attachment_ids: Vec<Uuid>,
+}
+
+/// `POST /notes/{id}/send`: emails the note to contacts (ids or a tag), with attachments;
+/// 202 with the task id.
 pub async fn send(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    ApiJson(recipients): ApiJson<RecipientsInput>,
+    ApiJson(input): ApiJson<NoteSendBody>,
 ) -> AppResult<Response> {
     let id = note_id(&id)?;
     let note = notes::get(&state.db, user.user_id, id).await?.ok_or(AppError::NotFound("note"))?;
-    let recipients = recipients.validate()?;
-    let queued =
-        messaging::send(&state, user.user_id, "note", Some(note.id), &note.title, &note.body, recipients).await?;
+    let recipients = RecipientsInput { contact_ids: input.contact_ids, tag: input.tag }.validate()?;
+    let outgoing = Outgoing {
+        kind: "note",
+        note_id: Some(note.id),
+        subject: &note.title,
+        body: &note.body,
+        recipients,
+        attachment_ids: &input.attachment_ids,
+    };
+    let queued = messaging::send(&state, user.user_id, outgoing).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
