@@ -77,10 +77,12 @@ pub async fn upload(
     if bytes.is_empty() {
         return Err(AppError::validation(FILE_FIELD, "the file is empty"));
     }
-    // Spawned so that a client hanging up cannot interrupt it between storing the object and
-    // writing its row (either both exist afterwards, or neither).
+    // Spawned (and tracked, so shutdown waits for it) so that a client hanging up cannot
+    // interrupt it between storing the object and writing its row: both exist afterwards, or neither.
     let saving = attachments::save(state.db.clone(), state.store.clone(), user.user_id, filename, bytes);
-    let attachment = tokio::spawn(saving)
+    let attachment = state
+        .tasks
+        .spawn(saving)
         .await
         .map_err(|err| AppError::Internal(anyhow::anyhow!("storing the attachment stopped: {err}")))??;
     Ok((StatusCode::CREATED, Json(attachment)).into_response())
