@@ -3,7 +3,7 @@
 //! A request is authenticated by `Authorization: Bearer <api token>` or by the session cookie.
 //! Every state-changing request (not GET/HEAD/OPTIONS) is refused when a browser says it comes
 //! from another site (`Origin`, else `Sec-Fetch-Site`). A cookie-authenticated one must also carry
-//! the session's CSRF token: the `X-CSRF-Token` header, a `csrf_token` form field or query parameter.
+//! the session's CSRF token: the `X-CSRF-Token` header or a `csrf_token` form field (never the URL).
 
 use std::net::{IpAddr, SocketAddr};
 
