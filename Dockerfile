@@ -27,6 +27,7 @@ COPY migrations/ migrations/
 COPY crds/ crds/
 COPY operator/ operator/
 COPY crm-api/ crm-api/
+COPY bench/ bench/
 
 # The target dir lives in a cache mount, which is not part of the image: the binaries are copied
 # out in the same step. The `ldd` check fails the build if a binary needs a shared library that the

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::contacts::{ContactFields, Cursor, Sort, SortKey, like_escape};
@@ -204,7 +204,7 @@ pub fn sort_value(contact: &Contact, sort: Sort) -> String {
 }
 
 /// An autocomplete suggestion.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Suggestion {
     pub id: Uuid,
     pub name: String,
@@ -212,43 +212,69 @@ pub struct Suggestion {
     pub company: Option<String>,
 }
 
+/// How many suggestions autocomplete answers.
+const SUGGESTIONS: usize = 10;
+
+/// Short input ($2: the prefix pattern): the start of the name, email or company, through btree
+/// prefix indexes; names that start with it first.
+const SHORT: &str = "SELECT id, name, email, company FROM contacts
+     WHERE owner_id = $1 AND (lower(name) LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\'
+                              OR lower(company) LIKE $2 ESCAPE '\\')
+     ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC, lower(name), id
+     LIMIT 10";
+
+/// The first group of [`SHORT`]'s order alone: names that start with the input ($3, as typed), in
+/// name order. `lower(name) >= $3` holds for every such name (a string sorts after its prefixes)
+/// and lets the name index deliver them in order, so a common prefix stops after ten rows instead
+/// of sorting thousands.
+const SHORT_NAMES: &str = "SELECT id, name, email, company FROM contacts
+     WHERE owner_id = $1 AND lower(name) >= $3 AND lower(name) LIKE $2 ESCAPE '\\'
+     ORDER BY lower(name), id
+     LIMIT 10";
+
+/// Longer input: anywhere ($3: the infix pattern), or approximately ($4, as typed: trigram word
+/// similarity, so a typo still finds the contact), through the trigram index; prefixes first.
+const LONG: &str = "SELECT id, name, email, company FROM contacts
+     WHERE owner_id = $1 AND (search LIKE $3 ESCAPE '\\' OR $4 <% search)
+     ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC,
+              (email LIKE $2 ESCAPE '\\' OR lower(company) LIKE $2 ESCAPE '\\') DESC,
+              word_similarity($4, search) DESC, lower(name), id
+     LIMIT 10";
+
+/// The first group of [`LONG`]'s order alone: names that start with the input, ranked by the rest
+/// of [`LONG`]'s order, found through the name prefix index without testing every other contact.
+const LONG_NAMES: &str = "SELECT id, name, email, company FROM contacts
+     WHERE owner_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
+     ORDER BY (email LIKE $2 ESCAPE '\\' OR lower(company) LIKE $2 ESCAPE '\\') DESC,
+              word_similarity($3, search) DESC, lower(name), id
+     LIMIT 10";
+
 /// The owner's ten best matches for what was typed (lower-cased, trimmed, non-empty).
 ///
-/// Short input (one or two characters) matches the start of the name, email or company through
-/// btree prefix indexes. Longer input matches anywhere, or approximately (trigram word similarity,
-/// so a typo still finds the contact), through the trigram index; prefix matches rank first.
-pub async fn autocomplete(db: impl PgExecutor<'_>, owner: Uuid, typed: &str) -> sqlx::Result<Vec<Suggestion>> {
+/// Short input (one or two characters) matches the start of the name, email or company. Longer
+/// input matches anywhere, or approximately, and prefix matches rank first. Both orders put names
+/// that start with the input first, so when there are ten of those they are the answer, and a
+/// cheap query finds them; otherwise the full query runs. The statements are not kept prepared:
+/// a cached generic plan cannot use the prefix indexes for a pattern it does not know yet, and
+/// falls back to reading all of the owner's contacts.
+pub async fn autocomplete(db: &PgPool, owner: Uuid, typed: &str) -> sqlx::Result<Vec<Suggestion>> {
     let prefix = format!("{}%", like_escape(typed));
-    if typed.chars().count() < 3 {
-        return sqlx::query_as!(
-            Suggestion,
-            "SELECT id, name, email, company FROM contacts
-             WHERE owner_id = $1 AND (lower(name) LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\'
-                                      OR lower(company) LIKE $2 ESCAPE '\\')
-             ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC, lower(name), id
-             LIMIT 10",
-            owner,
-            prefix
-        )
+    let short = typed.chars().count() < 3;
+    let names: Vec<Suggestion> = sqlx::query_as(if short { SHORT_NAMES } else { LONG_NAMES })
+        .bind(owner)
+        .bind(&prefix)
+        .bind(typed)
+        .persistent(false)
         .fetch_all(db)
-        .await;
+        .await?;
+    if names.len() == SUGGESTIONS {
+        return Ok(names);
+    }
+    if short {
+        return sqlx::query_as(SHORT).bind(owner).bind(&prefix).persistent(false).fetch_all(db).await;
     }
     let anywhere = format!("%{}%", like_escape(typed));
-    sqlx::query_as!(
-        Suggestion,
-        "SELECT id, name, email, company FROM contacts
-         WHERE owner_id = $1 AND (search LIKE $3 ESCAPE '\\' OR $4 <% search)
-         ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC,
-                  (email LIKE $2 ESCAPE '\\' OR lower(company) LIKE $2 ESCAPE '\\') DESC,
-                  word_similarity($4, search) DESC, lower(name), id
-         LIMIT 10",
-        owner,
-        prefix,
-        anywhere,
-        typed
-    )
-    .fetch_all(db)
-    .await
+    sqlx::query_as(LONG).bind(owner).bind(&prefix).bind(anywhere).bind(typed).persistent(false).fetch_all(db).await
 }
 
 /// Creates or updates contacts by email in one statement (an import's valid rows). Empty optional

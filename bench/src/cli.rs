@@ -1,0 +1,327 @@
+//! The command line and the order of the run: database and users, `serve`, the load phases, the
+//! seed, autocomplete, delivery against each sink, then the table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sqlx::PgPool;
+
+use crate::delivery::{self, Run};
+use crate::load::{self, LoadSpec, Target, Workload};
+use crate::probe::{self, CpuMeter, RssMonitor};
+use crate::report::{Delivery, Phase, Report, thousands};
+use crate::seed;
+use crate::server::{self, Serve, ServeConfig, Session};
+use crate::sink::{Sink, SinkKind};
+use crate::workloads::{Autocomplete, CreateContacts, ListContacts};
+
+const CREATOR: &str = "creator@bench.example";
+const READER: &str = "reader@bench.example";
+const SENDER: &str = "sender@bench.example";
+/// Messages sent (raw and end-to-end) before each sink's measured rounds.
+const WARMUP_MESSAGES: usize = 200;
+
+/// Load benchmark of `borcelle serve` (release build): prints one table and writes BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "borcelle-bench", version, about, long_about = None)]
+pub struct Args {
+    /// The `borcelle` binary to run (a release build).
+    #[arg(long, default_value = "target/release/borcelle")]
+    borcelle: PathBuf,
+    /// PostgreSQL server the benchmark database is created on (URL without a database).
+    #[arg(long, env = "BORCELLE_BENCH_POSTGRES", default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    /// Name of the benchmark database; dropped and created afresh.
+    #[arg(long, default_value = "borcelle_bench")]
+    database: String,
+    /// Keep the database afterwards (to EXPLAIN ANALYZE against the seed).
+    #[arg(long)]
+    keep_database: bool,
+    /// Measured seconds of each load phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Unmeasured seconds before each load phase.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Concurrent connections for contact create and list.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Concurrent connections for autocomplete (people typing at once).
+    #[arg(long, default_value_t = 4)]
+    autocomplete_connections: usize,
+    /// Contacts of the user that list and autocomplete run against.
+    #[arg(long, default_value_t = 100_000)]
+    contacts: i64,
+    /// Messages per delivery run.
+    #[arg(long, default_value_t = 5000)]
+    messages: usize,
+    /// Delivery runs (raw, then end-to-end) per sink; the table shows the medians.
+    #[arg(long, default_value_t = 3)]
+    delivery_rounds: usize,
+    /// SMTP sinks to deliver to, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SinkKind::Aiosmtpd, SinkKind::Rust])]
+    sinks: Vec<SinkKind>,
+    /// Sends in flight at once: serve's delivery engine and the raw baseline alike.
+    #[arg(long, env = "BORCELLE_DELIVERY_CONCURRENCY", default_value_t = 16)]
+    delivery_concurrency: usize,
+    /// Pooled SMTP connections: serve's and the raw baseline's alike.
+    #[arg(long, env = "BORCELLE_SMTP_POOL_SIZE", default_value_t = 4)]
+    smtp_pool_size: u32,
+    /// Where to write the report (Markdown); not written when absent.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Wait (up to --load-wait-secs) for the 1-minute load average to fall below this first.
+    #[arg(long, default_value_t = 1.5)]
+    max_load: f64,
+    #[arg(long, default_value_t = 0)]
+    load_wait_secs: u64,
+    /// Where serve's log goes.
+    #[arg(long, default_value = "target/borcelle-bench-serve.log")]
+    serve_log: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(what: &str) {
+    let (one, _, _) = probe::load_average();
+    println!("==> {what} (load {one:.2})");
+}
+
+async fn wait_for_quiet_machine(max_load: f64, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    while probe::load_average().0 >= max_load && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// Runs a load phase and records serve's CPU and memory during it.
+async fn phase<W: Workload>(
+    name: &'static str,
+    serve: &Serve,
+    rss: &RssMonitor,
+    target: &Target,
+    workload: W,
+    spec: LoadSpec,
+) -> anyhow::Result<Phase> {
+    say(&format!(
+        "{name}: {} connections, {} s + {} s",
+        spec.connections,
+        spec.warmup.as_secs(),
+        spec.duration.as_secs()
+    ));
+    rss.take_phase_peak();
+    let cpu = CpuMeter::start(serve.pid, &serve.database);
+    let stats = load::run(target, Arc::new(workload), spec).await?;
+    let cpu = cpu.finish();
+    println!(
+        "    {} req/s, p50 {:?}, p99 {:?}, {} errors",
+        thousands(stats.per_sec()),
+        stats.percentile(50.0),
+        stats.percentile(99.0),
+        stats.errors
+    );
+    if let Some(err) = &stats.first_error {
+        println!("    first error: {}", err.chars().take(300).collect::<String>());
+    }
+    Ok(Phase { name, spec, stats, cpu, rss_peak_kib: rss.take_phase_peak() })
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    wait_for_quiet_machine(args.max_load, Duration::from_secs(args.load_wait_secs)).await;
+    let load_at_start = probe::load_average();
+    let database_url = format!("{}/{}", args.postgres, args.database);
+    say(&format!("fresh database {}", args.database));
+    server::drop_database(&args.postgres, &args.database).await?;
+    for (email, name) in [(CREATOR, "Bench Creator"), (READER, "Bench Reader"), (SENDER, "Bench Sender")] {
+        server::create_user(&args.borcelle, &database_url, email, name).await?;
+    }
+    let db = PgPool::connect(&database_url).await.context("connecting to the benchmark database")?;
+    let postgres_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&db).await?;
+
+    let smtp_port = server::free_port()?;
+    let first_sink = *args.sinks.first().context("--sinks names no sink")?;
+    let mut sink = Sink::start(first_sink, smtp_port).await?;
+    let config = ServeConfig {
+        database_url: database_url.clone(),
+        port: server::free_port()?,
+        smtp_port,
+        delivery_concurrency: args.delivery_concurrency,
+        smtp_pool_size: args.smtp_pool_size,
+        log: args.serve_log.clone(),
+    };
+    say(&format!("starting {} serve on port {}", args.borcelle.display(), config.port));
+    let serve = Serve::start(&args.borcelle, &config).await?;
+    let rss = RssMonitor::start(serve.pid);
+    let creator = Session::login(serve.addr, CREATOR).await?;
+    let reader = Session::login(serve.addr, READER).await?;
+    let sender = Session::login(serve.addr, SENDER).await?;
+
+    let spec = |connections| LoadSpec {
+        connections,
+        warmup: Duration::from_secs(args.warmup_secs),
+        duration: Duration::from_secs(args.duration_secs),
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let as_creator = Target::new(serve.addr, &creator.cookie, &creator.csrf)?;
+    let create =
+        phase("contact create", &serve, &rss, &as_creator, CreateContacts { run: run_id }, spec(args.connections))
+            .await?;
+
+    say(&format!("seeding {} contacts with bulk SQL", thousands(args.contacts as f64)));
+    let seed_time = seed::address_book(&db, READER, args.contacts).await?;
+    seed::recipients(&db, SENDER, "warmup", WARMUP_MESSAGES as i64).await?;
+    seed::recipients(&db, SENDER, "bench", args.messages as i64).await?;
+    seed::analyze(&db).await?;
+    let seed_rss_peak_kib = rss.take_phase_peak();
+    println!("    {:.1} s", seed_time.as_secs_f64());
+
+    let as_reader = Target::new(serve.addr, &reader.cookie, &reader.csrf)?;
+    let list = phase("contact list, 50 a page", &serve, &rss, &as_reader, ListContacts, spec(args.connections)).await?;
+    let autocomplete =
+        phase("autocomplete", &serve, &rss, &as_reader, Autocomplete, spec(args.autocomplete_connections)).await?;
+
+    let mut deliveries = Vec::new();
+    for (i, kind) in args.sinks.iter().copied().enumerate() {
+        if i > 0 {
+            // Same port: serve's pooled connections to the old sink fail their NOOP and reconnect.
+            sink.stop().await;
+            sink = Sink::start(kind, smtp_port).await?;
+        }
+        deliveries.push(deliver(&args, kind, &sink, &serve, &rss, &sender, smtp_port).await?);
+    }
+    sink.stop().await;
+
+    let (rss_hwm_kib, rss_sampled_kib) = rss.peak();
+    drop(rss);
+    serve.stop().await?;
+    db.close().await;
+    if !args.keep_database {
+        server::drop_database(&args.postgres, &args.database).await?;
+    }
+    let load_at_end = probe::load_average();
+    let conditions =
+        crate::conditions::collect(&args_summary(&args), load_at_start, load_at_end, &postgres_version).await;
+    let report = Report {
+        conditions,
+        create,
+        list,
+        autocomplete,
+        seed_contacts: args.contacts,
+        seed_time,
+        seed_rss_peak_kib,
+        deliveries,
+        rss_hwm_kib,
+        rss_sampled_kib,
+    };
+    println!("\n{}", report.text_table());
+    if let Some(path) = &args.output {
+        std::fs::write(path, report.markdown()).with_context(|| format!("writing {}", path.display()))?;
+        println!("written to {}", path.display());
+    }
+    Ok(report.all_pass())
+}
+
+/// Warm-up, then `rounds` × (raw baseline, end-to-end) against one sink.
+async fn deliver(
+    args: &Args,
+    kind: SinkKind,
+    sink: &Sink,
+    serve: &Serve,
+    rss: &RssMonitor,
+    sender: &Session,
+    smtp_port: u16,
+) -> anyhow::Result<Delivery> {
+    say(&format!(
+        "delivery to {}: {} messages × {} rounds, concurrency {}, SMTP pool {}",
+        kind.short(),
+        args.messages,
+        args.delivery_rounds,
+        args.delivery_concurrency,
+        args.smtp_pool_size
+    ));
+    rss.take_phase_peak();
+    let timeout = Duration::from_secs(120).max(Duration::from_millis(args.messages as u64 * 20));
+    let transport = Arc::new(delivery::transport(smtp_port, args.smtp_pool_size)?);
+    let accepted_before = sink.accepted();
+    delivery::baseline(transport.clone(), WARMUP_MESSAGES, args.delivery_concurrency, "warmup").await?;
+    delivery::end_to_end(sender, "warmup", WARMUP_MESSAGES, timeout).await?;
+    let mut result =
+        Delivery { sink: kind, baseline: Vec::new(), end_to_end: Vec::new(), verified: None, rss_peak_kib: 0 };
+    for round in 0..args.delivery_rounds {
+        let sink_cpu = sink.pid().map(probe::process_cpu_secs);
+        let mut raw = delivery::baseline(transport.clone(), args.messages, args.delivery_concurrency, "bench").await?;
+        raw.sink_cpu_pct = sink_cpu_pct(sink, sink_cpu, &raw);
+        let sink_cpu = sink.pid().map(probe::process_cpu_secs);
+        let cpu = CpuMeter::start(serve.pid, &serve.database);
+        let mut e2e = delivery::end_to_end(sender, "bench", args.messages, timeout).await?;
+        let cpu = cpu.finish();
+        e2e.server_cpu_pct = Some(cpu.server_pct);
+        e2e.postgres_cpu_pct = Some(cpu.postgres_pct);
+        e2e.sink_cpu_pct = sink_cpu_pct(sink, sink_cpu, &e2e);
+        println!(
+            "    round {}: raw {} emails/s, end-to-end {} emails/s",
+            round + 1,
+            thousands(raw.per_sec()),
+            thousands(e2e.per_sec())
+        );
+        result.baseline.push(raw);
+        result.end_to_end.push(e2e);
+    }
+    if let (Some(before), Some(after)) = (accepted_before, sink.accepted()) {
+        let sent = 2 * (WARMUP_MESSAGES + args.messages * args.delivery_rounds) as u64;
+        result.verified = Some((after - before, sent));
+    }
+    result.rss_peak_kib = rss.take_phase_peak();
+    Ok(result)
+}
+
+fn sink_cpu_pct(sink: &Sink, before: Option<f64>, run: &Run) -> Option<f64> {
+    let (pid, before) = (sink.pid()?, before?);
+    Some(100.0 * (probe::process_cpu_secs(pid) - before) / run.elapsed.as_secs_f64().max(1e-9))
+}
+
+fn args_summary(args: &Args) -> Vec<(String, String)> {
+    let sinks: Vec<String> = args.sinks.iter().map(|s| format!("{} ({})", s.short(), s.describe())).collect();
+    vec![
+        (
+            "load phases".to_owned(),
+            format!(
+                "{} s warm-up + {} s measured each; create and list on {} connections, autocomplete on {}; closed \
+                 loop (each connection sends its next request when the previous answer is read), HTTP/1.1 keep-alive \
+                 over loopback from the bench process on the same machine",
+                args.warmup_secs, args.duration_secs, args.connections, args.autocomplete_connections
+            ),
+        ),
+        (
+            "delivery".to_owned(),
+            format!(
+                "{} messages per run, {} rounds per sink after a {WARMUP_MESSAGES}-message warm-up each way; \
+                 BORCELLE_DELIVERY_CONCURRENCY={} and BORCELLE_SMTP_POOL_SIZE={} for serve, and the same \
+                 concurrency and pool size for the raw baseline (crm-api's SmtpTransport, plain SMTP)",
+                args.messages, args.delivery_rounds, args.delivery_concurrency, args.smtp_pool_size
+            ),
+        ),
+        ("SMTP sinks".to_owned(), sinks.join("; ")),
+    ]
+}

@@ -1,0 +1,5 @@
+//! The `borcelle-bench` binary: see `scripts/bench`.
+
+fn main() -> std::process::ExitCode {
+    borcelle_bench::cli::main()
+}
