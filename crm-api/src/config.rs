@@ -152,6 +152,11 @@ impl HttpSettings {
         self.public_url.origin().ascii_serialization()
     }
 
+    /// Whether a browser's `Origin` is this site (the public URL's origin or an extra allowed one).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        origin == self.public_origin() || self.extra_origins.iter().any(|allowed| allowed == origin)
+    }
+
     /// Session cookies are marked `Secure` when users reach us over https.
     pub fn cookies_secure(&self) -> bool {
         self.public_url.scheme() == "https"

@@ -166,8 +166,7 @@ async fn authenticate(state: &AppState, mut request: Request) -> Result<Request,
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let http = &state.settings.http;
-        if origin == http.public_origin() || http.extra_origins.iter().any(|allowed| allowed == origin) {
+        if state.settings.http.origin_allowed(origin) {
             return Ok(());
         }
         return Err(AppError::CsrfRejected("cross-site request refused: its Origin is not this site"));

@@ -21,9 +21,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let origin = origin.to_str().unwrap_or("");
-    let http = &state.settings.http;
-    origin == http.public_origin() || http.extra_origins.iter().any(|allowed| allowed == origin)
+    state.settings.http.origin_allowed(origin.to_str().unwrap_or(""))
 }
 
 pub async fn connect(
