@@ -11,7 +11,7 @@ use crate::schedule::Schedule;
 pub const MAX_MISSED: usize = 100;
 
 /// What to do when an occurrence is due while an earlier run is still active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub enum ConcurrencyPolicy {
     /// Start it anyway.
     #[default]
@@ -158,4 +158,46 @@ pub fn decide(schedule: &Schedule, tz: Tz, policy: &Policy, observed: &Observed,
         }
     }
     Decision::Start { scheduled, replace_active: false, missed, next }
+}
+
+/// Decides what to do at `now` for a resource that runs once at `at` (a Broadcast with `at`, or
+/// one sent at once): the same rules, with a single occurrence.
+pub fn decide_once(at: DateTime<Utc>, policy: &Policy, observed: &Observed, now: DateTime<Utc>) -> Decision {
+    if observed.last_scheduled.is_some_and(|last| last >= at) {
+        return Decision::Wait { next: None };
+    }
+    if at > now {
+        return Decision::Wait { next: Some(at) };
+    }
+    if policy.suspend {
+        return Decision::Suspended { due: Some(at), next: None };
+    }
+    if let Some(deadline) = policy.starting_deadline
+        && now - at > deadline
+    {
+        return Decision::Skip {
+            scheduled: at,
+            reason: SkipReason::DeadlinePassed,
+            missed: Missed::default(),
+            next: None,
+        };
+    }
+    if observed.active_runs > 0 && policy.concurrency == ConcurrencyPolicy::Forbid {
+        return Decision::Skip {
+            scheduled: at,
+            reason: SkipReason::RunAlreadyActive,
+            missed: Missed::default(),
+            next: None,
+        };
+    }
+    let replace_active = observed.active_runs > 0 && policy.concurrency == ConcurrencyPolicy::Replace;
+    Decision::Start { scheduled: at, replace_active, missed: Missed::default(), next: None }
+}
+
+/// Decides what to do at `now` for either kind of timing.
+pub fn decide_timing(timing: &crate::Timing, policy: &Policy, observed: &Observed, now: DateTime<Utc>) -> Decision {
+    match timing {
+        crate::Timing::Once(at) => decide_once(*at, policy, observed, now),
+        crate::Timing::Repeat(schedule, tz) => decide(schedule, *tz, policy, observed, now),
+    }
 }
