@@ -5,6 +5,8 @@
 //! a parameter, there is no I/O, so the operator and the in-process scheduler decide alike.
 
 pub mod decide;
+// Each `printcolumn(...)` of the kube derive repeats the same keys, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 pub mod resources;
 pub mod schedule;
 

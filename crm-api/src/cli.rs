@@ -112,13 +112,52 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
 struct WorkerArgs {
+    /// Without a subcommand: send queued mail until SIGTERM.
+    #[command(subcommand)]
+    action: Option<WorkerAction>,
     #[command(flatten)]
     mail: MailArgs,
     #[command(flatten)]
     delivery: DeliveryArgs,
     #[command(flatten)]
     storage: StorageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerAction {
+    /// Run one occurrence of a ScheduledReminder or Broadcast (what the operator's Jobs run), wait
+    /// until its emails are sent or failed, and exit: 0 when finished (permanent failures of some
+    /// recipients are counted, not fatal), 3 when it can never run (an unknown owner, a deleted
+    /// note), 1 on a temporary failure (run it again: nothing is duplicated). Writes
+    /// `{"delivered":N,"failed":M,"recipients":R}` to the termination log.
+    Occurrence(OccurrenceArgs),
+}
+
+#[derive(Debug, Args)]
+struct OccurrenceArgs {
+    /// ScheduledReminder or Broadcast.
+    #[arg(long)]
+    kind: String,
+    /// The resource's namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// The resource's name.
+    #[arg(long)]
+    name: String,
+    /// The resource's metadata.uid: with --scheduled, the occurrence's identity.
+    #[arg(long)]
+    uid: uuid::Uuid,
+    /// The occurrence's time (RFC 3339).
+    #[arg(long)]
+    scheduled: chrono::DateTime<chrono::Utc>,
+    /// The resource's spec as JSON (the operator sets it on the Job).
+    #[arg(long, env = "BORCELLE_OCCURRENCE_SPEC", hide_env_values = true)]
+    spec: String,
+    /// Where the outcome is written for the operator to read.
+    #[arg(long, env = "BORCELLE_TERMINATION_LOG", default_value = "/dev/termination-log")]
+    termination_log: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -232,6 +271,18 @@ struct DeliveryArgs {
     /// How long a worker's claim on a message lasts; a crashed worker's claims return after it.
     #[arg(long, env = "BORCELLE_DELIVERY_LEASE_SECS", default_value_t = 120)]
     delivery_lease_secs: u64,
+    /// Who runs reminders and broadcasts: `in-process` (serve's scheduler, standalone) or `off`
+    /// (this process schedules nothing; another serve or the operator does).
+    #[arg(long, env = "BORCELLE_SCHEDULER", value_enum, default_value_t = SchedulerMode::InProcess)]
+    scheduler: SchedulerMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SchedulerMode {
+    /// serve's in-process scheduler drives the reminders and broadcasts stored in PostgreSQL.
+    InProcess,
+    /// No scheduler in this process.
+    Off,
 }
 
 impl DeliveryArgs {
@@ -249,6 +300,7 @@ impl DeliveryArgs {
             max_attempts: self.delivery_max_attempts,
             retry_base: Duration::from_secs_f64(self.delivery_retry_base_secs),
             rate_per_sec: (self.mail_rate_per_sec > 0).then_some(self.mail_rate_per_sec),
+            scheduler_in_serve: self.scheduler == SchedulerMode::InProcess,
             ..DeliverySettings::default()
         })
     }
@@ -478,7 +530,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -486,8 +538,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = match cli.command {
         Command::Serve(args) => {
             let settings = args.settings(&cli.global)?;
             let app = crate::startup::Application::build(settings).await?;
@@ -501,7 +553,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 redis_url: cli.global.redis_url.clone().map(SecretString::from),
                 storage: args.storage.settings()?,
             };
-            crate::startup::run_worker(settings, crate::startup::shutdown_signal()).await
+            match args.action {
+                None => crate::startup::run_worker(settings, crate::startup::shutdown_signal()).await,
+                Some(WorkerAction::Occurrence(occurrence)) => {
+                    let job = crate::startup::OccurrenceJob {
+                        kind: occurrence.kind,
+                        resource: format!("{}/{}", occurrence.namespace, occurrence.name),
+                        uid: occurrence.uid,
+                        scheduled: occurrence.scheduled,
+                        spec: occurrence.spec,
+                        termination_log: occurrence.termination_log,
+                    };
+                    return crate::startup::run_occurrence_job(settings, job, crate::startup::shutdown_signal()).await;
+                }
+            }
         }
         Command::Migrate => {
             let pool = crate::db::connect_and_migrate(&cli.global.database()).await?;
@@ -510,7 +575,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(command) => admin(&cli.global, command).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 async fn admin(global: &GlobalArgs, command: AdminCommand) -> anyhow::Result<()> {

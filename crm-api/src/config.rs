@@ -106,6 +106,9 @@ pub struct DeliverySettings {
     pub poll_interval: Duration,
     /// On shutdown, how long in-flight sends may take before their claims are released.
     pub shutdown_grace: Duration,
+    /// Whether `serve` runs the in-process scheduler of reminders and broadcasts (standalone).
+    /// Any number of processes may run it against one database.
+    pub scheduler_in_serve: bool,
 }
 
 impl Default for DeliverySettings {
@@ -120,6 +123,7 @@ impl Default for DeliverySettings {
             rate_per_sec: None,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(15),
+            scheduler_in_serve: true,
         }
     }
 }
@@ -210,6 +214,13 @@ pub struct MailSettings {
     /// Display name in `From`.
     pub from_name: String,
     pub transport: TransportSettings,
+}
+
+impl MailSettings {
+    /// Domain of the stable Message-IDs (`<id@domain>`): the From address's.
+    pub fn message_id_domain(&self) -> &str {
+        self.from_address.rsplit_once('@').map_or("localhost", |(_, d)| d)
+    }
 }
 
 /// Which transport delivers mail.

@@ -306,6 +306,11 @@ impl DeliveryEngine {
         if !task.just_finished {
             return;
         }
+        if matches!(task.kind.as_str(), "reminder" | "broadcast")
+            && let Err(err) = crate::db::occurrences::finish_for_task(&self.db, task.task_id).await
+        {
+            tracing::error!(error = %err, task = %task.task_id, "marking the occurrence finished failed");
+        }
         let (title, body) = completion_text(&task);
         let data = json!({ "task_id": task.task_id, "sent": task.sent, "failed": task.failed, "total": task.total });
         match notifications::insert(&self.db, task.owner_id, "task_done", &title, &body, &data).await {
@@ -322,7 +327,12 @@ impl DeliveryEngine {
 
 /// "Note sent to 998 of 1000 contacts; 2 failed", and a second line naming the subject.
 pub fn completion_text(task: &TaskProgress) -> (String, String) {
-    let what = if task.kind == "note" { "Note" } else { "Message" };
+    let what = match task.kind.as_str() {
+        "note" => "Note",
+        "reminder" => "Reminder",
+        "broadcast" => "Broadcast",
+        _ => "Message",
+    };
     let contacts = |n: i32| if n == 1 { "contact".to_owned() } else { "contacts".to_owned() };
     let title = if task.failed == 0 {
         format!("{what} sent to {} {}", task.sent, contacts(task.sent))

@@ -102,7 +102,7 @@ pub struct Outgoing<'a> {
 /// per recipient.
 pub async fn send(state: &AppState, owner: Uuid, outgoing: Outgoing<'_>) -> AppResult<Queued> {
     let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
-    let domain = state.settings.mail.from_address.rsplit_once('@').map_or("localhost", |(_, d)| d).to_owned();
+    let domain = state.settings.mail.message_id_domain().to_owned();
     let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: &domain };
     let mut tx = state.db.begin().await?;
     let limit = state.settings.storage.message_attachments_max_bytes;

@@ -66,6 +66,7 @@ impl Application {
             tasks: TaskTracker::new(),
             events,
             wake_delivery: Arc::new(Notify::new()),
+            wake_scheduler: Arc::new(Notify::new()),
             store,
         };
         Ok(Self { listener, state, stop })
@@ -98,6 +99,17 @@ impl Application {
             };
             tokio::spawn(engine.run(stop.clone()))
         });
+        let scheduler = state.settings.delivery.scheduler_in_serve.then(|| {
+            let scheduler = crate::scheduler::Scheduler {
+                db: state.db.clone(),
+                events: state.events.clone(),
+                wake: state.wake_scheduler.clone(),
+                wake_delivery: state.wake_delivery.clone(),
+                message_id_domain: state.settings.mail.message_id_domain().to_owned(),
+                attachments_max_bytes: state.settings.storage.message_attachments_max_bytes,
+            };
+            tokio::spawn(scheduler.run(stop.clone()))
+        });
         if state.settings.dev_mode {
             tracing::warn!("dev mode: the outbox page is open to everyone; set BORCELLE_DEV_MODE=false in production");
         }
@@ -110,6 +122,9 @@ impl Application {
         tracing::info!("no longer accepting requests; finishing background work");
         stop.cancel();
         let _ = housekeeping.await;
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
         if let Some(delivery) = delivery {
             let _ = delivery.await;
         }
@@ -187,6 +202,131 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
     running.await.context("the delivery engine stopped abnormally")?;
     db.close().await;
     Ok(())
+}
+
+/// One occurrence for `borcelle worker occurrence` (what the operator's Jobs run).
+pub struct OccurrenceJob {
+    pub kind: String,
+    /// `namespace/name`.
+    pub resource: String,
+    pub uid: uuid::Uuid,
+    pub scheduled: chrono::DateTime<chrono::Utc>,
+    /// The resource's spec as JSON.
+    pub spec: String,
+    /// Where the outcome is written for the operator.
+    pub termination_log: std::path::PathBuf,
+}
+
+/// The exit code of an occurrence that can never run (the Job should not retry it).
+pub const EXIT_PERMANENT: u8 = 3;
+/// How often a Job checks whether its occurrence's emails are all sent or failed.
+const OCCURRENCE_POLL: Duration = Duration::from_millis(250);
+
+/// Runs one occurrence: starts it (once, whatever the retries), delivers its emails with a local
+/// engine, waits until they are all sent or failed, and reports the counts. See
+/// `borcelle worker occurrence --help` for the exit codes.
+pub async fn run_occurrence_job(
+    settings: WorkerSettings,
+    job: OccurrenceJob,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use crate::occurrence::{Occurrence, OccurrenceError, OccurrenceSpec};
+    let report_permanent = |reason: String| {
+        tracing::error!(resource = %job.resource, scheduled = %job.scheduled, %reason, "the occurrence cannot run");
+        write_termination_log(
+            &job.termination_log,
+            &serde_json::json!({ "delivered": 0, "failed": 0, "recipients": 0, "error": reason }),
+        );
+        Ok(std::process::ExitCode::from(EXIT_PERMANENT))
+    };
+    let spec: serde_json::Value = match serde_json::from_str(&job.spec) {
+        Ok(spec) => spec,
+        Err(err) => return report_permanent(format!("BORCELLE_OCCURRENCE_SPEC is not JSON: {err}")),
+    };
+    let spec = match OccurrenceSpec::from_json(&job.kind, spec) {
+        Ok(spec) => spec,
+        Err(err) => return report_permanent(err.to_string()),
+    };
+    let db = db::connect_and_migrate(&settings.database).await?;
+    let stop = CancellationToken::new();
+    let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
+    let occurrence = Occurrence {
+        resource_uid: job.uid,
+        resource: &job.resource,
+        scheduled: job.scheduled,
+        spec: &spec,
+        owner: None,
+    };
+    let mut tx = db.begin().await?;
+    let mut started = match crate::occurrence::start(
+        &mut tx,
+        &occurrence,
+        settings.mail.message_id_domain(),
+        settings.storage.message_attachments_max_bytes,
+    )
+    .await
+    {
+        Ok(started) => started,
+        Err(OccurrenceError::Permanent(reason)) => return report_permanent(reason),
+        Err(OccurrenceError::Database(err)) => return Err(err).context("starting the occurrence"),
+    };
+    tx.commit().await?;
+    started.announce(&events).await;
+    tracing::info!(resource = %job.resource, scheduled = %job.scheduled, occurrence = %started.occurrence_id, first_run = started.created, recipients = started.recipients, skipped = started.skipped.len(), "occurrence started");
+
+    let mut report = serde_json::json!({ "delivered": started.recipients, "failed": 0, "recipients": started.recipients, "skipped": started.skipped });
+    if let Some(task_id) = started.task_id {
+        let wake = Arc::new(Notify::new());
+        let engine = DeliveryEngine {
+            mailer: mail::build_mailer(&settings.mail, db.clone())?,
+            db: db.clone(),
+            events,
+            mail: settings.mail.clone(),
+            settings: settings.delivery.clone(),
+            metrics: Arc::new(Metrics::default()),
+            wake: wake.clone(),
+            store: storage::build_store(&settings.storage).await?,
+            attachments_max_bytes: settings.storage.message_attachments_max_bytes,
+        };
+        let running = tokio::spawn(engine.run(stop.clone()));
+        tokio::pin!(shutdown);
+        let finished = loop {
+            match crate::db::tasks::progress(&db, task_id).await {
+                Ok(Some(task)) if task.status == "done" => break Some(task),
+                Ok(None) => break None,
+                Ok(Some(_)) => {}
+                Err(err) => tracing::warn!(error = %err, "reading the occurrence's progress failed; retrying"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::warn!("stopping before the occurrence finished; a retry of this Job picks it up");
+                    stop.cancel();
+                    let _ = running.await;
+                    db.close().await;
+                    return Ok(std::process::ExitCode::FAILURE);
+                }
+                _ = tokio::time::sleep(OCCURRENCE_POLL) => {}
+            }
+        };
+        stop.cancel();
+        running.await.context("the delivery engine stopped abnormally")?;
+        if let Some(task) = finished {
+            report["delivered"] = task.sent.into();
+            report["failed"] = task.failed.into();
+        }
+    }
+    db.close().await;
+    println!("{report}");
+    write_termination_log(&job.termination_log, &report);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes the outcome where Kubernetes reads a container's termination message; without such a
+/// file (outside a pod) it is only printed.
+fn write_termination_log(path: &std::path::Path, report: &serde_json::Value) {
+    if let Err(err) = std::fs::write(path, report.to_string()) {
+        tracing::debug!(path = %path.display(), error = %err, "no termination log written");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -24,6 +24,8 @@ pub struct AppState {
     pub events: EventBus,
     /// Wakes this process's delivery engine when a send is queued.
     pub wake_delivery: Arc<tokio::sync::Notify>,
+    /// Wakes this process's scheduler when a reminder or broadcast is created or changed.
+    pub wake_scheduler: Arc<tokio::sync::Notify>,
     /// Keeps attachment bytes (a local directory or S3).
     pub store: Store,
 }

@@ -78,6 +78,13 @@ pub async fn id_by_email(db: impl PgExecutor<'_>, owner: Uuid, email: &str) -> s
         .await
 }
 
+/// How many of these ids are the owner's contacts.
+pub async fn count_owned(db: impl PgExecutor<'_>, owner: Uuid, ids: &[Uuid]) -> sqlx::Result<i64> {
+    sqlx::query_scalar!("SELECT count(*) AS \"n!\" FROM contacts WHERE owner_id = $1 AND id = ANY($2)", owner, ids)
+        .fetch_one(db)
+        .await
+}
+
 pub async fn get(db: impl PgExecutor<'_>, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Contact>> {
     sqlx::query_as!(
         Contact,

@@ -49,7 +49,8 @@ pub async fn list(
     sqlx::query_as!(
         Notification,
         "SELECT id, kind, title, body, data, read_at, created_at FROM notifications
-         WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY created_at DESC, id DESC LIMIT $3",
+         WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY created_at DESC, id DESC LIMIT $3",
         user,
         unread_only,
         limit
@@ -59,9 +60,13 @@ pub async fn list(
 }
 
 pub async fn unread_count(db: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar!("SELECT count(*) AS \"n!\" FROM notifications WHERE user_id = $1 AND read_at IS NULL", user)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        "SELECT count(*) AS \"n!\" FROM notifications
+         WHERE user_id = $1 AND read_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+        user
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Marks one of the user's notifications read; `false` when the user has no such notification.

@@ -54,18 +54,7 @@ pub async fn enqueue(
     task: &NewTask<'_>,
     recipients: Recipients<'_>,
 ) -> sqlx::Result<Result<i32, EnqueueError>> {
-    // `total` is set once the ledger rows exist, so it always equals their number.
-    sqlx::query!(
-        "INSERT INTO tasks (id, owner_id, kind, note_id, subject, body, total) VALUES ($1, $2, $3, $4, $5, $6, 1)",
-        task.id,
-        task.owner,
-        task.kind,
-        task.note_id,
-        task.subject,
-        task.body
-    )
-    .execute(&mut *tx)
-    .await?;
+    insert(tx, task).await?;
     let (ids, tag): (Option<&[Uuid]>, Option<&str>) = match recipients {
         Recipients::Contacts(ids) => (Some(ids), None),
         Recipients::Tag(tag) => (None, Some(tag)),
@@ -99,8 +88,50 @@ pub async fn enqueue(
         return Ok(Err(EnqueueError::NoRecipients));
     }
     let total = inserted.len() as i32;
-    sqlx::query!("UPDATE tasks SET total = $2 WHERE id = $1", task.id, total).execute(&mut *tx).await?;
+    set_total(tx, task.id, total).await?;
     Ok(Ok(total))
+}
+
+/// Writes the task row with a provisional total of 1; [`set_total`] sets the real one once the
+/// ledger rows exist, so that it always equals their number.
+pub async fn insert(tx: &mut PgConnection, task: &NewTask<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO tasks (id, owner_id, kind, note_id, subject, body, total) VALUES ($1, $2, $3, $4, $5, $6, 1)",
+        task.id,
+        task.owner,
+        task.kind,
+        task.note_id,
+        task.subject,
+        task.body
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets the task's total to the number of ledger rows written for it.
+pub async fn set_total(tx: &mut PgConnection, id: Uuid, total: i32) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE tasks SET total = $2 WHERE id = $1", id, total).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Removes a task that ended up with no ledger rows.
+pub async fn delete_empty(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("DELETE FROM tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE task_id = $1)", id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The task's counters and state, whoever owns it (for a worker waiting on its occurrence).
+pub async fn progress(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Task>> {
+    sqlx::query_as!(
+        Task,
+        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at FROM tasks WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn get(db: impl PgExecutor<'_>, owner: Uuid, id: Uuid) -> sqlx::Result<Option<Task>> {

@@ -92,6 +92,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     Ok(value)
 }
 
+/// Reads a JSON value (a part of a body) into `T`, naming offending fields under `prefix`.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, AppError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." || path.is_empty() { prefix.to_owned() } else { format!("{prefix}.{path}") };
+        classify(path, err.into_inner())
+    })
+}
+
 fn classify(path: String, err: serde_json::Error) -> AppError {
     if err.classify() != serde_json::error::Category::Data {
         return AppError::MalformedBody(format!("the body is not valid JSON: {err}"));

@@ -18,6 +18,7 @@ mod mailjet;
 mod messaging;
 mod passwords;
 mod processes;
+mod schedules;
 mod sessions;
 mod smtp;
 mod throttling;

@@ -2,11 +2,13 @@
 
 mod attachments;
 mod auth;
+mod broadcasts;
 pub mod contacts;
 mod contacts_csv;
 mod messages;
 mod notes;
 mod notifications;
+mod reminders;
 mod tasks;
 pub use auth::REGISTER_ANSWER;
 pub use outbox::may_read_outbox;
@@ -38,6 +40,11 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::remove))
         .route("/admin/outbox", get(outbox::list))
+        .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
+        .route("/admin/broadcasts/{name}", get(broadcasts::show).patch(broadcasts::update).delete(broadcasts::remove))
+        .route("/reminders", get(reminders::list).post(reminders::create))
+        .route("/reminders/preview", get(reminders::preview))
+        .route("/reminders/{name}", get(reminders::show).patch(reminders::update).delete(reminders::remove))
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route("/contacts/autocomplete", get(contacts::autocomplete))
         .route(

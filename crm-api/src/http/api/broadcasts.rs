@@ -1,0 +1,85 @@
+//! `/api/v1/admin/broadcasts`: notifications from the administrators to the users, now, at a time
+//! or repeating (standalone: stored in PostgreSQL and run by the in-process scheduler), in the
+//! Broadcast resource's shape. Administrators only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{AppError, AppResult};
+use crate::http::extract::{ApiJson, CurrentUser};
+use crate::http::identity::Identity;
+use crate::schedules::{self, Scope};
+use crate::state::AppState;
+
+fn admin(user: &Identity) -> AppResult<()> {
+    if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("only administrators manage broadcasts")) }
+}
+
+/// `{name, spec}`: the spec as in a Broadcast resource.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    name: String,
+    spec: Value,
+}
+
+/// `{spec}`: a JSON merge patch of the spec (e.g. `{"spec": {"suspend": true}}`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    spec: Value,
+}
+
+pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<Value>> {
+    admin(&user)?;
+    let items = schedules::list(&state.db, Scope::broadcasts()).await?;
+    Ok(Json(json!({ "broadcasts": items })))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> AppResult<Response> {
+    admin(&user)?;
+    let view =
+        schedules::create(&state.db, Scope::broadcasts(), user.user_id, &user.email, &body.name, body.spec).await?;
+    state.wake_scheduler.notify_one();
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(name): Path<String>,
+) -> AppResult<Response> {
+    admin(&user)?;
+    Ok(Json(schedules::get(&state.db, Scope::broadcasts(), &name).await?).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> AppResult<Response> {
+    admin(&user)?;
+    let view = schedules::patch(&state.db, Scope::broadcasts(), &user.email, &name, body.spec).await?;
+    state.wake_scheduler.notify_one();
+    Ok(Json(view).into_response())
+}
+
+/// Cancels a broadcast: nothing more is delivered (notifications already delivered stay).
+pub async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(name): Path<String>,
+) -> AppResult<StatusCode> {
+    admin(&user)?;
+    schedules::delete(&state.db, Scope::broadcasts(), &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
