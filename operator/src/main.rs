@@ -1,9 +1,18 @@
-//! `borcelle-operator`: the Kubernetes controller for Borcelle's resources.
-//!
-//! Reconciliation arrives with the operator issue; this binary already accepts its final
-//! arguments so that the chart and the image can be wired against a stable interface.
+//! `borcelle-operator`: the Kubernetes controller for Borcelle's resources. Parses arguments,
+//! sets up logging, the client, the health/metrics listener and signals, then runs
+//! [`borcelle_operator::run::run`].
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use borcelle_operator::context::{Context, JobSettings, system_clock};
+use borcelle_operator::leader::LeaseSettings;
+use borcelle_operator::metrics::Metrics;
+use borcelle_operator::run::{RunSettings, run};
+use borcelle_operator::server::{self, Health};
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 /// Reconciles ScheduledReminder and Broadcast resources into Jobs that run `borcelle worker`.
 #[derive(Debug, Parser)]
@@ -15,23 +24,121 @@ struct Args {
     /// Image the created Jobs run (`borcelle worker occurrence …`).
     #[arg(long, env = "BORCELLE_WORKER_IMAGE", default_value = "borcelle:latest")]
     worker_image: String,
+    /// Secret whose keys become the worker's environment (envFrom).
+    #[arg(long, env = "BORCELLE_WORKER_ENV_SECRET", default_value = "borcelle-env")]
+    worker_env_secret: String,
+    /// ConfigMap whose keys also become the worker's environment (envFrom).
+    #[arg(long, env = "BORCELLE_WORKER_ENV_CONFIGMAP")]
+    worker_env_configmap: Option<String>,
+    /// Service account the worker pods run as.
+    #[arg(long, env = "BORCELLE_WORKER_SERVICE_ACCOUNT", default_value = "borcelle-worker")]
+    worker_service_account: String,
+    /// Retries of a failed occurrence pod (Job backoffLimit).
+    #[arg(long, env = "BORCELLE_JOB_BACKOFF_LIMIT", default_value_t = 3)]
+    job_backoff_limit: i32,
+    /// Seconds an occurrence may run before it is stopped (Job activeDeadlineSeconds).
+    #[arg(long, env = "BORCELLE_JOB_ACTIVE_DEADLINE_SECONDS", default_value_t = 3600)]
+    job_active_deadline_seconds: i64,
     /// Address of the health and metrics listener.
     #[arg(long, env = "BORCELLE_OPERATOR_LISTEN", default_value = "0.0.0.0:8081")]
-    listen: std::net::SocketAddr,
+    listen: SocketAddr,
     /// Take part in leader election through a coordination.k8s.io Lease.
     #[arg(long, env = "BORCELLE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "BORCELLE_LEASE_NAME", default_value = "borcelle-operator")]
+    lease_name: String,
+    /// Namespace of the Lease; the client's default namespace (in a pod: its own) when unset.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's name in the Lease and on events; the host name when unset.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// Log format.
+    #[arg(long, env = "BORCELLE_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
 }
 
-fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    eprintln!(
-        "borcelle-operator: resources {} are not reconciled yet by this build (namespace: {}, worker image: {}, listen: {}, leader election: {})",
-        borcelle_crds::api_version(),
-        args.namespace.as_deref().unwrap_or("all"),
-        args.worker_image,
-        args.listen,
-        args.leader_election
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+async fn operate(args: Args) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
+    let client = kube::Client::try_default().await.context("configuring the Kubernetes client")?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::default();
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "health and metrics listener");
+    let server =
+        tokio::spawn(server::serve(listener, server::router(health.clone(), metrics.clone()), shutdown.clone()));
+
+    let host =
+        args.pod_name.clone().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "borcelle-operator".into());
+    let identity = format!("{host}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let jobs = JobSettings {
+        image: args.worker_image,
+        backoff_limit: args.job_backoff_limit,
+        active_deadline_seconds: args.job_active_deadline_seconds,
+        env_secret: args.worker_env_secret,
+        env_configmap: args.worker_env_configmap,
+        service_account: args.worker_service_account,
+    };
+    let lease = args.leader_election.then(|| {
+        let namespace = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        LeaseSettings::new(args.lease_name.clone(), namespace, identity.clone())
+    });
+    let ctx = Arc::new(Context::new(client, jobs, system_clock(), metrics).with_instance(Some(identity.clone())));
+    tracing::info!(
+        identity,
+        namespace = args.namespace.as_deref().unwrap_or("(all)"),
+        leader_election = args.leader_election,
+        "starting"
     );
-    std::process::ExitCode::from(2)
+    run(ctx, RunSettings { namespace: args.namespace, lease }, health, shutdown.clone()).await;
+    shutdown.cancel();
+    server.await.context("the listener task")?.context("the listener")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    match operate(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "operator failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

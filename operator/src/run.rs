@@ -1,0 +1,159 @@
+//! Running the operator: both controllers, under leader election unless it is disabled, until
+//! shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use borcelle_crds::{Broadcast, ScheduledReminder};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::watcher;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::kinds::Occurring;
+use crate::leader::{LeaseElector, LeaseSettings};
+use crate::reconcile::{error_policy, reconcile};
+use crate::server::Health;
+
+/// How long a graceful stop waits for in-flight reconciles.
+const GRACEFUL_STOP: Duration = Duration::from_secs(20);
+
+/// Where the controllers watch, and the Lease (none: leader election disabled).
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Watch one namespace; all when `None`.
+    pub namespace: Option<String>,
+    pub lease: Option<LeaseSettings>,
+}
+
+/// Runs until `shutdown` is cancelled; then stops the controllers and releases the Lease.
+pub async fn run(ctx: Arc<Context>, settings: RunSettings, health: Health, shutdown: CancellationToken) {
+    match settings.lease.clone() {
+        None => {
+            health.set_leader(true);
+            ctx.metrics.set_leader(true);
+            run_controllers(ctx, settings.namespace, health, shutdown).await;
+        }
+        Some(lease) => run_elected(ctx, settings.namespace, lease, health, shutdown).await,
+    }
+}
+
+/// Runs the controllers while holding the Lease.
+async fn run_elected(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    lease: LeaseSettings,
+    health: Health,
+    shutdown: CancellationToken,
+) {
+    let retry = lease.retry_period;
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &lease.namespace);
+    let mut elector = LeaseElector::new(api, lease);
+    let mut leading: Option<(CancellationToken, JoinHandle<()>)> = None;
+    let mut ticker = tokio::time::interval(retry);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let until = elector.leader_until().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticker.tick() => {
+                let started = Instant::now();
+                // A round must end by the leader deadline, so that losing the Lease is noticed in time.
+                let budget = elector.leader_until().map_or(retry, |u| u.saturating_duration_since(started)).min(retry);
+                let round = elector.try_acquire_or_renew(started, chrono::Utc::now());
+                match tokio::time::timeout(budget.max(Duration::from_millis(100)), round).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => tracing::warn!(error = %err, "leader election round failed"),
+                    Err(_) => tracing::warn!("leader election round timed out"),
+                }
+            }
+            () = sleep_until(until), if until.is_some() => {}
+        }
+        let leader = elector.is_leader(Instant::now());
+        health.set_leader(leader);
+        ctx.metrics.set_leader(leader);
+        match (leader, leading.take()) {
+            (true, None) => {
+                tracing::info!(identity = %elector.settings().identity, "acquired the lease: starting controllers");
+                let stop = shutdown.child_token();
+                let task = tokio::spawn(run_controllers(ctx.clone(), namespace.clone(), health.clone(), stop.clone()));
+                leading = Some((stop, task));
+            }
+            (false, Some((stop, task))) => {
+                // Lost: stop at once (in-flight creates are idempotent by Job name).
+                tracing::warn!("lost the lease: stopping controllers");
+                stop.cancel();
+                task.abort();
+                let _ = task.await;
+            }
+            (_, current) => leading = current,
+        }
+    }
+    if let Some((stop, task)) = leading {
+        stop.cancel();
+        stop_gracefully(task).await;
+    }
+    match elector.release(chrono::Utc::now()).await {
+        Ok(()) => tracing::info!("released the lease"),
+        Err(err) => tracing::warn!(error = %err, "could not release the lease"),
+    }
+}
+
+async fn sleep_until(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn stop_gracefully(mut task: JoinHandle<()>) {
+    if tokio::time::timeout(GRACEFUL_STOP, &mut task).await.is_err() {
+        tracing::warn!("controllers did not stop in time: aborting");
+        task.abort();
+    }
+}
+
+/// Runs the ScheduledReminder and Broadcast controllers until `stop`.
+pub async fn run_controllers(ctx: Arc<Context>, namespace: Option<String>, health: Health, stop: CancellationToken) {
+    health.controllers_starting();
+    let reminders = controller::<ScheduledReminder>(ctx.clone(), namespace.as_deref(), health.clone(), stop.clone());
+    let broadcasts = controller::<Broadcast>(ctx, namespace.as_deref(), health, stop);
+    futures::join!(reminders, broadcasts);
+    tracing::info!("controllers stopped");
+}
+
+async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, health: Health, stop: CancellationToken) {
+    let client = ctx.client.clone();
+    let (resources, jobs): (Api<K>, Api<Job>) = match namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let job_watch = watcher::Config::default().labels(&crate::job::kind_selector(K::KIND)).any_semantic();
+    let controller = Controller::new(resources, watcher::Config::default().any_semantic())
+        .owns(jobs, job_watch)
+        .graceful_shutdown_on(async move { stop.cancelled().await });
+    let store = controller.store();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            tracing::info!(kind = %K::KIND, "cache synced");
+            health.controller_synced();
+        }
+    });
+    controller
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, action)) => tracing::debug!(%object, ?action, "reconciled"),
+                // Logged with its backoff by the error policy.
+                Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(controller::Error::ObjectNotFound(object)) => tracing::debug!(%object, "object gone"),
+                Err(err) => tracing::warn!(kind = %K::KIND, error = %err, "controller error"),
+            }
+        })
+        .await;
+}
