@@ -1,8 +1,9 @@
 //! What every reconcile shares: the client, the Job settings, the clock, metrics and backoff.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use borcelle_crds::RunSummary;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -64,33 +65,57 @@ pub struct Context {
     pub reported: ReportedRuns,
 }
 
-/// Finished Jobs already reported, by `namespace/name`. The resource's status says the same once
-/// the store has caught up with the status write; this set covers the moment before.
+/// What was reported about a finished Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedRun {
+    pub summary: RunSummary,
+    pub succeeded: bool,
+    pub recipients: Option<i64>,
+}
+
+/// Finished Jobs this process has reported (`SawCompletedJob`), by `namespace/name`, until the
+/// resource's status read from the watch cache says the same: a reconcile that runs on a status
+/// older than its own last write neither reports a run twice nor forgets it.
 #[derive(Debug, Default)]
-pub struct ReportedRuns(Mutex<HashSet<String>>);
+pub struct ReportedRuns(Mutex<HashMap<String, ReportedRun>>);
 
 /// Entries kept at most (Jobs deleted by someone else are never removed one by one).
 const MAX_REPORTED: usize = 100_000;
 
 impl ReportedRuns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ReportedRun>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn contains(&self, namespace: &str, job: &str) -> bool {
-        self.lock().contains(&format!("{namespace}/{job}"))
+    pub fn get(&self, namespace: &str, job: &str) -> Option<ReportedRun> {
+        let reported = self.lock();
+        if reported.is_empty() {
+            return None;
+        }
+        reported.get(&format!("{namespace}/{job}")).cloned()
     }
 
-    pub fn insert(&self, namespace: &str, job: &str) {
+    pub fn insert(&self, namespace: &str, job: &str, run: ReportedRun) {
         let mut reported = self.lock();
         if reported.len() >= MAX_REPORTED {
             reported.clear();
         }
-        reported.insert(format!("{namespace}/{job}"));
+        reported.insert(format!("{namespace}/{job}"), run);
     }
 
     pub fn remove(&self, namespace: &str, job: &str) {
-        self.lock().remove(&format!("{namespace}/{job}"));
+        let mut reported = self.lock();
+        if !reported.is_empty() {
+            reported.remove(&format!("{namespace}/{job}"));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

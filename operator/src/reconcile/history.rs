@@ -5,35 +5,49 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 
 use borcelle_crds::RunSummary;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::events::EventType;
 
 use super::Reconciler;
+use crate::context::ReportedRun;
 use crate::error::Error;
 use crate::job::{self, JobOutcome, OwnedJob};
 use crate::kinds::Occurring;
 
 impl<K: Occurring> Reconciler<'_, K> {
-    /// Reports the Jobs that finished since the status was written: those it lists as active,
-    /// and those newer than its `lastRun`.
+    /// Reports the Jobs that finished since the status was written (those it lists as active,
+    /// and those that finished after its `lastRun`), each once, and folds them into the status.
     pub(super) async fn observe_finished(&mut self, owned: &[OwnedJob]) -> Result<(), Error> {
         let was_active: HashSet<&str> = self.before.active.iter().map(|r| r.name.as_str()).collect();
-        let last_occurrence = self.before.last_run.as_ref().map(|r| r.occurrence);
-        let mut newly: Vec<&OwnedJob> = owned
-            .iter()
-            .filter(|j| j.is_finished())
-            .filter(|j| was_active.contains(j.name.as_str()) || last_occurrence.is_none_or(|o| j.occurrence > o))
-            .filter(|j| !self.ctx.reported.contains(&self.namespace, &j.name))
-            .collect();
+        let last_finished = self.before.last_run.as_ref().map(|r| r.finished_at.unwrap_or(r.occurrence));
+        let mut newly = Vec::new();
+        for job in owned.iter().filter(|j| j.is_finished()) {
+            if was_active.contains(job.name.as_str()) || last_finished.is_none_or(|t| job.history_time() > t) {
+                newly.push(job);
+            } else {
+                // The status read already accounts for it.
+                self.ctx.reported.remove(&self.namespace, &job.name);
+            }
+        }
         newly.sort_by_key(|j| (j.history_time(), j.occurrence));
         for finished in newly {
-            self.report_finished(finished).await?;
+            let run = match self.ctx.reported.get(&self.namespace, &finished.name) {
+                Some(run) => run,
+                None => {
+                    let run = self.report_finished(finished).await?;
+                    self.ctx.reported.insert(&self.namespace, &finished.name, run.clone());
+                    run
+                }
+            };
+            self.fold_finished(run, finished.history_time());
         }
         Ok(())
     }
 
-    async fn report_finished(&mut self, finished: &OwnedJob) -> Result<(), Error> {
+    /// Reads the run's counts from its pods and publishes `SawCompletedJob`.
+    async fn report_finished(&self, finished: &OwnedJob) -> Result<ReportedRun, Error> {
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         let params = ListParams::default().labels(&format!("{}={}", job::LABEL_JOB_NAME, finished.name));
         let pods = pods.list(&params).await?;
@@ -41,43 +55,42 @@ impl<K: Occurring> Reconciler<'_, K> {
         let succeeded = finished.outcome == JobOutcome::Succeeded;
         let outcome = if succeeded { job::SUCCEEDED } else { job::FAILED };
         tracing::info!(job = %finished.name, outcome, delivered = counts.delivered, failed = counts.failed, "run finished");
-        self.event(
-            EventType::Normal,
-            "SawCompletedJob",
-            "ObserveJob",
-            format!(
-                "Saw completed job: {}, status: {}, delivered: {}, failed: {}",
-                finished.name,
-                if succeeded { "Complete" } else { "Failed" },
-                counts.delivered,
-                counts.failed
-            ),
-        )
-        .await;
-        self.ctx.reported.insert(&self.namespace, &finished.name);
-        let finished_at = finished.finished_at;
-        let is_latest = self
-            .state
-            .last_run
-            .as_ref()
-            .and_then(|run| run.finished_at)
-            .is_none_or(|previous| finished.history_time() >= previous);
-        if is_latest {
-            self.state.last_run = Some(RunSummary {
+        let note = format!(
+            "Saw completed job: {}, status: {}, delivered: {}, failed: {}",
+            finished.name,
+            if succeeded { "Complete" } else { "Failed" },
+            counts.delivered,
+            counts.failed
+        );
+        self.event(EventType::Normal, "SawCompletedJob", "ObserveJob", note).await;
+        Ok(ReportedRun {
+            summary: RunSummary {
                 occurrence: finished.occurrence,
                 name: finished.name.clone(),
                 outcome: outcome.to_owned(),
                 delivered: counts.delivered,
                 failed: counts.failed,
-                finished_at,
-            });
-            self.state.recipients = Some(counts.recipients.unwrap_or(counts.delivered));
+                finished_at: finished.finished_at,
+            },
+            succeeded,
+            recipients: Some(counts.recipients.unwrap_or(counts.delivered)),
+        })
+    }
+
+    fn fold_finished(&mut self, run: ReportedRun, finished_at: DateTime<Utc>) {
+        let is_latest = self
+            .state
+            .last_run
+            .as_ref()
+            .and_then(|last| last.finished_at)
+            .is_none_or(|previous| finished_at >= previous);
+        if is_latest {
+            self.state.last_run = Some(run.summary);
+            self.state.recipients = run.recipients;
         }
-        if succeeded {
-            let at = finished.history_time();
-            self.state.last_successful_time = self.state.last_successful_time.max(Some(at));
+        if run.succeeded {
+            self.state.last_successful_time = self.state.last_successful_time.max(Some(finished_at));
         }
-        Ok(())
     }
 
     /// Deletes finished Jobs beyond the history limits, oldest first.
