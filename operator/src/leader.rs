@@ -42,9 +42,11 @@ impl LeaseSettings {
     }
 }
 
-/// The parts of a Lease whose change shows that its holder is alive.
+/// The parts of a Lease whose change shows that its holder is alive (any write changes the
+/// resourceVersion, even one whose renewTime equals the last).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LeaseRecord {
+    resource_version: Option<String>,
     holder: Option<String>,
     renew_time: Option<MicroTime>,
     acquire_time: Option<MicroTime>,
@@ -56,6 +58,7 @@ impl LeaseRecord {
     fn of(lease: &Lease) -> Self {
         let spec = lease.spec.clone().unwrap_or_default();
         LeaseRecord {
+            resource_version: lease.metadata.resource_version.clone(),
             holder: spec.holder_identity.filter(|h| !h.is_empty()),
             renew_time: spec.renew_time,
             acquire_time: spec.acquire_time,
