@@ -45,7 +45,8 @@ CREATE TABLE occurrences (
     skipped      jsonb NOT NULL DEFAULT '[]',
     -- replaced: stopped by a newer occurrence (concurrencyPolicy Replace).
     status       text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'replaced')),
-    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- When the row was written (not when its transaction began): how late the occurrence started.
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at  timestamptz,
     UNIQUE (resource_uid, scheduled_at)
 );

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use borcelle_crds::decide::{Decision, Observed, SkipReason, decide_timing};
 use borcelle_crds::{
-    BroadcastPhase, BroadcastStatus, Condition, RunRef, RunSummary, ScheduledReminderStatus, SpecError, Timing,
-    set_condition,
+    BroadcastPhase, BroadcastStatus, Condition, RunRef, RunSummary, ScheduledReminderSpec, ScheduledReminderStatus,
+    SpecError, Timing, set_condition,
 };
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,12 +26,12 @@ use uuid::Uuid;
 use crate::db::schedules::{self, LastRun, ScheduleRow};
 use crate::db::{notifications, occurrences};
 use crate::events::{Audience, Envelope, EventBus};
-use crate::occurrence::{self, Occurrence, OccurrenceError, OccurrenceSpec};
+use crate::occurrence::{self, Occurrence, OccurrenceError, OccurrenceSpec, Started};
 
-/// Due schedules handled at once.
-const CONCURRENCY: usize = 8;
-/// Due schedules fetched per pass.
-const BATCH: i64 = 1000;
+/// Batches handled at once (each its own transaction over disjoint schedules).
+const CONCURRENCY: usize = 4;
+/// Due schedules locked and started per transaction.
+const BATCH: i64 = 250;
 /// Longest sleep between passes (a schedule created by another process wakes nobody here).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Pause after a database error.
@@ -51,33 +51,40 @@ pub struct Scheduler {
     pub attachments_max_bytes: u64,
 }
 
+/// What one schedule's decision writes back.
+struct Outcome {
+    id: Uuid,
+    status: serde_json::Value,
+    next: Option<DateTime<Utc>>,
+    last_scheduled: Option<DateTime<Utc>>,
+}
+
 impl Scheduler {
     /// Runs until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         tracing::info!("scheduler started");
         loop {
             let now = Utc::now();
-            let sleep = match schedules::due(&self.db, now, BATCH).await {
-                Ok(ids) if !ids.is_empty() => {
-                    let full = ids.len() as i64 == BATCH;
-                    let this = &self;
-                    futures::stream::iter(ids)
-                        .for_each_concurrent(CONCURRENCY, |id| async move {
-                            if let Err(err) = this.tick(id, now).await {
-                                tracing::warn!(schedule = %id, error = %err, "scheduling failed; will try again");
-                            }
-                        })
-                        .await;
-                    if full {
-                        continue;
+            // Several transactions drain the due schedules in parallel, each locking its own batch.
+            let this = &self;
+            let passes = futures::stream::iter(0..CONCURRENCY)
+                .map(|_| async move {
+                    loop {
+                        match this.tick_batch(now, BATCH).await {
+                            Ok(n) if n as i64 == BATCH => continue,
+                            Ok(_) => return Ok(()),
+                            Err(err) => return Err(err),
+                        }
                     }
-                    self.until_next_due().await
-                }
-                Ok(_) => self.until_next_due().await,
-                Err(err) => {
-                    tracing::warn!(error = %err, "looking for due schedules failed; retrying");
-                    ERROR_PAUSE
-                }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect::<Vec<sqlx::Result<()>>>()
+                .await;
+            let sleep = if let Some(Err(err)) = passes.iter().find(|r| r.is_err()) {
+                tracing::warn!(error = %err, "scheduling failed; retrying");
+                ERROR_PAUSE
+            } else {
+                self.until_next_due().await
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -96,54 +103,106 @@ impl Scheduler {
         }
     }
 
-    /// Decides for one due schedule and acts, in one transaction.
+    /// Decides for up to `limit` due schedules and acts, in one transaction; returns how many
+    /// it handled.
+    pub async fn tick_batch(&self, now: DateTime<Utc>, limit: i64) -> sqlx::Result<usize> {
+        let mut tx = self.db.begin().await?;
+        let rows = schedules::lock_due_batch(&mut tx, now, limit).await?;
+        let n = rows.len();
+        if n > 0 {
+            self.process(tx, rows, now).await?;
+        }
+        Ok(n)
+    }
+
+    /// Decides for one schedule (if due at `now`) and acts.
     pub async fn tick(&self, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
         let mut tx = self.db.begin().await?;
         let Some(row) = schedules::lock_due(&mut tx, id, now).await? else {
             return Ok(());
         };
-        let spec = match OccurrenceSpec::from_json(&row.kind, row.spec.clone()) {
-            Ok(spec) => spec,
-            Err(err) => {
-                let status = invalid_status(&row, "InvalidSpec", &err.to_string(), now);
-                schedules::save_decision(&mut tx, row.id, &status, None, row.last_scheduled_at).await?;
-                return tx.commit().await;
-            }
-        };
-        let timing = match timing_of(&spec, row.created_at) {
-            Ok(timing) => timing,
-            Err(err) => {
-                let status = invalid_status(&row, err.reason(), &err.to_string(), now);
-                schedules::save_decision(&mut tx, row.id, &status, None, row.last_scheduled_at).await?;
-                return tx.commit().await;
-            }
-        };
-        let (policy, expired) = match &spec {
-            OccurrenceSpec::Reminder(spec) => (spec.policy(), false),
-            OccurrenceSpec::Broadcast(spec) => (spec.policy(), spec.expired(now)),
-        };
-        let running = occurrences::running(&mut *tx, row.id).await?;
-        let observed =
-            Observed { created: row.created_at, last_scheduled: row.last_scheduled_at, active_runs: running.len() };
-        let decision =
-            if expired { Decision::Wait { next: None } } else { decide_timing(&timing, &policy, &observed, now) };
+        self.process(tx, vec![row], now).await
+    }
 
-        let mut status = stored_status(&row);
-        let mut last_scheduled = row.last_scheduled_at;
-        let mut started = None;
-        let (ready_reason, mut message) = ("Valid", String::new());
-        match &decision {
-            Decision::Start { scheduled, replace_active, missed, .. } => {
-                if *replace_active {
-                    let stopped = occurrences::replace_running(&mut tx, row.id).await?;
-                    tracing::info!(schedule = %row.name, stopped, "replaced the running occurrence");
+    /// Decides for locked schedules, starts their due occurrences (all reminders of the batch
+    /// together) and records every decision, then commits and tells people.
+    async fn process(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        rows: Vec<ScheduleRow>,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let running = schedules::running_counts(&mut *tx, &ids).await?;
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(rows.len());
+        let mut decided: Vec<(usize, OccurrenceSpec, Decision)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let spec = match OccurrenceSpec::from_json(&row.kind, row.spec.clone()) {
+                Ok(spec) => spec,
+                Err(err) => {
+                    outcomes.push(invalid(row, "InvalidSpec", &err.to_string(), now));
+                    continue;
                 }
+            };
+            let timing = match timing_of(&spec, row.created_at) {
+                Ok(timing) => timing,
+                Err(err) => {
+                    outcomes.push(invalid(row, err.reason(), &err.to_string(), now));
+                    continue;
+                }
+            };
+            let (policy, expired) = match &spec {
+                OccurrenceSpec::Reminder(spec) => (spec.policy(), false),
+                OccurrenceSpec::Broadcast(spec) => (spec.policy(), spec.expired(now)),
+            };
+            let active_runs = running.iter().find(|(id, _)| *id == row.id).map_or(0, |(_, n)| *n as usize);
+            let observed = Observed { created: row.created_at, last_scheduled: row.last_scheduled_at, active_runs };
+            let decision =
+                if expired { Decision::Wait { next: None } } else { decide_timing(&timing, &policy, &observed, now) };
+            decided.push((i, spec, decision));
+        }
+
+        // Stop what Replace stops, then start every due occurrence.
+        for (i, _, decision) in &decided {
+            if let Decision::Start { replace_active: true, .. } = decision {
+                let stopped = occurrences::replace_running(&mut tx, rows[*i].id).await?;
+                tracing::info!(schedule = %rows[*i].name, stopped, "replaced the running occurrence");
+            }
+        }
+        let mut results: Vec<(usize, Result<Started, String>)> = Vec::new();
+        let reminders: Vec<(usize, Occurrence<'_>, &ScheduledReminderSpec)> = decided
+            .iter()
+            .filter_map(|(i, spec, decision)| match (spec, decision) {
+                (OccurrenceSpec::Reminder(reminder), Decision::Start { scheduled, .. }) => Some((
+                    *i,
+                    Occurrence {
+                        resource_uid: rows[*i].id,
+                        resource: &rows[*i].name,
+                        scheduled: *scheduled,
+                        spec,
+                        owner: Some(rows[*i].owner_id),
+                    },
+                    reminder,
+                )),
+                _ => None,
+            })
+            .collect();
+        if !reminders.is_empty() {
+            let items: Vec<(Occurrence<'_>, &ScheduledReminderSpec)> =
+                reminders.iter().map(|(_, o, s)| (o.clone(), *s)).collect();
+            let started =
+                occurrence::start_reminders(&mut tx, &items, &self.message_id_domain, self.attachments_max_bytes)
+                    .await?;
+            results.extend(reminders.iter().map(|(i, _, _)| *i).zip(started));
+        }
+        for (i, spec, decision) in &decided {
+            if let (OccurrenceSpec::Broadcast(_), Decision::Start { scheduled, .. }) = (spec, decision) {
                 let occurrence = Occurrence {
-                    resource_uid: row.id,
-                    resource: &row.name,
+                    resource_uid: rows[*i].id,
+                    resource: &rows[*i].name,
                     scheduled: *scheduled,
-                    spec: &spec,
-                    owner: Some(row.owner_id),
+                    spec,
+                    owner: Some(rows[*i].owner_id),
                 };
                 let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                 match occurrence::start(
@@ -154,68 +213,122 @@ impl Scheduler {
                 )
                 .await
                 {
-                    Ok(s) => {
+                    Ok(started) => {
                         savepoint.commit().await?;
-                        message = format!("started the occurrence of {scheduled}");
-                        started = Some(s);
+                        results.push((*i, Ok(started)));
                     }
                     Err(OccurrenceError::Permanent(reason)) => {
                         savepoint.rollback().await?;
-                        message = format!("the occurrence of {scheduled} failed: {reason}");
-                        let title = format!("{} {}: an occurrence failed", kind_label(&row.kind), row.name);
-                        let data = json!({ "schedule": row.name, "scheduled_at": scheduled });
-                        let notification =
-                            notifications::insert(&mut *tx, row.owner_id, "occurrence_failed", &title, &reason, &data)
-                                .await?;
-                        started = None;
-                        self.events
-                            .publish(Envelope {
-                                audience: Audience::User(row.owner_id),
-                                event: json!({ "type": "notification", "notification": notification }),
-                            })
-                            .await;
+                        results.push((*i, Err(reason)));
                     }
                     Err(OccurrenceError::Database(err)) => return Err(err),
                 }
-                if missed.count > 0 {
-                    message.push_str(&format!("; {} earlier occurrence(s) missed", missed.count));
-                }
-                last_scheduled = Some(*scheduled);
             }
-            Decision::Skip { scheduled, reason, missed, .. } => {
-                message = match reason {
-                    SkipReason::RunAlreadyActive => {
-                        format!("skipped the occurrence of {scheduled}: the previous one still runs (JobAlreadyActive)")
-                    }
-                    SkipReason::DeadlinePassed => {
-                        format!("missed the occurrence of {scheduled}: its starting deadline passed (MissSchedule)")
-                    }
-                };
-                if missed.too_many {
-                    message.push_str("; more than 100 occurrences were missed (TooManyMissedTimes)");
-                }
-                last_scheduled = Some(*scheduled);
-            }
-            Decision::Suspended { .. } | Decision::Wait { .. } => {}
         }
-        let next = decision.next();
-        let scheduled_reason = match (&decision, next) {
-            (_, _) if expired => "Expired",
-            (Decision::Suspended { .. }, _) => "Suspended",
-            (_, Some(_)) => "NextRunScheduled",
-            (_, None) => "NoFutureRun",
-        };
-        set_status_fields(&mut status, &row, now, ready_reason, scheduled_reason, &message, next, last_scheduled);
-        schedules::save_decision(&mut tx, row.id, &status, next, last_scheduled).await?;
-        tx.commit().await?;
-        if let Some(mut started) = started {
-            if started.task_id.is_some() {
-                self.wake_delivery.notify_one();
+
+        let mut announcements = Vec::new();
+        let mut failures = Vec::new();
+        for (i, _, decision) in &decided {
+            let row = &rows[*i];
+            let mut last_scheduled = row.last_scheduled_at;
+            let mut message = String::new();
+            match decision {
+                Decision::Start { scheduled, missed, .. } => {
+                    match results
+                        .iter_mut()
+                        .find(|(j, _)| j == i)
+                        .map(|(_, r)| std::mem::replace(r, Err(String::new())))
+                    {
+                        Some(Ok(started)) => {
+                            message = format!("started the occurrence of {scheduled}");
+                            announcements.push((row.name.clone(), row.kind.clone(), started));
+                        }
+                        Some(Err(reason)) => {
+                            message = format!("the occurrence of {scheduled} failed: {reason}");
+                            failures.push((row.owner_id, row.kind.clone(), row.name.clone(), *scheduled, reason));
+                        }
+                        None => {}
+                    }
+                    if missed.count > 0 {
+                        message.push_str(&format!("; {} earlier occurrence(s) missed", missed.count));
+                    }
+                    last_scheduled = Some(*scheduled);
+                }
+                Decision::Skip { scheduled, reason, missed, .. } => {
+                    message = match reason {
+                        SkipReason::RunAlreadyActive => {
+                            format!(
+                                "skipped the occurrence of {scheduled}: the previous one still runs (JobAlreadyActive)"
+                            )
+                        }
+                        SkipReason::DeadlinePassed => {
+                            format!("missed the occurrence of {scheduled}: its starting deadline passed (MissSchedule)")
+                        }
+                    };
+                    if missed.too_many {
+                        message.push_str("; more than 100 occurrences were missed (TooManyMissedTimes)");
+                    }
+                    last_scheduled = Some(*scheduled);
+                }
+                Decision::Suspended { .. } | Decision::Wait { .. } => {}
             }
+            let next = decision.next();
+            let expired = matches!(decision, Decision::Wait { next: None })
+                && row.kind == schedules::BROADCAST
+                && serde_json::from_value::<borcelle_crds::BroadcastSpec>(row.spec.clone())
+                    .is_ok_and(|s| s.expired(now));
+            let scheduled_reason = match (decision, next) {
+                _ if expired => "Expired",
+                (Decision::Suspended { .. }, _) => "Suspended",
+                (_, Some(_)) => "NextRunScheduled",
+                (_, None) => "NoFutureRun",
+            };
+            let mut status = stored_status(row);
+            set_status_fields(&mut status, row, now, "Valid", scheduled_reason, &message, next, last_scheduled);
+            outcomes.push(Outcome { id: row.id, status, next, last_scheduled });
+        }
+        for (owner, kind, name, scheduled, reason) in &failures {
+            let title = format!("{} {name}: an occurrence failed", kind_label(kind));
+            let data = json!({ "schedule": name, "scheduled_at": scheduled });
+            let notification =
+                notifications::insert(&mut *tx, *owner, "occurrence_failed", &title, reason, &data).await?;
+            announcements.push((
+                name.clone(),
+                kind.clone(),
+                Started::notice(Envelope {
+                    audience: Audience::User(*owner),
+                    event: json!({ "type": "notification", "notification": notification }),
+                }),
+            ));
+        }
+        let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+        let statuses: Vec<serde_json::Value> = outcomes.iter().map(|o| o.status.clone()).collect();
+        let nexts: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.next).collect();
+        let lasts: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.last_scheduled).collect();
+        schedules::save_decisions(&mut tx, &ids, &statuses, &nexts, &lasts).await?;
+        tx.commit().await?;
+
+        let mut queued = false;
+        for (name, kind, mut started) in announcements {
+            queued |= started.task_id.is_some();
             started.announce(&self.events).await;
-            tracing::info!(schedule = %row.name, kind = %row.kind, occurrence = %started.occurrence_id, recipients = started.recipients, "occurrence started");
+            if started.created {
+                tracing::debug!(schedule = %name, %kind, occurrence = %started.occurrence_id, recipients = started.recipients, "occurrence started");
+            }
+        }
+        if queued {
+            self.wake_delivery.notify_one();
         }
         Ok(())
+    }
+}
+
+fn invalid(row: &ScheduleRow, reason: &str, message: &str, now: DateTime<Utc>) -> Outcome {
+    Outcome {
+        id: row.id,
+        status: invalid_status(row, reason, message, now),
+        next: None,
+        last_scheduled: row.last_scheduled_at,
     }
 }
 

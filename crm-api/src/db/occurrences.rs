@@ -95,18 +95,6 @@ pub async fn finish_for_task(db: impl PgExecutor<'_>, task: Uuid) -> sqlx::Resul
     Ok(())
 }
 
-/// The resource's occurrences still running, oldest first.
-pub async fn running(db: impl PgExecutor<'_>, resource_uid: Uuid) -> sqlx::Result<Vec<OccurrenceRow>> {
-    sqlx::query_as!(
-        OccurrenceRow,
-        "SELECT id, scheduled_at, task_id, recipients, skipped, status, created_at, finished_at
-         FROM occurrences WHERE resource_uid = $1 AND status = 'running' ORDER BY scheduled_at",
-        resource_uid
-    )
-    .fetch_all(db)
-    .await
-}
-
 /// Stops running occurrences (concurrencyPolicy Replace): their unsent emails fail with the reason,
 /// and their tasks finish with what they had sent.
 pub async fn replace_running(tx: &mut PgConnection, resource_uid: Uuid) -> sqlx::Result<u64> {
@@ -138,50 +126,146 @@ pub async fn replace_running(tx: &mut PgConnection, resource_uid: Uuid) -> sqlx:
     Ok(stopped.len() as u64)
 }
 
-/// What a reminder's recipients resolved to.
-pub struct Resolved {
-    /// Ledger rows written.
-    pub queued: i32,
-    /// Contact ids and emails named in the spec that match none of the owner's contacts.
-    pub missing: Vec<String>,
+/// The recipients of many reminder occurrences at once: pairs of (task, contact id), (task,
+/// email) and (task, tag), each task owned by the reminder's owner.
+#[derive(Debug, Default)]
+pub struct RecipientPairs {
+    pub by_id: (Vec<Uuid>, Vec<Uuid>),
+    pub by_email: (Vec<Uuid>, Vec<String>),
+    pub by_tag: (Vec<Uuid>, Vec<String>),
 }
 
-/// Writes one `queued` ledger row per contact of `owner` named by id, by email or by tag
-/// (each address once), in the caller's transaction.
-pub async fn queue_contacts(
+/// One ledger row written: its task and whom it goes to.
+pub struct Queued {
+    pub task_id: Uuid,
+    pub contact_id: Uuid,
+    pub email: String,
+}
+
+/// Inserts many occurrence rows; returns the ids of those written (the others existed already).
+pub async fn insert_many(tx: &mut PgConnection, rows: &[NewOccurrence<'_>]) -> sqlx::Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let uids: Vec<Uuid> = rows.iter().map(|r| r.resource_uid).collect();
+    let kinds: Vec<String> = rows.iter().map(|r| r.kind.to_owned()).collect();
+    let names: Vec<String> = rows.iter().map(|r| r.resource.to_owned()).collect();
+    let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.scheduled_at).collect();
+    let owners: Vec<Option<Uuid>> = rows.iter().map(|r| r.owner_id).collect();
+    sqlx::query_scalar!(
+        "INSERT INTO occurrences (id, resource_uid, kind, resource, scheduled_at, owner_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::uuid[])
+         ON CONFLICT (resource_uid, scheduled_at) DO NOTHING
+         RETURNING id",
+        &ids,
+        &uids,
+        &kinds,
+        &names,
+        &times,
+        &owners as &[Option<Uuid>]
+    )
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// Writes one `queued` ledger row per contact named by id, by email or by tag of each task's
+/// owner (each address once per task), in one statement.
+pub async fn queue_contacts_many(
     tx: &mut PgConnection,
-    owner: Uuid,
-    task: Uuid,
+    pairs: &RecipientPairs,
     message_id_domain: &str,
-    ids: &[Uuid],
-    emails: &[String],
-    tag: Option<&str>,
-) -> sqlx::Result<Resolved> {
-    let emails: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
+) -> sqlx::Result<Vec<Queued>> {
     let rows = sqlx::query!(
-        "WITH chosen AS (
-             SELECT DISTINCT ON (lower(c.email)) gen_random_uuid() AS mid, c.id, c.email, c.name FROM contacts c
-             WHERE c.owner_id = $1
-               AND (c.id = ANY($3) OR lower(c.email) = ANY($4) OR ($5::text IS NOT NULL AND c.tags @> ARRAY[$5]::text[]))
-             ORDER BY lower(c.email), c.id
+        "WITH wanted AS (
+             SELECT t.id AS task_id, t.owner_id, c.id AS contact_id, c.email, c.name
+             FROM unnest($1::uuid[], $2::uuid[]) w(task_id, contact_id)
+             JOIN tasks t ON t.id = w.task_id
+             JOIN contacts c ON c.id = w.contact_id AND c.owner_id = t.owner_id
+             UNION ALL
+             SELECT t.id, t.owner_id, c.id, c.email, c.name
+             FROM unnest($3::uuid[], $4::text[]) w(task_id, email)
+             JOIN tasks t ON t.id = w.task_id
+             JOIN contacts c ON c.owner_id = t.owner_id AND c.email = w.email
+             UNION ALL
+             SELECT t.id, t.owner_id, c.id, c.email, c.name
+             FROM unnest($5::uuid[], $6::text[]) w(task_id, tag)
+             JOIN tasks t ON t.id = w.task_id
+             JOIN contacts c ON c.owner_id = t.owner_id AND c.tags @> ARRAY[w.tag]
+         ), chosen AS (
+             SELECT DISTINCT ON (task_id, email) gen_random_uuid() AS mid, task_id, owner_id, contact_id, email, name
+             FROM wanted ORDER BY task_id, email, contact_id
          )
          INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
-         SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $6 || '>' FROM chosen
+         SELECT mid, owner_id, task_id, contact_id, email, name, '<' || replace(mid::text, '-', '') || '@' || $7 || '>'
+         FROM chosen
          ON CONFLICT (task_id, to_email) DO NOTHING
-         RETURNING contact_id AS \"contact_id!\", lower(to_email) AS \"email!\"",
-        owner,
-        task,
-        ids,
-        &emails,
-        tag,
+         RETURNING task_id, contact_id AS \"contact_id!\", to_email",
+        &pairs.by_id.0,
+        &pairs.by_id.1,
+        &pairs.by_email.0,
+        &pairs.by_email.1,
+        &pairs.by_tag.0,
+        &pairs.by_tag.1,
         message_id_domain
     )
     .fetch_all(&mut *tx)
     .await?;
-    let mut missing: Vec<String> =
-        ids.iter().filter(|id| !rows.iter().any(|r| r.contact_id == **id)).map(Uuid::to_string).collect();
-    missing.extend(emails.iter().filter(|e| !rows.iter().any(|r| &r.email == *e)).cloned());
-    Ok(Resolved { queued: rows.len() as i32, missing })
+    Ok(rows.into_iter().map(|r| Queued { task_id: r.task_id, contact_id: r.contact_id, email: r.to_email }).collect())
+}
+
+/// Records what many occurrences queued (see [`set_outcome`]).
+pub async fn set_outcomes(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+    tasks: &[Option<Uuid>],
+    recipients: &[i32],
+    skipped: &[serde_json::Value],
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE occurrences o SET task_id = u.task_id, recipients = u.recipients, skipped = u.skipped,
+             status = CASE WHEN u.task_id IS NULL THEN 'done' ELSE o.status END,
+             finished_at = CASE WHEN u.task_id IS NULL THEN now() ELSE o.finished_at END
+         FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::jsonb[]) u(id, task_id, recipients, skipped)
+         WHERE o.id = u.id",
+        ids,
+        tasks as &[Option<Uuid>],
+        recipients,
+        skipped
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Occurrences that exist already, by (resource, time).
+pub async fn find_many(
+    tx: &mut PgConnection,
+    uids: &[Uuid],
+    times: &[DateTime<Utc>],
+) -> sqlx::Result<Vec<(Uuid, OccurrenceRow)>> {
+    let rows = sqlx::query!(
+        "SELECT o.resource_uid, o.id, o.scheduled_at, o.task_id, o.recipients, o.skipped, o.status, o.created_at, o.finished_at
+         FROM occurrences o JOIN unnest($1::uuid[], $2::timestamptz[]) w(uid, at)
+           ON o.resource_uid = w.uid AND o.scheduled_at = w.at",
+        uids,
+        times
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let row = OccurrenceRow {
+                id: r.id,
+                scheduled_at: r.scheduled_at,
+                task_id: r.task_id,
+                recipients: r.recipients,
+                skipped: r.skipped,
+                status: r.status,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            };
+            (r.resource_uid, row)
+        })
+        .collect())
 }
 
 /// Which users a broadcast reaches.

@@ -121,13 +121,6 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Ids of schedules due at `now`, earliest first.
-pub async fn due(db: impl PgExecutor<'_>, now: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar!("SELECT id FROM schedules WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2", now, limit)
-        .fetch_all(db)
-        .await
-}
-
 /// When the next schedule is due.
 pub async fn next_due(db: impl PgExecutor<'_>) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!("SELECT min(next_run_at) FROM schedules").fetch_one(db).await
@@ -147,20 +140,49 @@ pub async fn lock_due(tx: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sq
     .await
 }
 
-/// Writes what the scheduler decided.
-pub async fn save_decision(
+/// Locks up to `limit` due schedules for this transaction, earliest first, skipping those another
+/// scheduler holds.
+pub async fn lock_due_batch(tx: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> sqlx::Result<Vec<ScheduleRow>> {
+    sqlx::query_as!(
+        ScheduleRow,
+        "SELECT id, kind, owner_id, name, spec, generation, status, next_run_at, last_scheduled_at, created_at, updated_at
+         FROM schedules WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit
+    )
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// How many occurrences of each of these schedules are running.
+pub async fn running_counts(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<(Uuid, i64)>> {
+    let rows = sqlx::query!(
+        "SELECT resource_uid, count(*) AS \"n!\" FROM occurrences
+         WHERE resource_uid = ANY($1) AND status = 'running' GROUP BY resource_uid",
+        ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.resource_uid, r.n)).collect())
+}
+
+/// Writes what the scheduler decided for many schedules.
+pub async fn save_decisions(
     tx: &mut PgConnection,
-    id: Uuid,
-    status: &serde_json::Value,
-    next_run_at: Option<DateTime<Utc>>,
-    last_scheduled_at: Option<DateTime<Utc>>,
+    ids: &[Uuid],
+    statuses: &[serde_json::Value],
+    next_run_at: &[Option<DateTime<Utc>>],
+    last_scheduled_at: &[Option<DateTime<Utc>>],
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE schedules SET status = $2, next_run_at = $3, last_scheduled_at = $4 WHERE id = $1",
-        id,
-        status,
-        next_run_at,
-        last_scheduled_at
+        "UPDATE schedules s SET status = u.status, next_run_at = u.next_run_at, last_scheduled_at = u.last_scheduled_at
+         FROM unnest($1::uuid[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[])
+             AS u(id, status, next_run_at, last_scheduled_at)
+         WHERE s.id = u.id",
+        ids,
+        statuses,
+        next_run_at as &[Option<DateTime<Utc>>],
+        last_scheduled_at as &[Option<DateTime<Utc>>]
     )
     .execute(&mut *tx)
     .await?;

@@ -109,6 +109,44 @@ pub async fn insert(tx: &mut PgConnection, task: &NewTask<'_>) -> sqlx::Result<(
     Ok(())
 }
 
+/// Writes many reminder or broadcast task rows (provisional totals of 1, see [`insert`]).
+pub async fn insert_many(
+    tx: &mut PgConnection,
+    kind: &str,
+    ids: &[Uuid],
+    owners: &[Uuid],
+    subjects: &[String],
+    bodies: &[String],
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO tasks (id, owner_id, kind, subject, body, total)
+         SELECT id, owner_id, $1, subject, body, 1 FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[])
+             AS t(id, owner_id, subject, body)",
+        kind,
+        ids,
+        owners,
+        subjects,
+        bodies
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets many tasks' totals; tasks given a total of 0 are removed (they have no ledger rows).
+pub async fn set_totals(tx: &mut PgConnection, ids: &[Uuid], totals: &[i32]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(id, total)),
+              emptied AS (DELETE FROM tasks t USING u WHERE t.id = u.id AND u.total = 0)
+         UPDATE tasks t SET total = u.total FROM u WHERE t.id = u.id AND u.total > 0",
+        ids,
+        totals
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Sets the task's total to the number of ledger rows written for it.
 pub async fn set_total(tx: &mut PgConnection, id: Uuid, total: i32) -> sqlx::Result<()> {
     sqlx::query!("UPDATE tasks SET total = $2 WHERE id = $1", id, total).execute(&mut *tx).await?;
