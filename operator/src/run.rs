@@ -10,7 +10,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::{Resource, ResourceExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -134,10 +135,19 @@ async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, he
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let job_watch = watcher::Config::default().labels(&crate::job::kind_selector(K::KIND)).any_semantic();
-    let controller = Controller::new(resources, watcher::Config::default().any_semantic())
+    let (store, writer) = reflector::store::<K>();
+    // The cache keeps objects without their managedFields (often the larger part of an object),
+    // and only spec changes (generation) trigger a reconcile: the operator's own status writes
+    // do not. Job events (owns) and requeues trigger the rest.
+    let changes = watcher(resources, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(strip_for_cache::<K>)
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream(changes, store.clone())
         .owns(jobs, job_watch)
         .graceful_shutdown_on(async move { stop.cancelled().await });
-    let store = controller.store();
     tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {
             tracing::info!(kind = %K::KIND, "cache synced");
@@ -156,4 +166,9 @@ async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, he
             }
         })
         .await;
+}
+
+/// Drops what the reconciler never reads from a cached object (managedFields).
+pub fn strip_for_cache<K: Resource>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
 }
