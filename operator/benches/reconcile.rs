@@ -128,7 +128,9 @@ fn memory_mib(key: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix(key)?.trim_start_matches(':').trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
+        .find_map(|line| {
+            line.strip_prefix(key)?.trim_start_matches(':').trim().strip_suffix("kB")?.trim().parse::<f64>().ok()
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
@@ -193,8 +195,13 @@ fn main() {
         }
         drop(applied);
         let steady = pass("steady (nothing due, status current)", &store, &ctx, &api).await;
-        let created_jobs =
-            ctx.metrics.encode().unwrap().lines().find(|l| l.starts_with("borcelle_operator_jobs_created_total")).map(str::to_owned);
+        let created_jobs = ctx
+            .metrics
+            .encode()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("borcelle_operator_jobs_created_total"))
+            .map(str::to_owned);
 
         println!();
         println!("reconcile benchmark: {count} ScheduledReminders in a reflector store, mock API in process");
@@ -221,7 +228,10 @@ fn main() {
         println!("RSS with the store full: {rss_store:>7.1} MiB");
         println!("RSS now:                 {:>7.1} MiB", memory_mib("VmRSS"));
         let peak = memory_mib("VmHWM");
-        println!("peak RSS (VmHWM):        {peak:>7.1} MiB (target < 100 MiB: {})", if peak < 100.0 { "met" } else { "MISSED" });
+        println!(
+            "peak RSS (VmHWM):        {peak:>7.1} MiB (target < 100 MiB: {})",
+            if peak < 100.0 { "met" } else { "MISSED" }
+        );
         drop(store);
     });
 }

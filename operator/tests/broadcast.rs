@@ -38,8 +38,18 @@ async fn a_send_now_broadcast_starts_one_job_and_is_running() {
             assert_eq!(
                 container["args"],
                 json!([
-                    "worker", "occurrence", "--kind", "Broadcast", "--namespace", NS, "--name", NAME, "--uid", UID,
-                    "--scheduled", "2026-11-24T09:00:20Z"
+                    "worker",
+                    "occurrence",
+                    "--kind",
+                    "Broadcast",
+                    "--namespace",
+                    NS,
+                    "--name",
+                    NAME,
+                    "--uid",
+                    UID,
+                    "--scheduled",
+                    "2026-11-24T09:00:20Z"
                 ])
             );
             let spec = container["env"][0]["value"].as_str().unwrap();

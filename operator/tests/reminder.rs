@@ -86,8 +86,18 @@ async fn a_due_reminder_creates_exactly_one_job_then_applies_its_status() {
             assert_eq!(
                 container["args"],
                 json!([
-                    "worker", "occurrence", "--kind", "ScheduledReminder", "--namespace", NS, "--name", NAME,
-                    "--uid", UID, "--scheduled", "2026-11-24T09:00:00Z"
+                    "worker",
+                    "occurrence",
+                    "--kind",
+                    "ScheduledReminder",
+                    "--namespace",
+                    NS,
+                    "--name",
+                    NAME,
+                    "--uid",
+                    UID,
+                    "--scheduled",
+                    "2026-11-24T09:00:00Z"
                 ])
             );
             let spec_json = env_value(container, "BORCELLE_OCCURRENCE_SPEC").as_str().unwrap();
@@ -128,7 +138,10 @@ async fn a_due_reminder_creates_exactly_one_job_then_applies_its_status() {
     assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
     let metrics = ctx.metrics.encode().unwrap();
     assert!(metrics.contains("borcelle_operator_jobs_created_total{kind=\"ScheduledReminder\"} 1"), "{metrics}");
-    assert!(metrics.contains("borcelle_operator_schedule_lag_seconds_sum{kind=\"ScheduledReminder\"} 30.0"), "{metrics}");
+    assert!(
+        metrics.contains("borcelle_operator_schedule_lag_seconds_sum{kind=\"ScheduledReminder\"} 30.0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("borcelle_operator_reconciles_total{kind=\"ScheduledReminder\"} 1"));
 }
 
@@ -256,7 +269,7 @@ async fn replace_deletes_the_active_job_then_creates_the_new_one() {
     let (action, status) = verify_with(
         server,
         |mut server| async move {
-            expect_job_list(&mut server, "ScheduledReminder", NAME, &[running.clone()]).await;
+            expect_job_list(&mut server, "ScheduledReminder", NAME, std::slice::from_ref(&running)).await;
             let delete = server.expect(Method::DELETE, &format!("{JOBS_PATH}/{YESTERDAY_JOB}")).await;
             assert_eq!(delete.body["propagationPolicy"], "Background");
             delete.respond(200, &running);
@@ -481,9 +494,8 @@ async fn an_api_error_fails_the_reconcile_and_backs_off_per_object() {
     assert_eq!(delays, [secs(1), secs(2), secs(4)]);
     let metrics = ctx.metrics.encode().unwrap();
     assert!(
-        metrics.contains(
-            "borcelle_operator_reconcile_errors_total{kind=\"ScheduledReminder\",reason=\"server_error\"} 3"
-        ),
+        metrics
+            .contains("borcelle_operator_reconcile_errors_total{kind=\"ScheduledReminder\",reason=\"server_error\"} 3"),
         "{metrics}"
     );
 
@@ -542,7 +554,10 @@ async fn missed_occurrences_are_reported_and_only_the_latest_runs() {
             assert_eq!(missed["type"], "Warning");
             assert!(missed["note"].as_str().unwrap().starts_with("Missed 2 earlier occurrence(s)"), "{missed}");
             let create = server.expect(Method::POST, JOBS_PATH).await;
-            assert_eq!(create.body["metadata"]["annotations"]["crm.borcelle.io/scheduled-time"], "2026-11-24T09:00:00Z");
+            assert_eq!(
+                create.body["metadata"]["annotations"]["crm.borcelle.io/scheduled-time"],
+                "2026-11-24T09:00:00Z"
+            );
             create.respond_created();
             expect_event(&mut server, "SuccessfulCreate", NAME).await;
             let status = expect_status_apply(&mut server, &reminder_status_path(NAME), &object).await;
