@@ -13,7 +13,8 @@ use url::Url;
 
 use crate::config::{
     AuthSettings, DatabaseSettings, DeliverySettings, HttpSettings, MailSettings, MailjetSettings, S3Credentials,
-    S3Settings, Settings, SmtpSettings, SmtpTls, StorageBackend, StorageSettings, Throttle, TransportSettings,
+    S3Settings, SchedulerBackend, Settings, SmtpSettings, SmtpTls, StorageBackend, StorageSettings, Throttle,
+    TransportSettings,
 };
 use crate::db::users::Role;
 use crate::error::AppError;
@@ -271,10 +272,15 @@ struct DeliveryArgs {
     /// How long a worker's claim on a message lasts; a crashed worker's claims return after it.
     #[arg(long, env = "BORCELLE_DELIVERY_LEASE_SECS", default_value_t = 120)]
     delivery_lease_secs: u64,
-    /// Who runs reminders and broadcasts: `in-process` (serve's scheduler, standalone) or `off`
-    /// (this process schedules nothing; another serve or the operator does).
+    /// Who runs reminders and broadcasts: `in-process` (serve's scheduler, standalone), `off`
+    /// (this process schedules nothing; another serve does) or `kubernetes` (the API keeps them as
+    /// ScheduledReminder / Broadcast resources in the cluster and the operator runs them).
     #[arg(long, env = "BORCELLE_SCHEDULER", value_enum, default_value_t = SchedulerMode::InProcess)]
     scheduler: SchedulerMode,
+    /// With `--scheduler kubernetes`: the namespace of the resources (default: the service
+    /// account's or the kubeconfig context's).
+    #[arg(long, env = "BORCELLE_KUBERNETES_NAMESPACE")]
+    kubernetes_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -283,6 +289,8 @@ enum SchedulerMode {
     InProcess,
     /// No scheduler in this process.
     Off,
+    /// Resources in a Kubernetes cluster, run by borcelle-operator.
+    Kubernetes,
 }
 
 impl DeliveryArgs {
@@ -300,7 +308,13 @@ impl DeliveryArgs {
             max_attempts: self.delivery_max_attempts,
             retry_base: Duration::from_secs_f64(self.delivery_retry_base_secs),
             rate_per_sec: (self.mail_rate_per_sec > 0).then_some(self.mail_rate_per_sec),
-            scheduler_in_serve: self.scheduler == SchedulerMode::InProcess,
+            scheduler: match self.scheduler {
+                SchedulerMode::InProcess => SchedulerBackend::InProcess,
+                SchedulerMode::Off => SchedulerBackend::Off,
+                SchedulerMode::Kubernetes => {
+                    SchedulerBackend::Kubernetes { namespace: self.kubernetes_namespace.clone() }
+                }
+            },
             ..DeliverySettings::default()
         })
     }

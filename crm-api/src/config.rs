@@ -106,9 +106,28 @@ pub struct DeliverySettings {
     pub poll_interval: Duration,
     /// On shutdown, how long in-flight sends may take before their claims are released.
     pub shutdown_grace: Duration,
-    /// Whether `serve` runs the in-process scheduler of reminders and broadcasts (standalone).
-    /// Any number of processes may run it against one database.
-    pub scheduler_in_serve: bool,
+    /// Who runs reminders and broadcasts.
+    pub scheduler: SchedulerBackend,
+}
+
+/// Who runs reminders and broadcasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchedulerBackend {
+    /// `serve`'s in-process scheduler over the schedules stored in PostgreSQL (standalone). Any
+    /// number of processes may run it against one database.
+    InProcess,
+    /// This process schedules nothing (another `serve` does).
+    Off,
+    /// The API keeps them as `ScheduledReminder` / `Broadcast` resources in this namespace of the
+    /// cluster (the client's default when `None`), and the operator runs them.
+    Kubernetes { namespace: Option<String> },
+}
+
+impl SchedulerBackend {
+    /// Whether this process runs the in-process scheduler.
+    pub fn in_process(&self) -> bool {
+        *self == SchedulerBackend::InProcess
+    }
 }
 
 impl Default for DeliverySettings {
@@ -123,7 +142,7 @@ impl Default for DeliverySettings {
             rate_per_sec: None,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(15),
-            scheduler_in_serve: true,
+            scheduler: SchedulerBackend::InProcess,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod attachments;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod contacts;
 pub mod contacts_csv;

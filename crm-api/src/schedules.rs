@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::extract::parse_value;
 use crate::occurrence::OccurrenceSpec;
 use crate::scheduler::{first_due, status_view};
+use crate::state::AppState;
 
 /// Most schedules listed at once.
 const LIST_MAX: i64 = 1000;
@@ -47,7 +48,7 @@ impl Scope {
         Scope { kind: schedules::BROADCAST, owner: None }
     }
 
-    fn noun(self) -> &'static str {
+    pub fn noun(self) -> &'static str {
         if self.kind == schedules::BROADCAST { "broadcast" } else { "reminder" }
     }
 }
@@ -265,18 +266,26 @@ async fn view(db: &PgPool, row: ScheduleRow) -> AppResult<ScheduleView> {
     views(db, vec![row]).await?.pop().ok_or(AppError::NotFound("schedule"))
 }
 
-pub async fn list(db: &PgPool, scope: Scope) -> AppResult<Vec<ScheduleView>> {
-    views(db, schedules::list(db, scope.kind, scope.owner, LIST_MAX).await?).await
+pub async fn list(state: &AppState, scope: Scope) -> AppResult<Vec<ScheduleView>> {
+    if let Some(cluster) = &state.cluster {
+        return cluster.list(scope).await;
+    }
+    views(&state.db, schedules::list(&state.db, scope.kind, scope.owner, LIST_MAX).await?).await
 }
 
-pub async fn get(db: &PgPool, scope: Scope, name: &str) -> AppResult<ScheduleView> {
+pub async fn get(state: &AppState, scope: Scope, name: &str) -> AppResult<ScheduleView> {
+    if let Some(cluster) = &state.cluster {
+        return cluster.get(scope, name).await;
+    }
+    let db = &state.db;
     let row = schedules::get(db, scope.kind, scope.owner, name).await?.ok_or(AppError::NotFound(scope.noun()))?;
     view(db, row).await
 }
 
-/// Creates a schedule; the scheduler looks at it at once (and fills its status).
+/// Creates a schedule (checked as the schema and the owner's data require). Standalone, the
+/// scheduler looks at it at once and fills its status; in Kubernetes, the operator does.
 pub async fn create(
-    db: &PgPool,
+    state: &AppState,
     scope: Scope,
     user: Uuid,
     email: &str,
@@ -284,9 +293,16 @@ pub async fn create(
     spec: Value,
 ) -> AppResult<ScheduleView> {
     check_name(name)?;
+    if scope.kind == schedules::REMINDER && name.len() > 54 {
+        return Err(AppError::validation("name", "use at most 54 characters"));
+    }
+    let db = &state.db;
     let now = Utc::now();
     let spec = check(db, scope, user, email, spec, now).await?;
     let spec = spec_json(&spec)?;
+    if let Some(cluster) = &state.cluster {
+        return cluster.create(scope, user, name, spec).await;
+    }
     let new = NewSchedule {
         id: Uuid::now_v7(),
         kind: scope.kind,
@@ -308,12 +324,27 @@ pub async fn create(
     view(db, row).await
 }
 
-/// Applies a JSON merge patch (RFC 7386) to the spec; the scheduler looks at it again at once.
-pub async fn patch(db: &PgPool, scope: Scope, email: &str, name: &str, patch: Value) -> AppResult<ScheduleView> {
+/// Applies a JSON merge patch (RFC 7386) to the spec and checks the result; standalone, the
+/// scheduler looks at it again at once.
+pub async fn patch(
+    state: &AppState,
+    scope: Scope,
+    user: Uuid,
+    email: &str,
+    name: &str,
+    patch: Value,
+) -> AppResult<ScheduleView> {
+    let db = &state.db;
+    let now = Utc::now();
+    if let Some(cluster) = &state.cluster {
+        let mut spec = cluster.spec(scope, name).await?;
+        merge_patch(&mut spec, &patch);
+        let checked = spec_json(&check(db, scope, scope.owner.unwrap_or(user), email, spec, now).await?)?;
+        return cluster.replace_spec(scope, name, checked).await;
+    }
     let row = schedules::get(db, scope.kind, scope.owner, name).await?.ok_or(AppError::NotFound(scope.noun()))?;
     let mut spec = row.spec.clone();
     merge_patch(&mut spec, &patch);
-    let now = Utc::now();
     let checked = check(db, scope, row.owner_id, email, spec, now).await?;
     let spec = spec_json(&checked)?;
     let row = schedules::update_spec(db, row.id, &spec, &row.status, Some(now))
@@ -322,7 +353,11 @@ pub async fn patch(db: &PgPool, scope: Scope, email: &str, name: &str, patch: Va
     view(db, row).await
 }
 
-pub async fn delete(db: &PgPool, scope: Scope, name: &str) -> AppResult<()> {
+pub async fn delete(state: &AppState, scope: Scope, name: &str) -> AppResult<()> {
+    if let Some(cluster) = &state.cluster {
+        return cluster.delete(scope, name).await;
+    }
+    let db = &state.db;
     let row = schedules::get(db, scope.kind, scope.owner, name).await?.ok_or(AppError::NotFound(scope.noun()))?;
     schedules::delete(db, row.id).await?;
     Ok(())

@@ -58,6 +58,14 @@ impl Application {
         let mailer = mail::build_mailer(&settings.mail, db.clone())?;
         let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
         let store = storage::build_store(&settings.storage).await?;
+        let cluster = match &settings.delivery.scheduler {
+            crate::config::SchedulerBackend::Kubernetes { namespace } => Some(
+                crate::cluster::Cluster::connect(namespace.clone())
+                    .await
+                    .context("connecting to the Kubernetes API (BORCELLE_SCHEDULER=kubernetes)")?,
+            ),
+            _ => None,
+        };
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -68,6 +76,7 @@ impl Application {
             wake_delivery: Arc::new(Notify::new()),
             wake_scheduler: Arc::new(Notify::new()),
             store,
+            cluster,
         };
         Ok(Self { listener, state, stop })
     }
@@ -99,7 +108,7 @@ impl Application {
             };
             tokio::spawn(engine.run(stop.clone()))
         });
-        let scheduler = state.settings.delivery.scheduler_in_serve.then(|| {
+        let scheduler = state.settings.delivery.scheduler.in_process().then(|| {
             let scheduler = crate::scheduler::Scheduler {
                 db: state.db.clone(),
                 events: state.events.clone(),

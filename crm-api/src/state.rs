@@ -28,6 +28,8 @@ pub struct AppState {
     pub wake_scheduler: Arc<tokio::sync::Notify>,
     /// Keeps attachment bytes (a local directory or S3).
     pub store: Store,
+    /// With `BORCELLE_SCHEDULER=kubernetes`: the cluster that keeps reminders and broadcasts.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// How often an account email is tried before it is given up (with 1 s, 4 s, 16 s pauses).

@@ -34,7 +34,7 @@ fn database_url(app: &TestApp) -> String {
 async fn quiet_app() -> TestApp {
     spawn_app_with(|s| {
         s.delivery.in_serve = false;
-        s.delivery.scheduler_in_serve = false;
+        s.delivery.scheduler = borcelle::config::SchedulerBackend::Off;
     })
     .await
 }
@@ -594,7 +594,7 @@ async fn wait_for_occurrences(app: &TestApp, uid: &str, count: usize) -> Vec<Dat
 async fn worker_occurrence_runs_an_occurrence_once_whatever_the_retries() {
     let app = spawn_app_with(|s| {
         s.delivery.in_serve = false;
-        s.delivery.scheduler_in_serve = false;
+        s.delivery.scheduler = borcelle::config::SchedulerBackend::Off;
         s.mail.transport = TransportSettings::Outbox;
     })
     .await;

@@ -36,7 +36,7 @@ pub struct PatchBody {
 
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<Value>> {
     admin(&user)?;
-    let items = schedules::list(&state.db, Scope::broadcasts()).await?;
+    let items = schedules::list(&state, Scope::broadcasts()).await?;
     Ok(Json(json!({ "broadcasts": items })))
 }
 
@@ -46,8 +46,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<Response> {
     admin(&user)?;
-    let view =
-        schedules::create(&state.db, Scope::broadcasts(), user.user_id, &user.email, &body.name, body.spec).await?;
+    let view = schedules::create(&state, Scope::broadcasts(), user.user_id, &user.email, &body.name, body.spec).await?;
     state.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -58,7 +57,7 @@ pub async fn show(
     Path(name): Path<String>,
 ) -> AppResult<Response> {
     admin(&user)?;
-    Ok(Json(schedules::get(&state.db, Scope::broadcasts(), &name).await?).into_response())
+    Ok(Json(schedules::get(&state, Scope::broadcasts(), &name).await?).into_response())
 }
 
 pub async fn update(
@@ -68,7 +67,7 @@ pub async fn update(
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
     admin(&user)?;
-    let view = schedules::patch(&state.db, Scope::broadcasts(), &user.email, &name, body.spec).await?;
+    let view = schedules::patch(&state, Scope::broadcasts(), user.user_id, &user.email, &name, body.spec).await?;
     state.wake_scheduler.notify_one();
     Ok(Json(view).into_response())
 }
@@ -80,6 +79,6 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> AppResult<StatusCode> {
     admin(&user)?;
-    schedules::delete(&state.db, Scope::broadcasts(), &name).await?;
+    schedules::delete(&state, Scope::broadcasts(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

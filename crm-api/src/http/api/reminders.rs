@@ -29,7 +29,7 @@ pub struct PatchBody {
 }
 
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<Value>> {
-    let items = schedules::list(&state.db, Scope::reminders(user.user_id)).await?;
+    let items = schedules::list(&state, Scope::reminders(user.user_id)).await?;
     Ok(Json(json!({ "reminders": items })))
 }
 
@@ -39,7 +39,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<Response> {
     let scope = Scope::reminders(user.user_id);
-    let view = schedules::create(&state.db, scope, user.user_id, &user.email, &body.name, body.spec).await?;
+    let view = schedules::create(&state, scope, user.user_id, &user.email, &body.name, body.spec).await?;
     state.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -49,7 +49,7 @@ pub async fn show(
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> AppResult<Response> {
-    let view = schedules::get(&state.db, Scope::reminders(user.user_id), &name).await?;
+    let view = schedules::get(&state, Scope::reminders(user.user_id), &name).await?;
     Ok(Json(view).into_response())
 }
 
@@ -59,7 +59,8 @@ pub async fn update(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
-    let view = schedules::patch(&state.db, Scope::reminders(user.user_id), &user.email, &name, body.spec).await?;
+    let view =
+        schedules::patch(&state, Scope::reminders(user.user_id), user.user_id, &user.email, &name, body.spec).await?;
     state.wake_scheduler.notify_one();
     Ok(Json(view).into_response())
 }
@@ -69,7 +70,7 @@ pub async fn remove(
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> AppResult<StatusCode> {
-    schedules::delete(&state.db, Scope::reminders(user.user_id), &name).await?;
+    schedules::delete(&state, Scope::reminders(user.user_id), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
