@@ -23,6 +23,15 @@ name already contains it; at most 63 characters.
 {{- end }}
 
 {{/*
+The name of one component's objects: "<fullname>-<suffix>", at most 63 characters.
+Call with (list $ "operator").
+*/}}
+{{- define "borcelle.componentName" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-%s" (include "borcelle.fullname" $root | trunc 50 | trimSuffix "-") (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 Chart name and version, for the helm.sh/chart label.
 */}}
 {{- define "borcelle.chart" -}}
@@ -41,11 +50,27 @@ app.kubernetes.io/part-of: borcelle
 {{- end }}
 
 {{/*
+Labels of one component's objects. Call with (list $ "api").
+*/}}
+{{- define "borcelle.componentLabels" -}}
+{{ include "borcelle.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
 Labels that select the release's pods; they never change across upgrades.
 */}}
 {{- define "borcelle.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "borcelle.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels that select one component's pods. Call with (list $ "api").
+*/}}
+{{- define "borcelle.componentSelectorLabels" -}}
+{{ include "borcelle.selectorLabels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
@@ -60,6 +85,27 @@ Name of the API's service account.
 {{- end }}
 
 {{/*
+Name of the operator's service account.
+*/}}
+{{- define "borcelle.operatorServiceAccountName" -}}
+{{- default (include "borcelle.componentName" (list . "operator")) .Values.operator.serviceAccount.name }}
+{{- end }}
+
+{{/*
+Name of the service account of the worker Deployment and of the operator's occurrence Jobs.
+*/}}
+{{- define "borcelle.workerServiceAccountName" -}}
+{{- default (include "borcelle.componentName" (list . "worker")) .Values.worker.serviceAccount.name }}
+{{- end }}
+
+{{/*
+Name of the ConfigMap of non-secret settings.
+*/}}
+{{- define "borcelle.configMapName" -}}
+{{- include "borcelle.componentName" (list . "config") }}
+{{- end }}
+
+{{/*
 The image reference: repository and tag (the chart's appVersion when no tag is given).
 */}}
 {{- define "borcelle.image" -}}
@@ -67,16 +113,119 @@ The image reference: repository and tag (the chart's appVersion when no tag is g
 {{- end }}
 
 {{/*
-Name of the Secret that holds DATABASE_URL and the mail credentials; it must exist before install.
+Name of the Secret that holds DATABASE_URL and the other credentials; it must exist before install.
 */}}
 {{- define "borcelle.secretName" -}}
 {{- required "existingSecret: name a Secret that holds DATABASE_URL" .Values.existingSecret }}
 {{- end }}
 
 {{/*
-Environment shared by the API and the migration Job.
+Who runs reminders and broadcasts, as BORCELLE_SCHEDULER understands it: the API's in-process
+scheduler, or nobody in the API process (the operator drives the resources).
 */}}
-{{- define "borcelle.commonEnv" -}}
-- name: BORCELLE_LOG_FORMAT
-  value: {{ .Values.logFormat | quote }}
+{{- define "borcelle.schedulerEnv" -}}
+{{- $mode := .Values.scheduler }}
+{{- if eq $mode "auto" }}
+{{- ternary "off" "in-process" .Values.operator.enabled }}
+{{- else if eq $mode "in-process" }}
+{{- "in-process" }}
+{{- else }}
+{{- "off" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The URL users reach Borcelle at: publicUrl, else the first ingress host, else the port-forward URL.
+*/}}
+{{- define "borcelle.publicUrl" -}}
+{{- if .Values.publicUrl }}
+{{- .Values.publicUrl }}
+{{- else if and .Values.ingress.enabled .Values.ingress.hosts }}
+{{- $host := (first .Values.ingress.hosts).host }}
+{{- printf "%s://%s" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) $host }}
+{{- else }}
+{{- "http://localhost:8080" }}
+{{- end }}
+{{- end }}
+
+{{/*
+envFrom of every container that runs `borcelle` (API, worker, and the operator's Jobs, which list
+them in the same order): the Secret, then the ConfigMap; the later source wins on a shared key.
+*/}}
+{{- define "borcelle.envFrom" -}}
+- secretRef:
+    name: {{ include "borcelle.secretName" . }}
+- configMapRef:
+    name: {{ include "borcelle.configMapName" . }}
+{{- end }}
+
+{{/*
+Pod annotations that roll the pods when the settings change.
+*/}}
+{{- define "borcelle.configChecksum" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/*
+Whether attachments live on a local volume (mounted at storage.local.dir's parent).
+*/}}
+{{- define "borcelle.localStorage" -}}
+{{- if eq .Values.storage.backend "local" }}true{{ end }}
+{{- end }}
+
+{{/*
+Volumes of the API and the worker: a scratch /tmp, and the attachment directory with local storage.
+*/}}
+{{- define "borcelle.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- if include "borcelle.localStorage" . }}
+- name: attachments
+  {{- if .Values.storage.local.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.storage.local.existingClaim }}
+  {{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.storage.local.sizeLimit }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "borcelle.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if include "borcelle.localStorage" . }}
+- name: attachments
+  mountPath: {{ .Values.storage.local.dir }}
+{{- end }}
+{{- end }}
+
+{{/*
+Scheduling constraints shared by every pod.
+*/}}
+{{- define "borcelle.scheduling" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the operator's leader-election Lease.
+*/}}
+{{- define "borcelle.leaseName" -}}
+{{- default (include "borcelle.componentName" (list . "operator")) .Values.operator.leaseName }}
 {{- end }}
