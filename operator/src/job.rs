@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, Pod, PodSecurityContext,
     PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
@@ -185,6 +187,19 @@ pub fn build_job<K: Occurring>(obj: &K, scheduled: DateTime<Utc>, settings: &Job
         spec: Some(JobSpec {
             backoff_limit: Some(settings.backoff_limit),
             active_deadline_seconds: Some(settings.active_deadline_seconds),
+            // `borcelle worker occurrence` exits 3 when the occurrence can never run (an unknown
+            // owner, a deleted note): retrying would not help, so the Job fails at once.
+            pod_failure_policy: Some(PodFailurePolicy {
+                rules: vec![PodFailurePolicyRule {
+                    action: "FailJob".to_owned(),
+                    on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                        container_name: None,
+                        operator: "In".to_owned(),
+                        values: vec![i32::from(EXIT_PERMANENT)],
+                    }),
+                    on_pod_conditions: None,
+                }],
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -273,6 +288,9 @@ fn finished(job: &Job) -> (JobOutcome, Option<DateTime<Utc>>) {
     }
     (JobOutcome::Running, None)
 }
+
+/// The exit code of `borcelle worker occurrence` for an occurrence that can never run.
+pub const EXIT_PERMANENT: u8 = 3;
 
 /// What the worker reports in its termination message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

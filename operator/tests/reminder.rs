@@ -72,6 +72,11 @@ async fn a_due_reminder_creates_exactly_one_job_then_applies_its_status() {
             assert_eq!(job["metadata"]["annotations"]["crm.borcelle.io/scheduled-time"], "2026-11-24T09:00:00Z");
             assert_eq!(job["spec"]["backoffLimit"], 3);
             assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600);
+            // Exit code 3 (the occurrence can never run) fails the Job without retries.
+            assert_eq!(
+                job["spec"]["podFailurePolicy"]["rules"],
+                json!([{ "action": "FailJob", "onExitCodes": { "operator": "In", "values": [3] } }])
+            );
             let pod = &job["spec"]["template"]["spec"];
             assert_eq!(pod["restartPolicy"], "Never");
             assert_eq!(pod["serviceAccountName"], "borcelle-worker");
