@@ -1,0 +1,231 @@
+"""Checks of rendered manifests: pure functions from parsed documents to a list of problems
+(empty when all is well), so that each can be proven to fail on a bad input."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+Doc = dict[str, Any]
+# One permission: (apiGroup, resource, verb, resourceName or "" for every name).
+Atom = tuple[str, str, str, str]
+# A role: (kind, namespace or "", name).
+RoleKey = tuple[str, str, str]
+
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
+
+
+def name_of(doc: Doc) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+# ---- RBAC -------------------------------------------------------------------------------------
+
+
+def atoms(rules: Iterable[dict[str, Any]]) -> set[Atom]:
+    """Every (group, resource, verb, resourceName) a list of PolicyRules grants."""
+    out: set[Atom] = set()
+    for rule in rules or []:
+        if rule.get("nonResourceURLs"):
+            out.add(("<nonResourceURLs>", ",".join(rule["nonResourceURLs"]), ",".join(rule.get("verbs", [])), ""))
+            continue
+        names = rule.get("resourceNames") or [""]
+        for group in rule.get("apiGroups") or ["<missing apiGroups>"]:
+            for resource in rule.get("resources") or ["<missing resources>"]:
+                for verb in rule.get("verbs") or ["<missing verbs>"]:
+                    for name in names:
+                        out.add((group, resource, verb, name))
+    return out
+
+
+def table_atoms(rows: Iterable[tuple]) -> set[Atom]:
+    """Atoms of table rows (apiGroup, resource, "verb verb ...") or (..., resourceName)."""
+    out: set[Atom] = set()
+    for row in rows:
+        group, resource, verbs = row[:3]
+        name = row[3] if len(row) > 3 else ""
+        out.update((group, resource, verb, name) for verb in verbs.split())
+    return out
+
+
+def rendered_roles(docs: Iterable[Doc]) -> dict[RoleKey, set[Atom]]:
+    return {
+        (d["kind"], d["metadata"].get("namespace") or "", d["metadata"]["name"]): atoms(d.get("rules"))
+        for d in docs
+        if d.get("kind") in ("Role", "ClusterRole")
+    }
+
+
+def rbac_diff(expected: dict[RoleKey, set[Atom]], actual: dict[RoleKey, set[Atom]]) -> list[str]:
+    """What differs between the intended roles and the rendered ones, permission by permission."""
+    problems = []
+    for key in sorted(actual.keys() - expected.keys()):
+        problems.append(f"unexpected {key[0]} {key[2]!r} (namespace {key[1]!r}) granting {sorted(actual[key])}")
+    for key in sorted(expected.keys() - actual.keys()):
+        problems.append(f"missing {key[0]} {key[2]!r} (namespace {key[1]!r})")
+    for key in sorted(expected.keys() & actual.keys()):
+        for atom in sorted(actual[key] - expected[key]):
+            problems.append(f"{key[0]} {key[2]!r} grants more than intended: {_show(atom)}")
+        for atom in sorted(expected[key] - actual[key]):
+            problems.append(f"{key[0]} {key[2]!r} lacks an intended permission: {_show(atom)}")
+    for key, granted in actual.items():
+        for atom in granted:
+            if "*" in atom[:3]:
+                problems.append(f"{key[0]} {key[2]!r} uses a wildcard: {_show(atom)}")
+    return problems
+
+
+def _show(atom: Atom) -> str:
+    group, resource, verb, name = atom
+    where = f"{group}/{resource}" if group else resource
+    return f"{verb} {where}" + (f" (only {name!r})" if name else "")
+
+
+def binding_problems(docs: list[Doc], accounts: dict[RoleKey, str]) -> list[str]:
+    """Each binding refers to a rendered role and binds exactly the intended service account
+    (`accounts`: role key -> account name); no role is left unbound."""
+    roles = {(d["kind"], d["metadata"].get("namespace") or "", d["metadata"]["name"]) for d in docs
+             if d.get("kind") in ("Role", "ClusterRole")}
+    problems, bound = [], set()
+    for b in (d for d in docs if d.get("kind") in ("RoleBinding", "ClusterRoleBinding")):
+        ref = b.get("roleRef", {})
+        namespace = "" if ref.get("kind") == "ClusterRole" else b["metadata"].get("namespace") or ""
+        key = (ref.get("kind"), namespace, ref.get("name"))
+        if key not in roles:
+            problems.append(f"{name_of(b)} refers to {key}, which the chart does not render")
+            continue
+        bound.add(key)
+        subjects = [(s.get("kind"), s.get("name")) for s in b.get("subjects") or []]
+        if subjects != [("ServiceAccount", accounts.get(key))]:
+            problems.append(f"{name_of(b)} binds {subjects}, expected only ServiceAccount {accounts.get(key)!r}")
+    problems += [f"{k[0]} {k[2]} is bound to nobody" for k in sorted(roles - bound)]
+    return problems
+
+
+# ---- pods -------------------------------------------------------------------------------------
+
+
+def pod_specs(docs: Iterable[Doc]) -> list[tuple[Doc, Doc]]:
+    """(workload, pod spec) of every rendered workload."""
+    out = []
+    for d in docs:
+        kind = d.get("kind")
+        if kind not in WORKLOADS:
+            continue
+        spec = d.get("spec", {})
+        if kind == "Pod":
+            out.append((d, spec))
+        elif kind == "CronJob":
+            out.append((d, spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})))
+        else:
+            out.append((d, spec.get("template", {}).get("spec", {})))
+    return out
+
+
+def security_problems(docs: Iterable[Doc]) -> list[str]:
+    """Every container: non-root, read-only root file system, no privilege escalation, drops ALL
+    capabilities and adds none, RuntimeDefault seccomp; no pod shares the host's namespaces."""
+    problems = []
+    for workload, pod in pod_specs(docs):
+        psc = pod.get("securityContext") or {}
+        for host in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(host):
+                problems.append(f"{name_of(workload)}: {host}")
+        for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+            where = f"{name_of(workload)} container {c.get('name')}"
+            sc = c.get("securityContext") or {}
+
+            def effective(key: str) -> Any:
+                return sc[key] if key in sc else psc.get(key)
+
+            if effective("runAsNonRoot") is not True:
+                problems.append(f"{where}: runAsNonRoot is not true")
+            if effective("runAsUser") in (0, "0"):
+                problems.append(f"{where}: runs as user 0")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: the root file system is writable")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: privilege escalation is not disabled")
+            if sc.get("privileged"):
+                problems.append(f"{where}: privileged")
+            caps = sc.get("capabilities") or {}
+            if "ALL" not in (caps.get("drop") or []):
+                problems.append(f"{where}: does not drop ALL capabilities")
+            if caps.get("add"):
+                problems.append(f"{where}: adds capabilities {caps['add']}")
+            if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+                problems.append(f"{where}: seccomp profile is not RuntimeDefault")
+    return problems
+
+
+def probe_problems(docs: Iterable[Doc], exempt: dict[str, str]) -> list[str]:
+    """Every Deployment container has a liveness and a readiness probe, except the components
+    in `exempt` (component -> reason), which must then not listen on any port either."""
+    problems = []
+    for workload, pod in pod_specs(d for d in docs if d.get("kind") == "Deployment"):
+        component = workload["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
+        for c in pod.get("containers") or []:
+            where = f"{name_of(workload)} container {c.get('name')}"
+            if component in exempt:
+                if c.get("ports"):
+                    problems.append(f"{where}: exempt from probes ({exempt[component]}) but listens on a port")
+                continue
+            for probe in ("livenessProbe", "readinessProbe"):
+                if not c.get(probe):
+                    problems.append(f"{where}: no {probe}")
+    return problems
+
+
+def secret_problems(docs: Iterable[Doc]) -> list[str]:
+    """No Secret carries data: credentials come from existingSecret, made outside the chart."""
+    return [
+        f"{name_of(d)} carries {key}"
+        for d in docs
+        if d.get("kind") == "Secret"
+        for key in ("data", "stringData")
+        if d.get(key)
+    ]
+
+
+def label_problems(docs: Iterable[Doc]) -> list[str]:
+    return [
+        f"{name_of(d)} lacks the label {label}"
+        for d in docs
+        for label in STANDARD_LABELS
+        if label not in (d.get("metadata", {}).get("labels") or {})
+    ]
+
+
+def selector_problems(docs: list[Doc]) -> list[str]:
+    """Services, PodDisruptionBudgets and NetworkPolicies select some rendered pods (the operator's
+    occurrence Jobs are not rendered, so a NetworkPolicy may select only them)."""
+    pods = [
+        (workload.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {})
+        for workload, _ in pod_specs(docs)
+    ]
+    problems = []
+    for d in docs:
+        kind = d.get("kind")
+        if kind == "Service":
+            selector = d["spec"].get("selector") or {}
+        elif kind == "PodDisruptionBudget":
+            selector = d["spec"].get("selector", {}).get("matchLabels") or {}
+        elif kind == "NetworkPolicy":
+            selector = d["spec"].get("podSelector", {}).get("matchLabels")
+            if selector is None:
+                continue
+        else:
+            continue
+        if not selector:
+            problems.append(f"{name_of(d)} selects every pod")
+        elif not any(all(labels.get(k) == v for k, v in selector.items()) for labels in pods):
+            problems.append(f"{name_of(d)} selects no rendered pod: {selector}")
+    return problems

@@ -1,0 +1,110 @@
+"""Checks that hold for every set of values in chart.SCENARIOS."""
+
+from __future__ import annotations
+
+import hashlib
+import unittest
+
+import helm
+import rules
+from chart import FULLNAME, PROBE_EXEMPT, SCENARIOS, WORKER_ACCOUNT, expected_rbac, rendered, schema_messages
+
+
+class EveryScenario(unittest.TestCase):
+    """What holds for every set of values in SCENARIOS."""
+
+
+    def test_the_chart_as_shipped_lints_without_error_or_warning(self):
+        problems = [m for m in helm.lint_chart() if m.severity >= 2]
+        self.assertEqual(problems, [], "helm lint charts/borcelle")
+
+    def test_lint_reports_no_error_and_no_warning(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual([str(m) for m in r.problems], [], schema_messages(r.values) or r.log[-2000:])
+
+    def test_every_template_renders_without_a_missing_value(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(sorted(r.files), helm.expected_files(), "a template did not render")
+                self.assertEqual(r.missing_required, [])
+                self.assertEqual(r.failures, [])
+
+    def test_rbac_is_exactly_the_intended_table(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                expected, _ = expected_rbac(r.values)
+                self.assertEqual(rules.rbac_diff(expected, rules.rendered_roles(r.documents())), [])
+
+    def test_each_role_is_bound_to_its_own_account_only(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                _, accounts = expected_rbac(r.values)
+                self.assertEqual(rules.binding_problems(r.documents(), accounts), [])
+
+    def test_every_container_is_non_root_read_only_without_escalation_and_drops_all(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.security_problems(r.documents()), [])
+
+    def test_no_secret_with_data_is_rendered(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.secret_problems(r.documents()), [])
+
+    def test_every_deployment_has_readiness_and_liveness_probes(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.probe_problems(r.documents(), PROBE_EXEMPT), [])
+
+    def test_every_object_carries_the_standard_labels(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.label_problems(r.documents()), [])
+
+    def test_services_budgets_and_policies_select_rendered_pods(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.selector_problems(r.documents()), [])
+
+    def test_pods_carry_the_checksum_of_the_rendered_configmap(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                digest = hashlib.sha256(r.files["configmap.yaml"].encode()).hexdigest()
+                for d in r.of_kind("Deployment"):
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] in ("api", "worker"):
+                        annotations = d["spec"]["template"]["metadata"]["annotations"]
+                        self.assertEqual(annotations.get("checksum/config"), digest, rules.name_of(d))
+
+    def test_borcelle_containers_read_the_existing_secret_then_the_configmap(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                config = f"{FULLNAME}-config"
+                r.one("ConfigMap", config)
+                for d in r.of_kind("Deployment"):
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator":
+                        continue
+                    env_from = d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+                    self.assertEqual(env_from, [{"secretRef": {"name": r.values["existingSecret"]}},
+                                                {"configMapRef": {"name": config}}], rules.name_of(d))
+
+    def test_the_worker_account_has_no_token_and_no_binding(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                accounts = [a for a in r.of_kind("ServiceAccount") if a["metadata"]["name"] == WORKER_ACCOUNT]
+                for account in accounts:
+                    self.assertIs(account["automountServiceAccountToken"], False)
+                subjects = [s["name"] for b in r.documents() if b["kind"].endswith("RoleBinding") for s in b["subjects"]]
+                self.assertNotIn(WORKER_ACCOUNT, subjects)

@@ -1,0 +1,133 @@
+"""Proof that the rule checks fail when they should: each one is fed a rendered chart with one
+deliberate fault and must report exactly that fault."""
+
+from __future__ import annotations
+
+import copy
+import unittest
+
+import rules
+from chart import FULLNAME, OPERATOR_RULES, PROBE_EXEMPT, expected_rbac, rendered
+
+OPERATOR = f"{FULLNAME}-operator"
+
+
+def docs() -> list[dict]:
+    return copy.deepcopy(rendered("defaults").documents())
+
+
+def find(documents: list[dict], kind: str, name: str) -> dict:
+    return next(d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def api_container(documents: list[dict]) -> dict:
+    return find(documents, "Deployment", FULLNAME)["spec"]["template"]["spec"]["containers"][0]
+
+
+def rbac_problems(documents: list[dict]) -> list[str]:
+    expected, _ = expected_rbac(rendered("defaults").values)
+    return rules.rbac_diff(expected, rules.rendered_roles(documents))
+
+
+class RbacCheckFails(unittest.TestCase):
+    def test_the_unchanged_chart_passes(self):
+        self.assertEqual(rbac_problems(docs()), [])
+
+    def test_on_one_extra_verb(self):
+        d = docs()
+        jobs = next(r for r in find(d, "ClusterRole", OPERATOR)["rules"] if r["resources"] == ["jobs"])
+        jobs["verbs"].append("deletecollection")
+        self.assertEqual(rbac_problems(d), [f"ClusterRole {OPERATOR!r} grants more than intended: deletecollection batch/jobs"])
+
+    def test_on_one_missing_verb(self):
+        d = docs()
+        pods = next(r for r in find(d, "ClusterRole", OPERATOR)["rules"] if r["resources"] == ["pods"])
+        pods["verbs"].remove("list")
+        self.assertEqual(rbac_problems(d), [f"ClusterRole {OPERATOR!r} lacks an intended permission: list pods"])
+
+    def test_on_one_extra_resource(self):
+        d = docs()
+        find(d, "ClusterRole", OPERATOR)["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+        self.assertEqual(rbac_problems(d), [f"ClusterRole {OPERATOR!r} grants more than intended: get secrets"])
+
+    def test_on_a_lease_rule_no_longer_limited_to_its_lease(self):
+        d = docs()
+        del find(d, "Role", f"{OPERATOR}-leader-election")["rules"][1]["resourceNames"]
+        problems = rbac_problems(d)
+        self.assertIn(f"Role '{OPERATOR}-leader-election' grants more than intended: update coordination.k8s.io/leases", problems)
+
+    def test_on_a_wildcard(self):
+        d = docs()
+        find(d, "ClusterRole", OPERATOR)["rules"][0]["verbs"] = ["*"]
+        self.assertTrue([p for p in rbac_problems(d) if "uses a wildcard" in p])
+
+    def test_on_an_unexpected_role(self):
+        d = docs()
+        d.append({"kind": "ClusterRole", "metadata": {"name": "extra"}, "rules": []})
+        self.assertEqual(rbac_problems(d), ["unexpected ClusterRole 'extra' (namespace '') granting []"])
+
+    def test_on_a_table_that_no_longer_matches_the_templates(self):
+        expected, _ = expected_rbac(rendered("defaults").values)
+        key = ("ClusterRole", "", OPERATOR)
+        expected[key] = rules.table_atoms(OPERATOR_RULES + [("batch", "jobs", "patch")])
+        problems = rules.rbac_diff(expected, rules.rendered_roles(docs()))
+        self.assertEqual(problems, [f"ClusterRole {OPERATOR!r} lacks an intended permission: patch batch/jobs"])
+
+    def test_on_a_binding_to_another_account(self):
+        d = docs()
+        find(d, "ClusterRoleBinding", OPERATOR)["subjects"][0]["name"] = "default"
+        _, accounts = expected_rbac(rendered("defaults").values)
+        self.assertEqual(rules.binding_problems(d, accounts), [
+            f"ClusterRoleBinding/{OPERATOR} binds [('ServiceAccount', 'default')], expected only ServiceAccount {OPERATOR!r}"
+        ])
+
+
+class SecurityCheckFails(unittest.TestCase):
+    def test_the_unchanged_chart_passes(self):
+        self.assertEqual(rules.security_problems(docs()), [])
+
+    def test_on_each_weakened_setting(self):
+        faults = {
+            "the root file system is writable": lambda sc: sc.update(readOnlyRootFilesystem=False),
+            "privilege escalation is not disabled": lambda sc: sc.pop("allowPrivilegeEscalation"),
+            "does not drop ALL capabilities": lambda sc: sc["capabilities"].update(drop=["NET_RAW"]),
+            "adds capabilities ['NET_ADMIN']": lambda sc: sc["capabilities"].update(add=["NET_ADMIN"]),
+            "runs as user 0": lambda sc: sc.update(runAsUser=0),
+            "runAsNonRoot is not true": lambda sc: sc.update(runAsNonRoot=False),
+            "privileged": lambda sc: sc.update(privileged=True),
+        }
+        for message, fault in faults.items():
+            with self.subTest(message):
+                d = docs()
+                fault(api_container(d)["securityContext"])
+                self.assertEqual(rules.security_problems(d), [f"Deployment/{FULLNAME} container api: {message}"])
+
+
+class OtherChecksFail(unittest.TestCase):
+    def test_secret_check_on_a_secret_with_data(self):
+        d = docs()
+        d.append({"kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"DATABASE_URL": "postgres://"}})
+        d.append({"kind": "Secret", "metadata": {"name": "empty"}})
+        self.assertEqual(rules.secret_problems(d), ["Secret/creds carries stringData"])
+
+    def test_probe_check_on_a_missing_probe_and_on_an_exempt_container_that_listens(self):
+        d = docs()
+        del api_container(d)["readinessProbe"]
+        worker = copy.deepcopy(find(d, "Deployment", FULLNAME))
+        worker["metadata"]["name"] = "w"
+        worker["metadata"]["labels"]["app.kubernetes.io/component"] = "worker"
+        d.append(worker)
+        self.assertEqual(rules.probe_problems(d, PROBE_EXEMPT), [
+            f"Deployment/{FULLNAME} container api: no readinessProbe",
+            f"Deployment/w container api: exempt from probes ({PROBE_EXEMPT['worker']}) but listens on a port",
+        ])
+
+    def test_label_check_on_a_missing_label(self):
+        d = docs()
+        del find(d, "Service", FULLNAME)["metadata"]["labels"]["app.kubernetes.io/part-of"]
+        self.assertEqual(rules.label_problems(d), [f"Service/{FULLNAME} lacks the label app.kubernetes.io/part-of"])
+
+    def test_selector_check_on_a_service_that_selects_nothing(self):
+        d = docs()
+        find(d, "Service", FULLNAME)["spec"]["selector"]["app.kubernetes.io/component"] = "apj"
+        self.assertEqual(len(rules.selector_problems(d)), 1)
