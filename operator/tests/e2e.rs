@@ -23,6 +23,13 @@ use serde_json::json;
 
 const SKIP: &str = "skipped: set BORCELLE_E2E_KUBECONFIG to run against a real cluster";
 
+/// Says the test was skipped where `cargo test` shows it (the test harness captures `println!`,
+/// not the process's stderr).
+fn skipped(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "e2e {test}: {SKIP}");
+}
+
 /// The cluster of `BORCELLE_E2E_KUBECONFIG`, if set.
 async fn cluster() -> Option<(Client, PathBuf)> {
     let path = PathBuf::from(std::env::var_os("BORCELLE_E2E_KUBECONFIG")?);
@@ -140,8 +147,9 @@ async fn event_reasons(client: &Client, namespace: &str, name: &str) -> Vec<Stri
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reminder_due_every_minute_runs_as_jobs_on_a_real_cluster() {
+    const TEST_NAME: &str = "a_reminder_due_every_minute_runs_as_jobs_on_a_real_cluster";
     let Some((client, kubeconfig)) = cluster().await else {
-        println!("{SKIP}");
+        skipped(TEST_NAME);
         return;
     };
     install_crds(&client).await;
@@ -202,8 +210,9 @@ async fn a_reminder_due_every_minute_runs_as_jobs_on_a_real_cluster() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_now_broadcast_is_delivered_on_a_real_cluster() {
+    const TEST_NAME: &str = "a_send_now_broadcast_is_delivered_on_a_real_cluster";
     let Some((client, kubeconfig)) = cluster().await else {
-        println!("{SKIP}");
+        skipped(TEST_NAME);
         return;
     };
     install_crds(&client).await;
