@@ -27,9 +27,10 @@ LEADER_ELECTION_RULES = [
     ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "get update", f"{FULLNAME}-operator"),
 ]
+# The API with scheduler kubernetes (crm-api/src/cluster.rs: get, list, create, merge patch, delete).
 API_KUBERNETES_SCHEDULER_RULES = [
-    (CRM, "scheduledreminders", "get list watch create patch delete"),
-    (CRM, "broadcasts", "get list watch create patch delete"),
+    (CRM, "scheduledreminders", "get list create patch delete"),
+    (CRM, "broadcasts", "get list create patch delete"),
 ]
 OPERATOR_ACCOUNT = f"{FULLNAME}-operator"
 API_ACCOUNT = FULLNAME
@@ -43,10 +44,17 @@ SCENARIOS = {
     "defaults": {},
     "values-production.yaml": PRODUCTION,
     "operator watching one namespace": {"operator": {"watchNamespace": "crm"}},
-    "scheduler kubernetes": {"scheduler": "kubernetes"},
+    "scheduler in-process": {"scheduler": "in-process"},
     "no operator": {"operator": {"enabled": False}},
     "one operator without leader election": {"operator": {"replicaCount": 1, "leaderElection": False}},
 }
+
+
+def scheduler_mode(values: dict) -> str:
+    """BORCELLE_SCHEDULER of the API for these values (what the chart's "auto" means)."""
+    if values["scheduler"] == "auto":
+        return "kubernetes" if values["operator"]["enabled"] else "in-process"
+    return values["scheduler"]
 
 
 def expected_rbac(values: dict) -> tuple[dict, dict]:
@@ -60,7 +68,7 @@ def expected_rbac(values: dict) -> tuple[dict, dict]:
         if operator["leaderElection"]:
             key = ("Role", "", f"{FULLNAME}-operator-leader-election")
             roles[key], accounts[key] = rules.table_atoms(LEADER_ELECTION_RULES), OPERATOR_ACCOUNT
-    if values["scheduler"] == "kubernetes":
+    if scheduler_mode(values) == "kubernetes":
         key = ("Role", "", FULLNAME)
         roles[key], accounts[key] = rules.table_atoms(API_KUBERNETES_SCHEDULER_RULES), API_ACCOUNT
     return roles, accounts

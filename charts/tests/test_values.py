@@ -28,8 +28,10 @@ def config(r: helm.Rendered) -> dict:
 
 
 class Scheduling(unittest.TestCase):
-    def test_the_operator_drives_reminders_and_the_api_schedules_nothing_by_default(self):
-        self.assertEqual(config(rendered("defaults"))["BORCELLE_SCHEDULER"], "off")
+    def test_with_the_operator_the_api_keeps_reminders_as_resources_the_operator_runs(self):
+        r = rendered("defaults")
+        self.assertEqual(config(r)["BORCELLE_SCHEDULER"], "kubernetes")
+        r.one("Deployment", OPERATOR)
 
     def test_without_the_operator_the_api_schedules_in_process(self):
         r = rendered("no operator")
@@ -38,18 +40,20 @@ class Scheduling(unittest.TestCase):
         self.assertEqual([d["metadata"]["name"] for d in r.of_kind("ServiceAccount")], [API])
 
     def test_scheduler_in_process_keeps_the_standalone_scheduler_next_to_the_operator(self):
-        r = render({"scheduler": "in-process"})
+        r = rendered("scheduler in-process")
         self.assertEqual(config(r)["BORCELLE_SCHEDULER"], "in-process")
         r.one("Deployment", OPERATOR)
 
-    def test_only_scheduler_kubernetes_mounts_the_api_token(self):
-        for scenario, token in (("defaults", False), ("scheduler kubernetes", True)):
+    def test_scheduler_off_is_passed_as_is(self):
+        self.assertEqual(config(render({"scheduler": "off"}))["BORCELLE_SCHEDULER"], "off")
+
+    def test_only_an_api_that_keeps_resources_in_the_cluster_gets_a_token(self):
+        for scenario, token in (("defaults", True), ("scheduler in-process", False), ("no operator", False)):
             r = rendered(scenario)
             with self.subTest(scenario=scenario):
                 self.assertIs(r.one("ServiceAccount", API)["automountServiceAccountToken"], token)
                 pod = r.one("Deployment", API)["spec"]["template"]["spec"]
                 self.assertIs(pod["automountServiceAccountToken"], token)
-                self.assertEqual(config(r)["BORCELLE_SCHEDULER"], "off")
 
 
 class Operator(unittest.TestCase):
@@ -195,6 +199,7 @@ REFUSED = [
     ("s3 without a bucket", {"storage": {"backend": "s3"}}),
     ("two operators without leader election", {"operator": {"leaderElection": False}}),
     ("scheduler kubernetes without the operator", {"scheduler": "kubernetes", "operator": {"enabled": False}}),
+    ("an API keeping resources in the cluster without its own account", {"serviceAccount": {"create": False}}),
 ]
 
 

@@ -120,18 +120,23 @@ Name of the Secret that holds DATABASE_URL and the other credentials; it must ex
 {{- end }}
 
 {{/*
-Who runs reminders and broadcasts, as BORCELLE_SCHEDULER understands it: the API's in-process
-scheduler, or nobody in the API process (the operator drives the resources).
+Who runs reminders and broadcasts, as BORCELLE_SCHEDULER understands it. auto: with the operator,
+`kubernetes` (the API keeps them as ScheduledReminder/Broadcast resources, the operator runs them);
+without it, `in-process` (the API's own scheduler over PostgreSQL).
 */}}
-{{- define "borcelle.schedulerEnv" -}}
-{{- $mode := .Values.scheduler }}
-{{- if eq $mode "auto" }}
-{{- ternary "off" "in-process" .Values.operator.enabled }}
-{{- else if eq $mode "in-process" }}
-{{- "in-process" }}
+{{- define "borcelle.schedulerMode" -}}
+{{- if eq .Values.scheduler "auto" }}
+{{- ternary "kubernetes" "in-process" .Values.operator.enabled }}
 {{- else }}
-{{- "off" }}
+{{- .Values.scheduler }}
 {{- end }}
+{{- end }}
+
+{{/*
+Whether the API calls the Kubernetes API (scheduler kubernetes): it then gets a token and a Role.
+*/}}
+{{- define "borcelle.apiUsesKubernetes" -}}
+{{- if eq (include "borcelle.schedulerMode" .) "kubernetes" }}true{{ end }}
 {{- end }}
 
 {{/*
