@@ -1,9 +1,12 @@
 //! End-to-end against a real cluster: runs only when `BORCELLE_E2E_KUBECONFIG` names a kubeconfig.
 //!
-//! Installs the CRDs from `deploy/crds` (server-side apply), starts the real `borcelle-operator`
-//! binary watching a fresh namespace, creates resources, waits for their Jobs, marks a Job
-//! complete by patching its status (the cluster may have no nodes to run it), and checks the
-//! resource's status and events. The namespace is deleted afterwards.
+//! Installs the Helm chart's CRDs (`charts/borcelle/crds`, server-side apply) and the chart's
+//! operator ServiceAccount and RBAC (rendered by Helm's engine through `charts/tests/render.py`;
+//! run `scripts/chart-check` once to install it) into a fresh namespace, starts the real
+//! `borcelle-operator` binary under that ServiceAccount (impersonated) watching the namespace,
+//! creates resources, waits for their Jobs, marks a Job complete by patching its status (the
+//! cluster may have no nodes to run it), and checks the resource's status and events. The
+//! namespace is deleted afterwards. The kubeconfig's user must be allowed to impersonate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
@@ -40,7 +43,7 @@ async fn cluster() -> Option<(Client, PathBuf)> {
 
 async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/borcelle/crds");
     for entry in std::fs::read_dir(&dir).expect("deploy/crds") {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -52,6 +55,52 @@ async fn install_crds(client: &Client) {
         let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
         tokio::time::timeout(Duration::from_secs(30), established).await.expect("CRD established in 30 s").unwrap();
     }
+}
+
+/// The chart's ServiceAccount and RBAC for an operator watching `namespace`, rendered by Helm's
+/// engine and applied there; returns the ServiceAccount's and the Lease's names.
+async fn install_chart_rbac(client: &Client, namespace: &str) -> (String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/tests/render.py");
+    let values = json!({ "operator": { "watchNamespace": namespace } }).to_string();
+    let output = std::process::Command::new("python3").arg(&script).arg(values).output().expect("python3");
+    assert!(
+        output.status.success(),
+        "rendering the chart failed (run scripts/chart-check once to install Helm's library): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let documents: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("rendered manifests");
+    let mut account = None;
+    for mut doc in documents {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        if !matches!(kind.as_str(), "ServiceAccount" | "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding")
+            || !name.ends_with("-operator") && !name.ends_with("-operator-leader-election")
+        {
+            continue;
+        }
+        assert!(!kind.starts_with("Cluster"), "an operator watching one namespace needs no cluster-wide {kind}");
+        doc["metadata"]["namespace"] = json!(namespace);
+        if let Some(subjects) = doc["subjects"].as_array_mut() {
+            for subject in subjects {
+                subject["namespace"] = json!(namespace);
+            }
+        }
+        if kind == "ServiceAccount" {
+            account = Some(name.clone());
+        }
+        let (group, version) = match doc["apiVersion"].as_str().unwrap_or("v1").split_once('/') {
+            Some((g, v)) => (g.to_owned(), v.to_owned()),
+            None => (String::new(), "v1".to_owned()),
+        };
+        let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(&group, &version, &kind));
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        api.patch(&name, &PatchParams::apply("borcelle-e2e").force(), &Patch::Apply(&doc))
+            .await
+            .unwrap_or_else(|err| panic!("apply {kind} {name}: {err}"));
+    }
+    let account = account.expect("the chart renders the operator's ServiceAccount");
+    // The chart lets the operator update only the Lease named after it.
+    (account.clone(), account)
 }
 
 /// A fresh namespace, deleted on drop.
@@ -82,12 +131,15 @@ impl Drop for TestNamespace {
     }
 }
 
-/// The operator binary, watching `namespace` (its Lease there too); killed on drop.
-fn start_operator(kubeconfig: &Path, namespace: &str) -> tokio::process::Child {
+/// The operator binary under the chart's ServiceAccount (impersonated), watching `namespace` (its
+/// Lease there too); killed on drop.
+async fn start_operator(client: &Client, kubeconfig: &Path, namespace: &str) -> tokio::process::Child {
+    let (account, lease) = install_chart_rbac(client, namespace).await;
     tokio::process::Command::new(env!("CARGO_BIN_EXE_borcelle-operator"))
         .env("KUBECONFIG", kubeconfig)
+        .env("KUBE_RS_DEBUG_IMPERSONATE_USER", format!("system:serviceaccount:{namespace}:{account}"))
         .env("RUST_LOG", "info,borcelle_operator=debug")
-        .args(["--namespace", namespace, "--lease-namespace", namespace, "--pod-name", "e2e"])
+        .args(["--namespace", namespace, "--lease-namespace", namespace, "--lease-name", &lease, "--pod-name", "e2e"])
         .args(["--listen", "127.0.0.1:0", "--log-format", "text", "--worker-image", "registry.example/borcelle:e2e"])
         .kill_on_drop(true)
         .spawn()
@@ -155,7 +207,7 @@ async fn a_reminder_due_every_minute_runs_as_jobs_on_a_real_cluster() {
     install_crds(&client).await;
     let namespace = TestNamespace::create(&client).await;
     let ns = namespace.name.as_str();
-    let _operator = start_operator(&kubeconfig, ns);
+    let _operator = start_operator(&client, &kubeconfig, ns).await;
 
     let reminders: Api<ScheduledReminder> = Api::namespaced(client.clone(), ns);
     let spec = ScheduledReminderSpec {
@@ -218,7 +270,7 @@ async fn a_send_now_broadcast_is_delivered_on_a_real_cluster() {
     install_crds(&client).await;
     let namespace = TestNamespace::create(&client).await;
     let ns = namespace.name.as_str();
-    let _operator = start_operator(&kubeconfig, ns);
+    let _operator = start_operator(&client, &kubeconfig, ns).await;
 
     let broadcasts: Api<Broadcast> = Api::namespaced(client.clone(), ns);
     let spec = serde_json::from_value(json!({"title": "E2E", "message": "An end-to-end broadcast."})).unwrap();
