@@ -37,7 +37,7 @@ API_ACCOUNT = FULLNAME
 WORKER_ACCOUNT = f"{FULLNAME}-worker"
 
 # Deployments without probes, and why (rules.probe_problems also requires them to listen nowhere).
-PROBE_EXEMPT = {"worker": "`borcelle worker` has no HTTP listener; it exits when its engine stops"}
+PROBE_EXEMPT: dict[str, str] = {}
 
 PRODUCTION = helm.load_values_file(helm.CHART / "values-production.yaml")
 SCENARIOS = {

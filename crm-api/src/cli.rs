@@ -118,6 +118,9 @@ struct WorkerArgs {
     /// Without a subcommand: send queued mail until SIGTERM.
     #[command(subcommand)]
     action: Option<WorkerAction>,
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address (e.g. 0.0.0.0:8082); none when unset.
+    #[arg(long, env = "BORCELLE_WORKER_LISTEN")]
+    listen: Option<SocketAddr>,
     #[command(flatten)]
     mail: MailArgs,
     #[command(flatten)]
@@ -561,6 +564,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker(args) => {
             let settings = crate::startup::WorkerSettings {
+                listen: args.listen,
                 database: cli.global.database(),
                 mail: args.mail.settings()?,
                 delivery: args.delivery.settings()?,

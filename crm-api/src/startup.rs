@@ -181,6 +181,8 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
 
 /// What `borcelle worker` needs.
 pub struct WorkerSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
+    pub listen: Option<SocketAddr>,
     pub database: DatabaseSettings,
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
@@ -204,13 +206,72 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         store: storage::build_store(&settings.storage).await?,
         attachments_max_bytes: settings.storage.message_attachments_max_bytes,
     };
+    let metrics = engine.metrics.clone();
     let running = tokio::spawn(engine.run(stop.clone()));
+    let health = match settings.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::info!(%addr, "worker health and metrics listening");
+            let router = worker_router(db.clone(), metrics);
+            let stopped = stop.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router).with_graceful_shutdown(async move { stopped.cancelled().await }).await
+            }))
+        }
+        None => None,
+    };
     shutdown.await;
     tracing::info!("worker stopping");
     stop.cancel();
     running.await.context("the delivery engine stopped abnormally")?;
+    if let Some(health) = health {
+        let _ = health.await;
+    }
     db.close().await;
     Ok(())
+}
+
+/// `/healthz` (the process answers), `/readyz` (the database answers within two seconds) and
+/// `/metrics` of `borcelle worker`.
+fn worker_router(db: PgPool, metrics: Arc<Metrics>) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let db = db.clone();
+                async move {
+                    let check =
+                        tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&db)).await;
+                    match check {
+                        Ok(Ok(_)) => (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" }))),
+                        _ => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(serde_json::json!({ "status": "unavailable" })),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics.render() {
+                        Ok(text) => (
+                            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                            text,
+                        )
+                            .into_response(),
+                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
+                }
+            }),
+        )
 }
 
 /// One occurrence for `borcelle worker occurrence` (what the operator's Jobs run).

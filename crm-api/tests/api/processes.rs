@@ -162,3 +162,26 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_duplicates_only_its_crash_w
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "a duplicate carries the same Message-ID: {ids:?}");
     }
 }
+
+#[tokio::test]
+async fn a_worker_serves_health_readiness_and_metrics_when_asked_to() {
+    let app = spawn_app_with(|s| s.delivery.in_serve = false).await;
+    let port = free_port();
+    let _worker = Process(
+        Command::new(BIN)
+            .arg("worker")
+            .env("DATABASE_URL", database_url(&app))
+            .env("BORCELLE_WORKER_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let health: Value = reqwest::get(format!("{base}/healthz")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().ends_with("# EOF\n"), "OpenMetrics text");
+}
