@@ -34,14 +34,16 @@ pub fn router() -> Router<AppState> {
         .route("/account/tokens/{id}/delete", post(account::revoke_token))
         .route("/outbox", get(outbox::list))
         .route("/outbox/{id}", get(outbox::show))
-        .route("/static/app.css", get(stylesheet))
+        .route("/static/{file}", get(static_file))
 }
 
-/// What the shared layout shows: who is logged in, the CSRF token for its forms, the outbox link.
+/// What the shared layout shows: who is logged in, the CSRF token for its forms, the outbox and
+/// admin links.
 pub struct Layout {
     pub user: Option<String>,
     pub csrf: String,
     pub outbox: bool,
+    pub admin: bool,
 }
 
 impl Layout {
@@ -50,6 +52,7 @@ impl Layout {
             user: identity.map(|i| i.display_name.clone()),
             csrf: identity.map(|i| i.csrf_token().to_owned()).unwrap_or_default(),
             outbox: state.settings.dev_mode || identity.is_some_and(Identity::is_admin),
+            admin: identity.is_some_and(Identity::is_admin),
         }
     }
 }
@@ -194,16 +197,25 @@ pub fn local_path(next: &str) -> &str {
 
 /// An error raised before a page handler ran (a CSRF refusal), shown as a page.
 pub fn error_page(state: &AppState, err: AppError) -> Response {
-    let layout = Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode };
+    let layout = Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode, admin: false };
     PageError::new(layout, err).into_response()
 }
 
-async fn stylesheet() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../../static/app.css"),
-    )
-        .into_response()
+/// The static assets, embedded in the binary: no CDN, no download at run time.
+const STATIC_FILES: &[(&str, &str, &[u8])] = &[
+    ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
+];
+
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, bytes)) => (
+            [(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=3600")],
+            *bytes,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The page for unknown paths.

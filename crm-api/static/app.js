@@ -1,0 +1,83 @@
+// Borcelle's progressive JavaScript: one WebSocket per tab for live events. Pages work without it.
+// - keeps the notification bell's unread count current and shows events as toasts;
+// - re-dispatches every event as a `borcelle:event` DOM event, so page scripts (a progress bar)
+//   can follow them without opening sockets of their own;
+// - reconnects with backoff; events are hints, counts come from the server's snapshot.
+(function () {
+  "use strict";
+  var body = document.body;
+  if (!body || body.dataset.user !== "1") return;
+  var bell = document.getElementById("bell-count");
+  var toasts = document.getElementById("toasts");
+  var unread = 0;
+
+  function setUnread(n) {
+    unread = Math.max(0, n | 0);
+    if (!bell) return;
+    bell.textContent = String(unread);
+    bell.hidden = unread === 0;
+    var link = document.getElementById("bell");
+    if (link) link.setAttribute("aria-label", "Notifications, " + unread + " unread");
+  }
+
+  function toast(title, text, severity) {
+    if (!toasts) return;
+    var item = document.createElement("div");
+    item.className = "toast " + (severity || "info");
+    item.setAttribute("role", severity === "critical" ? "alert" : "status");
+    var strong = document.createElement("strong");
+    strong.textContent = title;
+    item.appendChild(strong);
+    if (text) {
+      var p = document.createElement("p");
+      p.textContent = text;
+      item.appendChild(p);
+    }
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "link";
+    close.textContent = "Dismiss";
+    close.addEventListener("click", function () { item.remove(); });
+    item.appendChild(close);
+    toasts.appendChild(item);
+    setTimeout(function () { item.remove(); }, 8000);
+  }
+
+  function handle(event) {
+    document.dispatchEvent(new CustomEvent("borcelle:event", { detail: event }));
+    switch (event.type) {
+      case "snapshot":
+        setUnread(event.unread);
+        break;
+      case "notification":
+        setUnread(unread + 1);
+        if (event.notification) toast(event.notification.title, event.notification.body, "info");
+        break;
+      case "broadcast":
+        setUnread(unread + 1);
+        toast(event.title, event.body, event.severity);
+        break;
+    }
+  }
+
+  var delay = 500;
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket;
+    try {
+      socket = new WebSocket(scheme + location.host + "/ws");
+    } catch (e) {
+      return;
+    }
+    socket.addEventListener("open", function () { delay = 500; body.dataset.live = "1"; });
+    socket.addEventListener("message", function (message) {
+      try { handle(JSON.parse(message.data)); } catch (e) { /* not JSON: ignore */ }
+    });
+    socket.addEventListener("close", function () {
+      body.dataset.live = "0";
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 15000);
+    });
+  }
+  connect();
+})();
