@@ -16,6 +16,7 @@ mod csrf;
 mod hardening;
 mod mailjet;
 mod messaging;
+mod pages_admin;
 mod passwords;
 mod processes;
 mod schedules;

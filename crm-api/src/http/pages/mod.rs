@@ -3,6 +3,8 @@
 
 mod account;
 mod auth;
+mod broadcasts;
+mod notifications;
 mod outbox;
 
 use std::collections::HashMap;
@@ -32,6 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/account/password", post(account::change_password))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/delete", post(account::revoke_token))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/{id}/read", post(notifications::mark_read))
+        .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
+        .route("/admin/broadcasts/{name}/delete", post(broadcasts::cancel))
         .route("/outbox", get(outbox::list))
         .route("/outbox/{id}", get(outbox::show))
         .route("/static/{file}", get(static_file))

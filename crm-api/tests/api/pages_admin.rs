@@ -1,0 +1,137 @@
+//! The notification page and the administrators' broadcast page, through their HTML forms.
+
+use std::time::Duration;
+
+use borcelle::db::users::Role;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_admin_sends_a_broadcast_from_the_page_and_users_find_it_in_their_notifications() {
+    let mut admin = spawn_app().await;
+    admin.verified_user("boss@example.com", Role::Admin).await;
+    assert_eq!(admin.login("boss@example.com", PASSWORD).await.status(), 200);
+    let csrf = admin.csrf.clone().unwrap();
+
+    // A bad schedule is shown next to its field, with what was typed kept.
+    let response = admin
+        .post_form(
+            "/admin/broadcasts",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "weekly-news"),
+                ("title", "Weekly news"),
+                ("message", "Read all about it"),
+                ("web", "on"),
+                ("when", "repeat"),
+                ("schedule", "every monday"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"id="schedule-error""#), "the error sits next to the schedule field");
+    assert!(html.contains("Weekly news"), "the typed title is kept");
+
+    let response = admin
+        .post_form(
+            "/admin/broadcasts",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "hello-all"),
+                ("title", "Hello everyone"),
+                ("message", "Welcome to Borcelle"),
+                ("severity", "info"),
+                ("audience", "all"),
+                ("web", "on"),
+                ("when", "now"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert!(response.text().await.unwrap().contains("Broadcast hello-all created."));
+
+    // The scheduler delivers it at once; the list shows it Delivered with the count.
+    let mut delivered = false;
+    for _ in 0..100 {
+        let html = admin.get("/admin/broadcasts").await.text().await.unwrap();
+        if html.contains(r#"<td class="phase">Delivered"#) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "the broadcast reaches phase Delivered");
+
+    // A user sees it on the notification page and marks it read.
+    admin.verified_user("reader@example.com", Role::User).await;
+    let mut reader = spawn_client_of(&admin);
+    assert_eq!(reader.login("reader@example.com", PASSWORD).await.status(), 200);
+    let html = reader.get("/notifications").await.text().await.unwrap();
+    assert!(!html.contains("Hello everyone"), "a user created after the broadcast did not get it");
+    let list: Value = admin.get("/api/v1/notifications").await.json().await.unwrap();
+    let note =
+        list["notifications"].as_array().unwrap().iter().find(|n| n["kind"] == "broadcast").expect("the admin got it");
+    let id = note["id"].as_str().unwrap();
+    let html = admin.get("/notifications").await.text().await.unwrap();
+    assert!(html.contains("Hello everyone") && html.contains(&format!("/notifications/{id}/read")));
+    let response = admin.post_form(&format!("/notifications/{id}/read"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    let html = admin.get("/notifications").await.text().await.unwrap();
+    assert!(!html.contains(&format!("/notifications/{id}/read")), "read: no more button");
+
+    // Without the CSRF field the form is refused.
+    let response = admin.post_form("/admin/broadcasts/hello-all/delete", &[]).await;
+    assert_eq!(response.status(), 403);
+    let response = admin.post_form("/admin/broadcasts/hello-all/delete", &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+}
+
+#[tokio::test]
+async fn the_broadcast_page_is_for_administrators_only() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("plain@example.com").await;
+    let response = app.get("/admin/broadcasts").await;
+    assert_eq!(response.status(), 403);
+    let csrf = app.csrf.clone().unwrap();
+    let response = app
+        .post_form(
+            "/admin/broadcasts",
+            &[("csrf_token", &csrf), ("name", "x"), ("title", "t"), ("message", "m"), ("web", "on")],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM schedules").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 0);
+}
+
+/// Another browser on the same server (its own cookies), sharing nothing else.
+fn spawn_client_of(app: &TestApp) -> Browser {
+    Browser { base: app.url(""), client: browser_client(), csrf: None }
+}
+
+struct Browser {
+    base: String,
+    client: reqwest::Client,
+    csrf: Option<String>,
+}
+
+impl Browser {
+    async fn login(&mut self, email: &str, password: &str) -> reqwest::Response {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .header("Origin", &self.base)
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        self.csrf = None;
+        response
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+}
