@@ -135,3 +135,69 @@ impl Browser {
         self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
     }
 }
+
+#[tokio::test]
+async fn a_user_creates_suspends_resumes_and_deletes_a_reminder_from_the_page() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("planner@example.com").await;
+    seed_contacts(&app.db, "planner@example.com", "team", 2, "team").await;
+    let csrf = app.csrf.clone().unwrap();
+
+    // A bad time zone is shown next to its field.
+    let response = app
+        .post_form(
+            "/reminders",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "standup"),
+                ("subject", "Stand-up"),
+                ("body", "In five minutes"),
+                ("recipients", "tag:team"),
+                ("schedule", "0 9 * * 1-5"),
+                ("time_zone", "Europe/Atlantis"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="time_zone-error""#) && html.contains("Europe/Atlantis"),
+        "error beside the field, value kept"
+    );
+
+    let response = app
+        .post_form(
+            "/reminders",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "standup"),
+                ("subject", "Stand-up"),
+                ("body", "In five minutes"),
+                ("recipients", "tag:team"),
+                ("schedule", "0 9 * * 1-5"),
+                ("time_zone", "Europe/Berlin"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"data-name="standup""#) && html.contains("Europe/Berlin"));
+    let shown: Value = app.get("/api/v1/reminders/standup").await.json().await.unwrap();
+    assert!(shown["status"]["nextScheduleTime"].is_string(), "a next run is shown: {shown}");
+
+    let response = app.post_form("/reminders/standup/suspend", &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    let html = app.get("/reminders").await.text().await.unwrap();
+    assert!(html.contains("<em>suspended</em>") && html.contains("/reminders/standup/resume"));
+    let response = app.post_form("/reminders/standup/resume", &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    let shown: Value = app.get("/api/v1/reminders/standup").await.json().await.unwrap();
+    assert_eq!(shown["spec"]["suspend"], false);
+
+    let response = app.post_form("/reminders/standup/delete", &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(app.get("/api/v1/reminders/standup").await.status(), 404);
+    // Someone else's (or a missing) reminder is not found, never touched.
+    let response = app.post_form("/reminders/standup/suspend", &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 404);
+}

@@ -5,6 +5,7 @@ mod account;
 mod auth;
 mod broadcasts;
 mod notifications;
+mod reminders;
 mod outbox;
 
 use std::collections::HashMap;
@@ -38,6 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/notifications/{id}/read", post(notifications::mark_read))
         .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
         .route("/admin/broadcasts/{name}/delete", post(broadcasts::cancel))
+        .route("/reminders", get(reminders::list).post(reminders::create))
+        .route("/reminders/{name}/suspend", post(reminders::suspend))
+        .route("/reminders/{name}/resume", post(reminders::resume))
+        .route("/reminders/{name}/delete", post(reminders::delete))
         .route("/outbox", get(outbox::list))
         .route("/outbox/{id}", get(outbox::show))
         .route("/static/{file}", get(static_file))
@@ -211,6 +216,7 @@ pub fn error_page(state: &AppState, err: AppError) -> Response {
 const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
+    ("reminders.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/reminders.js")),
 ];
 
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {

@@ -1,0 +1,250 @@
+//! `/reminders`: the user's scheduled reminder emails: create one (cron presets, a time zone and a
+//! preview of the next runs), see each one's next and last run and its last run's counts,
+//! suspend, resume and delete. The same rules as the JSON API (`crate::schedules`).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{FormState, Layout, PageError, PageUser, render};
+use crate::error::AppError;
+use crate::http::extract::FormBody;
+use crate::http::identity::Identity;
+use crate::schedules::{self, ScheduleView, Scope};
+use crate::state::AppState;
+
+const FIELDS: &[&str] = &["name", "subject", "body", "recipients", "schedule", "time_zone"];
+
+/// Schedules offered in the form (the last choice lets the user type one).
+const PRESETS: &[(&str, &str)] = &[
+    ("0 9 * * 1-5", "Weekdays at 09:00"),
+    ("0 9 * * 1", "Mondays at 09:00"),
+    ("@daily", "Every day at midnight"),
+    ("@hourly", "Every hour"),
+    ("0 9 1 * *", "The 1st of every month at 09:00"),
+    ("* * * * *", "Every minute"),
+];
+
+#[derive(Template)]
+#[template(path = "pages/reminders.html")]
+struct RemindersPage {
+    layout: Layout,
+    form: FormState,
+    reminders: Vec<Row>,
+    presets: &'static [(&'static str, &'static str)],
+    notice: String,
+}
+
+struct Row {
+    name: String,
+    subject: String,
+    schedule: String,
+    time_zone: String,
+    recipients: String,
+    suspended: bool,
+    next: String,
+    last: String,
+    last_run: String,
+    problem: String,
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().map(str::to_owned).unwrap_or_default()
+}
+
+fn row(view: ScheduleView) -> Row {
+    let spec = &view.spec;
+    let status = &view.status;
+    let r = &spec["recipients"];
+    let mut recipients = Vec::new();
+    if let Some(tag) = r["tag"].as_str() {
+        recipients.push(format!("tag {tag}"));
+    }
+    let emails = r["emails"].as_array().map_or(0, Vec::len);
+    if emails > 0 {
+        recipients.push(format!("{emails} email(s)"));
+    }
+    let ids = r["contactIds"].as_array().map_or(0, Vec::len);
+    if ids > 0 {
+        recipients.push(format!("{ids} contact(s)"));
+    }
+    let last_run = match status.get("lastRun") {
+        Some(run) if run.is_object() => {
+            format!("{}: {} sent, {} failed", text(&run["outcome"]), run["delivered"], run["failed"])
+        }
+        _ => String::new(),
+    };
+    let problem = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready" && c["status"] == "False"))
+        .map(|c| format!("{}: {}", text(&c["reason"]), text(&c["message"])))
+        .unwrap_or_default();
+    Row {
+        name: view.name,
+        subject: text(&spec["subject"]),
+        schedule: text(&spec["schedule"]),
+        time_zone: spec["timeZone"].as_str().unwrap_or("UTC").to_owned(),
+        recipients: recipients.join(", "),
+        suspended: spec["suspend"].as_bool().unwrap_or(false),
+        next: text(&status["nextScheduleTime"]),
+        last: text(&status["lastScheduleTime"]),
+        last_run,
+        problem,
+    }
+}
+
+async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &str, status: StatusCode) -> Response {
+    let layout = Layout::new(state, Some(identity));
+    match schedules::list(state, Scope::reminders(identity.user_id)).await {
+        Ok(views) => {
+            let reminders = views.into_iter().map(row).collect();
+            render(RemindersPage { layout, form, reminders, presets: PRESETS, notice: notice.to_owned() }, status)
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
+    page(&state, &identity, FormState::default(), "", StatusCode::OK).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReminderForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    /// `tag:<tag>` or email addresses separated by commas.
+    #[serde(default)]
+    recipients: String,
+    /// A preset, or `custom` with `custom_schedule`.
+    #[serde(default)]
+    schedule: String,
+    #[serde(default)]
+    custom_schedule: String,
+    #[serde(default)]
+    time_zone: String,
+}
+
+fn spec_of(form: &ReminderForm) -> Result<Value, AppError> {
+    let recipients = form.recipients.trim();
+    let recipients = if let Some(tag) = recipients.strip_prefix("tag:") {
+        json!({ "tag": tag.trim() })
+    } else {
+        let emails: Vec<String> = recipients
+            .split([',', '\n', ' ', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        if emails.is_empty() {
+            return Err(AppError::validation("recipients", "name a tag (tag:clients) or your contacts' emails"));
+        }
+        json!({ "emails": emails })
+    };
+    let schedule = if form.schedule == "custom" || form.schedule.is_empty() {
+        form.custom_schedule.trim()
+    } else {
+        form.schedule.trim()
+    };
+    let mut spec = json!({
+        "recipients": recipients,
+        "subject": form.subject.trim(),
+        "body": form.body.trim(),
+        "schedule": schedule,
+    });
+    if !form.time_zone.trim().is_empty() {
+        spec["timeZone"] = json!(form.time_zone.trim());
+    }
+    Ok(spec)
+}
+
+fn form_field(err: AppError) -> AppError {
+    match err {
+        AppError::Validation { field, message } => {
+            let field = match field.as_str() {
+                "spec.subject" => "subject",
+                "spec.body" => "body",
+                "spec.schedule" => "schedule",
+                "spec.timeZone" => "time_zone",
+                f if f.starts_with("spec.recipients") => "recipients",
+                other => other,
+            }
+            .to_owned();
+            AppError::Validation { field, message }
+        }
+        other => other,
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    FormBody(form): FormBody<ReminderForm>,
+) -> Response {
+    let scope = Scope::reminders(identity.user_id);
+    let result = match spec_of(&form) {
+        Ok(spec) => schedules::create(&state, scope, identity.user_id, &identity.email, form.name.trim(), spec)
+            .await
+            .map_err(form_field),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(view) => {
+            state.wake_scheduler.notify_one();
+            let notice = format!("Reminder {} created.", view.name);
+            page(&state, &identity, FormState::default(), &notice, StatusCode::CREATED).await
+        }
+        Err(err) => {
+            let status = err.status();
+            let mut values = FormState::default();
+            for (name, value) in [
+                ("name", &form.name),
+                ("subject", &form.subject),
+                ("body", &form.body),
+                ("recipients", &form.recipients),
+                ("schedule", &form.schedule),
+                ("custom_schedule", &form.custom_schedule),
+                ("time_zone", &form.time_zone),
+            ] {
+                values = values.with_value(name, value);
+            }
+            page(&state, &identity, values.with_error(&err, FIELDS), "", status).await
+        }
+    }
+}
+
+async fn change(state: &AppState, identity: &Identity, name: &str, patch: Value) -> Response {
+    let scope = Scope::reminders(identity.user_id);
+    match schedules::patch(state, scope, identity.user_id, &identity.email, name, patch).await {
+        Ok(_) => {
+            state.wake_scheduler.notify_one();
+            Redirect::to("/reminders").into_response()
+        }
+        Err(err) => PageError::new(Layout::new(state, Some(identity)), err).into_response(),
+    }
+}
+
+pub async fn suspend(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(name): Path<String>,
+) -> Response {
+    change(&state, &identity, &name, json!({ "suspend": true })).await
+}
+
+pub async fn resume(State(state): State<AppState>, PageUser(identity): PageUser, Path(name): Path<String>) -> Response {
+    change(&state, &identity, &name, json!({ "suspend": false })).await
+}
+
+pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, Path(name): Path<String>) -> Response {
+    match schedules::delete(&state, Scope::reminders(identity.user_id), &name).await {
+        Ok(()) => Redirect::to("/reminders").into_response(),
+        Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
+    }
+}

@@ -1,0 +1,66 @@
+// The reminder form: fills the time zone with the browser's, and previews the next five runs of
+// the chosen schedule in that zone (GET /api/v1/reminders/preview), as the user types.
+(function () {
+  "use strict";
+  var form = document.getElementById("reminder-form");
+  if (!form) return;
+  var schedule = document.getElementById("schedule");
+  var custom = document.getElementById("custom_schedule");
+  var zone = document.getElementById("time_zone");
+  var preview = document.getElementById("preview");
+  if (zone && !zone.value) {
+    try { zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { /* keep UTC */ }
+  }
+
+  function show(items) {
+    preview.textContent = "";
+    items.forEach(function (text) {
+      var li = document.createElement("li");
+      li.textContent = text;
+      preview.appendChild(li);
+    });
+  }
+
+  function format(instant, tz) {
+    try {
+      return new Intl.DateTimeFormat(undefined, {
+        timeZone: tz || "UTC", weekday: "short", year: "numeric", month: "short", day: "numeric",
+        hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+      }).format(new Date(instant));
+    } catch (e) {
+      return instant;
+    }
+  }
+
+  // Shows the instants of the list in each row's own time zone.
+  document.querySelectorAll("time[data-local]").forEach(function (node) {
+    if (node.dataset.local) node.textContent = format(node.dataset.local, node.dataset.zone);
+  });
+
+  var timer = null;
+  var asked = 0;
+  function refresh() {
+    var cron = schedule.value === "custom" ? custom.value.trim() : schedule.value;
+    if (!cron) { show(["Choose a schedule to see its next runs."]); return; }
+    var tz = zone.value.trim() || "UTC";
+    var query = "schedule=" + encodeURIComponent(cron) + "&timeZone=" + encodeURIComponent(tz) + "&count=5";
+    var mine = ++asked;
+    fetch("/api/v1/reminders/preview?" + query, { credentials: "same-origin" })
+      .then(function (response) { return response.json().then(function (body) { return [response.ok, body]; }); })
+      .then(function (result) {
+        if (mine !== asked) return;
+        if (result[0]) {
+          show(result[1].runs.map(function (run) { return format(run, tz); }));
+        } else {
+          show([(result[1].error && result[1].error.message) || "This schedule is not valid."]);
+        }
+      })
+      .catch(function () { if (mine === asked) show(["The preview is not available right now."]); });
+  }
+  function later() { clearTimeout(timer); timer = setTimeout(refresh, 250); }
+  [schedule, custom, zone].forEach(function (input) {
+    input.addEventListener("input", later);
+    input.addEventListener("change", later);
+  });
+  refresh();
+})();
