@@ -201,3 +201,42 @@ async fn a_user_creates_suspends_resumes_and_deletes_a_reminder_from_the_page() 
     let response = app.post_form("/reminders/standup/suspend", &[("csrf_token", &csrf)]).await;
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test]
+async fn a_note_is_written_sent_to_a_tag_and_its_progress_page_shows_the_result() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("writer@example.com").await;
+    seed_contacts(&app.db, "writer@example.com", "club", 5, "club").await;
+    let csrf = app.csrf.clone().unwrap();
+
+    let response = app.post_form("/notes", &[("csrf_token", &csrf), ("title", ""), ("body", "text")]).await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains(r#"id="title-error""#));
+
+    let response =
+        app.post_form("/notes", &[("csrf_token", &csrf), ("title", "Club news"), ("body", "We meet on Friday.")]).await;
+    assert_eq!(response.status(), 303);
+    let note_url = response.headers()["location"].to_str().unwrap().to_owned();
+
+    // A tag nobody has is reported next to the tag field; nothing is queued.
+    let response = app.post_form(&format!("{note_url}/send"), &[("csrf_token", &csrf), ("tag", "nobody")]).await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains(r#"id="tag-error""#));
+
+    let response = app.post_form(&format!("{note_url}/send"), &[("csrf_token", &csrf), ("tag", "club")]).await;
+    assert_eq!(response.status(), 303);
+    let progress_url = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(progress_url.contains("?task="));
+    // The outbox delivers at once; the page then shows the result instead of a running count.
+    let mut html = String::new();
+    for _ in 0..100 {
+        html = app.get(&progress_url).await.text().await.unwrap();
+        if html.contains("5 sent, 0 failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(html.contains(r#"id="task-progress""#) && html.contains(r#"max="5""#), "a progress bar for 5");
+    assert!(html.contains("5 sent, 0 failed"), "the result: {html}");
+    assert!(html.contains(r#"id="retry-form""#) && html.contains("hidden"), "no retry without failures");
+}

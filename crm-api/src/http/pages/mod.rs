@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod broadcasts;
+mod notes;
 mod notifications;
 mod reminders;
 mod outbox;
@@ -39,6 +40,11 @@ pub fn router() -> Router<AppState> {
         .route("/notifications/{id}/read", post(notifications::mark_read))
         .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
         .route("/admin/broadcasts/{name}/delete", post(broadcasts::cancel))
+        .route("/notes", get(notes::list).post(notes::create))
+        .route("/notes/{id}", get(notes::show).post(notes::update))
+        .route("/notes/{id}/delete", post(notes::delete))
+        .route("/notes/{id}/send", post(notes::send))
+        .route("/notes/{id}/tasks/{task}/retry", post(notes::retry))
         .route("/reminders", get(reminders::list).post(reminders::create))
         .route("/reminders/{name}/suspend", post(reminders::suspend))
         .route("/reminders/{name}/resume", post(reminders::resume))
@@ -216,6 +222,7 @@ pub fn error_page(state: &AppState, err: AppError) -> Response {
 const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
+    ("notes.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/notes.js")),
     ("reminders.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/reminders.js")),
 ];
 

@@ -1,0 +1,40 @@
+// A note's send: follows the task's progress events from the tab's WebSocket (app.js re-dispatches
+// them as `borcelle:event`) and turns the bar into the result. Events are hints: on (re)connect
+// the task is read once from the API, so a missed event never leaves a wrong number.
+(function () {
+  "use strict";
+  var card = document.getElementById("progress-card");
+  if (!card) return;
+  var taskId = card.dataset.task;
+  var bar = document.getElementById("task-progress");
+  var text = document.getElementById("task-text");
+  var retry = document.getElementById("retry-form");
+
+  function show(task) {
+    var done = task.sent + task.failed;
+    bar.max = Math.max(1, task.total);
+    bar.value = done;
+    if (task.status === "done") {
+      text.textContent = task.sent + " sent, " + task.failed + " failed" + (task.failed > 0 ? " — retry below" : "");
+      card.dataset.state = "done";
+      if (retry) retry.hidden = task.failed === 0;
+    } else {
+      text.textContent = done + " of " + task.total + " done: " + task.sent + " sent, " + task.failed + " failed";
+      card.dataset.state = "running";
+      if (retry) retry.hidden = true;
+    }
+  }
+
+  function reload() {
+    fetch("/api/v1/tasks/" + encodeURIComponent(taskId), { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (task) { if (task) show(task); })
+      .catch(function () { /* the next event or reconnect tries again */ });
+  }
+
+  document.addEventListener("borcelle:event", function (e) {
+    var event = e.detail || {};
+    if (event.type === "snapshot") reload();
+    if (event.type === "task_progress" && event.task_id === taskId) show(event);
+  });
+})();
