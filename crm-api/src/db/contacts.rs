@@ -222,66 +222,78 @@ pub struct Suggestion {
 /// How many suggestions autocomplete answers.
 const SUGGESTIONS: usize = 10;
 
-/// Short input ($2: the prefix pattern): the start of the name, email or company, through btree
-/// prefix indexes; names that start with it first.
-const SHORT: &str = "SELECT id, name, email, company FROM contacts
-     WHERE owner_id = $1 AND (lower(name) LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\'
-                              OR lower(company) LIKE $2 ESCAPE '\\')
-     ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC, lower(name), id
+/// Prefix matches ($2: the prefix pattern), best first: names that start with the input, then
+/// emails and companies that do, then contacts with any word (of name, email or company) that
+/// does. Each group is read in order from a btree range with its own LIMIT, so the cost does not
+/// grow with the number of matches; only the ≤ 50 candidates are ranked.
+const PREFIXES: &str = "WITH hits AS (
+         (SELECT id, 0 AS rank FROM contacts
+          WHERE owner_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
+          ORDER BY lower(name) USING ~<~, id LIMIT 10)
+         UNION ALL
+         (SELECT id, 1 FROM contacts
+          WHERE owner_id = $1 AND email LIKE $2 ESCAPE '\\' ORDER BY email USING ~<~ LIMIT 10)
+         UNION ALL
+         (SELECT id, 1 FROM contacts
+          WHERE owner_id = $1 AND lower(company) LIKE $2 ESCAPE '\\' ORDER BY lower(company) USING ~<~ LIMIT 10)
+         UNION ALL
+         (SELECT contact_id, 2 FROM contact_words
+          WHERE owner_id = $1 AND word LIKE $2 ESCAPE '\\' ORDER BY word, contact_id LIMIT 20)
+     )
+     SELECT c.id, c.name, c.email, c.company
+     FROM (SELECT id, min(rank) AS rank FROM hits GROUP BY id) h
+     JOIN contacts c ON c.id = h.id AND c.owner_id = $1
+     ORDER BY h.rank, lower(c.name), c.id
      LIMIT 10";
 
-/// The first group of [`SHORT`]'s order alone: names that start with the input ($3, as typed), in
-/// name order. `lower(name) >= $3` holds for every such name (a string sorts after its prefixes)
-/// and lets the name index deliver them in order, so a common prefix stops after ten rows instead
-/// of sorting thousands.
-const SHORT_NAMES: &str = "SELECT id, name, email, company FROM contacts
-     WHERE owner_id = $1 AND lower(name) >= $3 AND lower(name) LIKE $2 ESCAPE '\\'
-     ORDER BY lower(name), id
-     LIMIT 10";
-
-/// Longer input: anywhere ($3: the infix pattern), or approximately ($4, as typed: trigram word
-/// similarity, so a typo still finds the contact), through the trigram index; prefixes first.
-const LONG: &str = "SELECT id, name, email, company FROM contacts
-     WHERE owner_id = $1 AND (search LIKE $3 ESCAPE '\\' OR $4 <% search)
-     ORDER BY lower(name) LIKE $2 ESCAPE '\\' DESC,
-              (email LIKE $2 ESCAPE '\\' OR lower(company) LIKE $2 ESCAPE '\\') DESC,
-              word_similarity($4, search) DESC, lower(name), id
-     LIMIT 10";
-
-/// The first group of [`LONG`]'s order alone: names that start with the input, ranked by the rest
-/// of [`LONG`]'s order, found through the name prefix index without testing every other contact.
-const LONG_NAMES: &str = "SELECT id, name, email, company FROM contacts
-     WHERE owner_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
-     ORDER BY (email LIKE $2 ESCAPE '\\' OR lower(company) LIKE $2 ESCAPE '\\') DESC,
-              word_similarity($3, search) DESC, lower(name), id
-     LIMIT 10";
+/// Approximate matches ($2 as typed, $3 the infix pattern): the owner's ten words most like the
+/// input (trigram word similarity over `pg_trgm.word_similarity_threshold`, or plain similarity
+/// over `pg_trgm.similarity_threshold`, so that a typo or a swapped pair of letters still finds
+/// the word; or containing it), then up to ten contacts with each of them. The words come from the
+/// owner's vocabulary (distinct words), not from every contact, so a common word costs no more
+/// than a rare one.
+const APPROXIMATE: &str = "WITH near AS (
+         SELECT word, greatest(word_similarity($2, word), similarity($2, word),
+                               CASE WHEN word LIKE $3 ESCAPE '\\' THEN 0.5 ELSE 0 END) AS score,
+                similarity($2, word) AS closeness
+         FROM contact_vocabulary
+         WHERE owner_id = $1 AND ($2 <% word OR $2 % word OR word LIKE $3 ESCAPE '\\')
+         ORDER BY score DESC, closeness DESC, word LIMIT 10
+     )
+     SELECT c.id, c.name, c.email, c.company
+     FROM near n
+     CROSS JOIN LATERAL (SELECT contact_id FROM contact_words w WHERE w.owner_id = $1 AND w.word = n.word
+                         ORDER BY contact_id LIMIT 10) m
+     JOIN contacts c ON c.id = m.contact_id AND c.owner_id = $1
+     ORDER BY n.score DESC, n.closeness DESC, lower(c.name), c.id
+     LIMIT 20";
 
 /// The owner's ten best matches for what was typed (lower-cased, trimmed, non-empty).
 ///
-/// Short input (one or two characters) matches the start of the name, email or company. Longer
-/// input matches anywhere, or approximately, and prefix matches rank first. Both orders put names
-/// that start with the input first, so when there are ten of those they are the answer, and a
-/// cheap query finds them; otherwise the full query runs. The statements are not kept prepared:
-/// a cached generic plan cannot use the prefix indexes for a pattern it does not know yet, and
-/// falls back to reading all of the owner's contacts.
+/// Prefixes first (of the name, then of the email or company, then of any word in them); from
+/// three characters on, when fewer than ten contacts match a prefix, words like the input follow
+/// (typos and fragments). Every part reads a bounded number of rows, whatever the number of
+/// matches. The statements are not kept prepared: a cached generic plan cannot turn a LIKE pattern
+/// it does not know yet into an index range, and would read all of the owner's contacts.
 pub async fn autocomplete(db: &PgPool, owner: Uuid, typed: &str) -> sqlx::Result<Vec<Suggestion>> {
     let prefix = format!("{}%", like_escape(typed));
-    let short = typed.chars().count() < 3;
-    let names: Vec<Suggestion> = sqlx::query_as(if short { SHORT_NAMES } else { LONG_NAMES })
-        .bind(owner)
-        .bind(&prefix)
-        .bind(typed)
-        .persistent(false)
-        .fetch_all(db)
-        .await?;
-    if names.len() == SUGGESTIONS {
-        return Ok(names);
-    }
-    if short {
-        return sqlx::query_as(SHORT).bind(owner).bind(&prefix).persistent(false).fetch_all(db).await;
+    let mut found: Vec<Suggestion> =
+        sqlx::query_as(PREFIXES).bind(owner).bind(&prefix).persistent(false).fetch_all(db).await?;
+    if found.len() == SUGGESTIONS || typed.chars().count() < 3 {
+        return Ok(found);
     }
     let anywhere = format!("%{}%", like_escape(typed));
-    sqlx::query_as(LONG).bind(owner).bind(&prefix).bind(anywhere).bind(typed).persistent(false).fetch_all(db).await
+    let near: Vec<Suggestion> =
+        sqlx::query_as(APPROXIMATE).bind(owner).bind(typed).bind(anywhere).persistent(false).fetch_all(db).await?;
+    for suggestion in near {
+        if found.len() == SUGGESTIONS {
+            break;
+        }
+        if !found.iter().any(|f| f.id == suggestion.id) {
+            found.push(suggestion);
+        }
+    }
+    Ok(found)
 }
 
 /// Creates or updates contacts by email in one statement (an import's valid rows). Empty optional

@@ -101,8 +101,10 @@ async fn another_users_contact_answers_404_on_every_route() {
     assert_eq!(error_of(delete(&app, &id).await).await.0, 404);
     let list: Value = app.get("/api/v1/contacts").await.json().await.unwrap();
     assert_eq!(list["contacts"], json!([]));
-    let found: Value = app.get("/api/v1/contacts/autocomplete?q=priv").await.json().await.unwrap();
-    assert_eq!(found["suggestions"], json!([]));
+    for typed in ["priv", "person", "persn", "example"] {
+        let found: Value = app.get(&format!("/api/v1/contacts/autocomplete?q={typed}")).await.json().await.unwrap();
+        assert_eq!(found["suggestions"], json!([]), "{typed}");
+    }
     let searched: Value = app.get("/api/v1/contacts?q=private").await.json().await.unwrap();
     assert_eq!(searched["contacts"], json!([]));
     // B may have a contact with the same email: uniqueness is per owner.
@@ -213,8 +215,44 @@ async fn autocomplete_ranks_prefixes_first_and_tolerates_typos() {
     assert_eq!(names(&typo), ["Ada Lovelace"], "one wrong letter still finds her");
     let typo2: Value = app.get("/api/v1/contacts/autocomplete?q=turnig").await.json().await.unwrap();
     assert!(names(&typo2).contains(&"Alan Turing".to_owned()), "{:?}", names(&typo2));
+    let swapped: Value = app.get("/api/v1/contacts/autocomplete?q=turnig").await.json().await.unwrap();
+    assert_eq!(names(&swapped)[0], "Alan Turing", "the closest word first");
+    let surname: Value = app.get("/api/v1/contacts/autocomplete?q=Hop").await.json().await.unwrap();
+    assert_eq!(names(&surname), ["Grace Hopper"], "any word of the name starts a match");
+    let email: Value = app.get("/api/v1/contacts/autocomplete?q=grace@na").await.json().await.unwrap();
+    assert_eq!(names(&email), ["Grace Hopper"]);
     let suggestion = &fragment["suggestions"][0];
     assert!(suggestion["id"].is_string() && suggestion["email"] == "ada@analytical.example");
+}
+
+#[tokio::test]
+async fn autocomplete_follows_renames_and_deletions() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("renaming@example.com").await;
+    let alan = create_ok(&app, "Alan Turing", "alan@bletchley.example").await;
+    let id = alan["id"].as_str().unwrap().to_owned();
+    let suggest = |typed: &'static str| {
+        let app = &app;
+        async move {
+            let body: Value = app.get(&format!("/api/v1/contacts/autocomplete?q={typed}")).await.json().await.unwrap();
+            body["suggestions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(suggest("turing").await, ["Alan Turing"]);
+
+    assert_eq!(patch(&app, &id, json!({ "name": "Alan Mathison" })).await.status(), 200);
+    assert_eq!(suggest("mathison").await, ["Alan Mathison"]);
+    assert_eq!(suggest("mathisno").await, ["Alan Mathison"], "typos find the new name");
+    assert!(suggest("turing").await.is_empty(), "the old name no longer matches");
+
+    assert_eq!(delete(&app, &id).await.status(), 204);
+    assert!(suggest("mathison").await.is_empty());
+    assert!(suggest("alan").await.is_empty());
 }
 
 #[tokio::test]
