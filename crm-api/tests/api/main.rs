@@ -17,6 +17,7 @@ mod hardening;
 mod mailjet;
 mod messaging;
 mod pages_admin;
+mod pages_contacts;
 mod passwords;
 mod processes;
 mod schedules;

@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod broadcasts;
+mod contacts;
 mod notes;
 mod notifications;
 mod reminders;
@@ -49,6 +50,18 @@ pub fn router() -> Router<AppState> {
         .route("/reminders/{name}/suspend", post(reminders::suspend))
         .route("/reminders/{name}/resume", post(reminders::resume))
         .route("/reminders/{name}/delete", post(reminders::delete))
+        .route("/contacts", get(contacts::list))
+        .route("/contacts/new", get(contacts::new_form).post(contacts::create))
+        .route(
+            "/contacts/import",
+            get(contacts::import_form)
+                .post(contacts::import)
+                .layer(axum::extract::DefaultBodyLimit::max(contacts::IMPORT_BODY_MAX)),
+        )
+        .route("/contacts/{id}", get(contacts::show))
+        .route("/contacts/{id}/edit", get(contacts::edit_form).post(contacts::update))
+        .route("/contacts/{id}/delete", get(contacts::confirm_delete).post(contacts::delete))
+        .route("/contacts/{id}/messages", post(contacts::send_message))
         .route("/outbox", get(outbox::list))
         .route("/outbox/{id}", get(outbox::show))
         .route("/static/{file}", get(static_file))
@@ -224,6 +237,8 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
     ("notes.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/notes.js")),
     ("reminders.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/reminders.js")),
+    ("contacts.css", "text/css; charset=utf-8", include_bytes!("../../../static/contacts.css")),
+    ("contacts.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/contacts.js")),
 ];
 
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {

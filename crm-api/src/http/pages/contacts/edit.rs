@@ -1,0 +1,148 @@
+//! Creating, editing and deleting a contact through forms; field errors stay next to their field.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use uuid::Uuid;
+
+use super::{ContactForm, FIELDS, duplicate_email, owned_contact};
+use crate::db::contacts::{self, Contact};
+use crate::http::extract::FormBody;
+use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "pages/contacts_form.html")]
+struct FormPage {
+    layout: Layout,
+    /// The contact being edited; `None` on the create form.
+    contact: Option<Contact>,
+    form: FormState,
+}
+
+impl FormPage {
+    fn action(&self) -> String {
+        match &self.contact {
+            Some(contact) => format!("/contacts/{}/edit", contact.id),
+            None => "/contacts/new".to_owned(),
+        }
+    }
+}
+
+fn form_page(layout: Layout, contact: Option<Contact>, form: FormState, status: StatusCode) -> Response {
+    render(FormPage { layout, contact, form }, status)
+}
+
+pub async fn new_form(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
+    form_page(Layout::new(&state, Some(&identity)), None, FormState::default(), StatusCode::OK)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    FormBody(form): FormBody<ContactForm>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let fields = match form.input().validate() {
+        Ok(fields) => fields,
+        Err(err) => return form_page(layout, None, form.state().with_error(&err, &FIELDS), err.status()),
+    };
+    let mut db = match state.db.acquire().await {
+        Ok(db) => db,
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
+    match contacts::insert(&mut db, Uuid::now_v7(), identity.user_id, &fields).await {
+        Ok(Ok(contact)) => Redirect::to(&format!("/contacts/{}?saved=1", contact.id)).into_response(),
+        Ok(Err(existing)) => {
+            let err = duplicate_email(existing);
+            form_page(layout, None, form.state().with_error(&err, &FIELDS), err.status())
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(id): Path<String>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+        Ok(contact) => {
+            let form = ContactForm::from_contact(&contact).state();
+            form_page(layout, Some(contact), form, StatusCode::OK)
+        }
+        Err(response) => response,
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(id): Path<String>,
+    FormBody(form): FormBody<ContactForm>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let contact = match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+        Ok(contact) => contact,
+        Err(response) => return response,
+    };
+    let fields = match form.input().validate() {
+        Ok(fields) => fields,
+        Err(err) => return form_page(layout, Some(contact), form.state().with_error(&err, &FIELDS), err.status()),
+    };
+    let mut tx = match state.db.begin().await {
+        Ok(tx) => tx,
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
+    let updated = contacts::update(&mut tx, identity.user_id, contact.id, &fields).await;
+    match updated {
+        Ok(Ok(updated)) => match tx.commit().await {
+            Ok(()) => Redirect::to(&format!("/contacts/{}?saved=1", updated.id)).into_response(),
+            Err(err) => PageError::new(layout, err).into_response(),
+        },
+        Ok(Err(existing)) => {
+            let err = duplicate_email(existing);
+            form_page(layout, Some(contact), form.state().with_error(&err, &FIELDS), err.status())
+        }
+        // The contact was deleted meanwhile (the update found no row).
+        Err(sqlx::Error::RowNotFound) => {
+            PageError::new(layout, crate::error::AppError::NotFound("contact")).into_response()
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/contacts_delete.html")]
+struct DeletePage {
+    layout: Layout,
+    contact: Contact,
+}
+
+/// The confirmation step: deleting takes a second, deliberate POST.
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(id): Path<String>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+        Ok(contact) => render(DeletePage { layout, contact }, StatusCode::OK),
+        Err(response) => response,
+    }
+}
+
+pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, Path(id): Path<String>) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let contact = match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+        Ok(contact) => contact,
+        Err(response) => return response,
+    };
+    match contacts::delete(&state.db, identity.user_id, contact.id).await {
+        // Deleted now, or by another tab a moment ago: either way it is gone.
+        Ok(_) => Redirect::to("/contacts?deleted=1").into_response(),
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}

@@ -1,0 +1,135 @@
+//! `/contacts/{id}`: a contact's details, its message timeline and a form to write to it.
+
+use askama::Template;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::owned_contact;
+use crate::db::contacts::Contact;
+use crate::db::messages::{self, HistoryFilter, Message};
+use crate::http::extract::FormBody;
+use crate::http::identity::Identity;
+use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
+use crate::messaging::{self, Chosen, Outgoing};
+use crate::state::AppState;
+
+/// Messages the timeline shows (the newest).
+const TIMELINE_SIZE: i64 = 50;
+
+#[derive(Template)]
+#[template(path = "pages/contacts_show.html")]
+struct ShowPage {
+    layout: Layout,
+    contact: Contact,
+    messages: Vec<Message>,
+    /// Whether older messages exist beyond the timeline.
+    more: bool,
+    compose: FormState,
+    notice: &'static str,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowParams {
+    saved: Option<String>,
+    sent: Option<String>,
+}
+
+async fn show_page(
+    state: &AppState,
+    identity: &Identity,
+    contact: Contact,
+    compose: FormState,
+    notice: &'static str,
+    status: StatusCode,
+) -> Response {
+    let layout = Layout::new(state, Some(identity));
+    let filter = HistoryFilter {
+        status: None,
+        contact_id: Some(contact.id),
+        task_id: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: TIMELINE_SIZE,
+    };
+    let mut rows = match messages::history(&state.db, identity.user_id, &filter).await {
+        Ok(rows) => rows,
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
+    let more = rows.len() as i64 > TIMELINE_SIZE;
+    rows.truncate(TIMELINE_SIZE as usize);
+    render(ShowPage { layout, contact, messages: rows, more, compose, notice }, status)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(id): Path<String>,
+    params: Result<Query<ShowParams>, QueryRejection>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let contact = match owned_contact(&state, identity.user_id, &id, layout).await {
+        Ok(contact) => contact,
+        Err(response) => return response,
+    };
+    let params = params.map(|Query(p)| p).unwrap_or_default();
+    let notice = if params.sent.is_some() {
+        "Message queued: its delivery shows in the timeline below."
+    } else if params.saved.is_some() {
+        "Contact saved."
+    } else {
+        ""
+    };
+    show_page(&state, &identity, contact, FormState::default(), notice, StatusCode::OK).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ComposeForm {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// Sends a message to this contact through the same path as `POST /api/v1/messages`.
+pub async fn send_message(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(id): Path<String>,
+    FormBody(form): FormBody<ComposeForm>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let contact = match owned_contact(&state, identity.user_id, &id, layout).await {
+        Ok(contact) => contact,
+        Err(response) => return response,
+    };
+    let values = FormState::default().with_value("subject", &form.subject).with_value("body", &form.body);
+    let (subject, body) = match messaging::content(&form.subject, &form.body, "subject", "body") {
+        Ok(content) => content,
+        Err(err) => {
+            let status = err.status();
+            let compose = values.with_error(&err, &["subject", "body"]);
+            return show_page(&state, &identity, contact, compose, "", status).await;
+        }
+    };
+    let outgoing = Outgoing {
+        kind: "message",
+        note_id: None,
+        subject: &subject,
+        body: &body,
+        recipients: Chosen::Contacts(vec![contact.id]),
+        attachment_ids: &[],
+    };
+    match messaging::send(&state, identity.user_id, outgoing).await {
+        Ok(_) => Redirect::to(&format!("/contacts/{}?sent=1#timeline", contact.id)).into_response(),
+        Err(err) if err.status().is_client_error() => {
+            let status = err.status();
+            let compose = values.with_error(&err, &["subject", "body"]);
+            show_page(&state, &identity, contact, compose, "", status).await
+        }
+        Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
+    }
+}

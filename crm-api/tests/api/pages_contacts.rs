@@ -1,0 +1,244 @@
+//! The contacts pages: forms with CSRF, inline field errors, privacy, list, import and compose.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A signed-in app whose client holds the session; returns the CSRF token the pages' forms carry.
+async fn signed_in(email: &str) -> (TestApp, String) {
+    let mut app = spawn_app().await;
+    app.signed_in_user(email).await;
+    let csrf = app.csrf.clone().expect("csrf token");
+    (app, csrf)
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers().get("location").and_then(|v| v.to_str().ok()).expect("a redirect").to_owned()
+}
+
+async fn create_through_form(app: &TestApp, csrf: &str, name: &str, email: &str) -> String {
+    let response = app.post_form("/contacts/new", &[("csrf_token", csrf), ("name", name), ("email", email)]).await;
+    assert_eq!(response.status(), 303, "creating {email}");
+    let to = location(&response);
+    let id = to.trim_start_matches("/contacts/").split('?').next().unwrap().to_owned();
+    assert!(id.parse::<uuid::Uuid>().is_ok(), "redirected to the new contact: {to}");
+    id
+}
+
+#[tokio::test]
+async fn a_contact_is_created_edited_and_deleted_through_the_forms() {
+    let (app, csrf) = signed_in("forms@example.com").await;
+    let form = app.get("/contacts/new").await;
+    assert_eq!(form.status(), 200);
+    let html = form.text().await.unwrap();
+    assert!(html.contains(&format!("name=\"csrf_token\" value=\"{csrf}\"")), "the form carries the CSRF token");
+    assert!(html.contains("<label for=\"email\">"), "inputs have labels");
+
+    let response = app
+        .post_form(
+            "/contacts/new",
+            &[
+                ("csrf_token", &csrf),
+                ("name", " Ada Lovelace "),
+                ("email", "Ada@Example.com"),
+                ("phone", "+44 20 7946 0958"),
+                ("company", "Analytical Engines"),
+                ("tags", "VIP, math, vip"),
+                ("notes", "Met at the Royal Society."),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let page_path = location(&response);
+    let id = page_path.trim_start_matches("/contacts/").split('?').next().unwrap().to_owned();
+    let page = app.get(&page_path).await.text().await.unwrap();
+    assert!(page.contains("<h1>Ada Lovelace</h1>"), "the contact's page: {page}");
+    assert!(page.contains("ada@example.com") && page.contains("+442079460958"), "normalised as by the API");
+    assert!(page.contains("Contact saved."));
+
+    let edit = app.get(&format!("/contacts/{id}/edit")).await.text().await.unwrap();
+    assert!(edit.contains("value=\"vip, math\""), "the form shows the stored tags: {edit}");
+    let response = app
+        .post_form(
+            &format!("/contacts/{id}/edit"),
+            &[("csrf_token", &csrf), ("name", "Ada King"), ("email", "ada@example.com"), ("company", "")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let read: Value = app.get(&format!("/api/v1/contacts/{id}")).await.json().await.unwrap();
+    assert_eq!(read["name"], "Ada King");
+    assert_eq!(read["company"], Value::Null, "an emptied field is cleared");
+    assert_eq!(read["tags"], json!([]), "the form is the whole contact");
+
+    let confirm = app.get(&format!("/contacts/{id}/delete")).await;
+    assert_eq!(confirm.status(), 200);
+    assert!(confirm.text().await.unwrap().contains("Delete Ada King?"), "a confirmation step");
+    assert_eq!(app.get(&format!("/api/v1/contacts/{id}")).await.status(), 200, "asking deletes nothing");
+    let response = app.post_form(&format!("/contacts/{id}/delete"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/contacts?deleted=1");
+    assert_eq!(app.get(&format!("/api/v1/contacts/{id}")).await.status(), 404);
+    assert_eq!(app.get(&format!("/contacts/{id}")).await.status(), 404);
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_change_nothing() {
+    let (app, _) = signed_in("nocsrf@example.com").await;
+    let response = app.post_form("/contacts/new", &[("name", "Eve"), ("email", "eve@example.com")]).await;
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("<h1>Not allowed</h1>"));
+    let list: Value = app.get("/api/v1/contacts").await.json().await.unwrap();
+    assert_eq!(list["contacts"], json!([]));
+}
+
+#[tokio::test]
+async fn a_bad_email_is_shown_next_to_its_field_with_the_values_kept() {
+    let (app, csrf) = signed_in("inline@example.com").await;
+    let response = app
+        .post_form(
+            "/contacts/new",
+            &[("csrf_token", &csrf), ("name", "Grace Hopper"), ("email", "grace-at-navy"), ("company", "Navy")],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("aria-invalid=\"true\""), "the field is marked invalid");
+    assert!(html.contains("aria-describedby=\"email-error"), "the error describes the email field");
+    assert!(html.contains("<p class=\"error\" id=\"email-error\">"), "the error sits next to the field: {html}");
+    assert!(html.contains("value=\"Grace Hopper\"") && html.contains("value=\"Navy\""), "typed values are kept");
+    assert!(!html.contains("id=\"name-error\""), "only the bad field has an error");
+
+    // A duplicate email is also an error of the email field.
+    create_through_form(&app, &csrf, "Grace", "grace@example.com").await;
+    let response = app
+        .post_form("/contacts/new", &[("csrf_token", &csrf), ("name", "Grace 2"), ("email", "GRACE@example.com")])
+        .await;
+    assert_eq!(response.status(), 409);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("id=\"email-error\">you already have a contact with this email"), "{html}");
+}
+
+#[tokio::test]
+async fn another_users_contact_page_is_the_not_found_page() {
+    let (mut app, csrf) = signed_in("owner@example.com").await;
+    let id = create_through_form(&app, &csrf, "Private Person", "private@example.com").await;
+
+    app.client = browser_client();
+    app.signed_in_user("stranger@example.com").await;
+    let stranger_csrf = app.csrf.clone().unwrap();
+    for path in [format!("/contacts/{id}"), format!("/contacts/{id}/edit"), format!("/contacts/{id}/delete")] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("<h1>Not found</h1>"), "{path}: {html}");
+        assert!(!html.contains("Private Person") && !html.contains("private@example.com"), "{path} leaks");
+    }
+    let response = app.post_form(&format!("/contacts/{id}/delete"), &[("csrf_token", &stranger_csrf)]).await;
+    assert_eq!(response.status(), 404);
+    let response = app
+        .post_form(
+            &format!("/contacts/{id}/messages"),
+            &[("csrf_token", &stranger_csrf), ("subject", "Hi"), ("body", "Hello")],
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+    for malformed in ["/contacts/not-a-uuid", "/contacts/123/edit"] {
+        let response = app.get(malformed).await;
+        assert_eq!(response.status(), 404, "{malformed}");
+        assert!(response.text().await.unwrap().contains("<h1>Not found</h1>"));
+    }
+    // The owner still has it.
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn the_list_searches_filters_by_tag_and_pages_with_next() {
+    let (app, csrf) = signed_in("lists@example.com").await;
+    for i in 0..27 {
+        let tags = if i % 9 == 0 { "vip" } else { "" };
+        let body = json!({ "name": format!("Person {i:02}"), "email": format!("p{i}@example.com"), "tags": [tags] });
+        assert_eq!(app.post_json("/api/v1/contacts", &body).await.status(), 201);
+    }
+    let first = app.get("/contacts").await.text().await.unwrap();
+    assert!(first.contains("Person 00") && first.contains("Person 24") && !first.contains("Person 25"));
+    let next = first.split("href=\"").filter_map(|s| s.split('"').next()).find(|h| h.contains("cursor=")).unwrap();
+    let second = app.get(&next.replace("&#38;", "&").replace("&amp;", "&")).await.text().await.unwrap();
+    assert!(second.contains("Person 25") && second.contains("Person 26") && !second.contains("Person 24"));
+    assert!(!second.contains("rel=\"next\""), "the last page has no Next");
+
+    let tagged = app.get("/contacts?tag=VIP").await.text().await.unwrap();
+    let shown = ["Person 00", "Person 09", "Person 18"].iter().all(|n| tagged.contains(n));
+    assert!(shown && !tagged.contains("Person 01"), "{tagged}");
+    let searched = app.get("/contacts?q=p13%40&sort=-name").await.text().await.unwrap();
+    assert!(searched.contains("Person 13") && !searched.contains("Person 12"));
+    assert!(searched.contains("<option value=\"-name\" selected>"), "the sort stays chosen");
+    let bad = app.get("/contacts?sort=email").await;
+    assert_eq!(bad.status(), 422);
+    let _ = csrf;
+}
+
+const BOUNDARY: &str = "borcelle-pages-boundary-3kq9Zr";
+
+/// Posts a CSV file to the import page the way the page's script does: a multipart form (CSRF
+/// field first) with the X-CSRF-Token header.
+async fn import_csv(app: &TestApp, csrf: &str, csv: &str) -> reqwest::Response {
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{csrf}\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"people.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{csv}\r\n--{BOUNDARY}--\r\n"
+    );
+    app.client
+        .post(app.url("/contacts/import"))
+        .header("Origin", app.origin())
+        .header("X-CSRF-Token", csrf)
+        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_csv_file_is_imported_and_reported_row_by_row() {
+    let (app, csrf) = signed_in("importer@example.com").await;
+    let form = app.get("/contacts/import").await.text().await.unwrap();
+    assert!(form.contains("enctype=\"multipart/form-data\"") && form.contains("<label for=\"file\">"));
+
+    let csv = "Name,E-mail,Tags\nAda,ada@example.com,vip;math\nNo Email,,\nGrace,grace@example.com,\n";
+    let response = import_csv(&app, &csrf, csv).await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<strong>2</strong> created"), "{html}");
+    assert!(html.contains("<td>3</td><td>email</td>"), "the bad row is reported with its line and field: {html}");
+    let list: Value = app.get("/api/v1/contacts").await.json().await.unwrap();
+    assert_eq!(list["contacts"].as_array().unwrap().len(), 2);
+
+    let response = import_csv(&app, &csrf, "just,one\n").await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("id=\"file-error\""), "a file-level error sits next to the file");
+}
+
+#[tokio::test]
+async fn a_message_composed_on_the_contact_page_shows_in_its_timeline() {
+    let (app, csrf) = signed_in("composer@example.com").await;
+    let id = create_through_form(&app, &csrf, "Linus", "linus@example.com").await;
+    let path = format!("/contacts/{id}/messages");
+    let response = app.post_form(&path, &[("csrf_token", &csrf), ("subject", ""), ("body", "Hello")]).await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("id=\"subject-error\""), "inline error on the subject");
+
+    let response =
+        app.post_form(&path, &[("csrf_token", &csrf), ("subject", "Kernel news"), ("body", "Hello Linus")]).await;
+    assert_eq!(response.status(), 303);
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = app.get(&format!("/contacts/{id}")).await.text().await.unwrap();
+        if page.contains("class=\"badge\">sent<") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("Kernel news") && page.contains("class=\"badge\">sent<"), "{page}");
+    assert!(page.contains("1 attempt") && !page.contains("1 attempts"), "attempts are shown: {page}");
+}
