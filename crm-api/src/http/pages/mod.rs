@@ -7,8 +7,8 @@ mod broadcasts;
 mod contacts;
 mod notes;
 mod notifications;
-mod reminders;
 mod outbox;
+mod reminders;
 
 use std::collections::HashMap;
 
@@ -243,11 +243,10 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
 
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, bytes)) => (
-            [(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=3600")],
-            *bytes,
-        )
-            .into_response(),
+        Some((_, content_type, bytes)) => {
+            ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=3600")], *bytes)
+                .into_response()
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
