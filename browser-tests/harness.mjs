@@ -1,0 +1,280 @@
+// Browser-test harness: a real stack per test file — an SMTP server (mailtutan, read back through
+// its HTTP API), `borcelle serve` on a fresh PostgreSQL database, and a headless Chromium driven
+// by playwright-core — plus helpers to create verified users, log a browser context in, and save
+// screenshots (each main page a run visits, and the page of every failing test).
+//
+// Environment: BORCELLE_BIN (the built `borcelle` binary), MAILTUTAN_BIN (default
+// ~/.cargo/bin/mailtutan), CHROMIUM_BIN (default /usr/bin/chromium), BORCELLE_TEST_PG (default
+// postgres://postgres@127.0.0.1:5432).
+
+import { spawn, execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { homedir, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { test } from "node:test";
+
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = dirname(here);
+export const SCREENSHOTS = join(here, "screenshots");
+export const PASSWORD = "correct horse battery staple";
+
+const run = promisify(execFile);
+
+const BORCELLE_BIN =
+  process.env.BORCELLE_BIN ||
+  join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug", "borcelle");
+const MAILTUTAN_BIN =
+  process.env.MAILTUTAN_BIN || join(process.env.CARGO_HOME || join(homedir(), ".cargo"), "bin", "mailtutan");
+const CHROMIUM_BIN = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const PG = (process.env.BORCELLE_TEST_PG || "postgres://postgres@127.0.0.1:5432").replace(/\/$/, "");
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` (an async boolean) until it holds, for at most `ms`. */
+export async function waitUntil(what, check, ms = 15000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+/** A child process whose output is kept (shown when something fails) and that is stopped at the end. */
+function start(name, command, args, env) {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const output = [];
+  const keep = (chunk) => {
+    output.push(chunk.toString());
+    if (output.length > 400) output.shift();
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
+  let exited = null;
+  child.on("exit", (code, signal) => {
+    exited = { code, signal };
+  });
+  child.on("error", (err) => {
+    exited = { code: -1, signal: null };
+    output.push(`cannot start ${command}: ${err.message}\n`);
+  });
+  return {
+    name,
+    child,
+    output: () => output.join(""),
+    exited: () => exited,
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const late = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await gone;
+      clearTimeout(late);
+    },
+  };
+}
+
+/** mailtutan: SMTP on one port, its HTTP API (GET /api/messages, /api/messages/:id/plain) on another. */
+async function startMail() {
+  if (!existsSync(MAILTUTAN_BIN)) {
+    throw new Error(`no mailtutan at ${MAILTUTAN_BIN}: scripts/test installs it (cargo install --locked mailtutan@0.3.0)`);
+  }
+  const smtpPort = await freePort();
+  const httpPort = await freePort();
+  const proc = start("mailtutan", MAILTUTAN_BIN, [
+    "--ip", "127.0.0.1", "--smtp-port", String(smtpPort), "--http-port", String(httpPort),
+  ]);
+  const api = `http://127.0.0.1:${httpPort}`;
+  await waitUntil("mailtutan", async () => (await fetch(`${api}/api/messages`)).ok);
+  return {
+    proc,
+    smtpPort,
+    /** Every message the server holds (id, sender, recipients, subject…). */
+    async messages() {
+      return (await fetch(`${api}/api/messages`)).json();
+    },
+    /** The text part of a message listed by `messages()`. */
+    async plain(id) {
+      return (await fetch(`${api}/api/messages/${id}/plain`)).text();
+    },
+    /** Waits for a message to `email` and returns its text part. */
+    async textTo(email, ms = 15000) {
+      let found;
+      await waitUntil(`a mail to ${email}`, async () => {
+        const list = await this.messages();
+        found = list.find((m) => JSON.stringify(m.recipients || []).includes(email));
+        return Boolean(found);
+      }, ms);
+      return this.plain(found.id);
+    },
+  };
+}
+
+async function psql(sql) {
+  await run("psql", [`${PG}/postgres`, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]);
+}
+
+/**
+ * Starts mailtutan and `borcelle serve` (fresh database, SMTP to mailtutan) and launches Chromium.
+ * Call `stack.close()` at the end (the test helpers below do).
+ */
+export async function startStack() {
+  if (!existsSync(BORCELLE_BIN)) {
+    throw new Error(`no borcelle binary at ${BORCELLE_BIN}: build it (cargo build --bin borcelle) or set BORCELLE_BIN`);
+  }
+  const mail = await startMail();
+  const port = await freePort();
+  const dbName = `borcelle_browser_${randomBytes(8).toString("hex")}`;
+  const databaseUrl = `${PG}/${dbName}`;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const filesDir = mkdtempSync(join(tmpdir(), "borcelle-browser-files-"));
+  const env = {
+    DATABASE_URL: databaseUrl,
+    BORCELLE_LISTEN: `127.0.0.1:${port}`,
+    BORCELLE_PUBLIC_URL: baseUrl,
+    BORCELLE_MAIL_TRANSPORT: "smtp",
+    BORCELLE_SMTP_HOST: "127.0.0.1",
+    BORCELLE_SMTP_PORT: String(mail.smtpPort),
+    BORCELLE_SMTP_TLS: "none",
+    BORCELLE_STORAGE_DIR: filesDir,
+    RUST_LOG: process.env.RUST_LOG || "warn",
+  };
+  const server = start("borcelle", BORCELLE_BIN, ["serve"], env);
+  let browser;
+  const stack = {
+    baseUrl,
+    mail,
+    server,
+    dbName,
+    url: (path) => `${baseUrl}${path}`,
+
+    /** A verified account made with `borcelle admin create-user`, as an operator would. */
+    async createUser(email, { admin = false, name } = {}) {
+      const args = ["admin", "create-user", "--email", email];
+      if (name) args.push("--name", name);
+      if (admin) args.push("--admin");
+      await run(BORCELLE_BIN, args, {
+        env: { ...process.env, DATABASE_URL: databaseUrl, BORCELLE_ADMIN_PASSWORD: PASSWORD, RUST_LOG: "warn" },
+      });
+    },
+
+    /** A fresh browser context (its own cookies) and page. */
+    async newPage() {
+      const context = await browser.newContext({ baseURL: baseUrl, viewport: { width: 1100, height: 800 } });
+      context.setDefaultTimeout(10000);
+      const page = await context.newPage();
+      return page;
+    },
+
+    /** Logs a page's context in through the login form; lands on the home page. */
+    async login(page, email, password = PASSWORD) {
+      await page.goto("/login");
+      await page.getByLabel("Email").fill(email);
+      await page.getByLabel("Password").fill(password);
+      await Promise.all([page.waitForURL(`${baseUrl}/`), page.getByRole("button", { name: "Log in" }).click()]);
+    },
+
+    /** The server's recent output, for failure messages. */
+    logs: () => `--- borcelle serve ---\n${server.output()}\n--- mailtutan ---\n${mail.proc.output()}`,
+
+    async close() {
+      if (browser) await browser.close().catch(() => {});
+      await server.stop();
+      await mail.proc.stop();
+      await psql(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch((err) => {
+        process.stderr.write(`could not drop ${dbName}: ${err.message}\n`);
+      });
+      rmSync(filesDir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitUntil("borcelle serve to be ready", async () => {
+      if (server.exited()) throw new Error(`borcelle serve exited:\n${server.output()}`);
+      return (await fetch(`${baseUrl}/readyz`)).ok;
+    }, 30000);
+    // playwright-core gives the browser a fresh user-data-dir of its own (and removes it on close);
+    // it refuses a --user-data-dir argument.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM_BIN,
+      headless: true,
+      args: [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      ],
+    });
+  } catch (err) {
+    await stack.close();
+    err.message += `\n${stack.logs()}`;
+    throw err;
+  }
+  return stack;
+}
+
+/** Saves a screenshot of a main page: browser-tests/screenshots/<name>.png. */
+export async function snap(page, name) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+function slug(text) {
+  return text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 80);
+}
+
+/**
+ * A browser test: `body(t, ctx)` gets `ctx.stack` (shared by the file) and `ctx.page(name)`, which
+ * opens a page in a fresh context. When the body fails, the last page opened is saved as
+ * screenshots/failure-<test>.png and the servers' output is added to the error.
+ */
+export function browserTest(name, getStack, body) {
+  test(name, async (t) => {
+    const stack = getStack();
+    const pages = [];
+    const ctx = {
+      stack,
+      async page() {
+        const page = await stack.newPage();
+        pages.push(page);
+        return page;
+      },
+    };
+    try {
+      await body(t, ctx);
+    } catch (err) {
+      const last = pages[pages.length - 1];
+      if (last && !last.isClosed()) {
+        mkdirSync(SCREENSHOTS, { recursive: true });
+        const file = join(SCREENSHOTS, `failure-${slug(name)}.png`);
+        await last.screenshot({ path: file, fullPage: true }).catch(() => {});
+        err.message += `\n(screenshot: ${file}; page: ${last.url()})`;
+      }
+      err.message += `\n${stack.logs().slice(-6000)}`;
+      throw err;
+    } finally {
+      for (const page of pages) await page.context().close().catch(() => {});
+    }
+  });
+}
