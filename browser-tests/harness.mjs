@@ -10,7 +10,7 @@
 import { spawn, execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createConnection, createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -134,19 +134,44 @@ async function startMail() {
   };
 }
 
+/**
+ * A bulk SMTP sink (Python's aiosmtpd, which scripts/test installs) that accepts any number of
+ * messages per connection and keeps none: for sends whose mails the test does not read.
+ * (mailtutan 0.3.0 mishandles the second message on a connection, which a pooled client sends.)
+ */
+async function startSink() {
+  const smtpPort = await freePort();
+  const proc = start("aiosmtpd", "python3", [
+    "-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${smtpPort}`, "-c", "aiosmtpd.handlers.Sink",
+  ]);
+  await waitUntil("aiosmtpd", () => new Promise((resolve) => {
+    const socket = createConnection(smtpPort, "127.0.0.1");
+    socket.on("connect", () => { socket.destroy(); resolve(true); });
+    socket.on("error", () => resolve(false));
+  }));
+  return {
+    proc,
+    smtpPort,
+    async textTo() {
+      throw new Error("this stack's SMTP server keeps no mail: start it with startStack() to read mail");
+    },
+  };
+}
+
 async function psql(sql) {
   await run("psql", [`${PG}/postgres`, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]);
 }
 
 /**
  * Starts mailtutan and `borcelle serve` (fresh database, SMTP to mailtutan) and launches Chromium.
+ * With `{ sink: true }` the SMTP server is a bulk sink that keeps nothing (for many mails).
  * Call `stack.close()` at the end (the test helpers below do).
  */
-export async function startStack() {
+export async function startStack({ sink = false } = {}) {
   if (!existsSync(BORCELLE_BIN)) {
     throw new Error(`no borcelle binary at ${BORCELLE_BIN}: build it (cargo build --bin borcelle) or set BORCELLE_BIN`);
   }
-  const mail = await startMail();
+  const mail = sink ? await startSink() : await startMail();
   const port = await freePort();
   const dbName = `borcelle_browser_${randomBytes(8).toString("hex")}`;
   const databaseUrl = `${PG}/${dbName}`;
@@ -199,7 +224,7 @@ export async function startStack() {
     },
 
     /** The server's recent output, for failure messages. */
-    logs: () => `--- borcelle serve ---\n${server.output()}\n--- mailtutan ---\n${mail.proc.output()}`,
+    logs: () => `--- borcelle serve ---\n${server.output()}\n--- smtp ---\n${mail.proc.output()}`,
 
     async close() {
       if (browser) await browser.close().catch(() => {});
