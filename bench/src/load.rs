@@ -78,6 +78,8 @@ pub struct LoadSpec {
 pub struct Stats {
     pub ok: u64,
     pub errors: u64,
+    /// Requests sent over the whole phase, warm-up included.
+    pub sent: u64,
     pub window: Duration,
     /// Microseconds, sorted.
     latencies: Vec<u32>,
@@ -114,6 +116,7 @@ impl Stats {
 struct ConnectionResult {
     ok: u64,
     errors: u64,
+    sent: u64,
     latencies: Vec<(usize, u32)>,
     first_error: Option<String>,
 }
@@ -135,6 +138,7 @@ pub async fn run<W: Workload>(target: &Target, workload: Arc<W>, spec: LoadSpec)
         let result = joined.context("a load connection panicked")??;
         stats.ok += result.ok;
         stats.errors += result.errors;
+        stats.sent += result.sent;
         stats.first_error = stats.first_error.or(result.first_error);
         for (class, micros) in result.latencies {
             stats.latencies.push(micros);
@@ -195,7 +199,8 @@ async fn connection<W: Workload>(
 ) -> anyhow::Result<ConnectionResult> {
     let mut state = workload.state(id);
     let mut sender = connect(target.addr).await?;
-    let mut result = ConnectionResult { ok: 0, errors: 0, latencies: Vec::with_capacity(1 << 16), first_error: None };
+    let mut result =
+        ConnectionResult { ok: 0, errors: 0, sent: 0, latencies: Vec::with_capacity(1 << 16), first_error: None };
     loop {
         let began = Instant::now();
         if began >= end {
@@ -205,6 +210,7 @@ async fn connection<W: Workload>(
         let class = call.class;
         let request = build(&target, call)?;
         let outcome = exchange(&mut sender, request).await;
+        result.sent += 1;
         let done = Instant::now();
         let measured = began >= measure_from && done <= end;
         match outcome {

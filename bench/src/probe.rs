@@ -1,5 +1,5 @@
 //! What the machine and the server process are doing, read from `/proc`: memory (VmRSS, VmHWM),
-//! CPU time, load average, and the CPU model.
+//! CPU time, load average, and the CPU model; and PostgreSQL's counters of the benchmark database.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -180,5 +180,43 @@ impl CpuMeter {
             machine_pct,
             load_at_start: self.load,
         }
+    }
+}
+
+/// Counters of the benchmark database that tell how much SQL a request costs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbCounters {
+    /// Committed and rolled-back transactions (each statement outside a transaction is one).
+    pub transactions: i64,
+    /// Scans of `sessions` (each session lookup is one).
+    pub session_scans: i64,
+    /// Rows of `sessions` updated (each touch is one).
+    pub session_updates: i64,
+}
+
+impl DbCounters {
+    /// Reads the counters after waiting for the backends to report theirs (PostgreSQL's backends
+    /// flush their statistics at most once a second, and within a second of going idle).
+    pub async fn read(db: &sqlx::PgPool) -> sqlx::Result<Self> {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (transactions, session_scans, session_updates): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()),
+                    coalesce((SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'sessions'), 0),
+                    coalesce((SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'sessions'), 0)",
+        )
+        .fetch_one(db)
+        .await?;
+        Ok(Self { transactions, session_scans, session_updates })
+    }
+
+    /// What happened between `self` and `later`, per request (the read itself is one transaction).
+    pub fn per_request(&self, later: &Self, requests: u64) -> String {
+        let per = |d: i64| d as f64 / requests.max(1) as f64;
+        format!(
+            "{:.2} transactions, {:.3} session lookups, {:.4} session touches per request ({requests} requests)",
+            per(later.transactions - self.transactions - 1),
+            per(later.session_scans - self.session_scans),
+            per(later.session_updates - self.session_updates)
+        )
     }
 }

@@ -5,6 +5,7 @@
 pub mod password;
 pub mod secrets;
 mod service;
+pub mod session_cache;
 pub mod validate;
 
 pub use service::*;

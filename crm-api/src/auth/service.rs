@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{password, secrets, validate};
+use super::{password, secrets, session_cache, validate};
 use crate::config::Throttle;
 use crate::db::sessions::{self, ActiveSession, NewSession};
 use crate::db::user_tokens::{self, Pending, Purpose, Rejection};
@@ -242,6 +242,9 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
+    if let Some(previous) = previous {
+        session_cache::process().forget_session(previous);
+    }
     tracing::info!(user_id = %user.id, "logged in");
     Ok(LoggedIn {
         session_token,
@@ -259,6 +262,7 @@ pub async fn login(
 /// Ends a session.
 pub async fn logout(state: &AppState, session_hash: &[u8]) -> AppResult<()> {
     sessions::delete(&state.db, session_hash).await?;
+    session_cache::process().forget_session(session_hash);
     Ok(())
 }
 
@@ -318,6 +322,7 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: String)
     let sessions_ended = sessions::delete_for_user(&mut *tx, user_id, None).await?;
     let tokens_revoked = api_tokens::delete_all(&mut *tx, user_id).await?;
     tx.commit().await?;
+    session_cache::process().forget_user(user_id);
     tracing::info!(%user_id, sessions_ended, tokens_revoked, "password reset");
     Ok(())
 }
@@ -345,6 +350,7 @@ pub async fn change_password(
     users::set_password(&mut *tx, user_id, &password_hash).await?;
     let ended = sessions::delete_for_user(&mut *tx, user_id, current_session).await?;
     tx.commit().await?;
+    session_cache::process().forget_user(user_id);
     tracing::info!(%user_id, sessions_ended = ended, "password changed");
     Ok(())
 }

@@ -17,6 +17,14 @@ pub struct ActiveSession {
     pub last_seen_at: DateTime<Utc>,
 }
 
+/// A live session as read from the database, with its absolute expiry (which a cache of it must
+/// honour too).
+#[derive(Debug, Clone)]
+pub struct FoundSession {
+    pub session: ActiveSession,
+    pub expires_at: DateTime<Utc>,
+}
+
 pub struct NewSession<'a> {
     pub id_hash: &'a [u8],
     pub user_id: Uuid,
@@ -47,9 +55,9 @@ pub async fn find_active(
     db: impl PgExecutor<'_>,
     id_hash: &[u8],
     idle_secs: f64,
-) -> sqlx::Result<Option<ActiveSession>> {
+) -> sqlx::Result<Option<FoundSession>> {
     let row = sqlx::query!(
-        "SELECT s.user_id, s.csrf_token, s.last_seen_at, u.email, u.display_name, u.role
+        "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at, u.email, u.display_name, u.role
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.id_hash = $1 AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)",
         id_hash,
@@ -57,13 +65,16 @@ pub async fn find_active(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| ActiveSession {
-        user_id: r.user_id,
-        email: r.email,
-        display_name: r.display_name,
-        role: Role::parse(&r.role),
-        csrf_token: r.csrf_token,
-        last_seen_at: r.last_seen_at,
+    Ok(row.map(|r| FoundSession {
+        session: ActiveSession {
+            user_id: r.user_id,
+            email: r.email,
+            display_name: r.display_name,
+            role: Role::parse(&r.role),
+            csrf_token: r.csrf_token,
+            last_seen_at: r.last_seen_at,
+        },
+        expires_at: r.expires_at,
     }))
 }
 

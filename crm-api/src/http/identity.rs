@@ -16,7 +16,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::cookies;
-use crate::auth::{ClientInfo, secrets};
+use crate::auth::{ClientInfo, secrets, session_cache};
 use crate::db::sessions::{self, ActiveSession};
 use crate::db::{api_tokens, users::Role};
 use crate::error::AppError;
@@ -123,17 +123,10 @@ async fn authenticate(state: &AppState, mut request: Request) -> Result<Request,
         Some(Identity::new(session, AuthVia::ApiToken { token_id }))
     } else if let Some(token) = cookies::session_token(http, request.headers()) {
         let id_hash = secrets::hash_token(&token);
-        let idle = state.settings.auth.session_idle.as_secs_f64();
-        match sessions::find_active(&state.db, &id_hash, idle).await? {
-            Some(session) => {
-                if (Utc::now() - session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS {
-                    sessions::touch(&state.db, &id_hash).await?;
-                }
-                let csrf_token = session.csrf_token.clone();
-                Some(Identity::new(session, AuthVia::Session { id_hash, csrf_token }))
-            }
-            None => None,
-        }
+        session(state, &id_hash).await?.map(|session| {
+            let csrf_token = session.csrf_token.clone();
+            Identity::new(session, AuthVia::Session { id_hash, csrf_token })
+        })
     } else {
         None
     };
@@ -160,6 +153,26 @@ async fn authenticate(state: &AppState, mut request: Request) -> Result<Request,
         request.extensions_mut().insert(identity);
     }
     Ok(request)
+}
+
+/// The live session of a cookie: from this process's [`session_cache`] when it was read less than
+/// its TTL ago, else from the database (recording activity at most every [`TOUCH_EVERY_SECS`]).
+async fn session(state: &AppState, id_hash: &[u8]) -> Result<Option<ActiveSession>, AppError> {
+    let idle = state.settings.auth.session_idle;
+    let cache = session_cache::process();
+    if let Some(session) = cache.get(id_hash, idle) {
+        return Ok(Some(session));
+    }
+    let ticket = cache.ticket();
+    let Some(mut found) = sessions::find_active(&state.db, id_hash, idle.as_secs_f64()).await? else {
+        return Ok(None);
+    };
+    if (Utc::now() - found.session.last_seen_at).num_seconds() >= TOUCH_EVERY_SECS {
+        sessions::touch(&state.db, id_hash).await?;
+        found.session.last_seen_at = Utc::now();
+    }
+    cache.insert(ticket, id_hash, &found);
+    Ok(Some(found.session))
 }
 
 /// Refuses requests that a browser marks as coming from another site.
