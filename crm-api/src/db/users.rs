@@ -139,3 +139,27 @@ pub async fn set_role(db: impl PgExecutor<'_>, email: &str, role: Role) -> sqlx:
         .await?;
     Ok(updated.rows_affected() == 1)
 }
+
+/// An account as the administrators' list shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Listed {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The accounts, by email, from `after` on (keyset pagination), at most `limit`.
+pub async fn list(db: impl PgExecutor<'_>, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<Listed>> {
+    // A runtime-checked statement: its columns are the users table's, checked by the tests.
+    sqlx::query_as::<_, Listed>(
+        "SELECT id, email, display_name, role, email_verified_at, created_at FROM users
+         WHERE $1::text IS NULL OR email > $1 ORDER BY email LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -240,3 +240,49 @@ async fn a_note_is_written_sent_to_a_tag_and_its_progress_page_shows_the_result(
     assert!(html.contains("5 sent, 0 failed"), "the result: {html}");
     assert!(html.contains(r#"id="retry-form""#) && html.contains("hidden"), "no retry without failures");
 }
+
+#[tokio::test]
+async fn an_admin_promotes_and_demotes_users_from_the_page_but_not_themselves() {
+    let mut admin = spawn_app().await;
+    admin.verified_user("root@example.com", Role::Admin).await;
+    admin.verified_user("worker@example.com", Role::User).await;
+    assert_eq!(admin.login("root@example.com", PASSWORD).await.status(), 200);
+    let csrf = admin.csrf.clone().unwrap();
+    let html = admin.get("/admin/users").await.text().await.unwrap();
+    assert!(html.contains("worker@example.com") && html.contains("Promote to admin"));
+    let id_of = |email: &str| {
+        let db = admin.db.clone();
+        let email = email.to_owned();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let worker = id_of("worker@example.com").await;
+    let role = |db: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, String>("SELECT role FROM users WHERE email = 'worker@example.com'")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let response =
+        admin.post_form(&format!("/admin/users/{worker}/role"), &[("csrf_token", &csrf), ("role", "admin")]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(role(admin.db.clone()).await, "admin");
+    let response =
+        admin.post_form(&format!("/admin/users/{worker}/role"), &[("csrf_token", &csrf), ("role", "user")]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(role(admin.db.clone()).await, "user");
+    let me = id_of("root@example.com").await;
+    let response =
+        admin.post_form(&format!("/admin/users/{me}/role"), &[("csrf_token", &csrf), ("role", "user")]).await;
+    assert_eq!(response.status(), 422, "no one demotes themselves");
+
+    // A plain user sees neither the list nor the action.
+    let mut plain = spawn_app().await;
+    plain.signed_in_user("nobody@example.com").await;
+    assert_eq!(plain.get("/admin/users").await.status(), 403);
+}

@@ -9,6 +9,7 @@ mod notes;
 mod notifications;
 mod outbox;
 mod reminders;
+mod users;
 
 use std::collections::HashMap;
 
@@ -41,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/notifications/{id}/read", post(notifications::mark_read))
         .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
         .route("/admin/broadcasts/{name}/delete", post(broadcasts::cancel))
+        .route("/admin/users", get(users::list))
+        .route("/admin/users/{id}/role", post(users::set_role))
         .route("/notes", get(notes::list).post(notes::create))
         .route("/notes/{id}", get(notes::show).post(notes::update))
         .route("/notes/{id}/delete", post(notes::delete))

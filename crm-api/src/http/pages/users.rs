@@ -1,0 +1,95 @@
+//! `/admin/users`: the administrators' list of accounts, with promote and demote.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Layout, PageError, PageUser, render};
+use crate::db::users::{self, Listed, Role};
+use crate::error::AppError;
+use crate::http::extract::FormBody;
+use crate::state::AppState;
+
+/// Accounts per page.
+const PAGE: i64 = 100;
+
+#[derive(Template)]
+#[template(path = "pages/users.html")]
+struct UsersPage {
+    layout: Layout,
+    users: Vec<Listed>,
+    next: Option<String>,
+    me: Uuid,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    /// The last email of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    if !identity.is_admin() {
+        return PageError::new(layout, AppError::Forbidden("only administrators see the accounts")).into_response();
+    }
+    match users::list(&state.db, query.after.as_deref(), PAGE + 1).await {
+        Ok(mut users) => {
+            let next = (users.len() as i64 > PAGE).then(|| {
+                users.truncate(PAGE as usize);
+                users.last().map(|u| u.email.clone()).unwrap_or_default()
+            });
+            render(UsersPage { layout, users, next, me: identity.user_id }, StatusCode::OK)
+        }
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct RoleForm {
+    #[serde(default)]
+    role: String,
+}
+
+/// Promotes or demotes an account (never one's own: an administrator cannot lock themselves out).
+pub async fn set_role(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    Path(id): Path<String>,
+    FormBody(form): FormBody<RoleForm>,
+) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    if !identity.is_admin() {
+        return PageError::new(layout, AppError::Forbidden("only administrators change roles")).into_response();
+    }
+    let role = match form.role.as_str() {
+        "admin" => Role::Admin,
+        "user" => Role::User,
+        _ => return PageError::new(layout, AppError::validation("role", "choose admin or user")).into_response(),
+    };
+    let account = match id.parse::<Uuid>() {
+        Ok(id) => users::find_by_id(&state.db, id).await,
+        Err(_) => Ok(None),
+    };
+    let account = match account {
+        Ok(Some(account)) => account,
+        Ok(None) => return PageError::new(layout, AppError::NotFound("account")).into_response(),
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
+    if account.id == identity.user_id {
+        return PageError::new(layout, AppError::validation("role", "you cannot change your own role")).into_response();
+    }
+    match users::set_role(&state.db, &account.email, role).await {
+        Ok(true) => Redirect::to("/admin/users").into_response(),
+        Ok(false) => PageError::new(layout, AppError::NotFound("account")).into_response(),
+        Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
