@@ -141,3 +141,29 @@ browserTest("a reminder previews its next runs and shows its next run once creat
     await waitUntil("the reminder's next run", async () => /Mon/.test(await next.textContent()));
     await snap(page, "reminders");
   });
+
+browserTest("a message with an attachment is composed on the contact's page", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("filer@example.com", { name: "Fay Filer" });
+    const page = await open();
+    await stack.login(page, "filer@example.com");
+    await page.goto("/contacts/new");
+    await page.getByLabel("Name").fill("Olga Owner");
+    await page.getByLabel("Email").fill("olga@example.com");
+    await page.getByRole("button", { name: "Create contact" }).click();
+    await page.waitForURL(/\/contacts\/[0-9a-f-]{36}\?saved=1$/);
+
+    await page.getByLabel("Subject").fill("The contract");
+    await page.getByLabel("Message", { exact: true }).fill("Attached, as promised.");
+    await page.getByLabel("Attachments").setInputFiles({
+      name: "contract.txt", mimeType: "text/plain", buffer: Buffer.from("Terms and conditions\n"),
+    });
+    await page.getByText("contract.txt (1 KB) attached").waitFor();
+    await snap(page, "compose-attachment");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.waitForURL(/\?sent=1#timeline$/);
+    await waitUntil("the message to be sent", async () => {
+      await page.reload();
+      return /sent/i.test(await page.locator("#timeline").textContent());
+    }, 30000);
+  });

@@ -238,6 +238,7 @@ pub fn error_page(state: &AppState, err: AppError) -> Response {
 const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
+    ("compose.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/compose.js")),
     ("notes.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/notes.js")),
     ("reminders.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/reminders.js")),
     ("contacts.css", "text/css; charset=utf-8", include_bytes!("../../../static/contacts.css")),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::owned_contact;
 use crate::db::contacts::Contact;
 use crate::db::messages::{self, HistoryFilter, Message};
+use crate::error::AppError;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
@@ -92,6 +93,9 @@ pub struct ComposeForm {
     subject: String,
     #[serde(default)]
     body: String,
+    /// Ids of the attachments the page's script uploaded (comma-separated), in order.
+    #[serde(default)]
+    attachment_ids: String,
 }
 
 /// Sends a message to this contact through the same path as `POST /api/v1/messages`.
@@ -115,19 +119,26 @@ pub async fn send_message(
             return show_page(&state, &identity, contact, compose, "", status).await;
         }
     };
+    let attachment_ids: Result<Vec<uuid::Uuid>, _> =
+        form.attachment_ids.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect();
+    let Ok(attachment_ids) = attachment_ids else {
+        let err = AppError::validation("attachments", "the attachments could not be read: upload them again");
+        let compose = values.with_error(&err, &["subject", "body", "attachments"]);
+        return show_page(&state, &identity, contact, compose, "", StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
     let outgoing = Outgoing {
         kind: "message",
         note_id: None,
         subject: &subject,
         body: &body,
         recipients: Chosen::Contacts(vec![contact.id]),
-        attachment_ids: &[],
+        attachment_ids: &attachment_ids,
     };
     match messaging::send(&state, identity.user_id, outgoing).await {
         Ok(_) => Redirect::to(&format!("/contacts/{}?sent=1#timeline", contact.id)).into_response(),
         Err(err) if err.status().is_client_error() => {
             let status = err.status();
-            let compose = values.with_error(&err, &["subject", "body"]);
+            let compose = values.with_error(&err, &["subject", "body", "attachments"]);
             show_page(&state, &identity, contact, compose, "", status).await
         }
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
