@@ -1,7 +1,7 @@
 //! Separate processes: a second `serve` sharing Redis, and a `borcelle worker` killed mid-batch.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use borcelle::config::TransportSettings;
@@ -12,31 +12,6 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_borcelle");
 const REDIS: &str = "redis://127.0.0.1:6379";
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn database_url(app: &TestApp) -> String {
-    format!("{}/{}", server_url(), app.db_name)
-}
-
-async fn wait_ready(base: &str) {
-    for _ in 0..200 {
-        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{base} did not become ready");
-}
 
 #[tokio::test]
 async fn a_task_started_on_one_serve_process_reaches_a_socket_held_by_another_over_redis() {

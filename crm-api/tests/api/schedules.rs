@@ -2,7 +2,7 @@
 //! chosen instants, a real once-a-minute reminder across two `serve` processes and a restart,
 //! `borcelle worker occurrence` as a Job runs it, and admin broadcasts reaching live sessions.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,19 +16,6 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_borcelle");
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn database_url(app: &TestApp) -> String {
-    format!("{}/{}", server_url(), app.db_name)
-}
 
 /// A server whose own scheduler and delivery are off: the test drives the scheduler's clock.
 async fn quiet_app() -> TestApp {
@@ -517,7 +504,7 @@ async fn a_reminder_every_minute_fires_once_per_minute_across_two_serves_and_a_r
     let first = serve(p1);
     let second = serve(p2);
     for port in [p1, p2] {
-        wait_until_ready(port).await;
+        wait_ready(&format!("http://127.0.0.1:{port}")).await;
     }
     let created = create_reminder(
         &app,
@@ -537,7 +524,7 @@ async fn a_reminder_every_minute_fires_once_per_minute_across_two_serves_and_a_r
     // A fresh process, as after a restart: the next minute fires, the first never again.
     let p3 = free_port();
     let _third = serve(p3);
-    wait_until_ready(p3).await;
+    wait_ready(&format!("http://127.0.0.1:{p3}")).await;
     let runs = wait_for_occurrences(&app, &uid, 2).await;
     let got = sink.wait_for_count(6, 60).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -561,18 +548,6 @@ async fn a_reminder_every_minute_fires_once_per_minute_across_two_serves_and_a_r
     .unwrap();
     assert!(lateness.iter().all(|l| *l < 10.0), "each occurrence started within seconds of its time: {lateness:?}");
     let _ = std::fs::remove_dir_all(dir);
-}
-
-async fn wait_until_ready(port: u16) {
-    for _ in 0..300 {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("serve on {port} did not become ready");
 }
 
 /// Waits (up to 130 s) until the schedule has `count` occurrences; returns their times.

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::reminders::{CreateBody, PatchBody};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::identity::Identity;
@@ -17,21 +17,6 @@ use crate::state::AppState;
 
 fn admin(user: &Identity) -> AppResult<()> {
     if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("only administrators manage broadcasts")) }
-}
-
-/// `{name, spec}`: the spec as in a Broadcast resource.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    name: String,
-    spec: Value,
-}
-
-/// `{spec}`: a JSON merge patch of the spec (e.g. `{"spec": {"suspend": true}}`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchBody {
-    spec: Value,
 }
 
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<Value>> {

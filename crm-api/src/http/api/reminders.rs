@@ -13,19 +13,20 @@ use crate::http::extract::{ApiJson, CurrentUser};
 use crate::schedules::{self, Scope};
 use crate::state::AppState;
 
-/// `{name, spec}`: the spec as in a ScheduledReminder (owner may be left out: it is the caller).
+/// `{name, spec}`: the spec as in a ScheduledReminder or Broadcast resource (a reminder's owner may
+/// be left out: it is the caller).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    name: String,
-    spec: Value,
+    pub name: String,
+    pub spec: Value,
 }
 
 /// `{spec}`: a JSON merge patch of the spec (e.g. `{"spec": {"suspend": true}}`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
-    spec: Value,
+    pub spec: Value,
 }
 
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<Value>> {

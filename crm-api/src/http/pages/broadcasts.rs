@@ -237,8 +237,7 @@ pub async fn create(
         }
         Err(err) => {
             let status = err.status();
-            let mut values = FormState::default();
-            for (name, value) in [
+            let values = FormState::default().with_values(&[
                 ("name", &form.name),
                 ("title", &form.title),
                 ("message", &form.message),
@@ -250,9 +249,7 @@ pub async fn create(
                 ("severity", &form.severity),
                 ("audience", &form.audience),
                 ("when", &form.when),
-            ] {
-                values = values.with_value(name, value);
-            }
+            ]);
             page(&state, &identity, values.with_error(&err, FIELDS), "", status).await
         }
     }

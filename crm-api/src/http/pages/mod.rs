@@ -104,6 +104,11 @@ impl FormState {
         self
     }
 
+    /// Keeps what was typed in each of these fields.
+    pub fn with_values(self, values: &[(&'static str, &str)]) -> Self {
+        values.iter().fold(self, |form, (name, value)| form.with_value(name, value))
+    }
+
     /// Places an error next to its field when the form has that field, else at the top.
     pub fn with_error(mut self, err: &AppError, fields: &[&str]) -> Self {
         match err.field() {

@@ -202,8 +202,7 @@ pub async fn create(
         }
         Err(err) => {
             let status = err.status();
-            let mut values = FormState::default();
-            for (name, value) in [
+            let values = FormState::default().with_values(&[
                 ("name", &form.name),
                 ("subject", &form.subject),
                 ("body", &form.body),
@@ -211,9 +210,7 @@ pub async fn create(
                 ("schedule", &form.schedule),
                 ("custom_schedule", &form.custom_schedule),
                 ("time_zone", &form.time_zone),
-            ] {
-                values = values.with_value(name, value);
-            }
+            ]);
             page(&state, &identity, values.with_error(&err, FIELDS), "", status).await
         }
     }
