@@ -286,3 +286,51 @@ async fn an_admin_promotes_and_demotes_users_from_the_page_but_not_themselves() 
     plain.signed_in_user("nobody@example.com").await;
     assert_eq!(plain.get("/admin/users").await.status(), 403);
 }
+
+#[tokio::test]
+async fn a_demoted_admin_loses_admin_pages_at_once() {
+    let mut root = spawn_app().await;
+    root.verified_user("root2@example.com", Role::Admin).await;
+    root.verified_user("deputy@example.com", Role::Admin).await;
+    assert_eq!(root.login("root2@example.com", PASSWORD).await.status(), 200);
+    let mut deputy = Session2::of(&root);
+    deputy.login("deputy@example.com").await;
+    assert_eq!(deputy.get("/admin/users").await, 200, "the deputy is an admin");
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'deputy@example.com'")
+        .fetch_one(&root.db)
+        .await
+        .unwrap();
+    let csrf = root.csrf.clone().unwrap();
+    let response = root.post_form(&format!("/admin/users/{id}/role"), &[("csrf_token", &csrf), ("role", "user")]).await;
+    assert_eq!(response.status(), 303);
+    // No wait for the session cache: the change applies to the deputy's next request.
+    assert_eq!(deputy.get("/admin/users").await, 403);
+}
+
+/// A second browser with its own cookies.
+struct Session2 {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Session2 {
+    fn of(app: &TestApp) -> Self {
+        Session2 { base: app.url(""), client: browser_client() }
+    }
+
+    async fn login(&mut self, email: &str) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .header("Origin", &self.base)
+            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    async fn get(&self, path: &str) -> u16 {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap().status().as_u16()
+    }
+}

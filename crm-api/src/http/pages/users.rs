@@ -88,7 +88,11 @@ pub async fn set_role(
         return PageError::new(layout, AppError::validation("role", "you cannot change your own role")).into_response();
     }
     match users::set_role(&state.db, &account.email, role).await {
-        Ok(true) => Redirect::to("/admin/users").into_response(),
+        Ok(true) => {
+            // This process's cached sessions of the account carry the old role: drop them now.
+            crate::auth::session_cache::process().forget_user(account.id);
+            Redirect::to("/admin/users").into_response()
+        }
         Ok(false) => PageError::new(layout, AppError::NotFound("account")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
