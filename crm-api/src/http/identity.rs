@@ -197,21 +197,83 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Finds the CSRF token in the header or a URL-encoded form body (never the URL, which leaks
 /// through logs and Referer). The body is read (within the body limit) and put back for the handler.
+/// How much of a multipart body is read to find its first part (the form's CSRF field).
+const MULTIPART_PREFIX: usize = 4096;
+
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let rest = content_type.strip_prefix("multipart/form-data")?;
+    rest.split(';').map(str::trim).find_map(|p| p.strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_owned())
+}
+
+/// The CSRF field of a multipart form (an upload from a page without JavaScript), which the page
+/// puts first: only the body's first few KiB are read, and the body goes on unchanged.
+async fn multipart_csrf_token(request: Request, boundary: &str) -> Result<(Request, Option<String>), AppError> {
+    use futures::StreamExt;
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut prefix: Vec<u8> = Vec::new();
+    while prefix.len() < MULTIPART_PREFIX {
+        match stream.next().await {
+            Some(Ok(chunk)) => prefix.extend_from_slice(&chunk),
+            Some(Err(_)) => return Err(AppError::MalformedBody("the request body could not be read".into())),
+            None => break,
+        }
+    }
+    let token = first_field(&prefix, boundary, CSRF_FIELD);
+    let head = futures::stream::once(async move { Ok::<_, axum::Error>(bytes::Bytes::from(prefix)) });
+    let body = Body::from_stream(head.chain(stream));
+    Ok((Request::from_parts(parts, body), token))
+}
+
+/// The value of `name` when it is the first part of a multipart body.
+fn first_field(body: &[u8], boundary: &str, name: &str) -> Option<String> {
+    let text = std::str::from_utf8(&body[..body.len().min(MULTIPART_PREFIX)]).ok().or_else(|| {
+        // The prefix may end inside a multi-byte character of a later part: cut at the last valid one.
+        let valid = std::str::from_utf8(body).err()?.valid_up_to();
+        std::str::from_utf8(&body[..valid]).ok()
+    })?;
+    let start = format!("--{boundary}\r\n");
+    let rest = text.strip_prefix(&start)?;
+    let (headers, rest) = rest.split_once("\r\n\r\n")?;
+    let wanted = format!("name=\"{name}\"");
+    if !headers.lines().any(|l| l.to_ascii_lowercase().starts_with("content-disposition:") && l.contains(&wanted)) {
+        return None;
+    }
+    let (value, _) = rest.split_once(&format!("\r\n--{boundary}"))?;
+    Some(value.to_owned())
+}
+
 async fn presented_csrf_token(request: Request, limit: usize) -> Result<(Request, Option<String>), AppError> {
     if let Some(value) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         let value = value.to_owned();
         return Ok((request, Some(value)));
     }
-    let is_form = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+    let content_type =
+        request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if let Some(boundary) = multipart_boundary(&content_type) {
+        return multipart_csrf_token(request, &boundary).await;
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge { limit })?;
     let token = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.into_owned());
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csrf_field_is_read_from_the_first_part_of_a_multipart_body() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc123\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\nname,email\r\n--XyZ--\r\n";
+        assert_eq!(first_field(body.as_bytes(), "XyZ", CSRF_FIELD).as_deref(), Some("abc123"));
+        assert_eq!(multipart_boundary("multipart/form-data; boundary=\"XyZ\"").as_deref(), Some("XyZ"));
+        // Not first, or another name: not taken.
+        let later = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZ--";
+        assert_eq!(first_field(later.as_bytes(), "XyZ", CSRF_FIELD), None);
+        assert_eq!(first_field(b"garbage", "XyZ", CSRF_FIELD), None);
+    }
 }

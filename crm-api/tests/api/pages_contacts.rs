@@ -183,20 +183,39 @@ const BOUNDARY: &str = "borcelle-pages-boundary-3kq9Zr";
 /// Posts a CSV file to the import page the way the page's script does: a multipart form (CSRF
 /// field first) with the X-CSRF-Token header.
 async fn import_csv(app: &TestApp, csrf: &str, csv: &str) -> reqwest::Response {
+    import_csv_with(app, Some(csrf), csrf, csv).await
+}
+
+/// The same form, with the header (`header`: the script) or without it (a browser without
+/// JavaScript, which sends only the form's own fields).
+async fn import_csv_with(app: &TestApp, header: Option<&str>, csrf: &str, csv: &str) -> reqwest::Response {
     let body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{csrf}\r\n\
          --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"people.csv\"\r\n\
          Content-Type: text/csv\r\n\r\n{csv}\r\n--{BOUNDARY}--\r\n"
     );
-    app.client
+    let mut request = app
+        .client
         .post(app.url("/contacts/import"))
         .header("Origin", app.origin())
-        .header("X-CSRF-Token", csrf)
-        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"));
+    if let Some(header) = header {
+        request = request.header("X-CSRF-Token", header);
+    }
+    request.body(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_import_form_works_without_javascript_and_refuses_a_wrong_token() {
+    let (app, csrf) = signed_in("plain-form@example.com").await;
+    let csv = "Name,E-mail\nAda,ada@example.com\n";
+    let response = import_csv_with(&app, None, &csrf, csv).await;
+    assert_eq!(response.status(), 200, "the form's own csrf_token field is enough");
+    assert!(response.text().await.unwrap().contains("<strong>1</strong> created"));
+    let response = import_csv_with(&app, None, "not-the-token", "Name,E-mail\nBo,bo@example.com\n").await;
+    assert_eq!(response.status(), 403);
+    let list: Value = app.get("/api/v1/contacts").await.json().await.unwrap();
+    assert_eq!(list["contacts"].as_array().unwrap().len(), 1, "nothing imported with a wrong token");
 }
 
 #[tokio::test]
