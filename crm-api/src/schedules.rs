@@ -282,8 +282,9 @@ pub async fn get(state: &AppState, scope: Scope, name: &str) -> AppResult<Schedu
     view(db, row).await
 }
 
-/// Creates a schedule (checked as the schema and the owner's data require). Standalone, the
-/// scheduler looks at it at once and fills its status; in Kubernetes, the operator does.
+/// Creates a schedule (checked as the schema and the owner's data require). Standalone, this
+/// process's scheduler is woken to look at it at once and fill its status; in Kubernetes, the
+/// operator does.
 pub async fn create(
     state: &AppState,
     scope: Scope,
@@ -321,6 +322,7 @@ pub async fn create(
             existing_id: None,
         });
     };
+    state.wake_scheduler.notify_one();
     view(db, row).await
 }
 
@@ -350,6 +352,7 @@ pub async fn patch(
     let row = schedules::update_spec(db, row.id, &spec, &row.status, Some(now))
         .await?
         .ok_or(AppError::NotFound(scope.noun()))?;
+    state.wake_scheduler.notify_one();
     view(db, row).await
 }
 

@@ -32,7 +32,6 @@ pub async fn create(
 ) -> AppResult<Response> {
     admin(&user)?;
     let view = schedules::create(&state, Scope::broadcasts(), user.user_id, &user.email, &body.name, body.spec).await?;
-    state.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -53,7 +52,6 @@ pub async fn update(
 ) -> AppResult<Response> {
     admin(&user)?;
     let view = schedules::patch(&state, Scope::broadcasts(), user.user_id, &user.email, &name, body.spec).await?;
-    state.wake_scheduler.notify_one();
     Ok(Json(view).into_response())
 }
 

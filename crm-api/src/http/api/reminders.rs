@@ -41,7 +41,6 @@ pub async fn create(
 ) -> AppResult<Response> {
     let scope = Scope::reminders(user.user_id);
     let view = schedules::create(&state, scope, user.user_id, &user.email, &body.name, body.spec).await?;
-    state.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -62,7 +61,6 @@ pub async fn update(
 ) -> AppResult<Response> {
     let view =
         schedules::patch(&state, Scope::reminders(user.user_id), user.user_id, &user.email, &name, body.spec).await?;
-    state.wake_scheduler.notify_one();
     Ok(Json(view).into_response())
 }
 

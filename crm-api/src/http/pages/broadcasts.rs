@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{FormState, Layout, PageError, PageUser, render};
+use super::{FormState, Layout, PageError, PageUser, render, spec_error_on_form};
 use crate::error::AppError;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
@@ -191,27 +191,17 @@ fn spec_of(form: &BroadcastForm) -> Result<Value, AppError> {
     Ok(spec)
 }
 
-/// The form's field for an error the schedule rules name (`spec.title` → `title`).
-fn form_field(err: AppError) -> AppError {
-    match err {
-        AppError::Validation { field, message } => {
-            let field = match field.as_str() {
-                "spec.title" => "title",
-                "spec.message" => "message",
-                "spec.audience.users" | "spec.audience" => "users",
-                "spec.at" => "at",
-                "spec.schedule" => "schedule",
-                "spec.timeZone" => "time_zone",
-                "spec.channels" => "channels",
-                "spec.expiresAt" => "expires_at",
-                other => other,
-            }
-            .to_owned();
-            AppError::Validation { field, message }
-        }
-        other => other,
-    }
-}
+/// The form's field for each spec path the schedule rules name.
+const SPEC_FIELDS: &[(&str, &str)] = &[
+    ("spec.title", "title"),
+    ("spec.message", "message"),
+    ("spec.audience", "users"),
+    ("spec.at", "at"),
+    ("spec.schedule", "schedule"),
+    ("spec.timeZone", "time_zone"),
+    ("spec.channels", "channels"),
+    ("spec.expiresAt", "expires_at"),
+];
 
 pub async fn create(
     State(state): State<AppState>,
@@ -225,13 +215,12 @@ pub async fn create(
         Ok(spec) => {
             schedules::create(&state, Scope::broadcasts(), identity.user_id, &identity.email, form.name.trim(), spec)
                 .await
-                .map_err(form_field)
+                .map_err(|err| spec_error_on_form(err, SPEC_FIELDS))
         }
         Err(err) => Err(err),
     };
     match result {
         Ok(view) => {
-            state.wake_scheduler.notify_one();
             let notice = format!("Broadcast {} created.", view.name);
             page(&state, &identity, FormState::default(), &notice, StatusCode::CREATED).await
         }

@@ -90,6 +90,21 @@ impl Layout {
     }
 }
 
+/// Names a schedule rule's error after the form's field: the first `(spec path, field)` whose
+/// path is the error's field or a prefix of it (`spec.recipients.tag` → `recipients`).
+pub fn spec_error_on_form(err: AppError, fields: &[(&str, &'static str)]) -> AppError {
+    match err {
+        AppError::Validation { field, message } => {
+            let field = fields
+                .iter()
+                .find(|(path, _)| field == *path || field.strip_prefix(path).is_some_and(|rest| rest.starts_with('.')))
+                .map_or(field, |(_, form_field)| (*form_field).to_owned());
+            AppError::Validation { field, message }
+        }
+        other => other,
+    }
+}
+
 /// Submitted values and the error to show, if any.
 #[derive(Default)]
 pub struct FormState {
@@ -263,4 +278,21 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 /// The page for unknown paths.
 pub fn not_found(state: &AppState, identity: Option<&Identity>) -> Response {
     PageError::new(Layout::new(state, identity), AppError::NotFound("page")).into_response()
+}
+
+#[cfg(test)]
+mod spec_field_tests {
+    use super::*;
+
+    fn field_of(spec_field: &str) -> String {
+        let fields: &[(&str, &'static str)] = &[("spec.at", "at"), ("spec.recipients", "recipients")];
+        spec_error_on_form(AppError::validation(spec_field, "bad"), fields).field().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn spec_errors_land_on_their_form_field_by_whole_path_segments() {
+        assert_eq!(field_of("spec.at"), "at");
+        assert_eq!(field_of("spec.recipients.contactIds"), "recipients");
+        assert_eq!(field_of("spec.attachments"), "spec.attachments", "spec.at is not a prefix of spec.attachments");
+    }
 }

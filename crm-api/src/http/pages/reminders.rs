@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{FormState, Layout, PageError, PageUser, render};
+use super::{FormState, Layout, PageError, PageUser, render, spec_error_on_form};
 use crate::error::AppError;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
@@ -164,23 +164,14 @@ fn spec_of(form: &ReminderForm) -> Result<Value, AppError> {
     Ok(spec)
 }
 
-fn form_field(err: AppError) -> AppError {
-    match err {
-        AppError::Validation { field, message } => {
-            let field = match field.as_str() {
-                "spec.subject" => "subject",
-                "spec.body" => "body",
-                "spec.schedule" => "schedule",
-                "spec.timeZone" => "time_zone",
-                f if f.starts_with("spec.recipients") => "recipients",
-                other => other,
-            }
-            .to_owned();
-            AppError::Validation { field, message }
-        }
-        other => other,
-    }
-}
+/// The form's field for each spec path the schedule rules name.
+const SPEC_FIELDS: &[(&str, &str)] = &[
+    ("spec.subject", "subject"),
+    ("spec.body", "body"),
+    ("spec.schedule", "schedule"),
+    ("spec.timeZone", "time_zone"),
+    ("spec.recipients", "recipients"),
+];
 
 pub async fn create(
     State(state): State<AppState>,
@@ -191,12 +182,11 @@ pub async fn create(
     let result = match spec_of(&form) {
         Ok(spec) => schedules::create(&state, scope, identity.user_id, &identity.email, form.name.trim(), spec)
             .await
-            .map_err(form_field),
+            .map_err(|err| spec_error_on_form(err, SPEC_FIELDS)),
         Err(err) => Err(err),
     };
     match result {
         Ok(view) => {
-            state.wake_scheduler.notify_one();
             let notice = format!("Reminder {} created.", view.name);
             page(&state, &identity, FormState::default(), &notice, StatusCode::CREATED).await
         }
@@ -219,10 +209,7 @@ pub async fn create(
 async fn change(state: &AppState, identity: &Identity, name: &str, patch: Value) -> Response {
     let scope = Scope::reminders(identity.user_id);
     match schedules::patch(state, scope, identity.user_id, &identity.email, name, patch).await {
-        Ok(_) => {
-            state.wake_scheduler.notify_one();
-            Redirect::to("/reminders").into_response()
-        }
+        Ok(_) => Redirect::to("/reminders").into_response(),
         Err(err) => PageError::new(Layout::new(state, Some(identity)), err).into_response(),
     }
 }
