@@ -192,68 +192,6 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
     assert_eq!(error_of(response).await.0, 409, "a name is unique per user");
 }
 
-/// Another browser on the same server, for another user.
-struct Session {
-    addr: std::net::SocketAddr,
-    client: reqwest::Client,
-    csrf: Option<String>,
-    session_cookie: Option<String>,
-}
-
-impl Session {
-    fn new(app: &TestApp) -> Session {
-        Session { addr: app.addr, client: browser_client(), csrf: None, session_cookie: None }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Creates a verified account for `email` on `app` and logs this session in as it.
-    async fn signed_in_user(app: &TestApp, email: &str) -> Session {
-        app.verified_user(email, Role::User).await;
-        let mut session = Session::new(app);
-        session.login(email).await;
-        session
-    }
-
-    async fn login(&mut self, email: &str) {
-        let response = self
-            .client
-            .post(self.url("/api/v1/auth/login"))
-            .header("Origin", self.url(""))
-            .json(&json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "login of {email}");
-        self.session_cookie = response
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned);
-        let body: Value = response.json().await.unwrap();
-        self.csrf = body["csrf_token"].as_str().map(str::to_owned);
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .header("Origin", self.url(""))
-            .header("X-CSRF-Token", self.csrf.clone().unwrap_or_default());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap().status().as_u16()
-    }
-}
-
 #[tokio::test]
 async fn another_users_reminder_answers_404_on_every_route() {
     let mut app = quiet_app().await;
@@ -265,7 +203,7 @@ async fn another_users_reminder_answers_404_on_every_route() {
         json!({ "recipients": { "contactIds": [ids[0]] }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
     )
     .await;
-    let b = Session::signed_in_user(&app, "owner-b@example.com").await;
+    let b = Browser::signed_in_user(&app, "owner-b@example.com").await;
     use reqwest::Method;
     assert_eq!(b.send(Method::GET, "/api/v1/reminders/private", None).await, 404);
     assert_eq!(
@@ -273,7 +211,7 @@ async fn another_users_reminder_answers_404_on_every_route() {
         404
     );
     assert_eq!(b.send(Method::DELETE, "/api/v1/reminders/private", None).await, 404);
-    assert_eq!(b.get("/api/v1/reminders").await["reminders"], json!([]), "B lists none of A's reminders");
+    assert_eq!(b.get_json("/api/v1/reminders").await["reminders"], json!([]), "B lists none of A's reminders");
     let spec: Value = app.get("/api/v1/reminders/private").await.json().await.unwrap();
     assert_eq!(spec["spec"]["suspend"], false);
     // Broadcasts are for administrators only.
@@ -657,8 +595,8 @@ async fn an_admin_broadcast_reaches_every_open_session_live_and_later_visitors_i
     let mut admin = spawn_app().await;
     admin.verified_user("chief@example.com", Role::Admin).await;
     assert_eq!(admin.login("chief@example.com", PASSWORD).await.status(), 200);
-    let alice = Session::signed_in_user(&admin, "alice@example.com").await;
-    let bob = Session::signed_in_user(&admin, "bob@example.com").await;
+    let alice = Browser::signed_in_user(&admin, "alice@example.com").await;
+    let bob = Browser::signed_in_user(&admin, "bob@example.com").await;
     admin.verified_user("carol@example.com", Role::User).await;
 
     let mut alice_tab = open_socket(&admin, alice.session_cookie.as_deref().unwrap()).await;
@@ -684,9 +622,9 @@ async fn an_admin_broadcast_reaches_every_open_session_live_and_later_visitors_i
         assert_eq!(event["severity"], "warning");
     }
     // Carol was not connected: she finds it in the bell at her next visit.
-    let mut carol = Session::new(&admin);
+    let mut carol = Browser::of(&admin);
     carol.login("carol@example.com").await;
-    let bell = carol.get("/api/v1/notifications").await;
+    let bell = carol.get_json("/api/v1/notifications").await;
     let titles: Vec<&str> =
         bell["notifications"].as_array().unwrap().iter().filter_map(|n| n["title"].as_str()).collect();
     assert!(titles.contains(&"Maintenance tonight"), "{bell}");
@@ -711,7 +649,7 @@ async fn an_admin_broadcast_reaches_every_open_session_live_and_later_visitors_i
         .execute(&admin.db)
         .await
         .unwrap();
-    let bell = carol.get("/api/v1/notifications").await;
+    let bell = carol.get_json("/api/v1/notifications").await;
     assert!(bell["notifications"].as_array().unwrap().iter().all(|n| n["kind"] != "broadcast"), "{bell}");
 
     // A bad spec is refused with the field.
