@@ -164,3 +164,24 @@ async fn every_operation_documents_its_error_answers() {
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "operation ids are unique: {ids:?}");
 }
+
+/// Found while documenting: the preview's query string was read with axum's bare `Query`, whose
+/// rejection is a plain-text 400 rather than the API's JSON error.
+#[tokio::test]
+async fn a_bad_schedule_preview_query_is_a_json_422_naming_the_parameter() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("previewer@example.com").await;
+    for (query, field) in
+        [("count=many&schedule=@daily", "count"), ("timeZone=UTC", "schedule"), ("schedule=@daily&x=1", "x")]
+    {
+        let response = app.get(&format!("/api/v1/reminders/preview?{query}")).await;
+        assert_eq!(response.headers()["content-type"], "application/json", "{query}");
+        let (status, code, named) = error_of(response).await;
+        assert_eq!((status, code.as_str(), named.as_deref()), (422, "invalid_field", Some(field)), "{query}");
+    }
+    let response = app.get("/api/v1/reminders/preview?schedule=@daily&count=2").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(body["timeZone"], "UTC");
+}

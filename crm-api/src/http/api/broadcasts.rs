@@ -53,7 +53,16 @@ pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser)
     path = "/admin/broadcasts",
     operation_id = "create_broadcast",
     tag = "admin",
-    request_body = CreateBody,
+    request_body(content = CreateBody, example = json!({
+        "name": "maintenance",
+        "spec": {
+            "title": "Maintenance tonight",
+            "message": "Borcelle will be read-only from 22:00 to 22:30 UTC.",
+            "severity": "warning",
+            "audience": {"group": "all"},
+            "channels": ["web"]
+        }
+    })),
     responses(
         (status = 201, description = "The broadcast", body = ScheduleView),
         (status = 403, description = "Not an administrator, or refused by the CSRF guard", body = ErrorBody),

@@ -189,10 +189,13 @@ pub struct Page {
     next_cursor: Option<String>,
 }
 
-/// Turns a query-string rejection into a 422 that names the parameter.
+/// Turns a query-string rejection into a 422 that names the parameter: the path that prefixes the
+/// message (`count: invalid digit found in string`), else the backticked name (`missing field `q``).
 pub fn query_error(err: QueryRejection) -> AppError {
     let text = err.body_text();
-    let field = text.split('`').nth(1).unwrap_or("query").to_owned();
+    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+    let prefixed = detail.split_once(": ").map(|(path, _)| path).filter(|path| !path.contains([' ', '`']));
+    let field = prefixed.or_else(|| detail.split('`').nth(1)).unwrap_or("query").to_owned();
     AppError::validation(field, text)
 }
 

@@ -69,7 +69,16 @@ pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser)
     path = "/reminders",
     operation_id = "create_reminder",
     tag = "reminders",
-    request_body = CreateBody,
+    request_body(content = CreateBody, example = json!({
+        "name": "weekly-report",
+        "spec": {
+            "recipients": {"emails": ["team@example.com"]},
+            "subject": "Weekly report",
+            "body": "Time for the weekly report.",
+            "schedule": "0 9 * * 1",
+            "timeZone": "Europe/Paris"
+        }
+    })),
     responses(
         (status = 201, description = "The reminder", body = ScheduleView),
         (status = 409, description = "The caller has a reminder with this name (`name_taken`)", body = ErrorBody),
