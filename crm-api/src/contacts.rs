@@ -16,22 +16,31 @@ pub const TAG_MAX: usize = 50;
 pub const TAGS_MAX: usize = 50;
 
 /// A contact's fields as a client sends them on create.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// With its country code, like `+33 6 12 34 56 78`; stored in E.164.
     #[serde(default)]
     pub phone: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub company: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub address: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub tax_id: Option<String>,
+    /// At most 50 tags of at most 50 characters, without commas.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub tags: Vec<String>,
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub notes: Option<String>,
 }
 
@@ -49,7 +58,7 @@ pub struct ContactFields {
 }
 
 /// A partial update: an absent field stays, `null` clears an optional one.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     #[serde(default)]

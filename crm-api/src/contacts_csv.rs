@@ -35,7 +35,7 @@ fn squash(header: &str) -> String {
 }
 
 /// A row that could not be imported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowError {
     /// Line of the file (the header is line 1).
     pub line: u64,

@@ -80,7 +80,7 @@ pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str)
 }
 
 /// A queued send.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Queued {
     pub task_id: Uuid,
     pub total: i32,

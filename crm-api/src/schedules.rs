@@ -20,13 +20,20 @@ use crate::state::AppState;
 const LIST_MAX: i64 = 1000;
 
 /// A reminder or broadcast as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Schedule)]
 pub struct ScheduleView {
+    /// `ScheduledReminder` or `Broadcast`.
     pub kind: String,
     pub name: String,
     pub uid: Uuid,
+    /// The resource's spec.
+    #[schema(value_type = Object)]
     pub spec: Value,
+    /// The resource's status: `nextScheduleTime`, `lastScheduleTime`, `active`, `lastRun`,
+    /// `conditions`; a broadcast's `phase`, `deliveredAt`, `recipients`.
+    #[schema(value_type = Object)]
     pub status: Value,
     pub creation_timestamp: DateTime<Utc>,
 }

@@ -9,7 +9,7 @@ use super::sessions::ActiveSession;
 use super::users::Role;
 
 /// A token as its owner sees it: never the secret, only its first characters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,

@@ -156,7 +156,7 @@ pub async fn release(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<u64>
 }
 
 /// A ledger row as its owner sees it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
     pub task_id: Uuid,

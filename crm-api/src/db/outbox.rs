@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::mail::OutgoingEmail;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OutboxMessage {
     pub id: Uuid,
     pub message_id: String,

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cookies;
 pub mod extract;
 pub mod identity;
+pub mod openapi;
 mod ops;
 pub mod pages;
 mod ws;
@@ -33,7 +34,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit;
     Router::new()
-        .nest("/api/v1", api::router(&state.settings).fallback(api_not_found))
+        .merge(api::mounted(&state.settings).0)
         .merge(pages::router())
         .route("/ws", get(ws::connect))
         .fallback(page_not_found)
@@ -88,10 +89,6 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let response = next.run(request).await;
     state.metrics.observe_request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
-}
-
-async fn api_not_found() -> AppError {
-    AppError::NotFound("route")
 }
 
 async fn page_not_found(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {

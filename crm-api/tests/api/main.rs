@@ -16,6 +16,7 @@ mod csrf;
 mod hardening;
 mod mailjet;
 mod messaging;
+mod openapi;
 mod pages_admin;
 mod pages_contacts;
 mod passwords;

@@ -14,6 +14,7 @@ use crate::attachments::{self, content_disposition, store_error};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::CurrentUser;
+use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// The multipart field that carries the file.
@@ -33,10 +34,34 @@ fn multipart_error(state: &AppState, err: MultipartError) -> AppError {
     }
 }
 
-/// `POST /attachments`: stores the `file` field; 201 with `{id, filename, content_type, size}`.
+/// A multipart upload: one part, named `file`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file's bytes; its name is kept (sanitised), its type is sniffed from the bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Uploads a file to attach to messages
 ///
 /// The file is read chunk by chunk and refused (413 naming `file`) as soon as it passes the
-/// limit, so no more than the limit is ever held; the type is sniffed from the bytes.
+/// limit (`BORCELLE_ATTACHMENT_MAX_BYTES`), so no more than the limit is ever held; the type is
+/// sniffed from the bytes.
+#[utoipa::path(
+    post,
+    path = "/attachments",
+    operation_id = "upload_attachment",
+    tag = "attachments",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored", body = db::attachments::Attachment),
+        (status = 400, description = "The multipart body cannot be read", body = ErrorBody),
+        (status = 413, description = "The file is larger than the limit (`field`: `file`)", body = ErrorBody),
+        (status = 415, description = "The body is not `multipart/form-data`", body = ErrorBody),
+        (status = 422, description = "No `file` part, another part, two files, or an empty file", body = ErrorBody),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -88,8 +113,18 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(attachment)).into_response())
 }
 
-/// `GET /attachments/{id}`: the file's bytes, streamed from the store, as an attachment with
-/// the sniffed type. Another user's attachment is not found.
+/// Downloads an attachment
+///
+/// The file's bytes, streamed from the store, as an attachment with the sniffed type. Another
+/// user's attachment is not found.
+#[utoipa::path(
+    get,
+    path = "/attachments/{id}",
+    operation_id = "download_attachment",
+    tag = "attachments",
+    params(("id" = Uuid, Path, description = "The attachment's id")),
+    responses((status = 200, description = "The file (`Content-Disposition: attachment`)", content_type = "*/*", body = Vec<u8>))
+)]
 pub async fn download(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

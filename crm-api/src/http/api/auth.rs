@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{self, RegisterInput};
@@ -14,6 +14,7 @@ use crate::error::AppResult;
 use crate::http::cookies;
 use crate::http::extract::{ApiJson, Client, CurrentUser, MaybeUser};
 use crate::http::identity::Identity;
+use crate::http::openapi::{ErrorBody, MessageAnswer};
 use crate::state::AppState;
 
 /// What registration answers, whether or not the address already had an account.
@@ -22,14 +23,33 @@ pub const REGISTER_ANSWER: &str =
 const RESEND_ANSWER: &str = "If this address has an account waiting for verification, a new link is on its way.";
 const FORGOT_ANSWER: &str = "If this address has an account, a link to reset the password is on its way.";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(min_length = 1, max_length = 100)]
     display_name: String,
+    /// At least 10 characters.
+    #[schema(min_length = 10, max_length = 128)]
     password: String,
 }
 
+/// Registers an account and mails a verification link
+///
+/// The answer is the same whether or not the address already had an account.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    operation_id = "register",
+    tag = "auth",
+    security(()),
+    request_body = RegisterBody,
+    responses(
+        (status = 202, description = "A verification link is on its way (or the account existed)", body = MessageAnswer),
+        (status = 429, description = "Too many account emails from this address; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     Client(client): Client,
@@ -37,47 +57,77 @@ pub async fn register(
 ) -> AppResult<Response> {
     let input = RegisterInput { email: body.email, display_name: body.display_name, password: body.password };
     auth::register(&state, input, &client).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "message": REGISTER_ANSWER }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(MessageAnswer { message: REGISTER_ANSWER })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
+    /// The token from the emailed link.
     token: String,
 }
 
+/// Verifies an email address with the token of the emailed link
+#[utoipa::path(
+    post,
+    path = "/auth/verify",
+    operation_id = "verify_email",
+    tag = "auth",
+    security(()),
+    request_body = TokenBody,
+    responses(
+        (status = 200, description = "The address is verified", body = MessageAnswer),
+        (status = 400, description = "The token is unknown, used or expired (`token_invalid`, `token_used`, `token_expired`), or the body is not JSON", body = ErrorBody),
+    )
+)]
 pub async fn verify(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenBody>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<MessageAnswer>> {
     auth::verify_email(&state, &body.token).await?;
-    Ok(Json(json!({ "message": "Your email is verified. You can log in now." })))
+    Ok(Json(MessageAnswer { message: "Your email is verified. You can log in now." }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
 }
 
+/// Sends a new verification link to an account that is not verified yet
+#[utoipa::path(
+    post,
+    path = "/auth/resend",
+    operation_id = "resend_verification",
+    tag = "auth",
+    security(()),
+    request_body = EmailBody,
+    responses(
+        (status = 202, description = "The same answer whether or not the address has an account waiting", body = MessageAnswer),
+        (status = 429, description = "Too many account emails; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn resend(
     State(state): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> AppResult<Response> {
     auth::resend_verification(&state, &body.email, &client).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "message": RESEND_ANSWER }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(MessageAnswer { message: RESEND_ANSWER })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
     password: String,
 }
 
 /// A user as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     id: Uuid,
     email: String,
@@ -85,7 +135,8 @@ pub struct UserView {
     role: Role,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionView {
     user: UserView,
     /// Send this as `X-CSRF-Token` on every state-changing call made with the session cookie.
@@ -103,6 +154,22 @@ impl From<&Identity> for UserView {
     }
 }
 
+/// Logs in: sets the session cookie and answers the CSRF token
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    security(()),
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in; the `Set-Cookie` header carries the session cookie", body = SessionView,
+            headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 401, description = "The email and password do not match an account (`invalid_credentials`), or an invalid API token was sent", body = ErrorBody),
+        (status = 403, description = "The email is not verified yet (`email_not_verified`), or the CSRF guard refused the call", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this account or address; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
@@ -129,6 +196,14 @@ pub async fn login(
     Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())
 }
 
+/// Logs out: ends the session of the cookie (a call with an API token only clears the cookie)
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    responses((status = 204, description = "Logged out; the `Set-Cookie` header removes the cookie"))
+)]
 pub async fn logout(State(state): State<AppState>, CurrentUser(identity): CurrentUser) -> AppResult<Response> {
     if let Some(hash) = identity.session_hash() {
         auth::logout(&state, hash).await?;
@@ -137,49 +212,98 @@ pub async fn logout(State(state): State<AppState>, CurrentUser(identity): Curren
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
+/// The current user and the session's CSRF token (empty with an API token, which needs none)
+#[utoipa::path(
+    get,
+    path = "/auth/session",
+    operation_id = "current_session",
+    tag = "auth",
+    responses((status = 200, description = "The caller", body = SessionView))
+)]
 pub async fn session(CurrentUser(identity): CurrentUser) -> Json<SessionView> {
     Json(SessionView { user: UserView::from(&identity), csrf_token: identity.csrf_token().to_owned() })
 }
 
+/// Mails a link to reset the password
+#[utoipa::path(
+    post,
+    path = "/auth/password/forgot",
+    operation_id = "forgot_password",
+    tag = "auth",
+    security(()),
+    request_body = EmailBody,
+    responses(
+        (status = 202, description = "The same answer whether or not the address has an account", body = MessageAnswer),
+        (status = 429, description = "Too many account emails; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn forgot(
     State(state): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> AppResult<Response> {
     auth::forgot_password(&state, &body.email, &client).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "message": FORGOT_ANSWER }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(MessageAnswer { message: FORGOT_ANSWER })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
+    /// The token from the emailed link.
     token: String,
+    /// The new password, at least 10 characters.
+    #[schema(min_length = 10, max_length = 128)]
     password: String,
 }
 
-pub async fn reset(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<ResetBody>,
-) -> AppResult<Json<serde_json::Value>> {
+/// Sets a new password with the token of the emailed link; signs out every session
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset",
+    operation_id = "reset_password",
+    tag = "auth",
+    security(()),
+    request_body = ResetBody,
+    responses(
+        (status = 200, description = "The password is changed", body = MessageAnswer),
+        (status = 400, description = "The token is unknown, used or expired, or the body is not JSON", body = ErrorBody),
+    )
+)]
+pub async fn reset(State(state): State<AppState>, ApiJson(body): ApiJson<ResetBody>) -> AppResult<Json<MessageAnswer>> {
     auth::reset_password(&state, &body.token, body.password).await?;
-    Ok(Json(
-        json!({ "message": "Your password is changed and every session is signed out. Log in with the new password." }),
-    ))
+    Ok(Json(MessageAnswer {
+        message: "Your password is changed and every session is signed out. Log in with the new password.",
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordBody {
     current_password: String,
+    /// At least 10 characters.
+    #[schema(min_length = 10, max_length = 128)]
     new_password: String,
 }
 
+/// Changes the caller's password; signs out their other sessions
+#[utoipa::path(
+    post,
+    path = "/auth/password/change",
+    operation_id = "change_password",
+    tag = "auth",
+    request_body = ChangePasswordBody,
+    responses(
+        (status = 200, description = "The password is changed", body = MessageAnswer),
+        (status = 422, description = "The current password is not correct, or the new one is too weak; `field` names it", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     CurrentUser(identity): CurrentUser,
     ApiJson(body): ApiJson<ChangePasswordBody>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<MessageAnswer>> {
     auth::change_password(&state, identity.user_id, identity.session_hash(), body.current_password, body.new_password)
         .await?;
-    Ok(Json(json!({ "message": "Your password is changed; your other sessions are signed out." })))
+    Ok(Json(MessageAnswer { message: "Your password is changed; your other sessions are signed out." }))
 }

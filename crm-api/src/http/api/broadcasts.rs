@@ -6,25 +6,69 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::reminders::{CreateBody, PatchBody};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::identity::Identity;
-use crate::schedules::{self, Scope};
+use crate::http::openapi::ErrorBody;
+use crate::schedules::{self, ScheduleView, Scope};
 use crate::state::AppState;
 
 fn admin(user: &Identity) -> AppResult<()> {
     if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("only administrators manage broadcasts")) }
 }
 
-pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<Value>> {
-    admin(&user)?;
-    let items = schedules::list(&state, Scope::broadcasts()).await?;
-    Ok(Json(json!({ "broadcasts": items })))
+#[derive(Serialize, ToSchema)]
+pub struct BroadcastList {
+    broadcasts: Vec<ScheduleView>,
 }
 
+/// Every broadcast
+#[utoipa::path(
+    get,
+    path = "/admin/broadcasts",
+    operation_id = "list_broadcasts",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The broadcasts", body = BroadcastList),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<BroadcastList>> {
+    admin(&user)?;
+    let broadcasts = schedules::list(&state, Scope::broadcasts()).await?;
+    Ok(Json(BroadcastList { broadcasts }))
+}
+
+/// Creates a broadcast: a notification to users, now, at a time or repeating
+///
+/// The spec is a Broadcast's: `title`, `message`, `severity` (`info`, `warning`, `critical`),
+/// `audience` (`{group: all | admins | users, users: [emails]}`), `channels` (`web`, `email`),
+/// then nothing (now), `at` (RFC 3339) or `schedule` + `timeZone`, and `expiresAt`.
+#[utoipa::path(
+    post,
+    path = "/admin/broadcasts",
+    operation_id = "create_broadcast",
+    tag = "admin",
+    request_body(content = CreateBody, example = json!({
+        "name": "maintenance",
+        "spec": {
+            "title": "Maintenance tonight",
+            "message": "Borcelle will be read-only from 22:00 to 22:30 UTC.",
+            "severity": "warning",
+            "audience": {"group": "all"},
+            "channels": ["web"]
+        }
+    })),
+    responses(
+        (status = 201, description = "The broadcast", body = ScheduleView),
+        (status = 403, description = "Not an administrator, or refused by the CSRF guard", body = ErrorBody),
+        (status = 409, description = "A broadcast has this name (`name_taken`)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -35,6 +79,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+/// One broadcast, with its status
+#[utoipa::path(
+    get,
+    path = "/admin/broadcasts/{name}",
+    operation_id = "get_broadcast",
+    tag = "admin",
+    params(("name" = String, Path, description = "The broadcast's name")),
+    responses(
+        (status = 200, description = "The broadcast", body = ScheduleView),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -44,6 +100,19 @@ pub async fn show(
     Ok(Json(schedules::get(&state, Scope::broadcasts(), &name).await?).into_response())
 }
 
+/// Changes a broadcast's spec with a JSON merge patch
+#[utoipa::path(
+    patch,
+    path = "/admin/broadcasts/{name}",
+    operation_id = "update_broadcast",
+    tag = "admin",
+    params(("name" = String, Path, description = "The broadcast's name")),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "The broadcast as changed", body = ScheduleView),
+        (status = 403, description = "Not an administrator, or refused by the CSRF guard", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -55,7 +124,18 @@ pub async fn update(
     Ok(Json(view).into_response())
 }
 
-/// Cancels a broadcast: nothing more is delivered (notifications already delivered stay).
+/// Cancels a broadcast: nothing more is delivered (notifications already delivered stay)
+#[utoipa::path(
+    delete,
+    path = "/admin/broadcasts/{name}",
+    operation_id = "delete_broadcast",
+    tag = "admin",
+    params(("name" = String, Path, description = "The broadcast's name")),
+    responses(
+        (status = 204, description = "Cancelled"),
+        (status = 403, description = "Not an administrator, or refused by the CSRF guard", body = ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -5,14 +5,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::contacts::{ContactInput, ContactPatch, Cursor, Sort};
 use crate::db::contacts::{self, Contact, ListError, ListQuery};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
+use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
 
 pub const PAGE_DEFAULT: i64 = 50;
@@ -32,6 +34,49 @@ fn duplicate(existing: Uuid) -> AppError {
     }
 }
 
+/// The schema of [`Contact`] (which lives with its SQL); a test checks that they agree.
+#[derive(ToSchema)]
+#[schema(as = Contact)]
+#[allow(dead_code)]
+pub struct ContactSchema {
+    id: Uuid,
+    name: String,
+    email: String,
+    /// E.164, like `+33612345678`.
+    phone: Option<String>,
+    company: Option<String>,
+    address: Option<String>,
+    tax_id: Option<String>,
+    /// Lower case, without duplicates.
+    tags: Vec<String>,
+    notes: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The schema of [`contacts::Suggestion`]; a test checks that they agree.
+#[derive(ToSchema)]
+#[schema(as = Suggestion)]
+#[allow(dead_code)]
+pub struct SuggestionSchema {
+    id: Uuid,
+    name: String,
+    email: String,
+    company: Option<String>,
+}
+
+/// Creates a contact
+#[utoipa::path(
+    post,
+    path = "/contacts",
+    operation_id = "create_contact",
+    tag = "contacts",
+    request_body = ContactInput,
+    responses(
+        (status = 201, description = "The contact", body = ContactSchema),
+        (status = 409, description = "The caller already has a contact with this email (`duplicate_email`; `existing_id` names it)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -45,6 +90,15 @@ pub async fn create(
     }
 }
 
+/// One contact
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}",
+    operation_id = "get_contact",
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "The contact's id")),
+    responses((status = 200, description = "The contact", body = ContactSchema))
+)]
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -54,6 +108,19 @@ pub async fn show(
     contacts::get(&state.db, user.user_id, id).await?.map(Json).ok_or(AppError::NotFound("contact"))
 }
 
+/// Changes some fields of a contact: an absent field stays, `null` clears an optional one
+#[utoipa::path(
+    patch,
+    path = "/contacts/{id}",
+    operation_id = "update_contact",
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "The contact's id")),
+    request_body = ContactPatch,
+    responses(
+        (status = 200, description = "The contact as changed", body = ContactSchema),
+        (status = 409, description = "Another contact of the caller has this email (`duplicate_email`)", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -69,6 +136,15 @@ pub async fn update(
     Ok(Json(updated))
 }
 
+/// Deletes a contact (its delivery history stays)
+#[utoipa::path(
+    delete,
+    path = "/contacts/{id}",
+    operation_id = "delete_contact",
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "The contact's id")),
+    responses((status = 204, description = "Deleted"))
+)]
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -82,28 +158,44 @@ pub async fn remove(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Contacts per page (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page (with the same `sort`).
     cursor: Option<String>,
+    /// Words that the name, email or company contain.
+    #[param(max_length = 200)]
     q: Option<String>,
+    /// Only contacts with this tag.
+    #[param(max_length = 50)]
     tag: Option<String>,
+    /// `name` (default), `created` or `updated`; prefix with `-` for descending order.
+    #[param(pattern = "^-?(name|created|updated)$")]
     sort: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A page of contacts.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ContactPage)]
 pub struct Page {
+    #[schema(value_type = Vec<ContactSchema>)]
     contacts: Vec<Contact>,
     /// Pass as `cursor` (with the same `sort`) for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
 }
 
-/// Turns a query-string rejection into a 422 that names the parameter.
+/// Turns a query-string rejection into a 422 that names the parameter: the path that prefixes the
+/// message (`count: invalid digit found in string`), else the backticked name (`missing field `q``).
 pub fn query_error(err: QueryRejection) -> AppError {
     let text = err.body_text();
-    let field = text.split('`').nth(1).unwrap_or("query").to_owned();
+    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+    let prefixed = detail.split_once(": ").map(|(path, _)| path).filter(|path| !path.contains([' ', '`']));
+    let field = prefixed.or_else(|| detail.split('`').nth(1)).unwrap_or("query").to_owned();
     AppError::validation(field, text)
 }
 
@@ -123,6 +215,15 @@ fn optional(raw: Option<&str>, field: &str, max: usize) -> AppResult<Option<Stri
     Ok(Some(value.to_owned()))
 }
 
+/// The caller's contacts, a page at a time, searched, filtered by tag and sorted
+#[utoipa::path(
+    get,
+    path = "/contacts",
+    operation_id = "list_contacts",
+    tag = "contacts",
+    params(ListParams),
+    responses((status = 200, description = "A page of contacts", body = Page))
+)]
 pub async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -148,21 +249,98 @@ pub async fn list(
     Ok(Json(Page { contacts: rows, next_cursor }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AutocompleteParams {
+    /// What the user typed: the start of a name, email, company or a word of them.
+    #[param(required = true, min_length = 1, max_length = 100)]
     q: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Suggestions {
+    #[schema(value_type = Vec<SuggestionSchema>)]
+    suggestions: Vec<contacts::Suggestion>,
+}
+
+/// The 10 best matches of what the user typed
+#[utoipa::path(
+    get,
+    path = "/contacts/autocomplete",
+    operation_id = "autocomplete_contacts",
+    tag = "contacts",
+    params(AutocompleteParams),
+    responses((status = 200, description = "Best first", body = Suggestions))
+)]
 pub async fn autocomplete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     params: Result<Query<AutocompleteParams>, QueryRejection>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<Suggestions>> {
     let Query(params) = params.map_err(query_error)?;
     let typed = optional(params.q.as_deref(), "q", 100)?
         .ok_or_else(|| AppError::validation("q", "type at least one character"))?
         .to_lowercase();
     let suggestions = contacts::autocomplete(&state.db, user.user_id, &typed).await?;
-    Ok(Json(json!({ "suggestions": suggestions })))
+    Ok(Json(Suggestions { suggestions }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    /// The property names of a schema, and those it requires.
+    fn properties(schema: Value) -> (Vec<String>, Vec<String>) {
+        let mut names: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+        let mut required: Vec<String> =
+            schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        names.sort();
+        required.sort();
+        (names, required)
+    }
+
+    /// The keys a value serializes with, and those that are not null.
+    fn keys(value: Value) -> (Vec<String>, Vec<String>) {
+        let object = value.as_object().unwrap();
+        let mut all: Vec<String> = object.keys().cloned().collect();
+        let mut set: Vec<String> = object.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect();
+        all.sort();
+        set.sort();
+        (all, set)
+    }
+
+    #[test]
+    fn the_contact_schemas_describe_what_the_api_serializes() {
+        let now = Utc::now();
+        let contact = Contact {
+            id: Uuid::nil(),
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            phone: None,
+            company: None,
+            address: None,
+            tax_id: None,
+            tags: vec![],
+            notes: String::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let (names, required) = properties(serde_json::to_value(ContactSchema::schema()).unwrap());
+        let (all, set) = keys(serde_json::to_value(&contact).unwrap());
+        assert_eq!(names, all);
+        assert_eq!(required, set, "exactly the non-optional fields are required");
+
+        let suggestion =
+            contacts::Suggestion { id: Uuid::nil(), name: "Ada".into(), email: "a@b.c".into(), company: None };
+        let (names, required) = properties(serde_json::to_value(SuggestionSchema::schema()).unwrap());
+        let (all, set) = keys(serde_json::to_value(&suggestion).unwrap());
+        assert_eq!(names, all);
+        assert_eq!(required, set);
+    }
 }

@@ -7,22 +7,52 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::contacts_csv::{self, export_header, export_rows};
+use crate::contacts_csv::{self, RowError, export_header, export_rows};
 use crate::db::contacts;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::CurrentUser;
+use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// Largest CSV file an import accepts.
 pub const IMPORT_BYTES_MAX: usize = 10 * 1024 * 1024;
 const EXPORT_CHUNK: i64 = 1000;
 
-/// Imports contacts from a CSV body (`Content-Type: text/csv`). Query parameters
-/// `column.<field>=<header>` map columns whose header is not recognised. Answers the counts and
+/// What an import did.
+#[derive(Serialize, ToSchema)]
+pub struct ImportReport {
+    /// Contacts created.
+    created: i64,
+    /// Existing contacts (same email) updated.
+    updated: i64,
+    /// Rows that were not imported, and why.
+    errors: Vec<RowError>,
+    /// Which header column fed each field.
+    columns: HashMap<String, String>,
+}
+
+/// Imports contacts from a CSV file
+///
+/// The body is the file (`Content-Type: text/csv`, UTF-8, with a header row). Query parameters
+/// `column.<field>=<header>` map columns whose header is not recognised (`field`: `name`, `email`,
+/// `phone`, `company`, `address`, `tax_id`, `tags`, `notes`). Answers the counts and
 /// the row-level errors; a file-level error imports nothing.
+#[utoipa::path(
+    post,
+    path = "/contacts/import",
+    operation_id = "import_contacts",
+    tag = "contacts",
+    request_body(content = String, content_type = "text/csv", description = "The CSV file, at most 10 MiB",
+        example = json!("name,email,tags\nAda Lovelace,ada@example.com,vip\n")),
+    responses(
+        (status = 200, description = "The counts and the rows that were not imported", body = ImportReport),
+        (status = 422, description = "The file cannot be imported (no header, no email column, not UTF-8, …) or a query parameter is unknown; `field` names it", body = ErrorBody),
+    )
+)]
 pub async fn import(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -54,11 +84,19 @@ pub async fn import(
         if plan.rows.is_empty() { (0, 0) } else { contacts::upsert_many(&state.db, user.user_id, &plan.rows).await? };
     let mapping: HashMap<String, String> = plan.mapping.into_iter().collect();
     tracing::info!(created, updated, rejected = plan.errors.len(), "contacts imported");
-    Ok(Json(json!({ "created": created, "updated": updated, "errors": plan.errors, "columns": mapping }))
-        .into_response())
+    Ok(Json(ImportReport { created, updated, errors: plan.errors, columns: mapping }).into_response())
 }
 
-/// Streams every contact of the user as CSV, a thousand rows at a time (bounded memory).
+/// Every contact of the caller as a CSV file
+///
+/// Streamed a thousand rows at a time (bounded memory).
+#[utoipa::path(
+    get,
+    path = "/contacts/export",
+    operation_id = "export_contacts",
+    tag = "contacts",
+    responses((status = 200, description = "The CSV file, with a header row", content_type = "text/csv", body = String))
+)]
 pub async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Response {
     let owner = user.user_id;
     let chunks = futures::stream::unfold(Some(None::<(String, Uuid)>), move |cursor| {

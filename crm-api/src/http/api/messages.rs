@@ -8,33 +8,55 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::contacts::{contact_id, page_size, query_error};
 use crate::db::contacts;
-use crate::db::messages::{self, HistoryFilter};
+use crate::db::messages::{self, HistoryFilter, Message};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
-use crate::messaging::{self, Outgoing, RecipientsInput};
+use crate::http::openapi::ErrorBody;
+use crate::messaging::{self, Outgoing, Queued, RecipientsInput};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// A message to contacts named by id, or to every contact with a tag (one of the two).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
+    /// The caller's contacts (at most 10,000).
     #[serde(default)]
     contact_ids: Option<Vec<Uuid>>,
+    /// Every contact of the caller with this tag.
     #[serde(default)]
     tag: Option<String>,
+    /// One line.
+    #[schema(min_length = 1, max_length = 200)]
     subject: String,
+    #[schema(min_length = 1, max_length = 100000)]
     body: String,
     /// The sender's attachments to carry, in order.
     #[serde(default)]
     attachment_ids: Vec<Uuid>,
 }
 
-/// `POST /messages`: queues a message to one contact or many; 202 with the task id.
+/// Queues a message to one contact or many
+///
+/// One task, and one ledger row per recipient, are written before anything is sent; the task's
+/// progress is at `GET /api/v1/tasks/{id}`.
+#[utoipa::path(
+    post,
+    path = "/messages",
+    operation_id = "send_message",
+    tag = "messages",
+    request_body = SendBody,
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 404, description = "A contact or attachment is not the caller's", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid, no contact has the tag, or the attachments are too large together; `field` names it", body = ErrorBody),
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -54,16 +76,38 @@ pub async fn send(
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
+    /// Only messages in this state.
+    #[param(pattern = "^(queued|sending|sent|retrying|failed)$")]
     status: Option<String>,
+    /// Only messages to this contact.
+    #[param(value_type = Option<Uuid>)]
     contact_id: Option<String>,
+    /// Only messages of this task.
+    #[param(value_type = Option<Uuid>)]
     task_id: Option<String>,
+    /// Only messages queued at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     since: Option<String>,
+    /// Only messages queued before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     until: Option<String>,
+    /// Messages per page (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of the delivery history, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    messages: Vec<Message>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 const STATUSES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
@@ -90,7 +134,7 @@ fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     Ok((DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc), id.parse().map_err(|_| bad())?))
 }
 
-async fn history_page(state: &AppState, owner: Uuid, filter: HistoryFilter) -> AppResult<Json<serde_json::Value>> {
+async fn history_page(state: &AppState, owner: Uuid, filter: HistoryFilter) -> AppResult<Json<HistoryPage>> {
     let limit = filter.limit;
     let mut rows = messages::history(&state.db, owner, &filter).await?;
     let next_cursor = if rows.len() as i64 > limit {
@@ -102,7 +146,7 @@ async fn history_page(state: &AppState, owner: Uuid, filter: HistoryFilter) -> A
     } else {
         None
     };
-    Ok(Json(json!({ "messages": rows, "next_cursor": next_cursor })))
+    Ok(Json(HistoryPage { messages: rows, next_cursor }))
 }
 
 fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
@@ -124,23 +168,39 @@ fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
     })
 }
 
-/// `GET /messages`: every message of the user, newest first, filtered by status, contact, task or time.
+/// The caller's messages, newest first, filtered by status, contact, task or time
+#[utoipa::path(
+    get,
+    path = "/messages",
+    operation_id = "list_messages",
+    tag = "messages",
+    params(HistoryParams),
+    responses((status = 200, description = "A page of messages", body = HistoryPage))
+)]
 pub async fn history(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<HistoryPage>> {
     let Query(params) = params.map_err(query_error)?;
     history_page(&state, user.user_id, filter_from(&params)?).await
 }
 
-/// `GET /contacts/{id}/messages`: one contact's timeline.
+/// One contact's messages, newest first (the same filters as `GET /messages`)
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}/messages",
+    operation_id = "list_contact_messages",
+    tag = "messages",
+    params(("id" = Uuid, Path, description = "The contact's id"), HistoryParams),
+    responses((status = 200, description = "A page of messages", body = HistoryPage))
+)]
 pub async fn contact_timeline(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<HistoryPage>> {
     let id = contact_id(&id)?;
     let Query(params) = params.map_err(query_error)?;
     if contacts::get(&state.db, user.user_id, id).await?.is_none() {
@@ -151,7 +211,26 @@ pub async fn contact_timeline(
     history_page(&state, user.user_id, filter).await
 }
 
-/// `POST /messages/{id}/retry`: sends a failed message again.
+/// A message queued again.
+#[derive(Serialize, ToSchema)]
+pub struct Requeued {
+    message_id: Uuid,
+    /// `queued`.
+    status: &'static str,
+}
+
+/// Sends a failed message again
+#[utoipa::path(
+    post,
+    path = "/messages/{id}/retry",
+    operation_id = "retry_message",
+    tag = "messages",
+    params(("id" = Uuid, Path, description = "The message's id")),
+    responses(
+        (status = 202, description = "Queued again", body = Requeued),
+        (status = 409, description = "The message has not failed (`not_failed`)", body = ErrorBody),
+    )
+)]
 pub async fn retry(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -171,5 +250,5 @@ pub async fn retry(
     }
     messages::retry_failed(&state.db, user.user_id, Some(id), None).await?;
     state.wake_delivery.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "message_id": id, "status": "queued" }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Requeued { message_id: id, status: "queued" })).into_response())
 }

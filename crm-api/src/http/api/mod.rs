@@ -1,4 +1,4 @@
-//! The JSON API under `/api/v1`.
+//! The JSON API under `/api/v1`, each route registered together with its OpenAPI description.
 
 mod attachments;
 mod auth;
@@ -15,55 +15,82 @@ pub use outbox::may_read_outbox;
 mod outbox;
 mod tokens;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
+use super::openapi::{self, Document};
 use crate::config::Settings;
+use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn router(settings: &Settings) -> Router<AppState> {
+/// Where the API is mounted.
+pub const PREFIX: &str = "/api/v1";
+
+/// The API's routes, relative to [`PREFIX`]. Only `routes!` registers a route here, so that no
+/// route goes undocumented (a test compares the routes with the document).
+pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
     // Uploads get their own body limit, derived from the attachment limit (the rest of the API
     // keeps BORCELLE_BODY_LIMIT).
     let upload_limit = settings.storage.attachment_max_bytes.saturating_add(attachments::MULTIPART_OVERHEAD);
     let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
-    Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/verify", post(auth::verify))
-        .route("/auth/resend", post(auth::resend))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/password/forgot", post(auth::forgot))
-        .route("/auth/password/reset", post(auth::reset))
-        .route("/auth/password/change", post(auth::change_password))
-        .route("/auth/session", get(auth::session))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", delete(tokens::remove))
-        .route("/admin/outbox", get(outbox::list))
-        .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
-        .route("/admin/broadcasts/{name}", get(broadcasts::show).patch(broadcasts::update).delete(broadcasts::remove))
-        .route("/reminders", get(reminders::list).post(reminders::create))
-        .route("/reminders/preview", get(reminders::preview))
-        .route("/reminders/{name}", get(reminders::show).patch(reminders::update).delete(reminders::remove))
-        .route("/contacts", get(contacts::list).post(contacts::create))
-        .route("/contacts/autocomplete", get(contacts::autocomplete))
-        .route(
-            "/contacts/import",
-            post(contacts_csv::import).layer(axum::extract::DefaultBodyLimit::max(contacts_csv::IMPORT_BYTES_MAX)),
-        )
-        .route("/contacts/export", get(contacts_csv::export))
-        .route("/contacts/{id}", get(contacts::show).patch(contacts::update).delete(contacts::remove))
-        .route("/contacts/{id}/messages", get(messages::contact_timeline))
-        .route("/messages", get(messages::history).post(messages::send))
-        .route("/messages/{id}/retry", post(messages::retry))
-        .route("/notes", get(notes::list).post(notes::create))
-        .route("/notes/{id}", get(notes::show).patch(notes::update).delete(notes::remove))
-        .route("/notes/{id}/send", post(notes::send))
-        .route("/tasks", get(tasks::list))
-        .route("/tasks/{id}", get(tasks::show))
-        .route("/tasks/{id}/retry-failed", post(tasks::retry_failed))
-        .route("/notifications", get(notifications::list))
-        .route("/notifications/{id}/read", post(notifications::mark_read))
-        .route("/attachments", post(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)))
-        .route("/attachments/{id}", get(attachments::download))
+    OpenApiRouter::default()
+        .routes(routes!(openapi::serve))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::verify))
+        .routes(routes!(auth::resend))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::forgot))
+        .routes(routes!(auth::reset))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::session))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::remove))
+        .routes(routes!(outbox::list))
+        .routes(routes!(broadcasts::list, broadcasts::create))
+        .routes(routes!(broadcasts::show, broadcasts::update, broadcasts::remove))
+        .routes(routes!(reminders::list, reminders::create))
+        .routes(routes!(reminders::preview))
+        .routes(routes!(reminders::show, reminders::update, reminders::remove))
+        .routes(routes!(contacts::list, contacts::create))
+        .routes(routes!(contacts::autocomplete))
+        .routes(routes!(contacts_csv::import).layer(DefaultBodyLimit::max(contacts_csv::IMPORT_BYTES_MAX)))
+        .routes(routes!(contacts_csv::export))
+        .routes(routes!(contacts::show, contacts::update, contacts::remove))
+        .routes(routes!(messages::contact_timeline))
+        .routes(routes!(messages::history, messages::send))
+        .routes(routes!(messages::retry))
+        .routes(routes!(notes::list, notes::create))
+        .routes(routes!(notes::show, notes::update, notes::remove))
+        .routes(routes!(notes::send))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::show))
+        .routes(routes!(tasks::retry_failed))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .routes(routes!(attachments::download))
+}
+
+/// The API mounted at [`PREFIX`] (unknown routes under it answer a JSON 404), serving its own
+/// document, and the document.
+pub fn mounted(settings: &Settings) -> (Router<AppState>, OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .nest(PREFIX, router(settings).fallback(not_found))
+        .split_for_parts();
+    let doc = openapi::finish(doc);
+    let json = doc.to_json().map(bytes::Bytes::from).unwrap_or_default();
+    (router.layer(Extension(Document(json))), doc)
+}
+
+/// The document alone, as [`mounted`] serves it.
+pub fn document(settings: &Settings) -> OpenApi {
+    mounted(settings).1
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("route")
 }

@@ -4,32 +4,58 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::notes::{self, Note};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiJson, CurrentUser};
-use crate::messaging::{self, Outgoing, RecipientsInput};
+use crate::http::openapi::ErrorBody;
+use crate::messaging::{self, Outgoing, Queued, RecipientsInput};
 use crate::state::AppState;
 
 fn note_id(raw: &str) -> AppResult<Uuid> {
     raw.parse().map_err(|_| AppError::NotFound("note"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
+    /// One line; the subject when the note is sent.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    #[schema(min_length = 1, max_length = 100000)]
     body: String,
 }
 
-pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<serde_json::Value>> {
-    let notes = notes::list(&state.db, user.user_id, 500).await?;
-    Ok(Json(json!({ "notes": notes })))
+#[derive(Serialize, ToSchema)]
+pub struct NoteList {
+    notes: Vec<Note>,
 }
 
+/// The caller's notes (the 500 most recently changed)
+#[utoipa::path(
+    get,
+    path = "/notes",
+    operation_id = "list_notes",
+    tag = "notes",
+    responses((status = 200, description = "The notes", body = NoteList))
+)]
+pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<NoteList>> {
+    let notes = notes::list(&state.db, user.user_id, 500).await?;
+    Ok(Json(NoteList { notes }))
+}
+
+/// Creates a note
+#[utoipa::path(
+    post,
+    path = "/notes",
+    operation_id = "create_note",
+    tag = "notes",
+    request_body = NoteBody,
+    responses((status = 201, description = "The note", body = Note))
+)]
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -40,6 +66,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(note)).into_response())
 }
 
+/// One note
+#[utoipa::path(
+    get,
+    path = "/notes/{id}",
+    operation_id = "get_note",
+    tag = "notes",
+    params(("id" = Uuid, Path, description = "The note's id")),
+    responses((status = 200, description = "The note", body = Note))
+)]
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -49,13 +84,26 @@ pub async fn show(
     notes::get(&state.db, user.user_id, id).await?.map(Json).ok_or(AppError::NotFound("note"))
 }
 
-#[derive(Deserialize)]
+/// The fields to change; absent ones stay.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotePatch {
+    #[schema(min_length = 1, max_length = 200)]
     title: Option<String>,
+    #[schema(min_length = 1, max_length = 100000)]
     body: Option<String>,
 }
 
+/// Changes a note's title or body
+#[utoipa::path(
+    patch,
+    path = "/notes/{id}",
+    operation_id = "update_note",
+    tag = "notes",
+    params(("id" = Uuid, Path, description = "The note's id")),
+    request_body = NotePatch,
+    responses((status = 200, description = "The note as changed", body = Note))
+)]
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -70,6 +118,15 @@ pub async fn update(
     notes::update(&state.db, user.user_id, id, &title, &body).await?.map(Json).ok_or(AppError::NotFound("note"))
 }
 
+/// Deletes a note
+#[utoipa::path(
+    delete,
+    path = "/notes/{id}",
+    operation_id = "delete_note",
+    tag = "notes",
+    params(("id" = Uuid, Path, description = "The note's id")),
+    responses((status = 204, description = "Deleted"))
+)]
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -83,11 +140,14 @@ pub async fn remove(
     }
 }
 
-#[derive(Deserialize)]
+/// Who gets the note: contacts by id, or every contact with a tag (one of the two).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteSendBody {
+    /// The caller's contacts (at most 10,000).
     #[serde(default)]
     contact_ids: Option<Vec<Uuid>>,
+    /// Every contact of the caller with this tag.
     #[serde(default)]
     tag: Option<String>,
     /// The sender's attachments to carry, in order.
@@ -95,8 +155,20 @@ pub struct NoteSendBody {
     attachment_ids: Vec<Uuid>,
 }
 
-/// `POST /notes/{id}/send`: emails the note to contacts (ids or a tag), with attachments;
-/// 202 with the task id.
+/// Emails the note to contacts (ids or a tag), with attachments
+#[utoipa::path(
+    post,
+    path = "/notes/{id}/send",
+    operation_id = "send_note",
+    tag = "notes",
+    params(("id" = Uuid, Path, description = "The note's id")),
+    request_body = NoteSendBody,
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 404, description = "The note, a contact or an attachment is not the caller's", body = ErrorBody),
+        (status = 422, description = "No recipients, no contact has the tag, or the attachments are too large together; `field` names it", body = ErrorBody),
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -2,14 +2,15 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::validate;
 use crate::db::outbox;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::MaybeUser;
 use crate::http::identity::Identity;
+use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// Admins may read the outbox; in dev mode everyone may.
@@ -22,18 +23,44 @@ pub fn may_read_outbox(state: &AppState, identity: Option<&Identity>) -> Result<
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only mail to this address.
+    #[param(format = Email)]
     to: Option<String>,
+    /// Messages to list, newest first (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct OutboxList {
+    messages: Vec<outbox::OutboxMessage>,
+}
+
+/// The dev outbox: mail that was stored instead of sent
+///
+/// For administrators; for everyone (even unauthenticated) in dev mode.
+#[utoipa::path(
+    get,
+    path = "/admin/outbox",
+    operation_id = "list_outbox",
+    tag = "admin",
+    security((), ("api_token" = []), ("session_cookie" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The stored mail, newest first", body = OutboxList),
+        (status = 401, description = "Not authenticated (outside dev mode), or an invalid API token was sent", body = ErrorBody),
+        (status = 403, description = "Not an administrator (outside dev mode)", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     MaybeUser(identity): MaybeUser,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<OutboxList>> {
     may_read_outbox(&state, identity.as_ref())?;
     let Query(query) = query.map_err(|err| AppError::validation("query", err.body_text()))?;
     let limit = query.limit.unwrap_or(50);
@@ -42,5 +69,5 @@ pub async fn list(
     }
     let to = query.to.as_deref().map(|to| validate::email("to", to)).transpose()?;
     let messages = outbox::list(&state.db, to.as_deref(), limit).await?;
-    Ok(Json(json!({ "messages": messages })))
+    Ok(Json(OutboxList { messages }))
 }
