@@ -8,15 +8,17 @@ use uuid::Uuid;
 use crate::contacts::{ContactFields, Cursor, Sort, SortKey, like_escape};
 
 /// A contact as its owner sees it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Contact {
     pub id: Uuid,
     pub name: String,
     pub email: String,
+    /// E.164, like `+33612345678`.
     pub phone: Option<String>,
     pub company: Option<String>,
     pub address: Option<String>,
     pub tax_id: Option<String>,
+    /// Lower case, without duplicates.
     pub tags: Vec<String>,
     pub notes: String,
     pub created_at: DateTime<Utc>,
@@ -214,7 +216,7 @@ pub fn sort_value(contact: &Contact, sort: Sort) -> String {
 }
 
 /// An autocomplete suggestion.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Suggestion {
     pub id: Uuid,
     pub name: String,

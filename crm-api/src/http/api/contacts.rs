@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -34,37 +34,6 @@ fn duplicate(existing: Uuid) -> AppError {
     }
 }
 
-/// The schema of [`Contact`] (which lives with its SQL); a test checks that they agree.
-#[derive(ToSchema)]
-#[schema(as = Contact)]
-#[allow(dead_code)]
-pub struct ContactSchema {
-    id: Uuid,
-    name: String,
-    email: String,
-    /// E.164, like `+33612345678`.
-    phone: Option<String>,
-    company: Option<String>,
-    address: Option<String>,
-    tax_id: Option<String>,
-    /// Lower case, without duplicates.
-    tags: Vec<String>,
-    notes: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-/// The schema of [`contacts::Suggestion`]; a test checks that they agree.
-#[derive(ToSchema)]
-#[schema(as = Suggestion)]
-#[allow(dead_code)]
-pub struct SuggestionSchema {
-    id: Uuid,
-    name: String,
-    email: String,
-    company: Option<String>,
-}
-
 /// Creates a contact
 #[utoipa::path(
     post,
@@ -73,7 +42,7 @@ pub struct SuggestionSchema {
     tag = "contacts",
     request_body = ContactInput,
     responses(
-        (status = 201, description = "The contact", body = ContactSchema),
+        (status = 201, description = "The contact", body = Contact),
         (status = 409, description = "The caller already has a contact with this email (`duplicate_email`; `existing_id` names it)", body = ErrorBody),
     )
 )]
@@ -97,7 +66,7 @@ pub async fn create(
     operation_id = "get_contact",
     tag = "contacts",
     params(("id" = Uuid, Path, description = "The contact's id")),
-    responses((status = 200, description = "The contact", body = ContactSchema))
+    responses((status = 200, description = "The contact", body = Contact))
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -117,7 +86,7 @@ pub async fn show(
     params(("id" = Uuid, Path, description = "The contact's id")),
     request_body = ContactPatch,
     responses(
-        (status = 200, description = "The contact as changed", body = ContactSchema),
+        (status = 200, description = "The contact as changed", body = Contact),
         (status = 409, description = "Another contact of the caller has this email (`duplicate_email`)", body = ErrorBody),
     )
 )]
@@ -182,7 +151,6 @@ pub struct ListParams {
 #[derive(Serialize, ToSchema)]
 #[schema(as = ContactPage)]
 pub struct Page {
-    #[schema(value_type = Vec<ContactSchema>)]
     contacts: Vec<Contact>,
     /// Pass as `cursor` (with the same `sort`) for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -260,7 +228,6 @@ pub struct AutocompleteParams {
 
 #[derive(Serialize, ToSchema)]
 pub struct Suggestions {
-    #[schema(value_type = Vec<SuggestionSchema>)]
     suggestions: Vec<contacts::Suggestion>,
 }
 
@@ -290,6 +257,7 @@ pub async fn autocomplete(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use chrono::Utc;
     use serde_json::Value;
     use utoipa::PartialSchema;
 
@@ -331,14 +299,15 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        let (names, required) = properties(serde_json::to_value(ContactSchema::schema()).unwrap());
+        let (names, required) = properties(serde_json::to_value(<Contact as PartialSchema>::schema()).unwrap());
         let (all, set) = keys(serde_json::to_value(&contact).unwrap());
         assert_eq!(names, all);
         assert_eq!(required, set, "exactly the non-optional fields are required");
 
         let suggestion =
             contacts::Suggestion { id: Uuid::nil(), name: "Ada".into(), email: "a@b.c".into(), company: None };
-        let (names, required) = properties(serde_json::to_value(SuggestionSchema::schema()).unwrap());
+        let (names, required) =
+            properties(serde_json::to_value(<contacts::Suggestion as PartialSchema>::schema()).unwrap());
         let (all, set) = keys(serde_json::to_value(&suggestion).unwrap());
         assert_eq!(names, all);
         assert_eq!(required, set);
