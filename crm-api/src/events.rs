@@ -14,7 +14,6 @@ mod redis_link;
 mod ring;
 
 use std::fmt;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -72,34 +71,34 @@ impl Envelope {
     }
 }
 
-/// An event as this process delivers it: the envelope, its id, and the text sockets send (the payload with `"id"`
-/// added), serialised once for every socket.
+/// An event as this process delivers it: its audience, its id, and the text sockets send (the payload with `"id"`
+/// added), serialised once for every socket. Only the text is kept (not the JSON tree): it is what the sockets,
+/// the replay ring and the local queue hold.
 #[derive(Debug)]
 pub struct Event {
     /// `None` only for an event that could not go through Redis (delivered in this process only) and for the
     /// resync notice; such an event cannot be replayed.
     pub id: Option<EventId>,
-    envelope: Envelope,
+    pub audience: Audience,
     text: Utf8Bytes,
     resync: bool,
 }
 
 impl Event {
     fn numbered(id: EventId, envelope: Envelope) -> Self {
-        let text = match &envelope.event {
-            serde_json::Value::Object(fields) => {
-                let mut fields = fields.clone();
+        let text = match envelope.event {
+            serde_json::Value::Object(mut fields) => {
                 fields.insert("id".to_owned(), serde_json::Value::String(id.to_string()));
                 serde_json::Value::Object(fields).to_string()
             }
             other => other.to_string(),
         };
-        Self { id: Some(id), envelope, text: text.into(), resync: false }
+        Self { id: Some(id), audience: envelope.audience, text: text.into(), resync: false }
     }
 
     fn unnumbered(envelope: Envelope) -> Self {
         let text = envelope.event.to_string().into();
-        Self { id: None, envelope, text, resync: false }
+        Self { id: None, audience: envelope.audience, text, resync: false }
     }
 
     /// Tells every socket that events were lost on the way (the Redis subscription was down too long): their pages
@@ -114,36 +113,55 @@ impl Event {
         self.text.clone()
     }
 
+    /// The payload as sent (with its `"id"`), parsed again: for inspection and tests.
+    pub fn payload(&self) -> serde_json::Value {
+        serde_json::from_str(self.text.as_str()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether the user with this id may see the event.
+    pub fn is_for(&self, user_id: Uuid) -> bool {
+        match self.audience {
+            Audience::All => true,
+            Audience::User(id) => id == user_id,
+        }
+    }
+
     /// Whether this is the notice that events were lost and every page must re-read.
     pub fn is_resync(&self) -> bool {
         self.resync
     }
-}
 
-impl Deref for Event {
-    type Target = Envelope;
-
-    fn deref(&self) -> &Envelope {
-        &self.envelope
+    fn size(&self) -> usize {
+        self.text.len() + std::mem::size_of::<Self>()
     }
 }
 
+/// The same audience and payload (the `"id"` this process added aside).
 impl PartialEq<Envelope> for Event {
     fn eq(&self, other: &Envelope) -> bool {
-        self.envelope == *other
+        let mut payload = self.payload();
+        if let (Some(id), Some(fields)) = (self.id, payload.as_object_mut())
+            && fields.get("id") == Some(&serde_json::Value::String(id.to_string()))
+            && other.event.get("id").is_none()
+        {
+            fields.remove("id");
+        }
+        self.audience == other.audience && payload == other.event
     }
 }
 
-/// How much history is kept for replay: at most this many events, none older than this.
+/// How much history is kept for replay: at most this many events, none older than this, and in process at most
+/// this many bytes of them (the ring's memory stays bounded however large the events are).
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     pub max_events: usize,
     pub max_age: Duration,
+    pub max_bytes: usize,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { max_events: 10_000, max_age: Duration::from_secs(3600) }
+        Self { max_events: 10_000, max_age: Duration::from_secs(3600), max_bytes: 16 * 1024 * 1024 }
     }
 }
 

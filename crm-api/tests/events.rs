@@ -26,8 +26,8 @@ fn event_for_all(nonce: Uuid) -> Envelope {
     Envelope::to_all(json!({"type": "test", "nonce": nonce}))
 }
 
-fn has_nonce(envelope: &Envelope, nonce: Uuid) -> bool {
-    envelope.event["nonce"] == json!(nonce)
+fn has_nonce(event: &Event, nonce: Uuid) -> bool {
+    event.payload()["nonce"] == json!(nonce)
 }
 
 /// The next event carrying `nonce`, skipping everyone else's; fails the test after `within`.

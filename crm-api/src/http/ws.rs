@@ -185,7 +185,9 @@ impl Tab {
     }
 
     async fn run(&mut self, after: Option<EventId>) {
-        let Some(mut subscription) = self.open(after).await else { return };
+        // Boxed: the start and the resync (snapshot queries) are large futures that an idle connection, which
+        // only waits in the loop below, must not carry.
+        let Some(mut subscription) = Box::pin(self.open(after)).await else { return };
         loop {
             tokio::select! {
                 received = subscription.receiver.recv() => {
@@ -201,7 +203,7 @@ impl Tab {
                         Err(RecvError::Lagged(_)) => "this connection fell behind",
                         Err(RecvError::Closed) => return,
                     };
-                    match self.resync(reason).await {
+                    match Box::pin(self.resync(reason)).await {
                         Some(fresh) => subscription = fresh,
                         None => return,
                     }
