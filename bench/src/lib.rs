@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod conditions;
 pub mod delivery;
+pub mod fanout;
 pub mod load;
 pub mod probe;
 pub mod report;

@@ -1,33 +1,36 @@
 //! Live events (task progress, notifications, broadcasts) carried from the process that produces them to every
-//! `serve` replica: in process when standalone, over Redis pub/sub otherwise. WebSocket handlers filter per user.
+//! `serve` replica: in process when standalone, over Redis otherwise. WebSocket handlers filter per user.
+//!
+//! Every event gets an id (see [`EventId`]), one total order shared by every process, so that a client that
+//! reconnects with the last id it saw can be given exactly what it missed:
+//! - in process, ids come from this process and the last [`Retention`] events are kept in a ring;
+//! - with Redis, a script appends the event to the stream [`STREAM`] (which assigns the id and is trimmed to the
+//!   retention) and publishes `<id> <envelope>` on [`CHANNEL`] in the same atomic step, so the pub/sub order is the
+//!   id order; replay reads the stream. A subscriber that lost its connection reads what it missed from the stream
+//!   when it is back, or tells every socket to resync when that is no longer possible.
+
+mod id;
+mod redis_link;
+mod ring;
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use anyhow::Context as _;
-use futures::StreamExt as _;
-use redis::aio::{ConnectionManagerConfig, PubSub};
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The Redis pub/sub channel every process publishes on and subscribes to.
-pub const CHANNEL: &str = "borcelle:events";
+pub use id::{EventId, InvalidEventId};
+pub use redis_link::{CHANNEL, STREAM};
+
+use redis_link::RedisLink;
+use ring::Ring;
+
 /// How many events the local channel keeps for a receiver before that receiver lags.
 const LOCAL_CAPACITY: usize = 4096;
-/// The longest a PUBLISH (connecting included) may take before the event is delivered in this process only.
-const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
-/// The longest connecting and subscribing may take before the subscriber backs off and tries again.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the subscriber pings Redis, so that a connection that died silently is noticed and replaced.
-const PING_EVERY: Duration = Duration::from_secs(30);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A failure that repeats is logged at most once per this period.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Who an event is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,81 +71,266 @@ impl Envelope {
     }
 }
 
+/// An event as this process delivers it: its audience, its id, and the text sockets send (the payload with `"id"`
+/// added), serialised once for every socket. Only the text is kept (not the JSON tree): it is what the sockets,
+/// the replay ring and the local queue hold.
+#[derive(Debug)]
+pub struct Event {
+    /// `None` only for an event that could not go through Redis (delivered in this process only) and for the
+    /// resync notice; such an event cannot be replayed.
+    pub id: Option<EventId>,
+    pub audience: Audience,
+    text: Utf8Bytes,
+    resync: bool,
+}
+
+impl Event {
+    fn numbered(id: EventId, envelope: Envelope) -> Self {
+        let text = match envelope.event {
+            serde_json::Value::Object(mut fields) => {
+                fields.insert("id".to_owned(), serde_json::Value::String(id.to_string()));
+                serde_json::Value::Object(fields).to_string()
+            }
+            other => other.to_string(),
+        };
+        Self { id: Some(id), audience: envelope.audience, text: text.into(), resync: false }
+    }
+
+    fn unnumbered(envelope: Envelope) -> Self {
+        let text = envelope.event.to_string().into();
+        Self { id: None, audience: envelope.audience, text, resync: false }
+    }
+
+    /// Tells every socket that events were lost on the way (the Redis subscription was down too long): their pages
+    /// must re-read.
+    fn resync(reason: &str) -> Self {
+        let envelope = Envelope::to_all(serde_json::json!({ "type": "resync", "reason": reason }));
+        Self { resync: true, ..Self::unnumbered(envelope) }
+    }
+
+    /// The text to send on a WebSocket (cheap to clone).
+    pub fn text(&self) -> Utf8Bytes {
+        self.text.clone()
+    }
+
+    /// The payload as sent (with its `"id"`), parsed again: for inspection and tests.
+    pub fn payload(&self) -> serde_json::Value {
+        serde_json::from_str(self.text.as_str()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether the user with this id may see the event.
+    pub fn is_for(&self, user_id: Uuid) -> bool {
+        match self.audience {
+            Audience::All => true,
+            Audience::User(id) => id == user_id,
+        }
+    }
+
+    /// Whether this is the notice that events were lost and every page must re-read.
+    pub fn is_resync(&self) -> bool {
+        self.resync
+    }
+
+    fn size(&self) -> usize {
+        self.text.len() + std::mem::size_of::<Self>()
+    }
+}
+
+/// The same audience and payload (the `"id"` this process added aside).
+impl PartialEq<Envelope> for Event {
+    fn eq(&self, other: &Envelope) -> bool {
+        let mut payload = self.payload();
+        if let (Some(id), Some(fields)) = (self.id, payload.as_object_mut())
+            && fields.get("id") == Some(&serde_json::Value::String(id.to_string()))
+            && other.event.get("id").is_none()
+        {
+            fields.remove("id");
+        }
+        self.audience == other.audience && payload == other.event
+    }
+}
+
+/// How much history is kept for replay: at most this many events, none older than this, and in process at most
+/// this many bytes of them (the ring's memory stays bounded however large the events are).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_events: usize,
+    pub max_age: Duration,
+    pub max_bytes: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { max_events: 10_000, max_age: Duration::from_secs(3600), max_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+/// Why the events after an id cannot be replayed; the client must re-read instead (a resync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unresumable {
+    #[error("events after that id are no longer kept")]
+    TooOld,
+    #[error("that event id was never given out")]
+    Unknown,
+    #[error("the event history cannot be read right now")]
+    Unavailable,
+}
+
+/// A receiver of every event this process sees from now on, and the id of the newest event before them.
+pub struct Subscription {
+    pub receiver: broadcast::Receiver<Arc<Event>>,
+    /// Every event with a larger id comes through `receiver`; `None` when no id is known yet.
+    pub head: Option<EventId>,
+}
+
 /// Carries events to every receiver in this process and, with Redis, in every other process on the same Redis.
 #[derive(Clone)]
 pub struct EventBus {
-    local: broadcast::Sender<Arc<Envelope>>,
+    hub: Arc<Hub>,
     redis: Option<Arc<RedisLink>>,
 }
 
-struct RedisLink {
-    /// Reconnects by itself after a failed command.
-    publisher: redis::aio::ConnectionManager,
-    /// Whether the subscriber task holds a live subscription.
-    subscribed: Arc<AtomicBool>,
-    publish_warnings: Throttle,
+/// The local fan-out: the channel every socket subscribes to, the newest id delivered, and in process the ring.
+/// One lock orders id assignment, retention and sending, so receivers see ids in increasing order.
+struct Hub {
+    state: Mutex<HubState>,
+    retention: Retention,
+}
+
+struct HubState {
+    sender: broadcast::Sender<Arc<Event>>,
+    head: Option<EventId>,
+    ring: Option<Ring>,
+}
+
+impl Hub {
+    fn new(ring: Option<Ring>, head: Option<EventId>, retention: Retention) -> Arc<Self> {
+        let sender = broadcast::channel(LOCAL_CAPACITY).0;
+        Arc::new(Self { state: Mutex::new(HubState { sender, head, ring }), retention })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn subscribe(&self) -> Subscription {
+        let state = self.lock();
+        Subscription { receiver: state.sender.subscribe(), head: state.head }
+    }
+
+    /// In process: numbers the event, keeps it and sends it.
+    fn publish_numbered(&self, envelope: Envelope) {
+        let now = id::now_ms();
+        let mut state = self.lock();
+        let id = EventId::next(state.head.unwrap_or(EventId::ZERO), now);
+        let event = Arc::new(Event::numbered(id, envelope));
+        if let Some(ring) = &mut state.ring {
+            ring.push(event.clone(), now);
+        }
+        state.head = Some(id);
+        // Fails only when nobody is listening, and then there is nobody to tell.
+        let _ = state.sender.send(event);
+    }
+
+    /// An event numbered by Redis; one this process already delivered (id not above the head) is dropped.
+    fn deliver(&self, event: Event) {
+        let mut state = self.lock();
+        if let (Some(id), Some(head)) = (event.id, state.head)
+            && id <= head
+        {
+            return;
+        }
+        if event.id.is_some() {
+            state.head = event.id;
+        }
+        let _ = state.sender.send(Arc::new(event));
+    }
+
+    /// Moves the head to `id` without delivering anything (the stream's newest id when nothing was seen yet).
+    fn start_at(&self, id: EventId) {
+        let mut state = self.lock();
+        if state.head.is_none_or(|head| head < id) {
+            state.head = Some(id);
+        }
+    }
+
+    /// Events were lost: restart the numbering at `head` and tell every socket to resync.
+    fn resync(&self, head: Option<EventId>, reason: &str) {
+        let mut state = self.lock();
+        state.head = head;
+        let _ = state.sender.send(Arc::new(Event::resync(reason)));
+    }
+
+    fn head(&self) -> Option<EventId> {
+        self.lock().head
+    }
 }
 
 impl EventBus {
-    /// Events stay inside this process (standalone mode, no REDIS_URL).
+    /// Events stay inside this process (standalone mode, no REDIS_URL), with the default retention.
     pub fn in_process() -> Self {
-        Self { local: broadcast::channel(LOCAL_CAPACITY).0, redis: None }
+        Self::in_process_with(Retention::default())
     }
 
-    /// Events travel over Redis pub/sub (channel "borcelle:events") so that every process connected to the same
-    /// Redis receives every event. Spawns a subscriber task that forwards what arrives into the local channel and
-    /// resubscribes with capped exponential backoff (100 ms .. 5 s) when the connection drops; it stops when
-    /// `stop` is cancelled. Fails only if the URL is invalid; an unreachable Redis at start is logged and retried.
+    /// Events stay inside this process; the last ones are kept for replay as `retention` says.
+    pub fn in_process_with(retention: Retention) -> Self {
+        // Ids from before this instant belong to an earlier process: their history is gone.
+        let start = EventId::at_ms(id::now_ms());
+        Self { hub: Hub::new(Some(Ring::new(start, retention)), Some(start), retention), redis: None }
+    }
+
+    /// Events travel over Redis so that every process connected to the same Redis receives every event, and the
+    /// stream keeps the default retention for replay. Spawns a subscriber task that forwards what arrives into the
+    /// local channel and resubscribes with capped exponential backoff (100 ms .. 5 s) when the connection drops;
+    /// it stops when `stop` is cancelled. Fails only if the URL is invalid; an unreachable Redis at start is
+    /// logged and retried.
     pub async fn redis(url: &str, stop: CancellationToken) -> anyhow::Result<Self> {
-        // The error must not quote the URL: it may hold a password.
-        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(PUBLISH_TIMEOUT))
-            .set_response_timeout(Some(PUBLISH_TIMEOUT))
-            .set_number_of_retries(1);
-        // Lazy: an unreachable Redis must not stop the process from starting.
-        let publisher = client.get_connection_manager_lazy(config).context("configuring the Redis publisher")?;
-        let local = broadcast::channel(LOCAL_CAPACITY).0;
-        let subscribed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run_subscriber(client, local.clone(), subscribed.clone(), stop));
-        let link = RedisLink { publisher, subscribed, publish_warnings: Throttle::new() };
-        Ok(Self { local, redis: Some(Arc::new(link)) })
+        let hub = Hub::new(None, None, Retention::default());
+        let link = RedisLink::start(url, hub.clone(), stop)?;
+        Ok(Self { hub, redis: Some(Arc::new(link)) })
     }
 
-    /// Publishes; never fails the caller. With Redis: PUBLISH; if that fails (Redis down), the event is delivered
-    /// locally only and a warning is logged (rate-limited), so this process's own sockets still get it. Events are
-    /// hints: clients re-read counts from the database, so a lost event never shows a wrong number.
+    /// Publishes; never fails the caller. With Redis: appended to the stream and published; if that fails (Redis
+    /// down), the event is delivered locally only, without an id, and a warning is logged (rate-limited), so this
+    /// process's own sockets still get it. Events are hints: clients re-read counts from the database, so a lost
+    /// event never shows a wrong number.
     pub async fn publish(&self, envelope: Envelope) {
-        let Some(link) = &self.redis else {
-            self.deliver_locally(envelope);
-            return;
-        };
-        let failure = match serde_json::to_string(&envelope) {
-            Err(err) => err.to_string(),
-            Ok(payload) => {
-                let mut publisher = link.publisher.clone();
-                let mut publish = redis::cmd("PUBLISH");
-                publish.arg(CHANNEL).arg(payload);
-                // If the PUBLISH reached Redis but its answer timed out, this process sees the event twice: harmless
-                // for a hint, and better than not at all.
-                match tokio::time::timeout(PUBLISH_TIMEOUT, publish.query_async::<i64>(&mut publisher)).await {
-                    // On success the subscriber delivers it here too, once.
-                    Ok(Ok(_receivers)) => return,
-                    Ok(Err(err)) => err.to_string(),
-                    Err(_elapsed) => format!("no answer within {PUBLISH_TIMEOUT:?}"),
+        match &self.redis {
+            None => self.hub.publish_numbered(envelope),
+            Some(link) => {
+                if let Err(envelope) = link.publish(envelope).await {
+                    self.hub.deliver(Event::unnumbered(*envelope));
                 }
             }
-        };
-        if let Some(suppressed) = link.publish_warnings.check() {
-            tracing::warn!(error = %failure, suppressed, "publishing an event to Redis failed; delivered in this process only");
         }
-        self.deliver_locally(envelope);
     }
 
     /// A receiver of every event this process sees (all audiences; the caller filters). Bounded: a slow receiver
     /// lags (tokio broadcast semantics) instead of growing memory.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
-        self.local.subscribe()
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.hub.subscribe().receiver
+    }
+
+    /// Like [`EventBus::subscribe`], with the id of the newest event before the first one received.
+    pub fn subscribe_with_head(&self) -> Subscription {
+        self.hub.subscribe()
+    }
+
+    /// The newest event id this process has delivered, if any.
+    pub fn head(&self) -> Option<EventId> {
+        self.hub.head()
+    }
+
+    /// Every retained event after `after` (all audiences, oldest first), or why that would not be all of them.
+    pub async fn replay(&self, after: EventId) -> Result<Vec<Arc<Event>>, Unresumable> {
+        match &self.redis {
+            Some(link) => link.replay(after).await,
+            None => {
+                let state = self.hub.lock();
+                let head = state.head.unwrap_or(EventId::ZERO);
+                state.ring.as_ref().map_or(Err(Unresumable::Unavailable), |ring| ring.after(after, head))
+            }
+        }
     }
 
     /// "in-process" or "redis", for logs and /readyz.
@@ -152,128 +340,17 @@ impl EventBus {
 
     /// With Redis: whether the subscriber is currently connected (false while it is reconnecting). Always true in-process.
     pub fn is_connected(&self) -> bool {
-        self.redis.as_ref().is_none_or(|link| link.subscribed.load(Ordering::Relaxed))
+        self.redis.as_ref().is_none_or(|link| link.is_subscribed())
     }
 
-    fn deliver_locally(&self, envelope: Envelope) {
-        // Fails only when nobody is listening, and then there is nobody to tell.
-        let _ = self.local.send(Arc::new(envelope));
+    /// How much history is kept for replay.
+    pub fn retention(&self) -> Retention {
+        self.hub.retention
     }
 }
 
 impl fmt::Debug for EventBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventBus").field("backend", &self.backend()).field("connected", &self.is_connected()).finish()
-    }
-}
-
-/// Keeps this process subscribed to [`CHANNEL`] until `stop` is cancelled, forwarding what arrives into `local`.
-async fn run_subscriber(
-    client: redis::Client,
-    local: broadcast::Sender<Arc<Envelope>>,
-    subscribed: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
-    let mut backoff = BACKOFF_MIN;
-    let failures = Throttle::new();
-    loop {
-        match stop.run_until_cancelled(open_subscription(&client)).await {
-            None => break,
-            Some(Ok(pubsub)) => {
-                subscribed.store(true, Ordering::Relaxed);
-                backoff = BACKOFF_MIN;
-                tracing::info!(channel = CHANNEL, "subscribed to Redis events");
-                let ended = stop.run_until_cancelled(forward(pubsub, &local)).await;
-                subscribed.store(false, Ordering::Relaxed);
-                let Some(reason) = ended else { break };
-                tracing::warn!(reason, "Redis event subscription lost; resubscribing");
-            }
-            Some(Err(err)) => {
-                if let Some(suppressed) = failures.check() {
-                    tracing::warn!(error = %err, suppressed, retry_in = ?backoff, "cannot subscribe to Redis events");
-                }
-            }
-        }
-        if stop.run_until_cancelled(tokio::time::sleep(backoff)).await.is_none() {
-            break;
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-    tracing::debug!("Redis event subscriber stopped");
-}
-
-/// A fresh pub/sub connection subscribed to [`CHANNEL`].
-async fn open_subscription(client: &redis::Client) -> redis::RedisResult<PubSub> {
-    let open = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(CHANNEL).await?;
-        Ok(pubsub)
-    };
-    // The client sets no connection timeout on pub/sub connections; a Redis that accepts and never answers would
-    // otherwise hold the subscriber forever.
-    tokio::time::timeout(SUBSCRIBE_TIMEOUT, open)
-        .await
-        .unwrap_or_else(|_elapsed| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
-}
-
-/// Forwards events until the connection ends, and says why it ended.
-async fn forward(pubsub: PubSub, local: &broadcast::Sender<Arc<Envelope>>) -> &'static str {
-    let (mut sink, mut messages) = pubsub.split();
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.reset(); // the first tick would otherwise come at once
-    let malformed = Throttle::new();
-    loop {
-        tokio::select! {
-            message = messages.next() => {
-                let Some(message) = message else { return "connection closed" };
-                match serde_json::from_slice::<Envelope>(message.get_payload_bytes()) {
-                    Ok(envelope) => {
-                        let _ = local.send(Arc::new(envelope));
-                    }
-                    Err(err) => {
-                        if let Some(suppressed) = malformed.check() {
-                            tracing::warn!(error = %err, suppressed, "skipped a malformed message on the events channel");
-                        }
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                // Answered in subscribed mode with ["pong", ""], hence a raw value.
-                if !matches!(tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.ping::<redis::Value>()).await, Ok(Ok(_))) {
-                    return "no answer to ping";
-                }
-            }
-        }
-    }
-}
-
-/// Lets a repeating warning through at most once per [`WARN_EVERY`], counting the ones it holds back.
-struct Throttle {
-    start: Instant,
-    next_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl Throttle {
-    fn new() -> Self {
-        Self { start: Instant::now(), next_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
-    }
-
-    /// `Some(how many were held back since the last one)` when a warning may be logged now.
-    fn check(&self) -> Option<u64> {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next_ms.load(Ordering::Relaxed);
-        let period = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
-        if now >= next
-            && self
-                .next_ms
-                .compare_exchange(next, now.saturating_add(period), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
     }
 }

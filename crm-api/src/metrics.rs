@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,6 +33,13 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: HistogramFamily<RouteLabels>,
     mail: Family<MailLabels, Counter>,
+    websockets: Gauge,
+    websocket_ends: Family<WebSocketEndLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebSocketEndLabels {
+    reason: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -47,7 +55,15 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register("http_request_duration_seconds", "Time to answer an HTTP request", durations.clone());
         registry.register("mail", "Emails handed to the transport, by outcome", mail.clone());
-        Self { registry, requests, durations, mail }
+        let websockets = Gauge::default();
+        let websocket_ends = Family::<WebSocketEndLabels, Counter>::default();
+        registry.register("websocket_connections", "Open WebSocket connections (/ws)", websockets.clone());
+        registry.register(
+            "websocket_ends",
+            "WebSocket connections ended, by reason (closed by the client, dropped because it did not read)",
+            websocket_ends.clone(),
+        );
+        Self { registry, requests, durations, mail, websockets, websocket_ends }
     }
 }
 
@@ -62,10 +78,36 @@ impl Metrics {
         self.mail.get_or_create(&MailLabels { transport, outcome }).inc();
     }
 
+    /// Counts an open WebSocket until the guard is dropped, with the reason it ended.
+    pub fn websocket_opened(self: &std::sync::Arc<Self>) -> WebSocketGuard {
+        self.websockets.inc();
+        WebSocketGuard { metrics: self.clone(), reason: "closed" }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// An open WebSocket, counted in the metrics while it lives.
+pub struct WebSocketGuard {
+    metrics: std::sync::Arc<Metrics>,
+    reason: &'static str,
+}
+
+impl WebSocketGuard {
+    /// Why the connection will have ended (`closed` unless said otherwise).
+    pub fn ending(&mut self, reason: &'static str) {
+        self.reason = reason;
+    }
+}
+
+impl Drop for WebSocketGuard {
+    fn drop(&mut self) {
+        self.metrics.websockets.dec();
+        self.metrics.websocket_ends.get_or_create(&WebSocketEndLabels { reason: self.reason }).inc();
     }
 }

@@ -2,7 +2,9 @@
 // - keeps the notification bell's unread count current and shows events as toasts;
 // - re-dispatches every event as a `borcelle:event` DOM event, so page scripts (a progress bar)
 //   can follow them without opening sockets of their own;
-// - reconnects with backoff; events are hints, counts come from the server's snapshot.
+// - reconnects with backoff, sending the id of the last event it saw (`/ws?after=<id>`): the server then replays
+//   what this tab missed ("resumed"), or says "resync" and sends a fresh snapshot when it no longer can;
+//   events are hints, counts come from the server's snapshot.
 (function () {
   "use strict";
   var body = document.body;
@@ -43,7 +45,11 @@
     setTimeout(function () { item.remove(); }, 8000);
   }
 
+  // The newest event id this tab has seen (the snapshot carries the one it reflects).
+  var lastId = "";
+
   function handle(event) {
+    if (typeof event.id === "string" && event.id) lastId = event.id;
     document.dispatchEvent(new CustomEvent("borcelle:event", { detail: event }));
     switch (event.type) {
       case "snapshot":
@@ -65,7 +71,8 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket;
     try {
-      socket = new WebSocket(scheme + location.host + "/ws");
+      var resume = lastId ? "?after=" + encodeURIComponent(lastId) : "";
+      socket = new WebSocket(scheme + location.host + "/ws" + resume);
     } catch (e) {
       return;
     }

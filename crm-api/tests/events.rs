@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use borcelle::events::{Audience, CHANNEL, Envelope, EventBus};
+use borcelle::events::{Audience, CHANNEL, Envelope, Event, EventBus};
 use serde_json::json;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use tokio_util::sync::CancellationToken;
@@ -26,12 +26,12 @@ fn event_for_all(nonce: Uuid) -> Envelope {
     Envelope::to_all(json!({"type": "test", "nonce": nonce}))
 }
 
-fn has_nonce(envelope: &Envelope, nonce: Uuid) -> bool {
-    envelope.event["nonce"] == json!(nonce)
+fn has_nonce(event: &Event, nonce: Uuid) -> bool {
+    event.payload()["nonce"] == json!(nonce)
 }
 
 /// The next event carrying `nonce`, skipping everyone else's; fails the test after `within`.
-async fn next_with(events: &mut Receiver<Arc<Envelope>>, nonce: Uuid, within: Duration) -> Arc<Envelope> {
+async fn next_with(events: &mut Receiver<Arc<Event>>, nonce: Uuid, within: Duration) -> Arc<Event> {
     let wait = async {
         loop {
             match events.recv().await {
@@ -45,7 +45,7 @@ async fn next_with(events: &mut Receiver<Arc<Envelope>>, nonce: Uuid, within: Du
 }
 
 /// How many events carrying `nonce` arrive during `window`.
-async fn count_with(events: &mut Receiver<Arc<Envelope>>, nonce: Uuid, window: Duration) -> usize {
+async fn count_with(events: &mut Receiver<Arc<Event>>, nonce: Uuid, window: Duration) -> usize {
     let mut count = 0;
     let deadline = tokio::time::Instant::now() + window;
     while let Ok(received) = tokio::time::timeout_at(deadline, events.recv()).await {
@@ -144,6 +144,41 @@ async fn the_subscriber_reconnects_after_redis_drops_its_connection() {
 }
 
 #[tokio::test]
+async fn events_published_while_a_subscriber_was_disconnected_reach_it_once_from_the_stream() {
+    let _redis = REDIS.lock().await;
+    let stop = CancellationToken::new();
+    let (a, b) = (subscribed_redis_bus(&stop).await, subscribed_redis_bus(&stop).await);
+    let mut on_b = b.subscribe();
+    // Numbered, so b knows where it stands before losing its subscription.
+    a.publish(event_for_all(Uuid::new_v4())).await;
+    wait_until("b has a position", Duration::from_secs(2), || b.head().is_some()).await;
+
+    let mut admin = raw_redis().await;
+    let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut admin).await.unwrap();
+    wait_until("b notices the lost connection", Duration::from_secs(2), || !b.is_connected()).await;
+    // Published while b is not subscribed: only the stream has them.
+    let nonces: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    for nonce in &nonces {
+        a.publish(event_for_all(*nonce)).await;
+    }
+    wait_until("b resubscribes", Duration::from_secs(5), || b.is_connected()).await;
+
+    // Everything b delivers for a while: each of them once, in publication order.
+    let mut ours = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(received) = tokio::time::timeout_at(deadline, on_b.recv()).await {
+        if let Ok(event) = received
+            && let Some(at) = nonces.iter().position(|nonce| has_nonce(&event, *nonce))
+        {
+            ours.push((at, event.id.expect("an event from the stream has its id")));
+        }
+    }
+    assert_eq!(ours.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [0, 1, 2], "each once, in order");
+    assert!(ours.windows(2).all(|w| w[0].1 < w[1].1), "ids grow: {ours:?}");
+    stop.cancel();
+}
+
+#[tokio::test]
 async fn a_malformed_message_on_the_channel_is_skipped() {
     let _redis = REDIS.lock().await;
     let stop = CancellationToken::new();
@@ -197,7 +232,7 @@ async fn a_redis_that_never_answers_cannot_stall_publish() {
 }
 
 /// Publishes twice (a first attempt and one after the failure is known) and checks each is local and quick.
-async fn assert_published_locally_and_promptly(bus: &EventBus, events: &mut Receiver<Arc<Envelope>>) {
+async fn assert_published_locally_and_promptly(bus: &EventBus, events: &mut Receiver<Arc<Event>>) {
     for attempt in 1..=2 {
         let nonce = Uuid::new_v4();
         let sent = event_for_all(nonce);

@@ -25,3 +25,4 @@ mod schedules;
 mod sessions;
 mod smtp;
 mod throttling;
+mod ws_resume;
