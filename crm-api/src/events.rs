@@ -1,5 +1,5 @@
 //! Live events (task progress, notifications, broadcasts) carried from the process that produces them to every
-//! `serve` replica: in process when standalone, over Redis otherwise. WebSocket handlers filter per user.
+//! `serve` replica: in process when standalone, over Redis otherwise. Each WebSocket waits on its user's channel.
 //!
 //! Every event gets an id (see [`EventId`]), one total order shared by every process, so that a client that
 //! reconnects with the last id it saw can be given exactly what it missed:
@@ -13,8 +13,9 @@ mod id;
 mod redis_link;
 mod ring;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -31,6 +32,10 @@ use ring::Ring;
 
 /// How many events the local channel keeps for a receiver before that receiver lags.
 const LOCAL_CAPACITY: usize = 4096;
+
+/// The same for one user's channel (that user's events and those for everyone). Small: each user with an open
+/// socket has one, allocated in full (about 40 bytes a slot); a socket that falls this far behind resyncs.
+const USER_CAPACITY: usize = 128;
 
 /// Who an event is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,11 +181,31 @@ pub enum Unresumable {
     Unavailable,
 }
 
-/// A receiver of every event this process sees from now on, and the id of the newest event before them.
+/// A receiver of the events this process sees from now on (all of them, or one user's), and the id of the
+/// newest event before them.
 pub struct Subscription {
+    // Declared first, so that it is dropped before `_membership` looks at who still listens.
     pub receiver: broadcast::Receiver<Arc<Event>>,
     /// Every event with a larger id comes through `receiver`; `None` when no id is known yet.
     pub head: Option<EventId>,
+    _membership: Option<Membership>,
+}
+
+/// A user's place in the hub's routing table, given up with the user's last subscription.
+struct Membership {
+    hub: Weak<Hub>,
+    user: Uuid,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            let mut state = hub.lock();
+            if state.users.get(&self.user).is_some_and(|sender| sender.receiver_count() == 0) {
+                state.users.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// Carries events to every receiver in this process and, with Redis, in every other process on the same Redis.
@@ -198,15 +223,38 @@ struct Hub {
 }
 
 struct HubState {
+    /// Every event, for [`EventBus::subscribe`].
     sender: broadcast::Sender<Arc<Event>>,
+    /// Each user with a subscription: that user's events and those for everyone. A socket waits on its user's
+    /// channel only, so an event for one user wakes that user's sockets, not every socket of the process.
+    users: HashMap<Uuid, broadcast::Sender<Arc<Event>>>,
     head: Option<EventId>,
     ring: Option<Ring>,
+}
+
+impl HubState {
+    /// Sends to every receiver the event is for. A send fails only when nobody listens on that channel.
+    fn send(&self, event: Arc<Event>) {
+        match event.audience {
+            Audience::User(user) => {
+                if let Some(sender) = self.users.get(&user) {
+                    let _ = sender.send(event.clone());
+                }
+            }
+            Audience::All => {
+                for sender in self.users.values() {
+                    let _ = sender.send(event.clone());
+                }
+            }
+        }
+        let _ = self.sender.send(event);
+    }
 }
 
 impl Hub {
     fn new(ring: Option<Ring>, head: Option<EventId>, retention: Retention) -> Arc<Self> {
         let sender = broadcast::channel(LOCAL_CAPACITY).0;
-        Arc::new(Self { state: Mutex::new(HubState { sender, head, ring }), retention })
+        Arc::new(Self { state: Mutex::new(HubState { sender, users: HashMap::new(), head, ring }), retention })
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -215,7 +263,14 @@ impl Hub {
 
     fn subscribe(&self) -> Subscription {
         let state = self.lock();
-        Subscription { receiver: state.sender.subscribe(), head: state.head }
+        Subscription { receiver: state.sender.subscribe(), head: state.head, _membership: None }
+    }
+
+    fn subscribe_user(self: &Arc<Self>, user: Uuid) -> Subscription {
+        let mut state = self.lock();
+        let receiver = state.users.entry(user).or_insert_with(|| broadcast::channel(USER_CAPACITY).0).subscribe();
+        let membership = Membership { hub: Arc::downgrade(self), user };
+        Subscription { receiver, head: state.head, _membership: Some(membership) }
     }
 
     /// In process: numbers the event, keeps it and sends it.
@@ -228,8 +283,7 @@ impl Hub {
             ring.push(event.clone(), now);
         }
         state.head = Some(id);
-        // Fails only when nobody is listening, and then there is nobody to tell.
-        let _ = state.sender.send(event);
+        state.send(event);
     }
 
     /// An event numbered by Redis; one this process already delivered (id not above the head) is dropped.
@@ -243,7 +297,7 @@ impl Hub {
         if event.id.is_some() {
             state.head = event.id;
         }
-        let _ = state.sender.send(Arc::new(event));
+        state.send(Arc::new(event));
     }
 
     /// Moves the head to `id` without delivering anything (the stream's newest id when nothing was seen yet).
@@ -258,7 +312,7 @@ impl Hub {
     fn resync(&self, head: Option<EventId>, reason: &str) {
         let mut state = self.lock();
         state.head = head;
-        let _ = state.sender.send(Arc::new(Event::resync(reason)));
+        state.send(Arc::new(Event::resync(reason)));
     }
 
     fn head(&self) -> Option<EventId> {
@@ -314,6 +368,18 @@ impl EventBus {
     /// Like [`EventBus::subscribe`], with the id of the newest event before the first one received.
     pub fn subscribe_with_head(&self) -> Subscription {
         self.hub.subscribe()
+    }
+
+    /// The events for one user (theirs and those for everyone), with the id of the newest event before the first
+    /// one received. What a socket waits on: an event for one user wakes only that user's sockets. Bounded by
+    /// a small queue: a receiver that falls behind lags and must resync.
+    pub fn subscribe_user(&self, user: Uuid) -> Subscription {
+        self.hub.subscribe_user(user)
+    }
+
+    /// How many users have a subscription in this process (the size of the routing table).
+    pub fn subscribed_users(&self) -> usize {
+        self.hub.lock().users.len()
     }
 
     /// The newest event id this process has delivered, if any.

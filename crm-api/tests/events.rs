@@ -104,6 +104,36 @@ async fn in_process_every_subscriber_receives_what_is_published() {
 }
 
 #[tokio::test]
+async fn a_users_subscription_gets_that_users_events_and_everyones_but_no_one_elses() {
+    let bus = EventBus::in_process();
+    let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut on_alice = bus.subscribe_user(alice).receiver;
+    let mut on_alice_too = bus.subscribe_user(alice).receiver;
+    let mut on_bob = bus.subscribe_user(bob).receiver;
+    assert_eq!(bus.subscribed_users(), 2);
+
+    let nonce = Uuid::new_v4();
+    let for_bob = Envelope::to_user(bob, json!({"type": "test", "nonce": nonce, "to": "bob"}));
+    let for_all = Envelope::to_all(json!({"type": "test", "nonce": nonce, "to": "all"}));
+    bus.publish(for_bob.clone()).await;
+    bus.publish(for_all.clone()).await;
+
+    assert_eq!(*next_with(&mut on_bob, nonce, Duration::from_secs(1)).await, for_bob);
+    assert_eq!(*next_with(&mut on_bob, nonce, Duration::from_secs(1)).await, for_all);
+    for receiver in [&mut on_alice, &mut on_alice_too] {
+        assert_eq!(*next_with(receiver, nonce, Duration::from_secs(1)).await, for_all, "Bob's event skipped");
+        assert_eq!(count_with(receiver, nonce, Duration::from_millis(100)).await, 0);
+    }
+
+    // The routing table forgets a user with their last subscription.
+    drop(on_bob);
+    let bob_again = bus.subscribe_user(bob);
+    assert_eq!(bus.subscribed_users(), 2);
+    drop(bob_again);
+    assert_eq!(bus.subscribed_users(), 1, "Bob has no subscription left");
+}
+
+#[tokio::test]
 async fn an_event_published_on_one_process_reaches_every_process_exactly_once() {
     let _redis = REDIS.lock().await;
     let stop = CancellationToken::new();

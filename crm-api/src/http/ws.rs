@@ -150,7 +150,7 @@ impl Tab {
 
     /// Tells the page to re-read, with a fresh subscription and snapshot to go on from.
     async fn resync(&mut self, reason: &str) -> Option<Subscription> {
-        let subscription = self.state.events.subscribe_with_head();
+        let subscription = self.state.events.subscribe_user(self.user);
         self.last = subscription.head;
         if !self.send(&json!({ "type": "resync", "reason": reason })).await {
             return None;
@@ -161,7 +161,7 @@ impl Tab {
     /// The start of a connection: a snapshot, or the missed events after `after` (a resync when they are gone).
     async fn open(&mut self, after: Option<EventId>) -> Option<Subscription> {
         // Subscribe before reading anything, so nothing between the two is missed.
-        let subscription = self.state.events.subscribe_with_head();
+        let subscription = self.state.events.subscribe_user(self.user);
         self.last = subscription.head;
         let Some(after) = after else {
             return self.send_snapshot().await.then_some(subscription);
@@ -199,7 +199,7 @@ impl Tab {
                             }
                             continue;
                         }
-                        // Too slow for the shared queue: the page re-reads instead of being replayed to.
+                        // Too slow for its user's queue: the page re-reads instead of being replayed to.
                         Err(RecvError::Lagged(_)) => "this connection fell behind",
                         Err(RecvError::Closed) => return,
                     };
