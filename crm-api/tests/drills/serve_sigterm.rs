@@ -45,9 +45,10 @@ async fn serve_sent_sigterm_during_a_task() {
         .expect("claims");
     report.say(format!(
         "SIGTERM with {at_signal} delivered and {in_flight} claims in flight; serve exited ({status}) after {}; \
-         {} more sends finished during the grace period; ledger {counts:?}",
+         {} more sends finished during the grace period, {} claims were released; ledger {counts:?}",
         secs(stopped_in),
-        at_exit - at_signal
+        at_exit - at_signal,
+        in_flight - (at_exit - at_signal) as i64
     ));
     assert!(status.success(), "a graceful stop exits 0");
     assert!(stopped_in <= GRACE + Duration::from_secs(5), "the grace period bounds the stop");
@@ -57,7 +58,10 @@ async fn serve_sent_sigterm_during_a_task() {
 
     // The next process (at full speed) picks up what was released and what was never claimed,
     // well before the 120 s lease would have run out.
-    let _second = serve_on(free_port(), &db_url, &smtp_env(port)).await;
+    let second_port = free_port();
+    let _second = serve_on(second_port, &db_url, &smtp_env(port)).await;
+    // The same browser (its session lives in the database) now talks to the new process.
+    app.addr = ([127, 0, 0, 1], second_port).into();
     let restarted = Instant::now();
     let task = wait_task_done(&app, &task_id, 60).await.expect("the next process finishes the task");
     let took = restarted.elapsed();
