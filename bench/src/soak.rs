@@ -153,7 +153,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     println!("\n| time | RSS (MiB) | requests | errors | p99 (ms) | load (1 min) |\n|---:|---:|---:|---:|---:|---:|");
     while started.elapsed() < Duration::from_secs(args.duration_secs) {
         ticks.tick().await;
-        let mut window = recorder.take_window().await;
+        let window = recorder.take_window().await;
         let rss_kib = probe::memory_kib(serve.pid).map_or(0, |(_, rss)| rss);
         let sample = Sample {
             at: started.elapsed(),
@@ -237,14 +237,13 @@ fn verdict(
 ) -> bool {
     println!("\n| request | share | answers | errors | p50 (ms) | p99 (ms) |\n|---|---:|---:|---:|---:|---:|");
     for (kind, tally) in Kind::ALL.iter().zip(total.per_kind.iter_mut()) {
+        let (p50, p99) = (tally.percentile_ms(50.0), tally.percentile_ms(99.0));
         println!(
-            "| {} | {} % | {} | {} | {:.1} | {:.1} |",
+            "| {} | {} % | {} | {} | {p50:.1} | {p99:.1} |",
             kind.name(),
             kind.weight(),
             tally.ok + tally.errors,
-            tally.errors,
-            tally.percentile_ms(50.0),
-            tally.percentile_ms(99.0)
+            tally.errors
         );
     }
     for error in &total.first_errors {

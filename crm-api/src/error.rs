@@ -150,6 +150,8 @@ struct ErrorDetail<'a> {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let database_was_unavailable =
+            matches!(&self, AppError::Unavailable(err) if err.downcast_ref::<sqlx::Error>().is_some());
         match &self {
             AppError::Internal(err) => tracing::error!(error = ?err, "request failed"),
             AppError::Unavailable(err) => tracing::warn!(error = %err, "dependency unavailable"),
@@ -173,6 +175,9 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if database_was_unavailable {
+            response.extensions_mut().insert(crate::http::db_gate::DatabaseUnavailable);
+        }
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
