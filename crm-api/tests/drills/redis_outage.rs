@@ -103,7 +103,7 @@ async fn crud_round(app: &TestApp, n: usize, statuses: &mut BTreeMap<String, Vec
             .await
             .expect("patch");
         record("update", patched.status().as_u16(), started.elapsed());
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let started = Instant::now();
             let deleted = app
                 .client
@@ -137,7 +137,7 @@ async fn redis_killed_and_restarted_while_users_are_connected() {
     app.signed_in_user("redis-drill@example.com").await;
     seed_contacts(&app.db, "redis-drill@example.com", "fan", 5, "fans").await;
     let cookie = app.session_cookie.clone().expect("session");
-    let mut tabs = vec![tab(&base, &cookie).await, tab(&base, &cookie).await, tab(&replica_base, &cookie).await];
+    let mut tabs = [tab(&base, &cookie).await, tab(&base, &cookie).await, tab(&replica_base, &cookie).await];
     report.say("3 tabs connected (2 on serve, 1 on the replica)");
     assert!(wait_events_connected(&[&base, &replica_base], true, Duration::from_secs(10)).await.is_some());
 
