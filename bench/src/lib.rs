@@ -15,4 +15,6 @@ pub mod report;
 pub mod seed;
 pub mod server;
 pub mod sink;
+pub mod soak;
+pub mod soak_load;
 pub mod workloads;

@@ -43,6 +43,10 @@ struct GlobalArgs {
     /// Largest number of pooled database connections.
     #[arg(long, env = "BORCELLE_DB_MAX_CONNECTIONS", global = true, default_value_t = 16)]
     db_max_connections: u32,
+    /// Seconds a request waits for a pooled database connection before answering 503; while
+    /// PostgreSQL is down, requests fail after this long (0.1 to 60).
+    #[arg(long, env = "BORCELLE_DB_ACQUIRE_TIMEOUT_SECS", global = true, default_value_t = 5.0, value_parser = acquire_timeout_secs)]
+    db_acquire_timeout_secs: f64,
     /// Redis URL: live events travel between processes over its pub/sub. In-process when unset.
     #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
     redis_url: Option<String>,
@@ -412,8 +416,15 @@ impl GlobalArgs {
         DatabaseSettings {
             url: SecretString::from(self.database_url.clone()),
             max_connections: self.db_max_connections,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs_f64(self.db_acquire_timeout_secs),
         }
+    }
+}
+
+fn acquire_timeout_secs(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(secs) if (0.1..=60.0).contains(&secs) => Ok(secs),
+        _ => Err("give a number of seconds between 0.1 and 60".to_owned()),
     }
 }
 

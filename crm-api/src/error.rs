@@ -102,10 +102,23 @@ impl AppError {
     }
 }
 
+/// SQLSTATEs that say the database (not the request) is the problem: any connection exception
+/// (class 08), the server shutting down or starting up (57P01 admin_shutdown, 57P02
+/// crash_shutdown, 57P03 cannot_connect_now) and too many connections (53300). A request that
+/// meets one answers 503, never 500: it may succeed when retried.
+fn database_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => AppError::Unavailable(err.into()),
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|code| database_unavailable(&code)) => {
                 AppError::Unavailable(err.into())
             }
             // character_not_in_repertoire / untranslatable_character: text with NUL and the like.
@@ -137,6 +150,8 @@ struct ErrorDetail<'a> {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let database_was_unavailable =
+            matches!(&self, AppError::Unavailable(err) if err.downcast_ref::<sqlx::Error>().is_some());
         match &self {
             AppError::Internal(err) => tracing::error!(error = ?err, "request failed"),
             AppError::Unavailable(err) => tracing::warn!(error = %err, "dependency unavailable"),
@@ -160,6 +175,9 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if database_was_unavailable {
+            response.extensions_mut().insert(crate::http::db_gate::DatabaseUnavailable);
+        }
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -171,3 +189,65 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::error::Error as StdError;
+
+    use super::*;
+
+    /// A server error with a SQLSTATE, as PostgreSQL sends them.
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl StdError for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn status_of(code: &'static str) -> StatusCode {
+        AppError::from(sqlx::Error::Database(Box::new(ServerError(code)))).status()
+    }
+
+    #[test]
+    fn a_database_that_is_shutting_down_or_unreachable_answers_503() {
+        // admin_shutdown is what every open connection gets when PostgreSQL is stopped or restarted.
+        for code in ["57P01", "57P02", "57P03", "53300", "08006", "08001"] {
+            assert_eq!(status_of(code), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(AppError::from(sqlx::Error::Io(refused)).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(AppError::from(sqlx::Error::PoolTimedOut).code(), "unavailable");
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        assert_eq!(status_of("42P01"), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(AppError::from(sqlx::Error::RowNotFound).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

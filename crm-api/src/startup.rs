@@ -77,6 +77,7 @@ impl Application {
             wake_scheduler: Arc::new(Notify::new()),
             store,
             cluster,
+            db_gate: Arc::default(),
         };
         Ok(Self { listener, state, stop })
     }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub store: Store,
     /// With `BORCELLE_SCHEDULER=kubernetes`: the cluster that keeps reminders and broadcasts.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// Answers 503 at once while the database is down (see [`crate::http::db_gate`]).
+    pub db_gate: Arc<crate::http::db_gate::DbGate>,
 }
 
 /// How often an account email is tried before it is given up (with 1 s, 4 s, 16 s pauses).

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cookies;
+pub mod db_gate;
 pub mod extract;
 pub mod identity;
 pub mod openapi;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::connect))
         .fallback(page_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identity::resolve))
+        .layer(middleware::from_fn_with_state(state.clone(), db_gate::guard))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -15,20 +15,25 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers within two seconds.
+/// Ready when the database answers within two seconds (503 otherwise). The event bus is reported
+/// but does not decide: without Redis, CRUD keeps working and live progress falls back to
+/// snapshots, so a replica whose Redis is away still serves (`"events": {"connected": false}`).
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let events = json!({ "backend": state.events.backend(), "connected": state.events.is_connected() });
     let check =
         tokio::time::timeout(Duration::from_secs(2), sqlx::query_scalar!("SELECT 1 AS \"one!\"").fetch_one(&state.db))
             .await;
     match check {
-        Ok(Ok(_)) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(Ok(_)) => Json(json!({ "status": "ready", "database": "ok", "events": events })).into_response(),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": "unreachable" })))
-                .into_response()
+            let body = json!({ "status": "unavailable", "database": "unreachable", "events": events });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": "timeout" })))
-            .into_response(),
+        Err(_) => {
+            let body = json!({ "status": "unavailable", "database": "timeout", "events": events });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

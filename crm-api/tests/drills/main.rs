@@ -1,0 +1,18 @@
+//! Failure drills of `borcelle` (issue #7): each kills or stops a part the product depends on while
+//! it works (Redis, PostgreSQL, the SMTP server, a worker, `serve` itself), prints what it did and
+//! what it saw, and asserts that nothing is lost. `cargo test` runs them at a tenth of their size
+//! (`BORCELLE_DRILL_SCALE=0.1`); `scripts/drills` runs them at full size with their output shown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness fails loudly by design
+
+#[allow(dead_code)] // the API tests' harness; the drills use part of it
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod harness;
+
+mod postgres_restart;
+mod redis_outage;
+mod serve_sigterm;
+mod smtp_outage;
+mod worker_sigkill;
