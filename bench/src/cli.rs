@@ -208,8 +208,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         seed::recipients(&db, SENDER, "bench", args.messages as i64).await?;
     }
     seed::analyze(&db).await?;
-    // Autocomplete's word tables (filled by triggers on contacts) need their statistics too.
-    sqlx::query("ANALYZE contact_words, contact_vocabulary").execute(&db).await?;
     let seed_rss_peak_kib = rss.take_phase_peak();
     println!("    {:.1} s", seed_time.as_secs_f64());
 

@@ -229,7 +229,8 @@ impl Report {
         let _ = writeln!(
             md,
             "\nSeed: {} contacts for the autocomplete/list user inserted with one bulk `INSERT … SELECT \
-             generate_series` (not through the API) in {:.1} s, then `ANALYZE contacts`; serve's peak RSS meanwhile {}.",
+             generate_series` (not through the API) in {:.1} s, then `VACUUM (ANALYZE)` of contacts and the word \
+             tables (the upkeep autovacuum would do after such a load); serve's peak RSS meanwhile {}.",
             thousands(self.seed_contacts as f64),
             self.seed_time.as_secs_f64(),
             mb(self.seed_rss_peak_kib)
