@@ -570,6 +570,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = match cli.command {
         Command::Serve(args) => {
             let settings = args.settings(&cli.global)?;
+            let open_files = crate::startup::raise_open_files_limit();
+            tracing::info!(open_files = ?open_files, "open-files limit");
             let app = crate::startup::Application::build(settings).await?;
             app.run_until_stopped(crate::startup::shutdown_signal()).await
         }

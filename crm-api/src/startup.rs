@@ -401,6 +401,31 @@ fn write_termination_log(path: &std::path::Path, report: &serde_json::Value) {
 }
 
 /// Completes on SIGINT or SIGTERM.
+/// Raises this process's soft limit on open files to its hard limit, and returns the limit now in force. Every
+/// WebSocket, HTTP and database connection is a file, and the soft limit a shell or service manager often gives
+/// (1,024) would cap `serve` at about a thousand open tabs whatever the memory allows. The hard limit is the
+/// administrator's (`ulimit -Hn`, systemd's `LimitNOFILE`, the container runtime's), and is left as it is.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(soft), Some(hard)) = (limit.current, limit.maximum) else {
+        return limit.current;
+    };
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: Some(hard) }) {
+        Ok(()) => {
+            tracing::debug!(from = soft, to = hard, "raised the open-files limit");
+            Some(hard)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, soft, hard, "could not raise the open-files limit");
+            Some(soft)
+        }
+    }
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {

@@ -26,9 +26,22 @@ impl Drop for Served {
 }
 
 async fn serve_binary() -> Served {
+    serve_binary_with_soft_open_files(None).await
+}
+
+/// `serve` started from a shell that first lowers its soft open-files limit (as a login shell's 1,024 would be).
+async fn serve_binary_with_soft_open_files(soft_limit: Option<u32>) -> Served {
     let (db_name, url) = fresh_database();
     let port = free_port();
-    let child = Command::new(BIN)
+    let mut command = match soft_limit {
+        None => Command::new(BIN),
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell.args(["-c", &format!("ulimit -Sn {limit} && exec \"$0\" \"$@\""), BIN]);
+            shell
+        }
+    };
+    let child = command
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -94,6 +107,23 @@ async fn with_nothing_configured_serve_creates_the_database_and_a_user_can_sign_
     assert_eq!(response.status(), 303);
     let home = browser.get(url("/")).send().await.unwrap().text().await.unwrap();
     assert!(home.contains("Welcome, First"));
+}
+
+/// The soft and hard "Max open files" of a process, from /proc.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let mut fields = line.trim_start_matches("Max open files").split_whitespace();
+    (fields.next().unwrap().to_owned(), fields.next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn serve_raises_its_open_files_limit_to_the_hard_limit() {
+    // Every socket is a file: with a shell's soft limit of 1,024 serve would refuse the 1,025th tab.
+    let served = serve_binary_with_soft_open_files(Some(256)).await;
+    let (soft, hard) = open_files_limits(served.child.id());
+    assert_eq!(soft, hard, "soft limit raised to the hard one");
+    assert!(hard == "unlimited" || hard.parse::<u64>().unwrap() > 256, "hard limit {hard}");
 }
 
 #[tokio::test]
