@@ -18,3 +18,26 @@ pub mod sink;
 pub mod soak;
 pub mod soak_load;
 pub mod workloads;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+/// Runs a benchmark on a multi-threaded runtime and turns its outcome into the exit code: 0 when every target was
+/// met, 3 when one was missed, 1 when the run itself failed (with the error on stderr).
+pub fn run_to_exit(run: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
