@@ -35,6 +35,15 @@ const FLUSH_AFTER: Duration = Duration::from_millis(25);
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// A claimed row and the email it carries (or why that email could not be prepared).
+type Batched = (Claimed, Result<Arc<Prepared>, MailError>);
+
+/// Claiming failed; `claimed` holds the claims taken before the failure, to be given back.
+struct ClaimError {
+    error: anyhow::Error,
+    claimed: Vec<(Uuid, i32)>,
+}
+
 /// What it takes to run an engine.
 #[derive(Clone)]
 pub struct DeliveryEngine {
@@ -88,7 +97,10 @@ impl DeliveryEngine {
         let concurrency = self.settings.concurrency.max(1);
         let limiter = self.settings.rate_per_sec.map(|rate| Arc::new(RateLimiter::new(rate)));
         let mut inflight: JoinSet<Outcome> = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+        let mut running: HashMap<tokio::task::Id, (Uuid, i32)> = HashMap::new();
+        // Claims taken whose messages could not be prepared (the database went away in between):
+        // given back as soon as the database answers, rather than left to their lease.
+        let mut to_release: Vec<(Uuid, i32)> = Vec::new();
         let mut pending: Vec<Outcome> = Vec::new();
         let mut flush_at = Instant::now();
         let mut contents = ContentCache::default();
@@ -97,18 +109,28 @@ impl DeliveryEngine {
         tracing::info!(concurrency, transport = self.mailer.name(), "delivery engine started");
 
         loop {
-            if !stopping && inflight.len() <= concurrency / 2 {
+            if !to_release.is_empty() {
+                match messages::release(&self.db, &to_release).await {
+                    Ok(released) => {
+                        tracing::info!(released, "gave back the claims of messages that could not be prepared");
+                        to_release.clear();
+                    }
+                    Err(err) => tracing::warn!(error = %err, "giving back claims failed; retrying"),
+                }
+            }
+            if !stopping && to_release.is_empty() && inflight.len() <= concurrency / 2 {
                 let want = (concurrency - inflight.len()) as i64;
                 match self.claim(want, &mut contents).await {
                     Ok(batch) => {
                         for (claimed, prepared) in batch {
-                            let id = claimed.id;
+                            let claim = (claimed.id, claimed.attempts);
                             let handle = inflight.spawn(self.clone().deliver(claimed, prepared, limiter.clone()));
-                            running.insert(handle.id(), id);
+                            running.insert(handle.id(), claim);
                         }
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "claiming messages failed; retrying");
+                    Err(ClaimError { error, claimed }) => {
+                        tracing::warn!(error = %error, claimed = claimed.len(), "claiming messages failed; retrying");
+                        to_release.extend(claimed);
                         tokio::select! {
                             _ = tokio::time::sleep(ERROR_PAUSE) => {}
                             _ = stop.cancelled() => {}
@@ -149,7 +171,7 @@ impl DeliveryEngine {
                 _ = self.wake.notified(), if room => {}
                 _ = tokio::time::sleep(self.settings.poll_interval), if room => {}
                 _ = tokio::time::sleep_until(grace_ends), if stopping => {
-                    let unfinished: Vec<Uuid> = running.drain().map(|(_, id)| id).collect();
+                    let unfinished: Vec<(Uuid, i32)> = running.drain().map(|(_, claim)| claim).collect();
                     inflight.abort_all();
                     while inflight.join_next().await.is_some() {}
                     match messages::release(&self.db, &unfinished).await {
@@ -163,20 +185,30 @@ impl DeliveryEngine {
             }
         }
         self.flush(&mut pending).await;
+        if !to_release.is_empty()
+            && let Err(err) = messages::release(&self.db, &to_release).await
+        {
+            tracing::error!(error = %err, "giving back claims failed; their leases will expire");
+        }
         tracing::info!("delivery engine stopped");
     }
 
     /// Claims due rows and prepares (once per task) the email they carry. A task whose
     /// attachments cannot be read comes with the error, which its rows record instead of a send.
-    async fn claim(
-        &self,
-        limit: i64,
-        contents: &mut ContentCache,
-    ) -> anyhow::Result<Vec<(Claimed, Result<Arc<Prepared>, MailError>)>> {
-        let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64()).await?;
+    /// When preparing fails after the claim (the database went away), the error carries the
+    /// claims so that they are given back rather than held until their lease runs out.
+    async fn claim(&self, limit: i64, contents: &mut ContentCache) -> Result<Vec<Batched>, ClaimError> {
+        let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64())
+            .await
+            .map_err(|err| ClaimError { error: err.into(), claimed: Vec::new() })?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
+        let claims: Vec<(Uuid, i32)> = claimed.iter().map(|c| (c.id, c.attempts)).collect();
+        self.prepare(claimed, contents).await.map_err(|error| ClaimError { error, claimed: claims })
+    }
+
+    async fn prepare(&self, claimed: Vec<Claimed>, contents: &mut ContentCache) -> anyhow::Result<Vec<Batched>> {
         let mut missing: Vec<Uuid> =
             claimed.iter().map(|c| c.task_id).filter(|id| !contents.entries.contains_key(id)).collect();
         missing.sort_unstable();
@@ -196,7 +228,15 @@ impl DeliveryEngine {
                         continue;
                     }
                 };
-                let rendered = templates::message(&task.owner_name, &task.subject, &task.body)?;
+                let rendered = match templates::message(&task.owner_name, &task.subject, &task.body) {
+                    Ok(rendered) => rendered,
+                    Err(err) => {
+                        // It would fail the same way every time: the task's rows fail with the reason.
+                        tracing::error!(task = %task.id, error = %err, "rendering the message failed");
+                        unreadable.insert(task.id, MailError::Permanent(format!("rendering the message: {err}")));
+                        continue;
+                    }
+                };
                 let prepared = Prepared {
                     from_name: format!("{} via Borcelle", task.owner_name),
                     reply_to: Mailbox { name: Some(task.owner_name.clone()), email: task.owner_email.clone() },

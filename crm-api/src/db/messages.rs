@@ -142,13 +142,18 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> sqlx::Resu
     .await
 }
 
-/// Gives claimed rows back untouched (shutdown before they were sent): the attempt is not counted.
-pub async fn release(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<u64> {
+/// Gives claims back untouched (shutdown before they were sent, or a message that could not be
+/// prepared): the attempt is not counted. Each claim is `(id, attempt)`; a row claimed again
+/// since (its lease ran out and another engine took it) is left alone.
+pub async fn release(db: impl PgExecutor<'_>, claims: &[(Uuid, i32)]) -> sqlx::Result<u64> {
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = claims.iter().copied().unzip();
     let done = sqlx::query!(
-        "UPDATE messages SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END,
-                attempts = attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
-         WHERE id = ANY($1) AND status = 'sending'",
-        ids
+        "UPDATE messages m SET status = CASE WHEN m.attempts > 1 THEN 'retrying' ELSE 'queued' END,
+                attempts = m.attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
+         FROM unnest($1::uuid[], $2::int4[]) AS c(id, attempt)
+         WHERE m.id = c.id AND m.attempts = c.attempt AND m.status = 'sending'",
+        &ids,
+        &attempts
     )
     .execute(db)
     .await?;

@@ -463,3 +463,52 @@ async fn retry_failed_on_a_task_resends_every_failed_message_of_it() {
         notes["notifications"].as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap()).collect();
     assert_eq!(titles, vec!["Message sent to 3 contacts", "Message sent to 1 of 3 contacts; 2 failed"]);
 }
+
+/// A claim is given back only by the engine that holds it: once its lease ran out and another
+/// engine claimed the row again, the first engine's late release (after a database outage, or at
+/// the end of a shutdown grace period) must not take the row from the second, which would send it
+/// twice.
+#[tokio::test]
+async fn releasing_a_claim_leaves_a_row_claimed_again_since_alone() {
+    use borcelle::db::messages;
+    // No engine in this process: the test plays two engines by hand.
+    let mut app = spawn_app_with(|s| s.delivery.in_serve = false).await;
+    app.signed_in_user("claims@example.com").await;
+    let contact: Value = app
+        .post_json("/api/v1/contacts", &json!({ "name": "Ada", "email": "ada@example.com" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": [contact["id"]], "subject": "Hi", "body": "Hello" }))
+        .await;
+    assert_eq!(response.status(), 202);
+
+    // The first engine claims with a lease that is over at once; the second claims it again.
+    let first = messages::claim_due(&app.db, 10, 0.0).await.unwrap();
+    assert_eq!((first.len(), first[0].attempts), (1, 1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = messages::claim_due(&app.db, 10, 120.0).await.unwrap();
+    assert_eq!((second.len(), second[0].id, second[0].attempts), (1, first[0].id, 2));
+
+    let stale = messages::release(&app.db, &[(first[0].id, first[0].attempts)]).await.unwrap();
+    assert_eq!(stale, 0, "the first engine's claim is no longer its own");
+    let (status, attempts): (String, i32) = sqlx::query_as("SELECT status, attempts FROM messages WHERE id = $1")
+        .bind(first[0].id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("sending", 2), "still the second engine's");
+
+    let released = messages::release(&app.db, &[(second[0].id, second[0].attempts)]).await.unwrap();
+    assert_eq!(released, 1);
+    let (status, attempts): (String, i32) = sqlx::query_as("SELECT status, attempts FROM messages WHERE id = $1")
+        .bind(first[0].id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("retrying", 1), "given back; the unsent attempt is not counted");
+    let due = messages::claim_due(&app.db, 10, 120.0).await.unwrap();
+    assert_eq!(due.len(), 1, "due again at once");
+}

@@ -237,6 +237,8 @@ async fn postgresql_restarted_during_load() {
     .await
     .expect("tasks");
     assert_eq!(torn, 0, "a task without all its ledger rows");
+    // With the 120 s default lease, a claim left to its lease would miss this wait: claims taken
+    // just before the shutdown, whose messages could not be prepared, must be given back.
     let sends: Vec<&Call> = calls.iter().filter(|c| c.what == "send" && c.status == 202).collect();
     for call in &sends {
         assert!(wait_task_done(&app, &call.key, 30).await.is_some(), "task {} finishes after the restart", call.key);
