@@ -180,16 +180,19 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Uuid, query: &ListQuery<'_>) -
             .push(" ESCAPE '\\'");
     }
     if let Some(cursor) = query.cursor {
+        // The cursor's values reach the index as sub-selects, which the planner cannot see into:
+        // every page then costs the same to it, so PostgreSQL settles on one cached (generic)
+        // plan for the statement. With the values visible it kept planning each page afresh,
+        // since early pages look cheaper than the cached plan, and planning took a third of
+        // the database's time per page.
+        sql.push(format!(" AND ({key}, id) {cmp} ((SELECT "));
         if cast == "timestamptz" {
             let at: DateTime<Utc> = cursor.key.parse().map_err(|_| ListError::BadCursor)?;
-            sql.push(format!(" AND ({key}, id) {cmp} (")).push_bind(at).push(", ").push_bind(cursor.id).push(")");
+            sql.push_bind(at);
         } else {
-            sql.push(format!(" AND ({key}, id) {cmp} ("))
-                .push_bind(cursor.key.clone())
-                .push(", ")
-                .push_bind(cursor.id)
-                .push(")");
+            sql.push_bind(cursor.key.clone());
         }
+        sql.push("), (SELECT ").push_bind(cursor.id).push("))");
     }
     // The LIMIT is written into the statement (an integer, never user text): with it known, the
     // plan PostgreSQL caches for this statement is as cheap as one made for each call, so it is

@@ -294,3 +294,50 @@ async fn bad_contact_input_gets_a_4xx_naming_the_problem() {
     assert_eq!(count, 0);
     assert_eq!(error_of(browser_client().get(app.url("/api/v1/contacts")).send().await.unwrap()).await.0, 401);
 }
+
+/// Paging is planned once per connection, not once per page: PostgreSQL's plan cache settles on a
+/// generic plan for each sort's "next page" statement (with the cursor's values visible, it
+/// re-planned every page, which took a third of the database's time per page).
+#[tokio::test]
+async fn paging_reuses_one_cached_plan_per_sort() {
+    use borcelle::contacts::{Cursor, Sort};
+    use borcelle::db::contacts::{self, ListQuery};
+
+    let app = spawn_app().await;
+    app.verified_user("pager@example.com", borcelle::db::users::Role::User).await;
+    seed_contacts(&app.db, "pager@example.com", "pager", 1000, "paged").await;
+    // With statistics, as a live database has them: the planner then knows how many rows a cursor
+    // leaves, which is what made each page's own plan look cheaper than the cached one.
+    sqlx::query("ANALYZE contacts").execute(&app.db).await.unwrap();
+    let owner: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'pager@example.com'").fetch_one(&app.db).await.unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    for raw in ["name", "-name", "created", "-updated"] {
+        let sort = Sort::parse(Some(raw)).unwrap();
+        let (mut cursor, mut seen, mut pages) = (None::<Cursor>, HashSet::new(), 0);
+        loop {
+            let query = ListQuery { sort, limit: 50, cursor: cursor.as_ref(), search: None, tag: None };
+            let mut rows = contacts::list(&mut *conn, owner, &query).await.unwrap();
+            let more = rows.len() > 50;
+            rows.truncate(50);
+            assert!(rows.iter().all(|c| seen.insert(c.id)), "{raw}: no contact on two pages");
+            pages += 1;
+            let Some(last) = rows.last().filter(|_| more) else { break };
+            cursor = Some(Cursor::new(sort, contacts::sort_value(last, sort), last.id));
+        }
+        assert_eq!((seen.len(), pages), (1000, 20), "{raw}: every contact, 50 a page");
+    }
+    // The same connection's prepared statements: the first page of each sort, then the next pages.
+    let plans: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE 'SELECT id, name, %FROM contacts WHERE owner_id = $1 AND (%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(plans.len(), 4, "one next-page statement per sort: {plans:?}");
+    for (statement, generic, custom) in &plans {
+        // Five custom plans are PostgreSQL's trial before it compares them with the generic one.
+        assert!(*custom <= 5 && *generic >= 14, "planned every page ({generic} generic, {custom} custom): {statement}");
+    }
+}
