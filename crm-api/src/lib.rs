@@ -18,6 +18,7 @@ pub mod mail;
 pub mod messaging;
 pub mod metrics;
 pub mod occurrence;
+pub mod rfc3339;
 pub mod scheduler;
 pub mod schedules;
 pub mod startup;

@@ -1,6 +1,7 @@
 //! Contacts. Every query is scoped by owner: another user's id is simply not found.
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -21,7 +22,9 @@ pub struct Contact {
     /// Lower case, without duplicates.
     pub tags: Vec<String>,
     pub notes: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -198,7 +201,13 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Uuid, query: &ListQuery<'_>) -
     // plan PostgreSQL caches for this statement is as cheap as one made for each call, so it is
     // planned once per connection rather than at every page.
     sql.push(format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", query.limit + 1));
-    Ok(sql.build_query_as::<Contact>().fetch_all(db).await?)
+    // Collected into room for the whole page at once rather than a vector grown row by row.
+    let mut rows = Vec::with_capacity(usize::try_from(query.limit + 1).unwrap_or_default());
+    let mut stream = sql.build_query_as::<Contact>().fetch(db);
+    while let Some(row) = stream.try_next().await? {
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 #[derive(Debug, thiserror::Error)]
