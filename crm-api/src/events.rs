@@ -333,6 +333,12 @@ impl EventBus {
         Self { hub: Hub::new(Some(Ring::new(start, retention)), Some(start), retention), redis: None }
     }
 
+    /// How many events this process keeps for replay and what they take; `None` with Redis, whose
+    /// stream keeps them.
+    pub fn retained(&self) -> Option<(usize, usize)> {
+        self.hub.lock().ring.as_ref().map(Ring::retained)
+    }
+
     /// Events travel over Redis so that every process connected to the same Redis receives every event, and the
     /// stream keeps the default retention for replay. Spawns a subscriber task that forwards what arrives into the
     /// local channel and resubscribes with capped exponential backoff (100 ms .. 5 s) when the connection drops;

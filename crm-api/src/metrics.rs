@@ -35,6 +35,8 @@ pub struct Metrics {
     mail: Family<MailLabels, Counter>,
     websockets: Gauge,
     websocket_ends: Family<WebSocketEndLabels, Counter>,
+    events_retained: Gauge,
+    events_retained_bytes: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,7 +65,18 @@ impl Default for Metrics {
             "WebSocket connections ended, by reason (closed by the client, dropped because it did not read)",
             websocket_ends.clone(),
         );
-        Self { registry, requests, durations, mail, websockets, websocket_ends }
+        let (events_retained, events_retained_bytes) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "events_retained",
+            "Events this process keeps for WebSocket clients that reconnect (in-process events only)",
+            events_retained.clone(),
+        );
+        registry.register(
+            "events_retained_bytes",
+            "What the events kept for reconnecting clients take (in-process events only)",
+            events_retained_bytes.clone(),
+        );
+        Self { registry, requests, durations, mail, websockets, websocket_ends, events_retained, events_retained_bytes }
     }
 }
 
@@ -82,6 +95,12 @@ impl Metrics {
     pub fn websocket_opened(self: &std::sync::Arc<Self>) -> WebSocketGuard {
         self.websockets.inc();
         WebSocketGuard { metrics: self.clone(), reason: "closed" }
+    }
+
+    /// Records how many events are kept for replay, and their size.
+    pub fn set_events_retained(&self, events: usize, bytes: usize) {
+        self.events_retained.set(i64::try_from(events).unwrap_or(i64::MAX));
+        self.events_retained_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.

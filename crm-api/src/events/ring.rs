@@ -42,6 +42,11 @@ impl Ring {
         }
     }
 
+    /// How many events are kept, and what they take.
+    pub(super) fn retained(&self) -> (usize, usize) {
+        (self.events.len(), self.bytes)
+    }
+
     /// Every kept event after `after`, oldest first, or why that cannot be complete. `head` is the newest id given.
     pub(super) fn after(&self, after: EventId, head: EventId) -> Result<Vec<Arc<Event>>, Unresumable> {
         if after > head {

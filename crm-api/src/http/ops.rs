@@ -38,6 +38,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some((events, bytes)) = state.events.retained() {
+        state.metrics.set_events_retained(events, bytes);
+    }
     match state.metrics.render() {
         Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
             .into_response(),

@@ -312,3 +312,43 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_every_event() {
     assert_eq!(seqs(&ours(&mut normal, nonce, 1).await), [total as u64 + 1]);
     let _ = normal.send(Message::Close(None)).await;
 }
+
+/// The events kept for reconnecting clients are visible to operators: their number and size.
+#[tokio::test]
+async fn metrics_show_the_events_kept_for_replay() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("kept@example.com").await;
+    let retained = |metrics: &str, name: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+    };
+    let before = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(retained(&before, "borcelle_events_retained"), 0, "nothing happened yet");
+
+    let contact: Value = app
+        .post_json("/api/v1/contacts", &json!({ "name": "Ada", "email": "ada@example.com" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": [contact["id"]], "subject": "Hi", "body": "Hello" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    // The task's progress and its completion notification.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let (events, bytes) =
+            (retained(&metrics, "borcelle_events_retained"), retained(&metrics, "borcelle_events_retained_bytes"));
+        if events >= 2 {
+            assert!(bytes > 100 * events, "{events} events take {bytes} bytes");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no events kept:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
