@@ -66,8 +66,15 @@ impl Application {
             ),
             _ => None,
         };
+        // Half as many connections again as the pool, for pages of contacts only.
+        let contact_pages = Arc::new(crate::db::lane::Lane::new(
+            &db,
+            (settings.database.max_connections as usize).div_ceil(2),
+            settings.database.acquire_timeout,
+        ));
         let state = AppState {
             db,
+            contact_pages,
             settings: Arc::new(settings),
             mailer,
             metrics: Arc::new(Metrics::default()),

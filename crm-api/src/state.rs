@@ -15,6 +15,8 @@ use crate::storage::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// Connections for pages of contacts, the busiest read (see [`crate::db::lane`]).
+    pub contact_pages: Arc<crate::db::lane::Lane>,
     pub settings: Arc<Settings>,
     pub mailer: Mailer,
     pub metrics: Arc<Metrics>,

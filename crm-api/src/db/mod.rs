@@ -4,6 +4,7 @@
 pub mod api_tokens;
 pub mod attachments;
 pub mod contacts;
+pub mod lane;
 pub mod messages;
 pub mod notes;
 pub mod notifications;

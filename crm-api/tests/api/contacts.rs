@@ -341,3 +341,48 @@ async fn paging_reuses_one_cached_plan_per_sort() {
         assert!(*custom <= 5 && *generic >= 14, "planned every page ({generic} generic, {custom} custom): {statement}");
     }
 }
+
+/// The connections for pages of contacts: one whose statement ran to its end is reused; one
+/// abandoned mid-statement (a request dropped while its query ran) is closed, never handed to the
+/// next request in the middle of someone else's answer.
+#[tokio::test]
+async fn the_contact_page_lane_reuses_finished_connections_and_closes_abandoned_ones() {
+    use borcelle::db::lane::Lane;
+    use std::time::Duration;
+
+    let app = spawn_app().await;
+    let lane = Lane::new(&app.db, 2, Duration::from_secs(5));
+    async fn backend(conn: &mut sqlx::PgConnection) -> i32 {
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await.unwrap()
+    }
+
+    let mut conn = lane.acquire().await.unwrap();
+    let first = backend(&mut conn).await;
+    conn.finished();
+    assert_eq!(lane.idle(), 1, "finished: kept");
+    let mut conn = lane.acquire().await.unwrap();
+    assert_eq!(backend(&mut conn).await, first, "the same connection again");
+
+    // Abandoned in the middle of a statement: PostgreSQL is still working on it.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        sqlx::query("SELECT pg_sleep(2), 'late answer'").execute(&mut *conn),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the query was cut short");
+    drop(conn);
+    assert_eq!(lane.idle(), 0, "not finished: closed");
+
+    let mut conn = lane.acquire().await.unwrap();
+    let answer: String = sqlx::query_scalar("SELECT 'this answer'").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(answer, "this answer", "a fresh connection, not the late answer of the abandoned one");
+    assert_ne!(backend(&mut conn).await, first);
+    conn.finished();
+
+    // Both connections busy: the third caller waits, then times out as the pool would.
+    let short = Lane::new(&app.db, 1, Duration::from_millis(200));
+    let held = short.acquire().await.unwrap();
+    assert!(matches!(short.acquire().await, Err(sqlx::Error::PoolTimedOut)));
+    drop(held);
+    assert!(short.acquire().await.is_ok(), "free again");
+}

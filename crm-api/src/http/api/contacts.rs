@@ -204,7 +204,13 @@ pub async fn list(
     let search = optional(params.q.as_deref(), "q", 200)?;
     let tag = optional(params.tag.as_deref(), "tag", crate::contacts::TAG_MAX)?;
     let query = ListQuery { sort, limit, cursor: cursor.as_ref(), search: search.as_deref(), tag: tag.as_deref() };
-    let mut rows = contacts::list(&state.db, user.user_id, &query).await.map_err(|err| match err {
+    let mut conn = state.contact_pages.acquire().await?;
+    let listed = contacts::list(&mut *conn, user.user_id, &query).await;
+    // The statement ran to its end unless the connection itself failed.
+    if !matches!(&listed, Err(ListError::Db(err)) if !matches!(err, sqlx::Error::Database(_))) {
+        conn.finished();
+    }
+    let mut rows = listed.map_err(|err| match err {
         ListError::BadCursor => AppError::validation("cursor", "cursor is not valid for this sort"),
         ListError::Db(err) => err.into(),
     })?;
