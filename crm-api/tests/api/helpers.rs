@@ -745,3 +745,19 @@ impl Browser {
         request.send().await.expect("request").status().as_u16()
     }
 }
+
+/// Creates a contact for the signed-in user and queues one message to it; the task id.
+pub async fn message_one_new_contact(app: &TestApp) -> String {
+    let contact: Value = app
+        .post_json("/api/v1/contacts", &json!({ "name": "Ada", "email": "ada@example.com" }))
+        .await
+        .json()
+        .await
+        .expect("contact");
+    let response = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": [contact["id"]], "subject": "Hi", "body": "Hello" }))
+        .await;
+    assert_eq!(response.status(), 202, "queueing the message");
+    let queued: Value = response.json().await.expect("json");
+    queued["task_id"].as_str().expect("task id").to_owned()
+}

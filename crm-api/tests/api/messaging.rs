@@ -474,16 +474,7 @@ async fn releasing_a_claim_leaves_a_row_claimed_again_since_alone() {
     // No engine in this process: the test plays two engines by hand.
     let mut app = spawn_app_with(|s| s.delivery.in_serve = false).await;
     app.signed_in_user("claims@example.com").await;
-    let contact: Value = app
-        .post_json("/api/v1/contacts", &json!({ "name": "Ada", "email": "ada@example.com" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let response = app
-        .post_json("/api/v1/messages", &json!({ "contact_ids": [contact["id"]], "subject": "Hi", "body": "Hello" }))
-        .await;
-    assert_eq!(response.status(), 202);
+    message_one_new_contact(&app).await;
 
     // The first engine claims with a lease that is over at once; the second claims it again.
     let first = messages::claim_due(&app.db, 10, 0.0).await.unwrap();

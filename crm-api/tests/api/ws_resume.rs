@@ -328,16 +328,7 @@ async fn metrics_show_the_events_kept_for_replay() {
     let before = app.get("/metrics").await.text().await.unwrap();
     assert_eq!(retained(&before, "borcelle_events_retained"), 0, "nothing happened yet");
 
-    let contact: Value = app
-        .post_json("/api/v1/contacts", &json!({ "name": "Ada", "email": "ada@example.com" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let response = app
-        .post_json("/api/v1/messages", &json!({ "contact_ids": [contact["id"]], "subject": "Hi", "body": "Hello" }))
-        .await;
-    assert_eq!(response.status(), 202);
+    message_one_new_contact(&app).await;
     // The task's progress and its completion notification.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
