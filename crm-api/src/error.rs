@@ -106,7 +106,7 @@ impl AppError {
 /// (class 08), the server shutting down or starting up (57P01 admin_shutdown, 57P02
 /// crash_shutdown, 57P03 cannot_connect_now) and too many connections (53300). A request that
 /// meets one answers 503, never 500: it may succeed when retried.
-fn database_unavailable(code: &str) -> bool {
+pub(crate) fn database_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 

@@ -53,6 +53,12 @@ impl Lane {
         Ok(LaneConnection { lane: self, conn: Some(conn), finished: false, _permit: permit })
     }
 
+    /// Closes every idle connection: one failed in a way that says the others are stale too (the
+    /// server restarted), so the next callers open fresh ones instead of failing one by one.
+    pub fn close_idle(&self) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// Connections open and idle (for tests).
     pub fn idle(&self) -> usize {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()

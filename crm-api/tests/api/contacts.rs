@@ -393,6 +393,10 @@ async fn the_contact_page_lane_reuses_finished_connections_and_closes_abandoned_
     assert_ne!(backend(&mut conn).await, first);
     conn.finished();
 
+    assert_eq!(lane.idle(), 1);
+    lane.close_idle();
+    assert_eq!(lane.idle(), 0, "stale after a restart: all closed at once");
+
     // Both connections busy: the third caller waits, then times out as the pool would.
     let short = Lane::new(&app.db, 1, Duration::from_millis(200));
     let held = short.acquire().await.unwrap();
