@@ -176,7 +176,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "| {:>4.0} s | {:.1} | {} | {} | {} | {:.1} | {:.2} |",
             sample.at.as_secs_f64(),
             mib(sample.rss_kib),
-            sample.events_kept.map_or("–".to_owned(), |n| n.to_string()),
+            kept(sample.events_kept),
             sample.requests,
             sample.errors,
             sample.p99_ms,
@@ -251,6 +251,11 @@ async fn wait_for_delivery(db: &PgPool) -> anyhow::Result<(i64, i64, i64)> {
     }
 }
 
+/// The events a sample saw kept, or a dash when the server did not say.
+fn kept(events: Option<u64>) -> String {
+    events.map_or("–".to_owned(), |n| n.to_string())
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -321,10 +326,10 @@ fn verdict(
          kept), peak {:.1} MiB; trend after the warm-up {:+.1} KiB/min ({:+.1} % of the warm-up RSS per hour)",
         mib(warm.rss_kib),
         warm.at.as_secs_f64(),
-        warm.events_kept.map_or("–".to_owned(), |n| n.to_string()),
+        kept(warm.events_kept),
         mib(end.rss_kib),
         growth_pct,
-        end.events_kept.map_or("–".to_owned(), |n| n.to_string()),
+        kept(end.events_kept),
         mib(peak),
         slope,
         slope * 60.0 / warm.rss_kib.max(1) as f64 * 100.0

@@ -165,10 +165,10 @@ pub struct ListQuery<'a> {
 /// One page in keyset order: rows strictly after the cursor, so inserts never shift or repeat rows.
 /// Returns up to `limit + 1` rows; the extra one tells the caller there is a next page.
 pub async fn list(db: impl PgExecutor<'_>, owner: Uuid, query: &ListQuery<'_>) -> Result<Vec<Contact>, ListError> {
-    let (key, cast) = match query.sort.key {
-        SortKey::Name => ("lower(name)", "text"),
-        SortKey::Created => ("created_at", "timestamptz"),
-        SortKey::Updated => ("updated_at", "timestamptz"),
+    let (key, by_time) = match query.sort.key {
+        SortKey::Name => ("lower(name)", false),
+        SortKey::Created => ("created_at", true),
+        SortKey::Updated => ("updated_at", true),
     };
     let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
     let mut sql: QueryBuilder<Postgres> =
@@ -198,7 +198,7 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Uuid, query: &ListQuery<'_>) -
         // since early pages look cheaper than the cached plan, and planning took a third of
         // the database's time per page.
         sql.push(format!(" AND ({key}, id) {cmp} ((SELECT "));
-        if cast == "timestamptz" {
+        if by_time {
             let at: DateTime<Utc> = cursor.key.parse().map_err(|_| ListError::BadCursor)?;
             sql.push_bind(at);
         } else {

@@ -16,6 +16,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::error::database_unavailable;
+
 pub struct Lane {
     options: PgConnectOptions,
     idle: Mutex<Vec<PgConnection>>,
@@ -77,6 +79,24 @@ impl LaneConnection<'_> {
     /// Its statements ran to their end (with or without a database error): it can be reused.
     pub fn finished(mut self) {
         self.finished = true;
+    }
+
+    /// Hands the connection back as its statement ended (`error`: how it failed, if it did). It
+    /// serves again unless it failed itself: an I/O error, or PostgreSQL saying the session is
+    /// over (shutting down, a connection exception), which makes the idle ones suspect too.
+    pub fn settle(self, error: Option<&sqlx::Error>) {
+        let reusable = match error {
+            None => true,
+            Some(sqlx::Error::Database(db)) => !db.code().is_some_and(|code| database_unavailable(&code)),
+            Some(_) => false,
+        };
+        if reusable {
+            self.finished();
+        } else {
+            let lane = self.lane;
+            drop(self);
+            lane.close_idle();
+        }
     }
 }
 

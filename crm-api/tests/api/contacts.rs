@@ -397,6 +397,18 @@ async fn the_contact_page_lane_reuses_finished_connections_and_closes_abandoned_
     lane.close_idle();
     assert_eq!(lane.idle(), 0, "stale after a restart: all closed at once");
 
+    // Settled by how the statement ended: a query error keeps it, a failed connection closes it
+    // and the idle ones with it.
+    let mut conn = lane.acquire().await.unwrap();
+    let bad = sqlx::query("SELECT no_such_column FROM users").execute(&mut *conn).await.unwrap_err();
+    conn.settle(Some(&bad));
+    assert_eq!(lane.idle(), 1, "a query error: the connection is fine");
+    let (one, two) = (lane.acquire().await.unwrap(), lane.acquire().await.unwrap());
+    one.settle(None);
+    assert_eq!(lane.idle(), 1);
+    two.settle(Some(&sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into())));
+    assert_eq!(lane.idle(), 0, "a broken connection: it and the idle ones are closed");
+
     // Both connections busy: the third caller waits, then times out as the pool would.
     let short = Lane::new(&app.db, 1, Duration::from_millis(200));
     let held = short.acquire().await.unwrap();

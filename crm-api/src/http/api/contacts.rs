@@ -206,20 +206,10 @@ pub async fn list(
     let query = ListQuery { sort, limit, cursor: cursor.as_ref(), search: search.as_deref(), tag: tag.as_deref() };
     let mut conn = state.contact_pages.acquire().await?;
     let listed = contacts::list(&mut *conn, user.user_id, &query).await;
-    // The connection can serve again unless it failed itself: an I/O error, or PostgreSQL saying
-    // the session is over (shutting down, a connection exception).
-    let reusable = match &listed {
-        Ok(_) | Err(ListError::BadCursor) => true,
-        Err(ListError::Db(sqlx::Error::Database(db))) => {
-            !db.code().is_some_and(|code| crate::error::database_unavailable(&code))
-        }
-        Err(ListError::Db(_)) => false,
-    };
-    if reusable {
-        conn.finished();
-    } else {
-        state.contact_pages.close_idle();
-    }
+    conn.settle(match &listed {
+        Err(ListError::Db(err)) => Some(err),
+        Ok(_) | Err(ListError::BadCursor) => None,
+    });
     let mut rows = listed.map_err(|err| match err {
         ListError::BadCursor => AppError::validation("cursor", "cursor is not valid for this sort"),
         ListError::Db(err) => err.into(),
