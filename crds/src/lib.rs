@@ -3,12 +3,16 @@
 //! [`schedule`] turns cron + time zone into occurrences (DST-correct); [`decide`] applies the
 //! CronJob rules (missed runs, deadline, concurrency, suspend) at an instant. Both are pure: time is
 //! a parameter, there is no I/O, so the operator and the in-process scheduler decide alike.
+//! [`status`] says what a resource's status reads after a decision, and [`contract`] what the
+//! operator and the worker its Jobs run agree on (exit codes, the termination report).
 
+pub mod contract;
 pub mod decide;
 // Each `printcolumn(...)` of the kube derive repeats the same keys, which clippy takes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 pub mod resources;
 pub mod schedule;
+pub mod status;
 
 pub use resources::*;
 

@@ -1,15 +1,21 @@
-//! The one error type of the HTTP and service layer, converted once into the JSON error body
+//! The one conversion of failures into HTTP answers: the JSON error body
 //! `{"error": {"code": "...", "message": "...", "field": "..."}}` with the right status.
+//!
+//! [`AppError`] is what handlers return: the domain's errors ([`borcelle_engine::Error`], which
+//! know nothing of HTTP) and the few that only the web layer can meet (a body that is not JSON, a
+//! missing session, a CSRF check).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use borcelle_engine::Error as DomainError;
 use serde::Serialize;
 
-/// Why a request failed. Every variant but `Internal` and `Unavailable` is the caller's to fix.
+/// Why a request failed. Every variant is the caller's to fix, but a domain error can be the
+/// server's (a database outage: 503; a bug: 500).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("{message}")]
-    Validation { field: String, message: String },
+    #[error(transparent)]
+    Domain(#[from] DomainError),
     #[error("{0}")]
     MalformedBody(String),
     #[error("send the body as {0}")]
@@ -23,110 +29,130 @@ pub enum AppError {
     Unauthenticated,
     #[error("the API token is not valid: it was revoked, has expired or is mistyped")]
     InvalidApiToken,
-    #[error("that email and password do not match an account")]
-    InvalidCredentials,
-    #[error("verify your email address before logging in; we can send the link again")]
-    EmailNotVerified,
-    #[error("{0}")]
-    Forbidden(&'static str),
     #[error("{0}")]
     CsrfRejected(&'static str),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The request collides with an existing resource, which `existing_id` names.
-    #[error("{message}")]
-    Conflict { code: &'static str, field: &'static str, message: String, existing_id: Option<uuid::Uuid> },
-    #[error("{message}")]
-    Token { code: &'static str, message: &'static str },
-    #[error("too many attempts; try again in {retry_after_secs} seconds")]
-    TooManyRequests { retry_after_secs: u64 },
-    #[error("the service is temporarily unavailable; try again shortly")]
-    Unavailable(#[source] anyhow::Error),
-    #[error("internal error")]
-    Internal(#[from] anyhow::Error),
 }
 
+pub type AppResult<T> = Result<T, AppError>;
+
 impl AppError {
+    /// A value that breaks a rule (422 naming `field`).
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        AppError::Validation { field: field.into(), message: message.into() }
+        AppError::Domain(DomainError::invalid(field, message))
+    }
+
+    /// Something that does not exist or is not the caller's (404).
+    pub fn not_found(what: &'static str) -> Self {
+        AppError::Domain(DomainError::NotFound(what))
+    }
+
+    /// Only some users may do this (403).
+    pub fn forbidden(why: &'static str) -> Self {
+        AppError::Domain(DomainError::Forbidden(why))
+    }
+
+    /// A failure of the server's own (500), logged with its cause.
+    pub fn internal(err: impl Into<borcelle_engine::BoxError>) -> Self {
+        AppError::Domain(DomainError::Internal(err.into()))
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::MalformedBody(_) | AppError::Token { .. } => StatusCode::BAD_REQUEST,
+            AppError::Domain(err) => domain_status(err),
+            AppError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } | AppError::FieldTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unauthenticated | AppError::InvalidCredentials | AppError::InvalidApiToken => {
-                StatusCode::UNAUTHORIZED
-            }
-            AppError::EmailNotVerified | AppError::Forbidden(_) | AppError::CsrfRejected(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Unauthenticated | AppError::InvalidApiToken => StatusCode::UNAUTHORIZED,
+            AppError::CsrfRejected(_) => StatusCode::FORBIDDEN,
         }
     }
 
     /// Stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::Validation { .. } => "invalid_field",
+            AppError::Domain(err) => domain_code(err),
             AppError::MalformedBody(_) => "malformed_body",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge { .. } | AppError::FieldTooLarge { .. } => "payload_too_large",
             AppError::Unauthenticated => "authentication_required",
-            AppError::InvalidCredentials => "invalid_credentials",
             AppError::InvalidApiToken => "invalid_token",
-            AppError::EmailNotVerified => "email_not_verified",
-            AppError::Forbidden(_) => "forbidden",
             AppError::CsrfRejected(_) => "csrf_rejected",
-            AppError::NotFound(_) => "not_found",
-            AppError::Conflict { code, .. } => code,
-            AppError::Token { code, .. } => code,
-            AppError::TooManyRequests { .. } => "too_many_requests",
-            AppError::Unavailable(_) => "unavailable",
-            AppError::Internal(_) => "internal",
         }
     }
 
+    /// The field to fix, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            AppError::Validation { field, .. } => Some(field),
-            AppError::Token { .. } => Some("token"),
-            AppError::Conflict { field, .. } => Some(field),
+            AppError::Domain(err) => err.field(),
             AppError::FieldTooLarge { field, .. } => Some(field),
             _ => None,
         }
     }
+
+    /// The message for the caller: what to fix, never a server's inner error.
+    pub fn message(&self) -> String {
+        match self {
+            AppError::Domain(DomainError::Database(borcelle_store::Error::Unavailable(_))) => {
+                DomainError::Unavailable("the database".into()).to_string()
+            }
+            AppError::Domain(DomainError::Database(borcelle_store::Error::Query(_))) => {
+                DomainError::Internal("a query".into()).to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether this is the database being down (the API's gate then answers 503 at once).
+    pub fn is_database_unavailable(&self) -> bool {
+        matches!(self, AppError::Domain(DomainError::Database(err)) if err.is_unavailable())
+    }
 }
 
-/// SQLSTATEs that say the database (not the request) is the problem: any connection exception
-/// (class 08), the server shutting down or starting up (57P01 admin_shutdown, 57P02
-/// crash_shutdown, 57P03 cannot_connect_now) and too many connections (53300). A request that
-/// meets one answers 503, never 500: it may succeed when retried.
-pub(crate) fn database_unavailable(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+fn domain_status(err: &DomainError) -> StatusCode {
+    match err {
+        DomainError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::Conflict { .. } => StatusCode::CONFLICT,
+        DomainError::Token { .. } => StatusCode::BAD_REQUEST,
+        DomainError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        DomainError::InvalidCredentials | DomainError::AccountGone => StatusCode::UNAUTHORIZED,
+        DomainError::EmailNotVerified | DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::Database(borcelle_store::Error::Unavailable(_)) | DomainError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        DomainError::Database(borcelle_store::Error::UnstorableText(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::Database(borcelle_store::Error::Query(_)) | DomainError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn domain_code(err: &DomainError) -> &'static str {
+    match err {
+        DomainError::Invalid { .. } | DomainError::Database(borcelle_store::Error::UnstorableText(_)) => {
+            "invalid_field"
+        }
+        DomainError::NotFound(_) => "not_found",
+        DomainError::Conflict { code, .. } | DomainError::Token { code, .. } => code,
+        DomainError::Throttled { .. } => "too_many_requests",
+        DomainError::InvalidCredentials => "invalid_credentials",
+        DomainError::AccountGone => "authentication_required",
+        DomainError::EmailNotVerified => "email_not_verified",
+        DomainError::Forbidden(_) => "forbidden",
+        DomainError::Database(borcelle_store::Error::Unavailable(_)) | DomainError::Unavailable(_) => "unavailable",
+        DomainError::Database(borcelle_store::Error::Query(_)) | DomainError::Internal(_) => "internal",
+    }
+}
+
+impl From<borcelle_store::Error> for AppError {
+    fn from(err: borcelle_store::Error) -> Self {
+        AppError::Domain(err.into())
+    }
 }
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => AppError::Unavailable(err.into()),
-            sqlx::Error::Database(ref db) if db.code().is_some_and(|code| database_unavailable(&code)) => {
-                AppError::Unavailable(err.into())
-            }
-            // character_not_in_repertoire / untranslatable_character: text with NUL and the like.
-            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("22021") | Some("22P05")) => {
-                AppError::validation("body", "text must not contain NUL or other characters that cannot be stored")
-            }
-            other => AppError::Internal(other.into()),
-        }
+        AppError::Domain(err.into())
     }
 }
 
@@ -150,29 +176,26 @@ struct ErrorDetail<'a> {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let database_was_unavailable =
-            matches!(&self, AppError::Unavailable(err) if err.downcast_ref::<sqlx::Error>().is_some());
+        let database_was_unavailable = self.is_database_unavailable();
         match &self {
-            AppError::Internal(err) => tracing::error!(error = ?err, "request failed"),
-            AppError::Unavailable(err) => tracing::warn!(error = %err, "dependency unavailable"),
+            AppError::Domain(err) if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::error!(error = ?err, "request failed")
+            }
+            AppError::Domain(err) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(error = %error_chain(err), "dependency unavailable")
+            }
             _ => {}
         }
-        let retry_after = match self {
-            AppError::TooManyRequests { retry_after_secs } => Some(retry_after_secs.max(1)),
+        let retry_after = match &self {
+            AppError::Domain(DomainError::Throttled { retry_after_secs }) => Some((*retry_after_secs).max(1)),
             _ => None,
         };
-        let existing_id = match self {
-            AppError::Conflict { existing_id, .. } => existing_id,
+        let existing_id = match &self {
+            AppError::Domain(DomainError::Conflict { existing_id, .. }) => *existing_id,
             _ => None,
         };
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-                field: self.field(),
-                retry_after,
-                existing_id,
-            },
+            error: ErrorDetail { code: self.code(), message: self.message(), field: self.field(), retry_after, existing_id },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if database_was_unavailable {
@@ -188,66 +211,50 @@ impl IntoResponse for AppError {
     }
 }
 
-pub type AppResult<T> = Result<T, AppError>;
+/// An error and its causes, on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-    use std::error::Error as StdError;
-
     use super::*;
 
-    /// A server error with a SQLSTATE, as PostgreSQL sends them.
-    #[derive(Debug)]
-    struct ServerError(&'static str);
-
-    impl std::fmt::Display for ServerError {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "server error {}", self.0)
-        }
-    }
-
-    impl StdError for ServerError {}
-
-    impl sqlx::error::DatabaseError for ServerError {
-        fn message(&self) -> &str {
-            "server error"
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(self.0))
-        }
-        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sqlx::error::ErrorKind {
-            sqlx::error::ErrorKind::Other
-        }
-    }
-
-    fn status_of(code: &'static str) -> StatusCode {
-        AppError::from(sqlx::Error::Database(Box::new(ServerError(code)))).status()
+    fn database(err: sqlx::Error) -> AppError {
+        AppError::from(err)
     }
 
     #[test]
-    fn a_database_that_is_shutting_down_or_unreachable_answers_503() {
-        // admin_shutdown is what every open connection gets when PostgreSQL is stopped or restarted.
-        for code in ["57P01", "57P02", "57P03", "53300", "08006", "08001"] {
-            assert_eq!(status_of(code), StatusCode::SERVICE_UNAVAILABLE, "{code}");
-        }
+    fn a_database_outage_answers_503_and_closes_the_gate() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert_eq!(AppError::from(sqlx::Error::Io(refused)).status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(AppError::from(sqlx::Error::PoolTimedOut).code(), "unavailable");
+        let err = database(sqlx::Error::Io(refused));
+        assert_eq!((err.status(), err.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+        assert!(err.is_database_unavailable());
+        assert_eq!(err.message(), "the service is temporarily unavailable; try again shortly");
+        assert_eq!(database(sqlx::Error::PoolTimedOut).status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]
-    fn other_database_errors_stay_internal() {
-        assert_eq!(status_of("42P01"), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(AppError::from(sqlx::Error::RowNotFound).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    fn other_database_errors_stay_internal_and_say_nothing_inside() {
+        let err = database(sqlx::Error::RowNotFound);
+        assert_eq!((err.status(), err.code()), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert_eq!(err.message(), "internal error");
+    }
+
+    #[test]
+    fn domain_errors_keep_their_status_code_and_field() {
+        let err = AppError::validation("email", "email is required");
+        assert_eq!((err.status(), err.code(), err.field()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("email")));
+        let err = AppError::from(DomainError::Throttled { retry_after_secs: 30 });
+        assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(AppError::not_found("contact").to_string(), "contact not found");
+        assert_eq!(AppError::from(DomainError::AccountGone).status(), StatusCode::UNAUTHORIZED);
     }
 }

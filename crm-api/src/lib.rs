@@ -1,26 +1,14 @@
-//! Borcelle's CRM server: web pages, the JSON API, mail transports and account management.
+//! Borcelle's web layer: the pages, the JSON API, the WebSocket and the operations endpoints
+//! ([`http`]), and the `borcelle` binary's wiring ([`cli`] reads the command line and the
+//! environment, [`startup`] builds and runs the processes).
 //!
-//! `main.rs` only parses the command line ([`cli`]); everything else receives typed [`config::Settings`].
+//! Everything the product does without HTTP lives below, in `borcelle-engine`; this crate turns
+//! its errors into answers once ([`error::AppError`]). `main.rs` only calls [`cli::main`].
 
-pub mod attachments;
-pub mod auth;
 pub mod cli;
-pub mod cluster;
 pub mod config;
-pub mod contacts;
-pub mod contacts_csv;
-pub mod db;
-pub mod delivery;
 pub mod error;
-pub mod events;
 pub mod http;
-pub mod mail;
-pub mod messaging;
 pub mod metrics;
-pub mod occurrence;
-pub mod rfc3339;
-pub mod scheduler;
-pub mod schedules;
 pub mod startup;
 pub mod state;
-pub mod storage;

@@ -1,5 +1,10 @@
-//! Prometheus metrics with bounded label sets (route templates, never raw paths or error texts).
+//! The process's Prometheus registry: the web's metrics (requests by route template, WebSockets)
+//! beside the engine's (mail, events kept). Label sets are bounded: route templates, never raw
+//! paths or error texts.
 
+use std::sync::Arc;
+
+use borcelle_engine::metrics::EngineMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,23 +25,16 @@ struct RouteLabels {
     route: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MailLabels {
-    transport: &'static str,
-    outcome: &'static str,
-}
-
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: HistogramFamily<RouteLabels>,
-    mail: Family<MailLabels, Counter>,
     websockets: Gauge,
     websocket_ends: Family<WebSocketEndLabels, Counter>,
-    events_retained: Gauge,
-    events_retained_bytes: Gauge,
+    /// What the engine counts (mail, events kept), in the same registry.
+    pub engine: Arc<EngineMetrics>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,10 +51,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("borcelle");
         let requests = Family::<RequestLabels, Counter>::default();
         let durations: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
-        let mail = Family::<MailLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register("http_request_duration_seconds", "Time to answer an HTTP request", durations.clone());
-        registry.register("mail", "Emails handed to the transport, by outcome", mail.clone());
+        let engine = Arc::new(EngineMetrics::register(&mut registry));
         let websockets = Gauge::default();
         let websocket_ends = Family::<WebSocketEndLabels, Counter>::default();
         registry.register("websocket_connections", "Open WebSocket connections (/ws)", websockets.clone());
@@ -65,18 +62,7 @@ impl Default for Metrics {
             "WebSocket connections ended, by reason (closed by the client, dropped because it did not read)",
             websocket_ends.clone(),
         );
-        let (events_retained, events_retained_bytes) = (Gauge::default(), Gauge::default());
-        registry.register(
-            "events_retained",
-            "Events this process keeps for WebSocket clients that reconnect (in-process events only)",
-            events_retained.clone(),
-        );
-        registry.register(
-            "events_retained_bytes",
-            "What the events kept for reconnecting clients take (in-process events only)",
-            events_retained_bytes.clone(),
-        );
-        Self { registry, requests, durations, mail, websockets, websocket_ends, events_retained, events_retained_bytes }
+        Self { registry, requests, durations, websockets, websocket_ends, engine }
     }
 }
 
@@ -87,20 +73,10 @@ impl Metrics {
         self.durations.get_or_create(&RouteLabels { method, route }).observe(seconds);
     }
 
-    pub fn mail_sent(&self, transport: &'static str, outcome: &'static str) {
-        self.mail.get_or_create(&MailLabels { transport, outcome }).inc();
-    }
-
     /// Counts an open WebSocket until the guard is dropped, with the reason it ended.
     pub fn websocket_opened(self: &std::sync::Arc<Self>) -> WebSocketGuard {
         self.websockets.inc();
         WebSocketGuard { metrics: self.clone(), reason: "closed" }
-    }
-
-    /// Records how many events are kept for replay, and their size.
-    pub fn set_events_retained(&self, events: usize, bytes: usize) {
-        self.events_retained.set(i64::try_from(events).unwrap_or(i64::MAX));
-        self.events_retained_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.

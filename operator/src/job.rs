@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use borcelle_crds::contract::{ENV_SPEC, ENV_TERMINATION_LOG, EXIT_PERMANENT, TERMINATION_LOG, TerminationReport};
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
@@ -14,7 +15,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
-use serde::Deserialize;
 
 use crate::context::JobSettings;
 use crate::error::Error;
@@ -30,16 +30,10 @@ pub const LABEL_RESOURCE: &str = "crm.borcelle.io/resource";
 pub const ANNOTATION_SCHEDULED_TIME: &str = "crm.borcelle.io/scheduled-time";
 /// The label the Job controller puts on a Job's pods.
 pub const LABEL_JOB_NAME: &str = "batch.kubernetes.io/job-name";
-/// The environment variable carrying the resource's spec as JSON.
-pub const ENV_SPEC: &str = "BORCELLE_OCCURRENCE_SPEC";
 pub const MANAGED_BY: &str = "borcelle-operator";
 /// The non-root user the worker runs as (distroless "nonroot").
 pub const WORKER_UID: i64 = 65532;
 
-/// `RunSummary::outcome` values.
-pub const SUCCEEDED: &str = "Succeeded";
-pub const FAILED: &str = "Failed";
-pub const REPLACED: &str = "Replaced";
 
 /// The labels of every Job (and its pods) run for `kind`'s resource `name`.
 pub fn labels(kind: Kind, name: &str) -> BTreeMap<String, String> {
@@ -66,10 +60,7 @@ pub fn kind_selector(kind: Kind) -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}={}", kind.as_str())
 }
 
-/// RFC 3339 in UTC with a `Z`, to the second.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub use borcelle_crds::status::rfc3339;
 
 fn quantity(value: &str) -> Quantity {
     Quantity(value.to_owned())
@@ -124,7 +115,10 @@ pub fn build_job<K: Occurring>(obj: &K, scheduled: DateTime<Utc>, settings: &Job
         image: Some(settings.image.clone()),
         command: Some(vec!["borcelle".to_owned()]),
         args: Some(args),
-        env: Some(vec![EnvVar { name: ENV_SPEC.to_owned(), value: Some(obj.spec_json()?), value_from: None }]),
+        env: Some(vec![
+            EnvVar { name: ENV_SPEC.to_owned(), value: Some(obj.spec_json()?), value_from: None },
+            EnvVar { name: ENV_TERMINATION_LOG.to_owned(), value: Some(TERMINATION_LOG.to_owned()), value_from: None },
+        ]),
         env_from: Some(env_from),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         security_context: Some(SecurityContext {
@@ -289,29 +283,15 @@ fn finished(job: &Job) -> (JobOutcome, Option<DateTime<Utc>>) {
     (JobOutcome::Running, None)
 }
 
-/// The exit code of `borcelle worker occurrence` for an occurrence that can never run.
-pub const EXIT_PERMANENT: u8 = 3;
-
-/// What the worker reports in its termination message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub struct RunCounts {
-    #[serde(default)]
-    pub delivered: i64,
-    #[serde(default)]
-    pub failed: i64,
-    #[serde(default)]
-    pub recipients: Option<i64>,
-}
-
 /// The counts in the termination message of the most recently terminated container of `pods`
 /// (a Job's pods: one per attempt). `None` when no terminated container left a readable message.
-pub fn counts_from_pods(pods: &[Pod]) -> Option<RunCounts> {
+pub fn counts_from_pods(pods: &[Pod]) -> Option<TerminationReport> {
     pods.iter()
         .filter_map(|pod| pod.status.as_ref())
         .flat_map(|status| status.container_statuses.iter().flatten())
         .filter_map(|container| container.state.as_ref()?.terminated.as_ref())
         .filter_map(|terminated| {
-            let counts = serde_json::from_str::<RunCounts>(terminated.message.as_deref()?.trim()).ok()?;
+            let counts = TerminationReport::parse(terminated.message.as_deref()?)?;
             Some((terminated.finished_at.as_ref().map(|t| t.0), counts))
         })
         .max_by_key(|(finished_at, _)| *finished_at)

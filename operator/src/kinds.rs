@@ -1,20 +1,17 @@
 //! What the reconciler needs from each kind of resource: timing, policy, history limits, and the
-//! mapping between its status and the kind-independent [`RunState`].
+//! mapping between its status and the kind-independent [`RunState`] of `borcelle_crds::status`.
 
 use std::fmt::Debug;
 
 use borcelle_crds::decide::Policy;
-use borcelle_crds::{
-    Broadcast, BroadcastPhase, BroadcastStatus, Condition, RunRef, RunSummary, ScheduledReminder,
-    ScheduledReminderStatus, SpecError, Timing,
-};
+use borcelle_crds::status::RunState;
+use borcelle_crds::{Broadcast, BroadcastStatus, ScheduledReminder, ScheduledReminderStatus, SpecError, Timing};
 use chrono::{DateTime, Utc};
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::status::{READY, TRUE, condition_is};
 
 /// The kinds the operator reconciles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,21 +41,6 @@ impl std::fmt::Display for Kind {
 pub struct HistoryLimits {
     pub succeeded: usize,
     pub failed: usize,
-}
-
-/// The status fields both kinds share, as the reconciler computes them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunState {
-    pub observed_generation: Option<i64>,
-    pub conditions: Vec<Condition>,
-    pub next_schedule_time: Option<DateTime<Utc>>,
-    pub last_schedule_time: Option<DateTime<Utc>>,
-    /// ScheduledReminder: `lastSuccessfulTime`; Broadcast: `deliveredAt`.
-    pub last_successful_time: Option<DateTime<Utc>>,
-    pub active: Vec<RunRef>,
-    pub last_run: Option<RunSummary>,
-    /// Broadcast only: how many users the last delivery reached.
-    pub recipients: Option<i64>,
 }
 
 /// A resource whose occurrences run as Jobs.
@@ -115,17 +97,7 @@ impl Occurring for ScheduledReminder {
     }
 
     fn run_state(&self) -> RunState {
-        let Some(status) = &self.status else { return RunState::default() };
-        RunState {
-            observed_generation: status.observed_generation,
-            conditions: status.conditions.clone(),
-            next_schedule_time: status.next_schedule_time,
-            last_schedule_time: status.last_schedule_time,
-            last_successful_time: status.last_successful_time,
-            active: status.active.clone(),
-            last_run: status.last_run.clone(),
-            recipients: None,
-        }
+        RunState::of_reminder(self.status.as_ref())
     }
 
     fn status_is(&self, status: &Self::Status) -> bool {
@@ -136,15 +108,7 @@ impl Occurring for ScheduledReminder {
     }
 
     fn status_from(state: &RunState) -> Self::Status {
-        ScheduledReminderStatus {
-            observed_generation: state.observed_generation,
-            conditions: state.conditions.clone(),
-            next_schedule_time: state.next_schedule_time,
-            last_schedule_time: state.last_schedule_time,
-            last_successful_time: state.last_successful_time,
-            active: state.active.clone(),
-            last_run: state.last_run.clone(),
-        }
+        state.reminder_status()
     }
 }
 
@@ -176,17 +140,7 @@ impl Occurring for Broadcast {
     }
 
     fn run_state(&self) -> RunState {
-        let Some(status) = &self.status else { return RunState::default() };
-        RunState {
-            observed_generation: status.observed_generation,
-            conditions: status.conditions.clone(),
-            next_schedule_time: status.next_schedule_time,
-            last_schedule_time: status.last_schedule_time,
-            last_successful_time: status.delivered_at,
-            active: status.active.clone(),
-            last_run: status.last_run.clone(),
-            recipients: status.recipients,
-        }
+        RunState::of_broadcast(self.status.as_ref())
     }
 
     fn status_is(&self, status: &Self::Status) -> bool {
@@ -197,33 +151,6 @@ impl Occurring for Broadcast {
     }
 
     fn status_from(state: &RunState) -> Self::Status {
-        BroadcastStatus {
-            observed_generation: state.observed_generation,
-            conditions: state.conditions.clone(),
-            phase: Some(broadcast_phase(state)),
-            delivered_at: state.last_successful_time,
-            recipients: state.recipients,
-            next_schedule_time: state.next_schedule_time,
-            last_schedule_time: state.last_schedule_time,
-            active: state.active.clone(),
-            last_run: state.last_run.clone(),
-        }
-    }
-}
-
-/// Where a Broadcast is: Pending while invalid (or never to run), Running while a delivery is
-/// active, then the outcome of the last delivery, else Scheduled while a delivery is coming.
-pub fn broadcast_phase(state: &RunState) -> BroadcastPhase {
-    if !condition_is(&state.conditions, READY, TRUE) {
-        return BroadcastPhase::Pending;
-    }
-    if !state.active.is_empty() {
-        return BroadcastPhase::Running;
-    }
-    match state.last_run.as_ref().map(|run| run.outcome.as_str()) {
-        Some(crate::job::SUCCEEDED) => BroadcastPhase::Delivered,
-        Some(crate::job::FAILED) => BroadcastPhase::Failed,
-        _ if state.next_schedule_time.is_some() => BroadcastPhase::Scheduled,
-        _ => BroadcastPhase::Pending,
+        state.broadcast_status()
     }
 }

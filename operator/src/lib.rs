@@ -16,7 +16,6 @@ pub mod names;
 pub mod reconcile;
 pub mod run;
 pub mod server;
-pub mod status;
 pub mod time;
 
 pub use context::{Clock, Context, JobSettings};

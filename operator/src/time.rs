@@ -15,10 +15,7 @@ pub fn to_jiff(t: DateTime<Utc>) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// `t` without its fraction of a second: the precision of Kubernetes timestamps.
-pub fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
-}
+pub use borcelle_crds::status::whole_seconds;
 
 #[cfg(test)]
 mod tests {

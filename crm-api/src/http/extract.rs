@@ -1,13 +1,16 @@
 //! Extractors: the caller's identity, the client, and JSON/form bodies whose every rejection is a
-//! JSON error that names the field to fix.
+//! JSON error that names the field to fix. Who may do what (admins, path ids) is in
+//! [`super::access`].
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
 
+use borcelle_engine::accounts::ClientInfo;
+use borcelle_engine::input::{backticked, field_error};
+
 use super::identity::Identity;
-use crate::auth::ClientInfo;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -92,36 +95,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     Ok(value)
 }
 
-/// Reads a JSON value (a part of a body) into `T`, naming offending fields under `prefix`.
-pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, AppError> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
-        let path = err.path().to_string();
-        let path = if path == "." || path.is_empty() { prefix.to_owned() } else { format!("{prefix}.{path}") };
-        classify(path, err.into_inner())
-    })
-}
-
 fn classify(path: String, err: serde_json::Error) -> AppError {
     if err.classify() != serde_json::error::Category::Data {
         return AppError::MalformedBody(format!("the body is not valid JSON: {err}"));
     }
-    let message = err.to_string();
-    let top_level = path == "." || path.is_empty();
-    // A missing field's path is its parent's; an unknown field's path already ends with it.
-    let field = match backticked(&message) {
-        Some(name) if message.starts_with("missing field") && top_level => name.to_owned(),
-        Some(name) if message.starts_with("missing field") => format!("{path}.{name}"),
-        Some(name) if message.starts_with("unknown field") && top_level => name.to_owned(),
-        _ => path,
-    };
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let (field, message) = field_error(path, &err);
     AppError::validation(field, message)
-}
-
-fn backticked(message: &str) -> Option<&str> {
-    let start = message.find('`')? + 1;
-    let end = start + message[start..].find('`')?;
-    Some(&message[start..end])
 }
 
 /// A URL-encoded form body, with the same error rules as [`ApiJson`].
@@ -162,7 +141,7 @@ mod tests {
 
     fn field_of(json: &str) -> String {
         match parse_json::<Body>(json.as_bytes()) {
-            Err(AppError::Validation { field, .. }) => field,
+            Err(err @ AppError::Domain(_)) => err.field().unwrap_or_default().to_owned(),
             other => panic!("expected a field error, got {other:?}"),
         }
     }

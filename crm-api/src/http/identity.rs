@@ -16,9 +16,9 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::cookies;
-use crate::auth::{ClientInfo, secrets, session_cache};
-use crate::db::sessions::{self, ActiveSession};
-use crate::db::{api_tokens, users::Role};
+use borcelle_engine::accounts::{ClientInfo, secrets, session_cache};
+use borcelle_store::sessions::{self, ActiveSession};
+use borcelle_store::{Owner, api_tokens, users::Role};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -57,6 +57,11 @@ impl Identity {
 
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// The user as the owner whose data a request may read and change.
+    pub fn owner(&self) -> Owner {
+        Owner::new(self.user_id)
     }
 
     /// The CSRF token pages put in their forms (empty for API tokens, which need none).

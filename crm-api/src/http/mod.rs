@@ -1,13 +1,14 @@
 //! The HTTP surface: pages, the JSON API, operations endpoints, and the layers around them
 //! (request id, tracing, metrics, identity and CSRF, body limit, panic catching).
 
+pub mod access;
 pub mod api;
 pub mod cookies;
 pub mod db_gate;
 pub mod extract;
 pub mod identity;
 pub mod openapi;
-mod ops;
+pub mod ops;
 pub mod pages;
 mod ws;
 
@@ -41,9 +42,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(page_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identity::resolve))
         .layer(middleware::from_fn_with_state(state.clone(), db_gate::guard))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .merge(ops::probes(ops::Operations {
+            db: state.db.clone(),
+            events: Some(state.events.clone()),
+            metrics: state.metrics.clone(),
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
@@ -68,7 +71,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(security_header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
                 .layer(security_header(header::CACHE_CONTROL, "no-store"))
                 .layer(CatchPanicLayer::custom(|_| {
-                    AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+                    AppError::internal("handler panicked").into_response()
                 })),
         )
         .with_state(state)

@@ -12,17 +12,16 @@
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use borcelle_engine::events::{Event, EventId, LiveEvent, Snapshot, Subscription};
+use borcelle_store::{Owner, notifications, tasks};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use crate::db::{notifications, tasks};
 use crate::error::{AppError, AppResult};
-use crate::events::{Event, EventId, Subscription};
 use crate::http::extract::CurrentUser;
 use crate::state::AppState;
 
@@ -75,11 +74,12 @@ pub async fn connect(
 }
 
 /// The first message: what is true now.
-pub async fn snapshot(state: &AppState, user: Uuid) -> AppResult<serde_json::Value> {
-    let open = tasks::list(&state.db, user, true, 100).await?;
-    let unread = notifications::list(&state.db, user, true, 50).await?;
-    let unread_count = notifications::unread_count(&state.db, user).await?;
-    Ok(json!({ "type": "snapshot", "tasks": open, "notifications": unread, "unread": unread_count }))
+pub async fn snapshot(state: &AppState, user: Uuid) -> AppResult<LiveEvent> {
+    let owner = Owner::new(user);
+    let tasks = tasks::list(&state.db, owner, true, 100).await?;
+    let notifications = notifications::list(&state.db, owner, true, 50).await?;
+    let unread = notifications::unread_count(&state.db, owner).await?;
+    Ok(LiveEvent::Snapshot(Snapshot { tasks, notifications, unread }))
 }
 
 /// Whether an event with this id was already given (by a replay that reached further than the live queue), moving
@@ -119,8 +119,9 @@ impl Tab {
         }
     }
 
-    async fn send(&mut self, value: &serde_json::Value) -> bool {
-        self.send_text(value.to_string().into()).await
+    /// Sends an event the bus does not carry (the snapshot, the resume notices).
+    async fn send(&mut self, event: &LiveEvent, id: Option<EventId>) -> bool {
+        self.send_text(event.to_text(id).into()).await
     }
 
     /// Sends the event if it is new and for this user; false when the socket is gone or too slow.
@@ -128,17 +129,19 @@ impl Tab {
         if already_given(&mut self.last, event.id) || !event.is_for(self.user) {
             return true;
         }
-        self.send_text(event.text()).await
+        match Utf8Bytes::try_from(event.bytes()) {
+            Ok(text) => self.send_text(text).await,
+            // The bus makes its text from JSON: always UTF-8.
+            Err(_) => true,
+        }
     }
 
     /// The snapshot, marked with the id of the newest event it reflects (we subscribed before reading it).
     async fn send_snapshot(&mut self) -> bool {
         match snapshot(&self.state, self.user).await {
-            Ok(mut first) => {
-                if let Some(id) = self.last {
-                    first["id"] = json!(id.to_string());
-                }
-                self.send(&first).await
+            Ok(first) => {
+                let id = self.last;
+                self.send(&first, id).await
             }
             Err(err) => {
                 tracing::warn!(error = %err, "WebSocket snapshot failed");
@@ -152,7 +155,7 @@ impl Tab {
     async fn resync(&mut self, reason: &str) -> Option<Subscription> {
         let subscription = self.state.events.subscribe_user(self.user);
         self.last = subscription.head;
-        if !self.send(&json!({ "type": "resync", "reason": reason })).await {
+        if !self.send(&LiveEvent::Resync { reason: reason.to_owned() }, None).await {
             return None;
         }
         self.send_snapshot().await.then_some(subscription)
@@ -170,7 +173,7 @@ impl Tab {
             Ok(missed) => missed,
             Err(why) => return self.resync(&why.to_string()).await,
         };
-        if !self.send(&json!({ "type": "resumed", "after": after.to_string() })).await {
+        if !self.send(&LiveEvent::Resumed { after: after.to_string() }, None).await {
             return None;
         }
         self.last = Some(after);
@@ -237,7 +240,7 @@ mod tests {
         assert_eq!(resume_point(Some("after=17-2")).unwrap(), Some(EventId::new(17, 2)));
         for bad in ["after=17", "after=yesterday", "after=1-2&after=3-4"] {
             let err = resume_point(Some(bad)).unwrap_err();
-            assert!(matches!(&err, AppError::Validation { field, .. } if field == "after"), "{bad}: {err:?}");
+            assert_eq!(err.field(), Some("after"), "{bad}: {err:?}");
         }
     }
 

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 
 use borcelle_crds::RunSummary;
+use borcelle_crds::status::RunOutcome;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -53,7 +54,7 @@ impl<K: Occurring> Reconciler<'_, K> {
         let pods = pods.list(&params).await?;
         let counts = job::counts_from_pods(&pods.items).unwrap_or_default();
         let succeeded = finished.outcome == JobOutcome::Succeeded;
-        let outcome = if succeeded { job::SUCCEEDED } else { job::FAILED };
+        let outcome = if succeeded { RunOutcome::Succeeded } else { RunOutcome::Failed }.as_str();
         tracing::info!(job = %finished.name, outcome, delivered = counts.delivered, failed = counts.failed, "run finished");
         let note = format!(
             "Saw completed job: {}, status: {}, delivered: {}, failed: {}",
@@ -78,19 +79,7 @@ impl<K: Occurring> Reconciler<'_, K> {
     }
 
     fn fold_finished(&mut self, run: ReportedRun, finished_at: DateTime<Utc>) {
-        let is_latest = self
-            .state
-            .last_run
-            .as_ref()
-            .and_then(|last| last.finished_at)
-            .is_none_or(|previous| finished_at >= previous);
-        if is_latest {
-            self.state.last_run = Some(run.summary);
-            self.state.recipients = run.recipients;
-        }
-        if run.succeeded {
-            self.state.last_successful_time = self.state.last_successful_time.max(Some(finished_at));
-        }
+        self.state.finished(run.summary, finished_at, run.recipients);
     }
 
     /// Deletes finished Jobs beyond the history limits, oldest first.

@@ -7,8 +7,9 @@ mod occurrence;
 use std::sync::Arc;
 use std::time::Duration;
 
+use borcelle_crds::SpecError;
 use borcelle_crds::decide::{Decision, Observed, decide_timing};
-use borcelle_crds::{SpecError, set_condition};
+use borcelle_crds::status::{FALSE, Outlook, READY, RunState, decision_note};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -21,8 +22,7 @@ use tracing::Instrument;
 use crate::context::Context;
 use crate::error::Error;
 use crate::job::{self, OwnedJob};
-use crate::kinds::{Occurring, RunState};
-use crate::status::{self, READY, SCHEDULED};
+use crate::kinds::Occurring;
 use crate::time::to_chrono;
 
 /// Requeue at least this late (an early wake-up must not spin) …
@@ -113,7 +113,6 @@ async fn reconcile_object<K: Occurring>(obj: &K, ctx: &Context) -> Result<Action
         Ok(timing) => timing,
         Err(err) => return run.invalid_spec(&err).await,
     };
-    run.set_condition(READY, true, status::SPEC_VALID, "the schedule and time zone are valid".to_owned());
 
     let mut owned = run.list_jobs().await?;
     run.observe_finished(&owned).await?;
@@ -141,28 +140,13 @@ async fn reconcile_object<K: Occurring>(obj: &K, ctx: &Context) -> Result<Action
         .collect();
     active.sort_by(|a, b| (a.scheduled_time, &a.name).cmp(&(b.scheduled_time, &b.name)));
     run.state.active = active;
-    let next = decision.next().filter(|_| !policy.suspend);
-    run.state.next_schedule_time = next;
-    let (scheduled, reason, message) = if obj.expired(now) {
-        (false, status::EXPIRED, "expired: nothing more is delivered".to_owned())
-    } else if policy.suspend {
-        (false, status::SUSPENDED, "suspended: no occurrence starts until suspend is false".to_owned())
-    } else if let Some(next) = next {
-        (true, status::NEXT_RUN_SCHEDULED, format!("next occurrence at {}", job::rfc3339(next)))
-    } else {
-        (false, status::NO_FUTURE_RUN, "no occurrence is left to run".to_owned())
-    };
-    run.set_condition(SCHEDULED, scheduled, reason, message);
+    let outlook = Outlook { suspended: policy.suspend, expired: obj.expired(now) };
+    run.state.decided(&decision, outlook, decision_note(&decision), now);
     run.write_status().await?;
     Ok(requeue_at(decision.next(), now))
 }
 
 impl<K: Occurring> Reconciler<'_, K> {
-    fn set_condition(&mut self, type_: &str, value: bool, reason: &str, message: String) {
-        let condition = status::condition(type_, value, reason, message, self.state.observed_generation, self.now);
-        set_condition(&mut self.state.conditions, condition);
-    }
-
     async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
         self.ctx.publish(&self.reference, type_, reason, action, note).await;
     }
@@ -172,11 +156,11 @@ impl<K: Occurring> Reconciler<'_, K> {
     async fn invalid_spec(mut self, err: &SpecError) -> Result<Action, Error> {
         let reason = err.reason();
         let generation = self.state.observed_generation;
-        let reported = status::find(&self.before.conditions, READY)
-            .is_some_and(|c| c.status == status::FALSE && c.reason == reason && c.observed_generation == generation);
-        self.set_condition(READY, false, reason, err.to_string());
-        self.set_condition(SCHEDULED, false, reason, "nothing is scheduled until the spec is fixed".to_owned());
-        self.state.next_schedule_time = None;
+        let reported = self
+            .before
+            .condition(READY)
+            .is_some_and(|c| c.status == FALSE && c.reason == reason && c.observed_generation == generation);
+        self.state.invalid_spec(reason, err.to_string(), self.now);
         if !reported {
             tracing::info!(reason, error = %err, "invalid spec");
             self.event(EventType::Warning, reason, "Validate", err.to_string()).await;

@@ -2,6 +2,7 @@
 //! runs, or report a skipped or missed occurrence.
 
 use borcelle_crds::RunSummary;
+use borcelle_crds::status::RunOutcome;
 use borcelle_crds::decide::{Decision, Missed, SkipReason};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
@@ -81,7 +82,7 @@ impl<K: Occurring> Reconciler<'_, K> {
             self.state.last_run = Some(RunSummary {
                 occurrence: active.occurrence,
                 name: active.name.clone(),
-                outcome: job::REPLACED.to_owned(),
+                outcome: RunOutcome::Replaced.as_str().to_owned(),
                 delivered: 0,
                 failed: 0,
                 finished_at: Some(crate::time::whole_seconds(self.now)),

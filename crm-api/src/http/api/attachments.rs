@@ -4,15 +4,17 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use uuid::Uuid;
 
-use crate::attachments::{self, content_disposition, store_error};
-use crate::db;
+use borcelle_engine::attachments::{self, content_disposition, store_error};
+use borcelle_store as db;
+use borcelle_store::attachments::Attachment;
+
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::CurrentUser;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
@@ -104,12 +106,12 @@ pub async fn upload(
     }
     // Spawned (and tracked, so shutdown waits for it) so that a client hanging up cannot
     // interrupt it between storing the object and writing its row: both exist afterwards, or neither.
-    let saving = attachments::save(state.db.clone(), state.store.clone(), user.user_id, filename, bytes);
+    let saving = attachments::save(state.db.clone(), state.store.clone(), user.owner(), filename, bytes);
     let attachment = state
         .tasks
         .spawn(saving)
         .await
-        .map_err(|err| AppError::Internal(anyhow::anyhow!("storing the attachment stopped: {err}")))??;
+        .map_err(|err| AppError::internal(format!("storing the attachment stopped: {err}")))??;
     Ok((StatusCode::CREATED, Json(attachment)).into_response())
 }
 
@@ -128,11 +130,11 @@ pub async fn upload(
 pub async fn download(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Attachment>,
 ) -> AppResult<Response> {
-    let id: Uuid = id.parse().map_err(|_| AppError::NotFound("attachment"))?;
+    let id = id.get();
     let attachment =
-        db::attachments::get(&state.db, user.user_id, id).await?.ok_or(AppError::NotFound("attachment"))?;
+        db::attachments::get(&state.db, user.owner(), id).await?.ok_or(AppError::not_found("attachment"))?;
     let stream = state.store.get(&attachment.object_key).await.map_err(store_error)?;
     Response::builder()
         .status(StatusCode::OK)
@@ -144,5 +146,5 @@ pub async fn download(
         .header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox")
         .header(header::CACHE_CONTROL, "private, no-store")
         .body(Body::from_stream(stream))
-        .map_err(|err| AppError::Internal(err.into()))
+        .map_err(|err| AppError::internal(err))
 }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{self, RegisterInput};
-use crate::db::users::Role;
+use borcelle_engine::accounts::RegisterInput;
+use borcelle_store::users::Role;
 use crate::error::AppResult;
 use crate::http::cookies;
 use crate::http::extract::{ApiJson, Client, CurrentUser, MaybeUser};
@@ -56,7 +56,7 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> AppResult<Response> {
     let input = RegisterInput { email: body.email, display_name: body.display_name, password: body.password };
-    auth::register(&state, input, &client).await?;
+    state.accounts.register(input, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(MessageAnswer { message: REGISTER_ANSWER })).into_response())
 }
 
@@ -84,7 +84,7 @@ pub async fn verify(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> AppResult<Json<MessageAnswer>> {
-    auth::verify_email(&state, &body.token).await?;
+    state.accounts.verify_email(&body.token).await?;
     Ok(Json(MessageAnswer { message: "Your email is verified. You can log in now." }))
 }
 
@@ -113,7 +113,7 @@ pub async fn resend(
     Client(client): Client,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> AppResult<Response> {
-    auth::resend_verification(&state, &body.email, &client).await?;
+    state.accounts.resend_verification(&body.email, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(MessageAnswer { message: RESEND_ANSWER })).into_response())
 }
 
@@ -177,7 +177,7 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> AppResult<Response> {
     let previous = previous.as_ref().and_then(Identity::session_hash);
-    let logged_in = auth::login(&state, &body.email, body.password, &client, previous).await?;
+    let logged_in = state.accounts.login(&body.email, body.password, &client, previous).await?;
     let cookie = cookies::session_cookie(
         &state.settings.http,
         &logged_in.session_token,
@@ -206,7 +206,7 @@ pub async fn login(
 )]
 pub async fn logout(State(state): State<AppState>, CurrentUser(identity): CurrentUser) -> AppResult<Response> {
     if let Some(hash) = identity.session_hash() {
-        auth::logout(&state, hash).await?;
+        state.accounts.logout(hash).await?;
     }
     let cookie = cookies::clear_session_cookie(&state.settings.http);
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
@@ -242,7 +242,7 @@ pub async fn forgot(
     Client(client): Client,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> AppResult<Response> {
-    auth::forgot_password(&state, &body.email, &client).await?;
+    state.accounts.forgot_password(&body.email, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(MessageAnswer { message: FORGOT_ANSWER })).into_response())
 }
 
@@ -270,7 +270,7 @@ pub struct ResetBody {
     )
 )]
 pub async fn reset(State(state): State<AppState>, ApiJson(body): ApiJson<ResetBody>) -> AppResult<Json<MessageAnswer>> {
-    auth::reset_password(&state, &body.token, body.password).await?;
+    state.accounts.reset_password(&body.token, body.password).await?;
     Ok(Json(MessageAnswer {
         message: "Your password is changed and every session is signed out. Log in with the new password.",
     }))
@@ -303,7 +303,7 @@ pub async fn change_password(
     CurrentUser(identity): CurrentUser,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> AppResult<Json<MessageAnswer>> {
-    auth::change_password(&state, identity.user_id, identity.session_hash(), body.current_password, body.new_password)
+    state.accounts.change_password(identity.user_id, identity.session_hash(), body.current_password, body.new_password)
         .await?;
     Ok(Json(MessageAnswer { message: "Your password is changed; your other sessions are signed out." }))
 }

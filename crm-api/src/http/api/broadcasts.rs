@@ -10,16 +10,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::reminders::{CreateBody, PatchBody};
-use crate::error::{AppError, AppResult};
-use crate::http::extract::{ApiJson, CurrentUser};
-use crate::http::identity::Identity;
-use crate::http::openapi::ErrorBody;
-use crate::schedules::{self, ScheduleView, Scope};
-use crate::state::AppState;
+use borcelle_engine::schedules::{ScheduleView, Scope};
 
-fn admin(user: &Identity) -> AppResult<()> {
-    if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("only administrators manage broadcasts")) }
-}
+use super::reminders::caller;
+use crate::error::AppResult;
+use crate::http::access::Admin;
+use crate::http::extract::ApiJson;
+use crate::http::openapi::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct BroadcastList {
@@ -37,9 +35,8 @@ pub struct BroadcastList {
         (status = 403, description = "Not an administrator", body = ErrorBody),
     )
 )]
-pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<BroadcastList>> {
-    admin(&user)?;
-    let broadcasts = schedules::list(&state, Scope::broadcasts()).await?;
+pub async fn list(State(state): State<AppState>, Admin(_): Admin) -> AppResult<Json<BroadcastList>> {
+    let broadcasts = state.schedules.list(Scope::broadcasts()).await?;
     Ok(Json(BroadcastList { broadcasts }))
 }
 
@@ -71,11 +68,10 @@ pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser)
 )]
 pub async fn create(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Admin(user): Admin,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<Response> {
-    admin(&user)?;
-    let view = schedules::create(&state, Scope::broadcasts(), user.user_id, &user.email, &body.name, body.spec).await?;
+    let view = state.schedules.create(Scope::broadcasts(), &caller(&user), &body.name, body.spec).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -93,11 +89,10 @@ pub async fn create(
 )]
 pub async fn show(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Admin(_): Admin,
     Path(name): Path<String>,
 ) -> AppResult<Response> {
-    admin(&user)?;
-    Ok(Json(schedules::get(&state, Scope::broadcasts(), &name).await?).into_response())
+    Ok(Json(state.schedules.get(Scope::broadcasts(), &name).await?).into_response())
 }
 
 /// Changes a broadcast's spec with a JSON merge patch
@@ -115,12 +110,11 @@ pub async fn show(
 )]
 pub async fn update(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Admin(user): Admin,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
-    admin(&user)?;
-    let view = schedules::patch(&state, Scope::broadcasts(), user.user_id, &user.email, &name, body.spec).await?;
+    let view = state.schedules.patch(Scope::broadcasts(), &caller(&user), &name, &body.spec).await?;
     Ok(Json(view).into_response())
 }
 
@@ -138,10 +132,9 @@ pub async fn update(
 )]
 pub async fn remove(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Admin(_): Admin,
     Path(name): Path<String>,
 ) -> AppResult<StatusCode> {
-    admin(&user)?;
-    schedules::delete(&state, Scope::broadcasts(), &name).await?;
+    state.schedules.delete(Scope::broadcasts(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::contacts::{ContactInput, ContactPatch, Cursor, Sort};
-use crate::db::contacts::{self, Contact, ListError, ListQuery};
+use borcelle_engine::contacts::{ContactInput, ContactPatch, Cursor, duplicate_email, parse_sort};
+use borcelle_store::contacts::{self, Contact, ListError, ListQuery};
+
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
@@ -20,18 +22,8 @@ use crate::state::AppState;
 pub const PAGE_DEFAULT: i64 = 50;
 pub const PAGE_MAX: i64 = 200;
 
-/// A path id that is not a UUID names no contact of this user.
-pub fn contact_id(raw: &str) -> AppResult<Uuid> {
-    raw.parse().map_err(|_| AppError::NotFound("contact"))
-}
-
 fn duplicate(existing: Uuid) -> AppError {
-    AppError::Conflict {
-        code: "duplicate_email",
-        field: "email",
-        message: "you already have a contact with this email".to_owned(),
-        existing_id: Some(existing),
-    }
+    duplicate_email(existing).into()
 }
 
 /// Creates a contact
@@ -53,7 +45,7 @@ pub async fn create(
 ) -> AppResult<Response> {
     let fields = input.validate()?;
     let mut db = state.db.acquire().await?;
-    match contacts::insert(&mut db, Uuid::now_v7(), user.user_id, &fields).await? {
+    match contacts::insert(&mut db, Uuid::now_v7(), user.owner(), &fields).await? {
         Ok(contact) => Ok((StatusCode::CREATED, Json(contact)).into_response()),
         Err(existing) => Err(duplicate(existing)),
     }
@@ -71,10 +63,10 @@ pub async fn create(
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
 ) -> AppResult<Json<Contact>> {
-    let id = contact_id(&id)?;
-    contacts::get(&state.db, user.user_id, id).await?.map(Json).ok_or(AppError::NotFound("contact"))
+    let id = id.get();
+    contacts::get(&state.db, user.owner(), id).await?.map(Json).ok_or(AppError::not_found("contact"))
 }
 
 /// Changes some fields of a contact: an absent field stays, `null` clears an optional one
@@ -93,14 +85,14 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
     ApiJson(patch): ApiJson<ContactPatch>,
 ) -> AppResult<Json<Contact>> {
-    let id = contact_id(&id)?;
+    let id = id.get();
     let mut tx = state.db.begin().await?;
-    let current = contacts::get_for_update(&mut tx, user.user_id, id).await?.ok_or(AppError::NotFound("contact"))?;
+    let current = contacts::get_for_update(&mut tx, user.owner(), id).await?.ok_or(AppError::not_found("contact"))?;
     let fields = patch.apply(current.fields())?;
-    let updated = contacts::update(&mut tx, user.user_id, id, &fields).await?.map_err(duplicate)?;
+    let updated = contacts::update(&mut tx, user.owner(), id, &fields).await?.map_err(duplicate)?;
     tx.commit().await?;
     Ok(Json(updated))
 }
@@ -117,13 +109,13 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
 ) -> AppResult<StatusCode> {
-    let id = contact_id(&id)?;
-    if contacts::delete(&state.db, user.user_id, id).await? {
+    let id = id.get();
+    if contacts::delete(&state.db, user.owner(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound("contact"))
+        Err(AppError::not_found("contact"))
     }
 }
 
@@ -199,13 +191,14 @@ pub async fn list(
 ) -> AppResult<Response> {
     let Query(params) = params.map_err(query_error)?;
     let limit = page_size(params.limit.as_deref())?;
-    let sort = Sort::parse(params.sort.as_deref())?;
+    let sort = parse_sort(params.sort.as_deref())?;
     let cursor = params.cursor.as_deref().map(|raw| Cursor::decode(raw, sort)).transpose()?;
     let search = optional(params.q.as_deref(), "q", 200)?;
-    let tag = optional(params.tag.as_deref(), "tag", crate::contacts::TAG_MAX)?;
-    let query = ListQuery { sort, limit, cursor: cursor.as_ref(), search: search.as_deref(), tag: tag.as_deref() };
+    let tag = optional(params.tag.as_deref(), "tag", borcelle_engine::contacts::TAG_MAX)?;
+    let after = cursor.as_ref().map(Cursor::after);
+    let query = ListQuery { sort, limit, after: after.as_ref(), search: search.as_deref(), tag: tag.as_deref() };
     let mut conn = state.contact_pages.acquire().await?;
-    let listed = contacts::list(&mut *conn, user.user_id, &query).await;
+    let listed = contacts::list(&mut *conn, user.owner(), &query).await;
     conn.settle(match &listed {
         Err(ListError::Db(err)) => Some(err),
         Ok(_) | Err(ListError::BadCursor) => None,
@@ -224,7 +217,7 @@ pub async fn list(
     // copies its way up to a page's ~20 KiB).
     let page = Page { contacts: rows, next_cursor };
     let mut body = Vec::with_capacity(256 + page.contacts.len() * CONTACT_JSON_BYTES);
-    serde_json::to_writer(&mut body, &page).map_err(|err| AppError::Internal(err.into()))?;
+    serde_json::to_writer(&mut body, &page).map_err(|err| AppError::internal(err))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
@@ -263,7 +256,7 @@ pub async fn autocomplete(
     let typed = optional(params.q.as_deref(), "q", 100)?
         .ok_or_else(|| AppError::validation("q", "type at least one character"))?
         .to_lowercase();
-    let suggestions = contacts::autocomplete(&state.db, user.user_id, &typed).await?;
+    let suggestions = contacts::autocomplete(&state.db, user.owner(), &typed).await?;
     Ok(Json(Suggestions { suggestions }))
 }
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::contacts_csv::{self, RowError, export_header, export_rows};
-use crate::db::contacts;
+use borcelle_engine::contacts::csv::{RowError, export_header, export_rows};
+use borcelle_store::contacts;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::CurrentUser;
 use crate::http::openapi::ErrorBody;
@@ -79,9 +79,9 @@ pub async fn import(
             }
         }
     }
-    let plan = contacts_csv::plan_import(&body, &overrides)?;
+    let plan = borcelle_engine::contacts::csv::plan_import(&body, &overrides)?;
     let (created, updated) =
-        if plan.rows.is_empty() { (0, 0) } else { contacts::upsert_many(&state.db, user.user_id, &plan.rows).await? };
+        if plan.rows.is_empty() { (0, 0) } else { contacts::upsert_many(&state.db, user.owner(), &plan.rows).await? };
     let mapping: HashMap<String, String> = plan.mapping.into_iter().collect();
     tracing::info!(created, updated, rejected = plan.errors.len(), "contacts imported");
     Ok(Json(ImportReport { created, updated, errors: plan.errors, columns: mapping }).into_response())
@@ -98,7 +98,7 @@ pub async fn import(
     responses((status = 200, description = "The CSV file, with a header row", content_type = "text/csv", body = String))
 )]
 pub async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Response {
-    let owner = user.user_id;
+    let owner = user.owner();
     let chunks = futures::stream::unfold(Some(None::<(String, Uuid)>), move |cursor| {
         let db = state.db.clone();
         async move {

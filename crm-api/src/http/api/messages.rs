@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::contacts::{contact_id, page_size, query_error};
-use crate::db::contacts;
-use crate::db::messages::{self, HistoryFilter, Message};
+use borcelle_engine::messaging::{self, Outgoing, Queued, RecipientsInput};
+use borcelle_store::contacts::{self, Contact};
+use borcelle_store::messages::{self, HistoryFilter, Message};
+use borcelle_store::Owner;
+
+use super::contacts::{page_size, query_error};
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::openapi::ErrorBody;
-use crate::messaging::{self, Outgoing, Queued, RecipientsInput};
 use crate::state::AppState;
 
 /// A message to contacts named by id, or to every contact with a tag (one of the two).
@@ -72,7 +75,7 @@ pub async fn send(
         recipients,
         attachment_ids: &input.attachment_ids,
     };
-    let queued = messaging::send(&state, user.user_id, outgoing).await?;
+    let queued = state.messaging.send(user.owner(), outgoing).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 
@@ -134,7 +137,7 @@ fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     Ok((DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc), id.parse().map_err(|_| bad())?))
 }
 
-async fn history_page(state: &AppState, owner: Uuid, filter: HistoryFilter) -> AppResult<Json<HistoryPage>> {
+async fn history_page(state: &AppState, owner: Owner, filter: HistoryFilter) -> AppResult<Json<HistoryPage>> {
     let limit = filter.limit;
     let mut rows = messages::history(&state.db, owner, &filter).await?;
     let next_cursor = if rows.len() as i64 > limit {
@@ -183,7 +186,7 @@ pub async fn history(
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> AppResult<Json<HistoryPage>> {
     let Query(params) = params.map_err(query_error)?;
-    history_page(&state, user.user_id, filter_from(&params)?).await
+    history_page(&state, user.owner(), filter_from(&params)?).await
 }
 
 /// One contact's messages, newest first (the same filters as `GET /messages`)
@@ -198,17 +201,17 @@ pub async fn history(
 pub async fn contact_timeline(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    contact: Id<Contact>,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> AppResult<Json<HistoryPage>> {
-    let id = contact_id(&id)?;
+    let id = contact.get();
     let Query(params) = params.map_err(query_error)?;
-    if contacts::get(&state.db, user.user_id, id).await?.is_none() {
-        return Err(AppError::NotFound("contact"));
+    if contacts::get(&state.db, user.owner(), id).await?.is_none() {
+        return Err(AppError::not_found("contact"));
     }
     let mut filter = filter_from(&params)?;
     filter.contact_id = Some(id);
-    history_page(&state, user.user_id, filter).await
+    history_page(&state, user.owner(), filter).await
 }
 
 /// A message queued again.
@@ -234,21 +237,22 @@ pub struct Requeued {
 pub async fn retry(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    message: Id<Message>,
 ) -> AppResult<Response> {
-    let id: Uuid = id.parse().map_err(|_| AppError::NotFound("message"))?;
-    let Some(status) = messages::status_of(&state.db, user.user_id, id).await? else {
-        return Err(AppError::NotFound("message"));
+    let id = message.get();
+    let Some(status) = messages::status_of(&state.db, user.owner(), id).await? else {
+        return Err(AppError::not_found("message"));
     };
     if status != "failed" {
-        return Err(AppError::Conflict {
+        return Err(borcelle_engine::Error::Conflict {
             code: "not_failed",
             field: "status",
             message: format!("only failed messages can be retried; this one is {status}"),
             existing_id: None,
-        });
+        }
+        .into());
     }
-    messages::retry_failed(&state.db, user.user_id, Some(id), None).await?;
+    messages::retry_failed(&state.db, user.owner(), Some(id), None).await?;
     state.wake_delivery.notify_one();
     Ok((StatusCode::ACCEPTED, Json(Requeued { message_id: id, status: "queued" })).into_response())
 }

@@ -8,7 +8,7 @@ mod contacts_csv;
 mod messages;
 mod notes;
 mod notifications;
-mod reminders;
+pub mod reminders;
 mod tasks;
 pub use auth::REGISTER_ANSWER;
 pub use outbox::may_read_outbox;
@@ -92,5 +92,5 @@ pub fn document(settings: &Settings) -> OpenApi {
 }
 
 async fn not_found() -> AppError {
-    AppError::NotFound("route")
+    AppError::not_found("route")
 }

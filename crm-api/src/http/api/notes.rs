@@ -1,23 +1,21 @@
 //! `/api/v1/notes`: private notes, and sending one to contacts.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db::notes::{self, Note};
+use borcelle_engine::messaging::{self, Outgoing, Queued, RecipientsInput};
+use borcelle_store::notes::{self, Note};
+
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::openapi::ErrorBody;
-use crate::messaging::{self, Outgoing, Queued, RecipientsInput};
 use crate::state::AppState;
-
-fn note_id(raw: &str) -> AppResult<Uuid> {
-    raw.parse().map_err(|_| AppError::NotFound("note"))
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +41,7 @@ pub struct NoteList {
     responses((status = 200, description = "The notes", body = NoteList))
 )]
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<NoteList>> {
-    let notes = notes::list(&state.db, user.user_id, 500).await?;
+    let notes = notes::list(&state.db, user.owner(), 500).await?;
     Ok(Json(NoteList { notes }))
 }
 
@@ -62,7 +60,7 @@ pub async fn create(
     ApiJson(input): ApiJson<NoteBody>,
 ) -> AppResult<Response> {
     let (title, body) = messaging::content(&input.title, &input.body, "title", "body")?;
-    let note = notes::insert(&state.db, Uuid::now_v7(), user.user_id, &title, &body).await?;
+    let note = notes::insert(&state.db, Uuid::now_v7(), user.owner(), &title, &body).await?;
     Ok((StatusCode::CREATED, Json(note)).into_response())
 }
 
@@ -78,10 +76,10 @@ pub async fn create(
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
 ) -> AppResult<Json<Note>> {
-    let id = note_id(&id)?;
-    notes::get(&state.db, user.user_id, id).await?.map(Json).ok_or(AppError::NotFound("note"))
+    let id = id.get();
+    notes::get(&state.db, user.owner(), id).await?.map(Json).ok_or(AppError::not_found("note"))
 }
 
 /// The fields to change; absent ones stay.
@@ -107,15 +105,15 @@ pub struct NotePatch {
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
     ApiJson(patch): ApiJson<NotePatch>,
 ) -> AppResult<Json<Note>> {
-    let id = note_id(&id)?;
-    let current = notes::get(&state.db, user.user_id, id).await?.ok_or(AppError::NotFound("note"))?;
+    let id = id.get();
+    let current = notes::get(&state.db, user.owner(), id).await?.ok_or(AppError::not_found("note"))?;
     let title = patch.title.unwrap_or(current.title);
     let body = patch.body.unwrap_or(current.body);
     let (title, body) = messaging::content(&title, &body, "title", "body")?;
-    notes::update(&state.db, user.user_id, id, &title, &body).await?.map(Json).ok_or(AppError::NotFound("note"))
+    notes::update(&state.db, user.owner(), id, &title, &body).await?.map(Json).ok_or(AppError::not_found("note"))
 }
 
 /// Deletes a note
@@ -130,13 +128,13 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
 ) -> AppResult<StatusCode> {
-    let id = note_id(&id)?;
-    if notes::delete(&state.db, user.user_id, id).await? {
+    let id = id.get();
+    if notes::delete(&state.db, user.owner(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound("note"))
+        Err(AppError::not_found("note"))
     }
 }
 
@@ -172,11 +170,11 @@ pub struct NoteSendBody {
 pub async fn send(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
     ApiJson(input): ApiJson<NoteSendBody>,
 ) -> AppResult<Response> {
-    let id = note_id(&id)?;
-    let note = notes::get(&state.db, user.user_id, id).await?.ok_or(AppError::NotFound("note"))?;
+    let id = id.get();
+    let note = notes::get(&state.db, user.owner(), id).await?.ok_or(AppError::not_found("note"))?;
     let recipients = RecipientsInput { contact_ids: input.contact_ids, tag: input.tag }.validate()?;
     let outgoing = Outgoing {
         kind: "note",
@@ -186,6 +184,6 @@ pub async fn send(
         recipients,
         attachment_ids: &input.attachment_ids,
     };
-    let queued = messaging::send(&state, user.user_id, outgoing).await?;
+    let queued = state.messaging.send(user.owner(), outgoing).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }

@@ -2,15 +2,16 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+
+use borcelle_store::notifications::{self, Notification};
 
 use super::contacts::{page_size, query_error};
-use crate::db::notifications;
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::CurrentUser;
 use crate::state::AppState;
 
@@ -48,8 +49,8 @@ pub async fn list(
 ) -> AppResult<Json<NotificationList>> {
     let Query(params) = params.map_err(query_error)?;
     let limit = page_size(params.limit.as_deref())?;
-    let items = notifications::list(&state.db, user.user_id, params.unread.unwrap_or(false), limit).await?;
-    let unread = notifications::unread_count(&state.db, user.user_id).await?;
+    let items = notifications::list(&state.db, user.owner(), params.unread.unwrap_or(false), limit).await?;
+    let unread = notifications::unread_count(&state.db, user.owner()).await?;
     Ok(Json(NotificationList { notifications: items, unread }))
 }
 
@@ -65,12 +66,12 @@ pub async fn list(
 pub async fn mark_read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Notification>,
 ) -> AppResult<StatusCode> {
-    let id: Uuid = id.parse().map_err(|_| AppError::NotFound("notification"))?;
-    if notifications::mark_read(&state.db, user.user_id, id).await? {
+    let id = id.get();
+    if notifications::mark_read(&state.db, user.owner(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound("notification"))
+        Err(AppError::not_found("notification"))
     }
 }

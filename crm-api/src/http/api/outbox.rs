@@ -5,8 +5,8 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::validate;
-use crate::db::outbox;
+use borcelle_engine::validate;
+use borcelle_store::outbox;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::MaybeUser;
 use crate::http::identity::Identity;
@@ -18,7 +18,7 @@ pub fn may_read_outbox(state: &AppState, identity: Option<&Identity>) -> Result<
     match identity {
         _ if state.settings.dev_mode => Ok(()),
         Some(identity) if identity.is_admin() => Ok(()),
-        Some(_) => Err(AppError::Forbidden("only admins may read the outbox")),
+        Some(_) => Err(AppError::forbidden("only admins may read the outbox")),
         None => Err(AppError::Unauthenticated),
     }
 }

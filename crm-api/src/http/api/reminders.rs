@@ -14,8 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::contacts::query_error;
 use crate::error::AppResult;
 use crate::http::extract::{ApiJson, CurrentUser};
+use crate::http::identity::Identity;
 use crate::http::openapi::ErrorBody;
-use crate::schedules::{self, ScheduleView, Scope};
+use borcelle_engine::schedules::{self, Caller, ScheduleView, Scope};
 use crate::state::AppState;
 
 /// `{name, spec}`: the spec as in a ScheduledReminder or Broadcast resource (a reminder's owner may
@@ -56,7 +57,7 @@ pub struct ReminderList {
     responses((status = 200, description = "The reminders", body = ReminderList))
 )]
 pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> AppResult<Json<ReminderList>> {
-    let reminders = schedules::list(&state, Scope::reminders(user.user_id)).await?;
+    let reminders = state.schedules.list(Scope::reminders(user.owner())).await?;
     Ok(Json(ReminderList { reminders }))
 }
 
@@ -89,8 +90,7 @@ pub async fn create(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<Response> {
-    let scope = Scope::reminders(user.user_id);
-    let view = schedules::create(&state, scope, user.user_id, &user.email, &body.name, body.spec).await?;
+    let view = state.schedules.create(Scope::reminders(user.owner()), &caller(&user), &body.name, body.spec).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -108,7 +108,7 @@ pub async fn show(
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> AppResult<Response> {
-    let view = schedules::get(&state, Scope::reminders(user.user_id), &name).await?;
+    let view = state.schedules.get(Scope::reminders(user.owner()), &name).await?;
     Ok(Json(view).into_response())
 }
 
@@ -129,7 +129,7 @@ pub async fn update(
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
     let view =
-        schedules::patch(&state, Scope::reminders(user.user_id), user.user_id, &user.email, &name, body.spec).await?;
+        state.schedules.patch(Scope::reminders(user.owner()), &caller(&user), &name, &body.spec).await?;
     Ok(Json(view).into_response())
 }
 
@@ -147,7 +147,7 @@ pub async fn remove(
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> AppResult<StatusCode> {
-    schedules::delete(&state, Scope::reminders(user.user_id), &name).await?;
+    state.schedules.delete(Scope::reminders(user.owner()), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -190,4 +190,9 @@ pub async fn preview(
     let Query(query) = query.map_err(query_error)?;
     let runs = schedules::preview(&query.schedule, query.time_zone.as_deref(), query.count.unwrap_or(5))?;
     Ok(Json(Preview { runs, time_zone: query.time_zone.unwrap_or_else(|| "UTC".to_owned()) }))
+}
+
+/// The caller of a schedule request: the account that creates or changes it.
+pub fn caller(user: &Identity) -> Caller<'_> {
+    Caller { id: user.owner(), email: &user.email }
 }

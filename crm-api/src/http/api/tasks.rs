@@ -2,22 +2,21 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use borcelle_store::tasks::{self, Task};
+use borcelle_store::messages;
+
 use super::contacts::{page_size, query_error};
-use crate::db::{messages, tasks};
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::CurrentUser;
 use crate::state::AppState;
-
-fn task_id(raw: &str) -> AppResult<Uuid> {
-    raw.parse().map_err(|_| AppError::NotFound("task"))
-}
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +56,7 @@ pub async fn list(
         Some(_) => return Err(AppError::validation("status", "status must be running or all")),
     };
     let limit = page_size(params.limit.as_deref())?;
-    let tasks = tasks::list(&state.db, user.user_id, running_only, limit).await?;
+    let tasks = tasks::list(&state.db, user.owner(), running_only, limit).await?;
     Ok(Json(TaskList { tasks }))
 }
 
@@ -73,10 +72,10 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Task>,
 ) -> AppResult<Json<tasks::Task>> {
-    let id = task_id(&id)?;
-    tasks::get(&state.db, user.user_id, id).await?.map(Json).ok_or(AppError::NotFound("task"))
+    let id = id.get();
+    tasks::get(&state.db, user.owner(), id).await?.map(Json).ok_or(AppError::not_found("task"))
 }
 
 /// A task whose failed messages were queued again.
@@ -99,13 +98,13 @@ pub struct RetriedTask {
 pub async fn retry_failed(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<Task>,
 ) -> AppResult<Response> {
-    let id = task_id(&id)?;
-    if tasks::get(&state.db, user.user_id, id).await?.is_none() {
-        return Err(AppError::NotFound("task"));
+    let id = id.get();
+    if tasks::get(&state.db, user.owner(), id).await?.is_none() {
+        return Err(AppError::not_found("task"));
     }
-    let reopened = messages::retry_failed(&state.db, user.user_id, None, Some(id)).await?;
+    let reopened = messages::retry_failed(&state.db, user.owner(), None, Some(id)).await?;
     state.wake_delivery.notify_one();
     Ok((StatusCode::ACCEPTED, Json(RetriedTask { task_id: id, requeued: !reopened.is_empty() })).into_response())
 }

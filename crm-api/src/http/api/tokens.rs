@@ -1,16 +1,16 @@
 //! `/api/v1/tokens`: personal API tokens.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use crate::auth;
-use crate::db::api_tokens::{self, ApiToken};
+use borcelle_store::api_tokens::{self, ApiToken};
+
 use crate::error::{AppError, AppResult};
+use crate::http::access::Id;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::state::AppState;
 
@@ -28,7 +28,7 @@ pub struct TokenList {
     responses((status = 200, description = "The tokens, newest first", body = TokenList))
 )]
 pub async fn list(State(state): State<AppState>, CurrentUser(identity): CurrentUser) -> AppResult<Json<TokenList>> {
-    let tokens = api_tokens::list(&state.db, identity.user_id).await?;
+    let tokens = api_tokens::list(&state.db, identity.owner()).await?;
     Ok(Json(TokenList { tokens }))
 }
 
@@ -62,7 +62,7 @@ pub async fn create(
     CurrentUser(identity): CurrentUser,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<Response> {
-    let created = auth::create_api_token(&state, identity.user_id, &body.name).await?;
+    let created = state.accounts.create_api_token(identity.owner(), &body.name).await?;
     let body = CreatedToken { token: created.token, secret: created.secret };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -79,12 +79,12 @@ pub async fn create(
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(identity): CurrentUser,
-    Path(id): Path<String>,
+    id: Id<ApiToken>,
 ) -> AppResult<StatusCode> {
-    let id: Uuid = id.parse().map_err(|_| AppError::NotFound("token"))?;
-    if api_tokens::delete(&state.db, identity.user_id, id).await? {
+    let id = id.get();
+    if api_tokens::delete(&state.db, identity.owner(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound("token"))
+        Err(AppError::not_found("token"))
     }
 }

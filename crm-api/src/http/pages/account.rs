@@ -1,18 +1,17 @@
 //! The home and account pages: password change and API tokens.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::{FormState, Layout, PageError, PageUser, render};
-use crate::auth;
-use crate::db::api_tokens::{self, ApiToken};
+use borcelle_store::api_tokens::{self, ApiToken};
 use crate::error::AppError;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
+use crate::http::access::Id;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -55,7 +54,7 @@ async fn account_page(
     status: StatusCode,
 ) -> Response {
     let layout = Layout::new(state, Some(identity));
-    let tokens = match api_tokens::list(&state.db, identity.user_id).await {
+    let tokens = match api_tokens::list(&state.db, identity.owner()).await {
         Ok(tokens) => tokens,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
@@ -88,14 +87,13 @@ pub async fn change_password(
     PageUser(identity): PageUser,
     FormBody(form): FormBody<PasswordForm>,
 ) -> Response {
-    let result = auth::change_password(
-        &state,
+    let result = state.accounts.change_password(
         identity.user_id,
         identity.session_hash(),
         form.current_password,
         form.new_password,
     )
-    .await;
+    .await.map_err(AppError::from);
     match result {
         Ok(()) => {
             let notice = "Password changed. Your other sessions are signed out.";
@@ -121,7 +119,7 @@ pub async fn create_token(
     PageUser(identity): PageUser,
     FormBody(form): FormBody<TokenForm>,
 ) -> Response {
-    match auth::create_api_token(&state, identity.user_id, &form.name).await {
+    match state.accounts.create_api_token(identity.owner(), &form.name).await.map_err(AppError::from) {
         Ok(created) => {
             account_page(&state, &identity, FormState::default(), "", Some(created.secret), StatusCode::CREATED).await
         }
@@ -137,15 +135,12 @@ pub async fn create_token(
 pub async fn revoke_token(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<ApiToken>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let Ok(id) = id.parse::<Uuid>() else {
-        return PageError::new(layout, AppError::NotFound("token")).into_response();
-    };
-    match api_tokens::delete(&state.db, identity.user_id, id).await {
+    match api_tokens::delete(&state.db, identity.owner(), id.get()).await {
         Ok(true) => Redirect::to("/account").into_response(),
-        Ok(false) => PageError::new(layout, AppError::NotFound("token")).into_response(),
+        Ok(false) => PageError::new(layout, AppError::not_found("token")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
 }

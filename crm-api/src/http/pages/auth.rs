@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{FormState, Layout, Notice, PageError, local_path, render};
-use crate::auth::{self, RegisterInput};
+use borcelle_engine::accounts::RegisterInput;
+use borcelle_engine::Error as DomainError;
+
 use crate::error::AppError;
 use crate::http::api::REGISTER_ANSWER;
 use crate::http::cookies;
@@ -45,7 +47,7 @@ pub async fn register(
     let values = FormState::default().with_value("email", &form.email).with_value("display_name", &form.display_name);
     let email = form.email.clone();
     let input = RegisterInput { email: form.email, display_name: form.display_name, password: form.password };
-    match auth::register(&state, input, &client).await {
+    match state.accounts.register(input, &client).await.map_err(AppError::from) {
         Ok(()) => render(
             Notice {
                 layout,
@@ -56,7 +58,7 @@ pub async fn register(
             },
             StatusCode::OK,
         ),
-        Err(err @ (AppError::Validation { .. } | AppError::TooManyRequests { .. })) => {
+        Err(err @ (AppError::Domain(DomainError::Invalid { .. }) | AppError::Domain(DomainError::Throttled { .. }))) => {
             let status = err.status();
             let form = values.with_error(&err, &["email", "display_name", "password"]);
             render(RegisterPage { layout, form }, status)
@@ -94,7 +96,7 @@ pub async fn verify(
     FormBody(form): FormBody<TokenQuery>,
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
-    match auth::verify_email(&state, &form.token).await {
+    match state.accounts.verify_email(&form.token).await.map_err(AppError::from) {
         Ok(()) => Notice::page(
             layout,
             "Email verified",
@@ -128,7 +130,7 @@ pub async fn resend(
     FormBody(form): FormBody<EmailForm>,
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
-    match auth::resend_verification(&state, &form.email, &client).await {
+    match state.accounts.resend_verification(&form.email, &client).await.map_err(AppError::from) {
         Ok(()) => Notice::page(
             layout,
             "Check your inbox",
@@ -181,7 +183,7 @@ pub async fn login(
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
     let previous = identity.as_ref().and_then(|i| i.session_hash());
-    match auth::login(&state, &form.email, form.password, &client, previous).await {
+    match state.accounts.login(&form.email, form.password, &client, previous).await.map_err(AppError::from) {
         Ok(logged_in) => {
             let cookie = cookies::session_cookie(
                 &state.settings.http,
@@ -192,9 +194,9 @@ pub async fn login(
         }
         Err(err) if err.status().is_client_error() => {
             let status = err.status();
-            let unverified = matches!(err, AppError::EmailNotVerified);
+            let unverified = matches!(err, AppError::Domain(DomainError::EmailNotVerified));
             let retry = match err {
-                AppError::TooManyRequests { retry_after_secs } => Some(retry_after_secs.max(1)),
+                AppError::Domain(DomainError::Throttled { retry_after_secs }) => Some(retry_after_secs.max(1)),
                 _ => None,
             };
             let form_state =
@@ -211,7 +213,7 @@ pub async fn login(
 
 pub async fn logout(State(state): State<AppState>, MaybeUser(identity): MaybeUser) -> Response {
     if let Some(hash) = identity.as_ref().and_then(|i| i.session_hash())
-        && let Err(err) = auth::logout(&state, hash).await
+        && let Err(err) = state.accounts.logout(hash).await.map_err(AppError::from)
     {
         return PageError::new(Layout::new(&state, identity.as_ref()), err).into_response();
     }
@@ -237,7 +239,7 @@ pub async fn forgot(
     FormBody(form): FormBody<EmailForm>,
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
-    match auth::forgot_password(&state, &form.email, &client).await {
+    match state.accounts.forgot_password(&form.email, &client).await.map_err(AppError::from) {
         Ok(()) => Notice::page(
             layout,
             "Check your inbox",
@@ -284,7 +286,7 @@ pub async fn reset(
     FormBody(form): FormBody<ResetForm>,
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
-    match auth::reset_password(&state, &form.token, form.password).await {
+    match state.accounts.reset_password(&form.token, form.password).await.map_err(AppError::from) {
         Ok(()) => {
             let cookie = cookies::clear_session_cookie(&state.settings.http);
             let notice = Notice {

@@ -1,6 +1,6 @@
 //! `/admin/broadcasts`: administrators compose broadcasts (now, at a time, or repeating; to all
 //! users, the administrators or a list; in the bell and/or by email), see each one's phase and
-//! delivery counts, and cancel them. The same rules as the JSON API (`crate::schedules`).
+//! delivery counts, and cancel them. The same rules as the JSON API (`borcelle_engine::schedules`).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -11,11 +11,14 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{FormState, Layout, PageError, PageUser, render, spec_error_on_form};
+use borcelle_engine::schedules::{ScheduleView, Scope};
+
+use super::{FormState, Layout, PageError, render, spec_error_on_form};
 use crate::error::AppError;
+use crate::http::access::Admin;
+use crate::http::api::reminders::caller;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
-use crate::schedules::{self, ScheduleView, Scope};
 use crate::state::AppState;
 
 /// The form's fields, in the order errors are placed next to them.
@@ -80,10 +83,7 @@ fn row(view: ScheduleView) -> Row {
 
 async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &str, status: StatusCode) -> Response {
     let layout = Layout::new(state, Some(identity));
-    if !identity.is_admin() {
-        return PageError::new(layout, AppError::Forbidden("only administrators manage broadcasts")).into_response();
-    }
-    match schedules::list(state, Scope::broadcasts()).await {
+    match state.schedules.list(Scope::broadcasts()).await {
         Ok(views) => {
             let broadcasts = views.into_iter().map(row).collect();
             render(BroadcastsPage { layout, form, broadcasts, notice: notice.to_owned() }, status)
@@ -92,7 +92,7 @@ async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &s
     }
 }
 
-pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
+pub async fn list(State(state): State<AppState>, Admin(identity): Admin) -> Response {
     page(&state, &identity, FormState::default(), "", StatusCode::OK).await
 }
 
@@ -205,18 +205,15 @@ const SPEC_FIELDS: &[(&str, &str)] = &[
 
 pub async fn create(
     State(state): State<AppState>,
-    PageUser(identity): PageUser,
+    Admin(identity): Admin,
     FormBody(form): FormBody<BroadcastForm>,
 ) -> Response {
-    if !identity.is_admin() {
-        return page(&state, &identity, FormState::default(), "", StatusCode::FORBIDDEN).await;
-    }
     let result = match spec_of(&form) {
-        Ok(spec) => {
-            schedules::create(&state, Scope::broadcasts(), identity.user_id, &identity.email, form.name.trim(), spec)
-                .await
-                .map_err(|err| spec_error_on_form(err, SPEC_FIELDS))
-        }
+        Ok(spec) => state
+            .schedules
+            .create(Scope::broadcasts(), &caller(&identity), form.name.trim(), spec)
+            .await
+            .map_err(|err| spec_error_on_form(err.into(), SPEC_FIELDS)),
         Err(err) => Err(err),
     };
     match result {
@@ -245,11 +242,8 @@ pub async fn create(
 }
 
 /// Cancels a broadcast: what is delivered stays, nothing more is.
-pub async fn cancel(State(state): State<AppState>, PageUser(identity): PageUser, Path(name): Path<String>) -> Response {
-    if !identity.is_admin() {
-        return page(&state, &identity, FormState::default(), "", StatusCode::FORBIDDEN).await;
-    }
-    match schedules::delete(&state, Scope::broadcasts(), &name).await {
+pub async fn cancel(State(state): State<AppState>, Admin(identity): Admin, Path(name): Path<String>) -> Response {
+    match state.schedules.delete(Scope::broadcasts(), &name).await {
         Ok(()) => Redirect::to("/admin/broadcasts").into_response(),
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }

@@ -1,6 +1,6 @@
 //! The contacts pages: the list (search with autocomplete, tag filter, sort, pages), a contact's
 //! page (details, message timeline, compose), the create/edit/delete forms, and CSV import. They
-//! call the same contact rules ([`crate::contacts`]) and queries as the JSON API.
+//! call the same contact rules ([`borcelle_engine::contacts`]) and queries as the JSON API.
 
 mod edit;
 mod import;
@@ -13,14 +13,15 @@ pub use list::list;
 pub use show::{send_message, show};
 
 use axum::response::{IntoResponse, Response};
+use borcelle_engine::contacts::ContactInput;
+use borcelle_store::Owner;
+use borcelle_store::contacts::{self, Contact};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{FormState, Layout, PageError};
-use crate::contacts::ContactInput;
-use crate::db::contacts::{self, Contact};
 use crate::error::AppError;
-use crate::http::api::contacts::contact_id;
+use crate::http::access::Id;
 use crate::state::AppState;
 
 /// The fields of the contact form, in page order.
@@ -87,20 +88,14 @@ impl ContactForm {
 
 /// The error shown when the email belongs to another contact of the user.
 fn duplicate_email(existing: Uuid) -> AppError {
-    AppError::Conflict {
-        code: "duplicate_email",
-        field: "email",
-        message: "you already have a contact with this email".to_owned(),
-        existing_id: Some(existing),
-    }
+    borcelle_engine::contacts::duplicate_email(existing).into()
 }
 
-/// The user's contact with this path id, or the not-found page (a malformed id or another
-/// user's contact is simply not found).
-async fn owned_contact(state: &AppState, owner: Uuid, raw_id: &str, layout: Layout) -> Result<Contact, Response> {
-    let not_found = |layout| PageError::new(layout, AppError::NotFound("contact")).into_response();
-    let Ok(id) = contact_id(raw_id) else { return Err(not_found(layout)) };
-    match contacts::get(&state.db, owner, id).await {
+/// The user's contact with this path id, or the not-found page (another user's contact is simply
+/// not found, as a malformed id is by [`Id`]).
+async fn owned_contact(state: &AppState, owner: Owner, id: Id<Contact>, layout: Layout) -> Result<Contact, Response> {
+    let not_found = |layout| PageError::new(layout, AppError::not_found("contact")).into_response();
+    match contacts::get(&state.db, owner, id.get()).await {
         Ok(Some(contact)) => Ok(contact),
         Ok(None) => Err(not_found(layout)),
         Err(err) => Err(PageError::new(layout, err).into_response()),

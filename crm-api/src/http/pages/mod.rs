@@ -20,6 +20,8 @@ use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use borcelle_engine::Error as DomainError;
+
 use super::identity::Identity;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -94,12 +96,12 @@ impl Layout {
 /// path is the error's field or a prefix of it (`spec.recipients.tag` → `recipients`).
 pub fn spec_error_on_form(err: AppError, fields: &[(&str, &'static str)]) -> AppError {
     match err {
-        AppError::Validation { field, message } => {
+        AppError::Domain(DomainError::Invalid { field, message }) => {
             let field = fields
                 .iter()
                 .find(|(path, _)| field == *path || field.strip_prefix(path).is_some_and(|rest| rest.starts_with('.')))
                 .map_or(field, |(_, form_field)| (*form_field).to_owned());
-            AppError::Validation { field, message }
+            AppError::validation(field, message)
         }
         other => other,
     }
@@ -130,7 +132,7 @@ impl FormState {
             Some(field) if fields.contains(&field) => self.field = field.to_owned(),
             _ => self.field.clear(),
         }
-        self.message = err.to_string();
+        self.message = err.message();
         self
     }
 
@@ -202,7 +204,7 @@ impl IntoResponse for PageError {
             _ => "That did not work",
         };
         let text =
-            if status.is_server_error() { "Please try again in a moment.".to_owned() } else { self.error.to_string() };
+            if status.is_server_error() { "Please try again in a moment.".to_owned() } else { self.error.message() };
         let notice = Notice {
             layout: self.layout,
             heading: heading.to_owned(),
@@ -211,7 +213,7 @@ impl IntoResponse for PageError {
             action: Some(("/", "Go home")),
         };
         let mut response = render(notice, status);
-        if let AppError::TooManyRequests { retry_after_secs } = self.error {
+        if let AppError::Domain(DomainError::Throttled { retry_after_secs }) = self.error {
             response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
         }
         response
@@ -254,6 +256,11 @@ pub fn error_page(state: &AppState, err: AppError) -> Response {
     PageError::new(layout, err).into_response()
 }
 
+/// An error shown as a page for the visitor it is about (their layout: name, links).
+pub fn error_page_for(state: &AppState, identity: Option<&Identity>, err: AppError) -> Response {
+    PageError::new(Layout::new(state, identity), err).into_response()
+}
+
 /// The static assets, embedded in the binary: no CDN, no download at run time.
 const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
@@ -277,7 +284,7 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 
 /// The page for unknown paths.
 pub fn not_found(state: &AppState, identity: Option<&Identity>) -> Response {
-    PageError::new(Layout::new(state, identity), AppError::NotFound("page")).into_response()
+    PageError::new(Layout::new(state, identity), AppError::not_found("page")).into_response()
 }
 
 #[cfg(test)]

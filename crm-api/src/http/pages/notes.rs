@@ -9,13 +9,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use borcelle_engine::Error as DomainError;
+use borcelle_engine::messaging::{self, Outgoing, RecipientsInput};
+use borcelle_store::notes::{self, Note};
+use borcelle_store::tasks::Task;
+use borcelle_store::{messages, tasks};
+
 use super::{FormState, Layout, PageError, PageUser, render};
-use crate::db::notes::{self, Note};
-use crate::db::{messages, tasks};
 use crate::error::AppError;
+use crate::http::access::Id;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
-use crate::messaging::{self, Outgoing, RecipientsInput};
 use crate::state::AppState;
 
 const SHOWN: i64 = 500;
@@ -35,16 +39,12 @@ struct NotePage {
     note: Note,
     form: FormState,
     send: FormState,
-    task: Option<tasks::Task>,
-}
-
-fn note_id(raw: &str) -> Result<Uuid, AppError> {
-    raw.parse().map_err(|_| AppError::NotFound("note"))
+    task: Option<Task>,
 }
 
 async fn list_page(state: &AppState, identity: &Identity, form: FormState, status: StatusCode) -> Response {
     let layout = Layout::new(state, Some(identity));
-    match notes::list(&state.db, identity.user_id, SHOWN).await {
+    match notes::list(&state.db, identity.owner(), SHOWN).await {
         Ok(notes) => render(NotesPage { layout, notes, form }, status),
         Err(err) => PageError::new(layout, err).into_response(),
     }
@@ -67,9 +67,9 @@ pub async fn create(
     PageUser(identity): PageUser,
     FormBody(form): FormBody<NoteForm>,
 ) -> Response {
-    let result = match messaging::content(&form.title, &form.body, "title", "body") {
+    let result = match messaging::content(&form.title, &form.body, "title", "body").map_err(AppError::from) {
         Ok((title, body)) => {
-            notes::insert(&state.db, Uuid::now_v7(), identity.user_id, &title, &body).await.map_err(AppError::from)
+            notes::insert(&state.db, Uuid::now_v7(), identity.owner(), &title, &body).await.map_err(AppError::from)
         }
         Err(err) => Err(err),
     };
@@ -92,24 +92,20 @@ pub struct ShowQuery {
 async fn note_page(
     state: &AppState,
     identity: &Identity,
-    id: &str,
+    id: &Id<Note>,
     task: Option<Uuid>,
     form: FormState,
     send: FormState,
     status: StatusCode,
 ) -> Response {
     let layout = Layout::new(state, Some(identity));
-    let id = match note_id(id) {
-        Ok(id) => id,
-        Err(err) => return PageError::new(layout, err).into_response(),
-    };
-    let note = match notes::get(&state.db, identity.user_id, id).await {
+    let note = match notes::get(&state.db, identity.owner(), id.get()).await {
         Ok(Some(note)) => note,
-        Ok(None) => return PageError::new(layout, AppError::NotFound("note")).into_response(),
+        Ok(None) => return PageError::new(layout, AppError::not_found("note")).into_response(),
         Err(err) => return PageError::new(layout, err).into_response(),
     };
     let task = match task {
-        Some(task) => match tasks::get(&state.db, identity.user_id, task).await {
+        Some(task) => match tasks::get(&state.db, identity.owner(), task).await {
             Ok(task) => task.filter(|t| t.note_id == Some(note.id)),
             Err(err) => return PageError::new(layout, err).into_response(),
         },
@@ -121,7 +117,7 @@ async fn note_page(
 pub async fn show(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
     Query(query): Query<ShowQuery>,
 ) -> Response {
     let task = query.task.and_then(|t| t.parse().ok());
@@ -131,18 +127,19 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
     FormBody(form): FormBody<NoteForm>,
 ) -> Response {
     let result = async {
-        let id = note_id(&id)?;
         let (title, body) = messaging::content(&form.title, &form.body, "title", "body")?;
-        notes::update(&state.db, identity.user_id, id, &title, &body).await?.ok_or(AppError::NotFound("note"))
+        notes::update(&state.db, identity.owner(), id.get(), &title, &body).await?.ok_or(AppError::not_found("note"))
     }
     .await;
     match result {
         Ok(note) => Redirect::to(&format!("/notes/{}", note.id)).into_response(),
-        Err(err @ AppError::NotFound(_)) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
+        Err(err @ AppError::Domain(DomainError::NotFound(_))) => {
+            PageError::new(Layout::new(&state, Some(&identity)), err).into_response()
+        }
         Err(err) => {
             let values = FormState::default().with_value("title", &form.title).with_value("body", &form.body);
             let form = values.with_error(&err, &["title", "body"]);
@@ -151,15 +148,11 @@ pub async fn update(
     }
 }
 
-pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, Path(id): Path<String>) -> Response {
+pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Note>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let id = match note_id(&id) {
-        Ok(id) => id,
-        Err(err) => return PageError::new(layout, err).into_response(),
-    };
-    match notes::delete(&state.db, identity.user_id, id).await {
+    match notes::delete(&state.db, identity.owner(), id.get()).await {
         Ok(true) => Redirect::to("/notes").into_response(),
-        Ok(false) => PageError::new(layout, AppError::NotFound("note")).into_response(),
+        Ok(false) => PageError::new(layout, AppError::not_found("note")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
 }
@@ -177,12 +170,11 @@ pub struct SendForm {
 pub async fn send(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Note>,
     FormBody(form): FormBody<SendForm>,
 ) -> Response {
     let result = async {
-        let id = note_id(&id)?;
-        let note = notes::get(&state.db, identity.user_id, id).await?.ok_or(AppError::NotFound("note"))?;
+        let note = notes::get(&state.db, identity.owner(), id.get()).await?.ok_or(AppError::not_found("note"))?;
         let ids: Vec<Uuid> = form
             .contact_ids
             .split(',')
@@ -200,13 +192,13 @@ pub async fn send(
             recipients,
             attachment_ids: &[],
         };
-        let queued = messaging::send(&state, identity.user_id, outgoing).await?;
+        let queued = state.messaging.send(identity.owner(), outgoing).await?;
         Ok::<_, AppError>((note.id, queued.task_id))
     }
     .await;
     match result {
         Ok((note, task)) => Redirect::to(&format!("/notes/{note}?task={task}")).into_response(),
-        Err(err @ AppError::NotFound("note")) => {
+        Err(err @ AppError::Domain(DomainError::NotFound("note"))) => {
             PageError::new(Layout::new(&state, Some(&identity)), err).into_response()
         }
         Err(err) => {
@@ -223,15 +215,18 @@ pub async fn retry(
     Path((id, task)): Path<(String, String)>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let Ok(task) = task.parse::<Uuid>() else {
-        return PageError::new(layout, AppError::NotFound("task")).into_response();
+    // The note's id goes back into a redirect only once it reads as one: a stray character in
+    // it never reaches a header.
+    let (id, task) = match (Id::<Note>::parse(&id), Id::<Task>::parse(&task)) {
+        (Ok(id), Ok(task)) => (id.get(), task.get()),
+        (Err(err), _) | (_, Err(err)) => return PageError::new(layout, err).into_response(),
     };
-    match tasks::get(&state.db, identity.user_id, task).await {
+    match tasks::get(&state.db, identity.owner(), task).await {
         Ok(Some(_)) => {}
-        Ok(None) => return PageError::new(layout, AppError::NotFound("task")).into_response(),
+        Ok(None) => return PageError::new(layout, AppError::not_found("task")).into_response(),
         Err(err) => return PageError::new(layout, err).into_response(),
     }
-    match messages::retry_failed(&state.db, identity.user_id, None, Some(task)).await {
+    match messages::retry_failed(&state.db, identity.owner(), None, Some(task)).await {
         Ok(_) => {
             state.wake_delivery.notify_one();
             Redirect::to(&format!("/notes/{id}?task={task}")).into_response()

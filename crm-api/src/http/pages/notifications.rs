@@ -1,14 +1,14 @@
 //! `/notifications`: the bell's list (broadcasts, finished sends, reminder reports), with mark-read.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use uuid::Uuid;
 
 use super::{Layout, PageError, PageUser, render};
-use crate::db::notifications::{self, Notification};
+use borcelle_store::notifications::{self, Notification};
 use crate::error::AppError;
+use crate::http::access::Id;
 use crate::state::AppState;
 
 /// Most notifications on the page.
@@ -23,7 +23,7 @@ struct NotificationsPage {
 
 pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    match notifications::list(&state.db, identity.user_id, false, SHOWN).await {
+    match notifications::list(&state.db, identity.owner(), false, SHOWN).await {
         Ok(notifications) => render(NotificationsPage { layout, notifications }, StatusCode::OK),
         Err(err) => PageError::new(layout, err).into_response(),
     }
@@ -33,15 +33,12 @@ pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -
 pub async fn mark_read(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Notification>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let Ok(id) = id.parse::<Uuid>() else {
-        return PageError::new(layout, AppError::NotFound("notification")).into_response();
-    };
-    match notifications::mark_read(&state.db, identity.user_id, id).await {
+    match notifications::mark_read(&state.db, identity.owner(), id.get()).await {
         Ok(true) => Redirect::to("/notifications").into_response(),
-        Ok(false) => PageError::new(layout, AppError::NotFound("notification")).into_response(),
+        Ok(false) => PageError::new(layout, AppError::not_found("notification")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
 }

@@ -1,15 +1,15 @@
 //! The dev outbox pages.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use uuid::Uuid;
 
 use super::{Layout, PageError, render};
-use crate::db::outbox::{self, OutboxMessage};
+use borcelle_store::outbox::{self, OutboxMessage};
 use crate::error::AppError;
 use crate::http::api::may_read_outbox;
+use crate::http::access::Id;
 use crate::http::extract::MaybeUser;
 use crate::state::AppState;
 
@@ -38,17 +38,14 @@ pub async fn list(State(state): State<AppState>, MaybeUser(identity): MaybeUser)
     }
 }
 
-pub async fn show(State(state): State<AppState>, MaybeUser(identity): MaybeUser, Path(id): Path<String>) -> Response {
+pub async fn show(State(state): State<AppState>, MaybeUser(identity): MaybeUser, id: Id<OutboxMessage>) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
     if let Err(err) = may_read_outbox(&state, identity.as_ref()) {
         return PageError::new(layout, err).into_response();
     }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return PageError::new(layout, AppError::NotFound("message")).into_response();
-    };
-    match outbox::get(&state.db, id).await {
+    match outbox::get(&state.db, id.get()).await {
         Ok(Some(message)) => render(OutboxMessagePage { layout, message }, StatusCode::OK),
-        Ok(None) => PageError::new(layout, AppError::NotFound("message")).into_response(),
+        Ok(None) => PageError::new(layout, AppError::not_found("message")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
 }

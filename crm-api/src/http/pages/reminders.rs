@@ -9,11 +9,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use borcelle_engine::schedules::{ScheduleView, Scope};
+
 use super::{FormState, Layout, PageError, PageUser, render, spec_error_on_form};
 use crate::error::AppError;
+use crate::http::api::reminders::caller;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
-use crate::schedules::{self, ScheduleView, Scope};
 use crate::state::AppState;
 
 const FIELDS: &[&str] = &["name", "subject", "body", "recipients", "schedule", "time_zone"];
@@ -98,7 +100,7 @@ fn row(view: ScheduleView) -> Row {
 
 async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &str, status: StatusCode) -> Response {
     let layout = Layout::new(state, Some(identity));
-    match schedules::list(state, Scope::reminders(identity.user_id)).await {
+    match state.schedules.list(Scope::reminders(identity.owner())).await {
         Ok(views) => {
             let reminders = views.into_iter().map(row).collect();
             render(RemindersPage { layout, form, reminders, presets: PRESETS, notice: notice.to_owned() }, status)
@@ -178,11 +180,13 @@ pub async fn create(
     PageUser(identity): PageUser,
     FormBody(form): FormBody<ReminderForm>,
 ) -> Response {
-    let scope = Scope::reminders(identity.user_id);
+    let scope = Scope::reminders(identity.owner());
     let result = match spec_of(&form) {
-        Ok(spec) => schedules::create(&state, scope, identity.user_id, &identity.email, form.name.trim(), spec)
+        Ok(spec) => state
+            .schedules
+            .create(scope, &caller(&identity), form.name.trim(), spec)
             .await
-            .map_err(|err| spec_error_on_form(err, SPEC_FIELDS)),
+            .map_err(|err| spec_error_on_form(err.into(), SPEC_FIELDS)),
         Err(err) => Err(err),
     };
     match result {
@@ -207,8 +211,8 @@ pub async fn create(
 }
 
 async fn change(state: &AppState, identity: &Identity, name: &str, patch: Value) -> Response {
-    let scope = Scope::reminders(identity.user_id);
-    match schedules::patch(state, scope, identity.user_id, &identity.email, name, patch).await {
+    let scope = Scope::reminders(identity.owner());
+    match state.schedules.patch(scope, &caller(identity), name, &patch).await {
         Ok(_) => Redirect::to("/reminders").into_response(),
         Err(err) => PageError::new(Layout::new(state, Some(identity)), err).into_response(),
     }
@@ -227,7 +231,7 @@ pub async fn resume(State(state): State<AppState>, PageUser(identity): PageUser,
 }
 
 pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, Path(name): Path<String>) -> Response {
-    match schedules::delete(&state, Scope::reminders(identity.user_id), &name).await {
+    match state.schedules.delete(Scope::reminders(identity.owner()), &name).await {
         Ok(()) => Redirect::to("/reminders").into_response(),
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }

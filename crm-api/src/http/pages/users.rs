@@ -1,15 +1,17 @@
 //! `/admin/users`: the administrators' list of accounts, with promote and demote.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 use uuid::Uuid;
+use serde::Deserialize;
 
-use super::{Layout, PageError, PageUser, render};
-use crate::db::users::{self, Listed, Role};
+use borcelle_store::users::{self, Listed, Role};
+
+use super::{Layout, PageError, render};
 use crate::error::AppError;
+use crate::http::access::{Admin, Id};
 use crate::http::extract::FormBody;
 use crate::state::AppState;
 
@@ -34,13 +36,10 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    PageUser(identity): PageUser,
+    Admin(identity): Admin,
     Query(query): Query<ListQuery>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    if !identity.is_admin() {
-        return PageError::new(layout, AppError::Forbidden("only administrators see the accounts")).into_response();
-    }
     match users::list(&state.db, query.after.as_deref(), PAGE + 1).await {
         Ok(mut users) => {
             let next = (users.len() as i64 > PAGE).then(|| {
@@ -62,26 +61,19 @@ pub struct RoleForm {
 /// Promotes or demotes an account (never one's own: an administrator cannot lock themselves out).
 pub async fn set_role(
     State(state): State<AppState>,
-    PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    Admin(identity): Admin,
+    id: Id<Listed>,
     FormBody(form): FormBody<RoleForm>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    if !identity.is_admin() {
-        return PageError::new(layout, AppError::Forbidden("only administrators change roles")).into_response();
-    }
     let role = match form.role.as_str() {
         "admin" => Role::Admin,
         "user" => Role::User,
         _ => return PageError::new(layout, AppError::validation("role", "choose admin or user")).into_response(),
     };
-    let account = match id.parse::<Uuid>() {
-        Ok(id) => users::find_by_id(&state.db, id).await,
-        Err(_) => Ok(None),
-    };
-    let account = match account {
+    let account = match users::find_by_id(&state.db, id.get()).await {
         Ok(Some(account)) => account,
-        Ok(None) => return PageError::new(layout, AppError::NotFound("account")).into_response(),
+        Ok(None) => return PageError::new(layout, AppError::not_found("account")).into_response(),
         Err(err) => return PageError::new(layout, err).into_response(),
     };
     if account.id == identity.user_id {
@@ -90,10 +82,10 @@ pub async fn set_role(
     match users::set_role(&state.db, &account.email, role).await {
         Ok(true) => {
             // This process's cached sessions of the account carry the old role: drop them now.
-            crate::auth::session_cache::process().forget_user(account.id);
+            borcelle_engine::accounts::session_cache::process().forget_user(account.id);
             Redirect::to("/admin/users").into_response()
         }
-        Ok(false) => PageError::new(layout, AppError::NotFound("account")).into_response(),
+        Ok(false) => PageError::new(layout, AppError::not_found("account")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
 }

@@ -1,15 +1,17 @@
 //! Creating, editing and deleting a contact through forms; field errors stay next to their field.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
 use super::{ContactForm, FIELDS, duplicate_email, owned_contact};
-use crate::db::contacts::{self, Contact};
+use borcelle_store::contacts::{self, Contact};
 use crate::http::extract::FormBody;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
+use crate::http::access::Id;
+use crate::error::AppError;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -44,7 +46,7 @@ pub async fn create(
     FormBody(form): FormBody<ContactForm>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let fields = match form.input().validate() {
+    let fields = match form.input().validate().map_err(AppError::from) {
         Ok(fields) => fields,
         Err(err) => return form_page(layout, None, form.state().with_error(&err, &FIELDS), err.status()),
     };
@@ -52,7 +54,7 @@ pub async fn create(
         Ok(db) => db,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
-    match contacts::insert(&mut db, Uuid::now_v7(), identity.user_id, &fields).await {
+    match contacts::insert(&mut db, Uuid::now_v7(), identity.owner(), &fields).await {
         Ok(Ok(contact)) => Redirect::to(&format!("/contacts/{}?saved=1", contact.id)).into_response(),
         Ok(Err(existing)) => {
             let err = duplicate_email(existing);
@@ -65,10 +67,10 @@ pub async fn create(
 pub async fn edit_form(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+    match owned_contact(&state, identity.owner(), id, Layout::new(&state, Some(&identity))).await {
         Ok(contact) => {
             let form = ContactForm::from_contact(&contact).state();
             form_page(layout, Some(contact), form, StatusCode::OK)
@@ -80,15 +82,15 @@ pub async fn edit_form(
 pub async fn update(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
     FormBody(form): FormBody<ContactForm>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let contact = match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+    let contact = match owned_contact(&state, identity.owner(), id, Layout::new(&state, Some(&identity))).await {
         Ok(contact) => contact,
         Err(response) => return response,
     };
-    let fields = match form.input().validate() {
+    let fields = match form.input().validate().map_err(AppError::from) {
         Ok(fields) => fields,
         Err(err) => return form_page(layout, Some(contact), form.state().with_error(&err, &FIELDS), err.status()),
     };
@@ -96,7 +98,7 @@ pub async fn update(
         Ok(tx) => tx,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
-    let updated = contacts::update(&mut tx, identity.user_id, contact.id, &fields).await;
+    let updated = contacts::update(&mut tx, identity.owner(), contact.id, &fields).await;
     match updated {
         Ok(Ok(updated)) => match tx.commit().await {
             Ok(()) => Redirect::to(&format!("/contacts/{}?saved=1", updated.id)).into_response(),
@@ -107,8 +109,8 @@ pub async fn update(
             form_page(layout, Some(contact), form.state().with_error(&err, &FIELDS), err.status())
         }
         // The contact was deleted meanwhile (the update found no row).
-        Err(sqlx::Error::RowNotFound) => {
-            PageError::new(layout, crate::error::AppError::NotFound("contact")).into_response()
+        Err(borcelle_store::Error::Query(sqlx::Error::RowNotFound)) => {
+            PageError::new(layout, crate::error::AppError::not_found("contact")).into_response()
         }
         Err(err) => PageError::new(layout, err).into_response(),
     }
@@ -125,22 +127,22 @@ struct DeletePage {
 pub async fn confirm_delete(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+    match owned_contact(&state, identity.owner(), id, Layout::new(&state, Some(&identity))).await {
         Ok(contact) => render(DeletePage { layout, contact }, StatusCode::OK),
         Err(response) => response,
     }
 }
 
-pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, Path(id): Path<String>) -> Response {
+pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Contact>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let contact = match owned_contact(&state, identity.user_id, &id, Layout::new(&state, Some(&identity))).await {
+    let contact = match owned_contact(&state, identity.owner(), id, Layout::new(&state, Some(&identity))).await {
         Ok(contact) => contact,
         Err(response) => return response,
     };
-    match contacts::delete(&state.db, identity.user_id, contact.id).await {
+    match contacts::delete(&state.db, identity.owner(), contact.id).await {
         // Deleted now, or by another tab a moment ago: either way it is gone.
         Ok(_) => Redirect::to("/contacts?deleted=1").into_response(),
         Err(err) => PageError::new(layout, err).into_response(),

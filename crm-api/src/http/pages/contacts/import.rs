@@ -8,8 +8,10 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::contacts_csv::{self, RowError};
-use crate::db::contacts;
+use borcelle_engine::contacts::csv::{self, RowError};
+use borcelle_store::contacts;
+use borcelle_engine::Error as DomainError;
+
 use crate::error::AppError;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
 use crate::state::AppState;
@@ -86,7 +88,9 @@ pub async fn import(
         let status = err.status();
         // Every problem of the file itself (a missing column included) is shown next to the file.
         let err = match err {
-            AppError::Validation { field, message } if field.starts_with("column.") => file_error(message),
+            AppError::Domain(DomainError::Invalid { field, message }) if field.starts_with("column.") => {
+                file_error(message)
+            }
             other => other,
         };
         let form = FormState::default().with_error(&err, &[FILE_FIELD]);
@@ -97,14 +101,14 @@ pub async fn import(
         Err(err) => return refused(layout, err),
     };
     // A file-level problem (not UTF-8, malformed, no email column) imports nothing.
-    let plan = match contacts_csv::plan_import(&bytes, &HashMap::new()) {
+    let plan = match csv::plan_import(&bytes, &HashMap::new()).map_err(AppError::from) {
         Ok(plan) => plan,
         Err(err) => return refused(layout, err),
     };
     let (created, updated) = if plan.rows.is_empty() {
         (0, 0)
     } else {
-        match contacts::upsert_many(&state.db, identity.user_id, &plan.rows).await {
+        match contacts::upsert_many(&state.db, identity.owner(), &plan.rows).await {
             Ok(counts) => counts,
             Err(err) => return PageError::new(layout, err).into_response(),
         }

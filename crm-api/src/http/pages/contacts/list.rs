@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::contacts::{Cursor, Sort, TAG_MAX};
-use crate::db::contacts::{self, Contact, ListError, ListQuery};
+use borcelle_engine::contacts::{Cursor, TAG_MAX, parse_sort};
+use borcelle_store::contacts::{self, Contact, ListError, ListQuery};
 use crate::error::AppError;
 use crate::http::api::contacts::query_error;
 use crate::http::pages::{Layout, PageError, PageUser, render};
@@ -102,7 +102,7 @@ pub async fn list(
         Err(err) => return PageError::new(layout, query_error(err)).into_response(),
     };
     let parsed = (|| {
-        let sort = Sort::parse(params.sort.as_deref().filter(|s| !s.is_empty()))?;
+        let sort = parse_sort(params.sort.as_deref().filter(|s| !s.is_empty()))?;
         let cursor = params.cursor.as_deref().filter(|c| !c.is_empty()).map(|raw| Cursor::decode(raw, sort));
         let q = filter(params.q.as_deref(), "q", SEARCH_MAX)?;
         let tag = filter(params.tag.as_deref(), "tag", TAG_MAX)?;
@@ -112,14 +112,15 @@ pub async fn list(
         Ok(parsed) => parsed,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
+    let after = cursor.as_ref().map(Cursor::after);
     let query = ListQuery {
         sort,
         limit: PAGE_SIZE,
-        cursor: cursor.as_ref(),
+        after: after.as_ref(),
         search: Some(q.as_str()).filter(|q| !q.is_empty()),
         tag: Some(tag.as_str()).filter(|t| !t.is_empty()),
     };
-    let mut rows = match contacts::list(&state.db, identity.user_id, &query).await {
+    let mut rows = match contacts::list(&state.db, identity.owner(), &query).await {
         Ok(rows) => rows,
         Err(ListError::BadCursor) => {
             let err = AppError::validation("cursor", "this page link is out of date: start from the first page");

@@ -2,19 +2,20 @@
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::owned_contact;
-use crate::db::contacts::Contact;
-use crate::db::messages::{self, HistoryFilter, Message};
+use borcelle_store::contacts::Contact;
+use borcelle_store::messages::{self, HistoryFilter, Message};
 use crate::error::AppError;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
-use crate::messaging::{self, Chosen, Outgoing};
+use borcelle_engine::messaging::{self, Chosen, Outgoing};
+use crate::http::access::Id;
 use crate::state::AppState;
 
 /// Messages the timeline shows (the newest).
@@ -56,7 +57,7 @@ async fn show_page(
         before: None,
         limit: TIMELINE_SIZE,
     };
-    let mut rows = match messages::history(&state.db, identity.user_id, &filter).await {
+    let mut rows = match messages::history(&state.db, identity.owner(), &filter).await {
         Ok(rows) => rows,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
@@ -68,11 +69,11 @@ async fn show_page(
 pub async fn show(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
     params: Result<Query<ShowParams>, QueryRejection>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let contact = match owned_contact(&state, identity.user_id, &id, layout).await {
+    let contact = match owned_contact(&state, identity.owner(), id, layout).await {
         Ok(contact) => contact,
         Err(response) => return response,
     };
@@ -102,16 +103,16 @@ pub struct ComposeForm {
 pub async fn send_message(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path(id): Path<String>,
+    id: Id<Contact>,
     FormBody(form): FormBody<ComposeForm>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let contact = match owned_contact(&state, identity.user_id, &id, layout).await {
+    let contact = match owned_contact(&state, identity.owner(), id, layout).await {
         Ok(contact) => contact,
         Err(response) => return response,
     };
     let values = FormState::default().with_value("subject", &form.subject).with_value("body", &form.body);
-    let (subject, body) = match messaging::content(&form.subject, &form.body, "subject", "body") {
+    let (subject, body) = match messaging::content(&form.subject, &form.body, "subject", "body").map_err(AppError::from) {
         Ok(content) => content,
         Err(err) => {
             let status = err.status();
@@ -134,7 +135,7 @@ pub async fn send_message(
         recipients: Chosen::Contacts(vec![contact.id]),
         attachment_ids: &attachment_ids,
     };
-    match messaging::send(&state, identity.user_id, outgoing).await {
+    match state.messaging.send(identity.owner(), outgoing).await.map_err(AppError::from) {
         Ok(_) => Redirect::to(&format!("/contacts/{}?sent=1#timeline", contact.id)).into_response(),
         Err(err) if err.status().is_client_error() => {
             let status = err.status();

@@ -1,0 +1,420 @@
+//! The delivery engine: claims due ledger rows, sends them through the [`Mailer`] outside any
+//! transaction, records outcomes in batches, and publishes progress and completion to the owners.
+//!
+//! It runs inside `borcelle serve` (standalone) and as `borcelle worker`; any number of engines
+//! can share a database, since claims use `FOR UPDATE SKIP LOCKED` and a lease.
+
+mod cache;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use borcelle_mail::{MailError, Mailbox, Mailer, MailSettings, OutgoingEmail, templates};
+use borcelle_store::messages::{self, Claimed, Outcome, OutcomeKind, TaskProgress};
+use borcelle_store::{Owner, PgPool, notifications, tasks};
+use rand::RngExt;
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::events::{Envelope, EventBus, LiveEvent};
+use crate::metrics::EngineMetrics;
+use crate::settings::DeliverySettings;
+use crate::storage::Store;
+use cache::{CACHED_MESSAGES_OF_ATTACHMENTS, ContentCache, Prepared};
+
+/// Outcomes are written together once this many are waiting…
+const FLUSH_BATCH: usize = 64;
+/// …or once the oldest has waited this long.
+const FLUSH_AFTER: Duration = Duration::from_millis(25);
+/// Pause after a database error before trying again.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// A claimed row and the email it carries (or why that email could not be prepared).
+type Batched = (Claimed, Result<Arc<Prepared>, MailError>);
+
+/// Claiming failed; `claimed` holds the claims taken before the failure, to be given back.
+struct ClaimError {
+    error: borcelle_store::Error,
+    claimed: Vec<(Uuid, i32)>,
+}
+
+/// What it takes to run an engine.
+#[derive(Clone)]
+pub struct DeliveryEngine {
+    pub db: PgPool,
+    pub mailer: Mailer,
+    pub events: EventBus,
+    pub mail: MailSettings,
+    pub settings: DeliverySettings,
+    pub metrics: Arc<EngineMetrics>,
+    /// Notified when new work is queued in this process.
+    pub wake: Arc<Notify>,
+    /// Where attachment bytes are read from.
+    pub store: Store,
+    /// The per-message attachment limit (`BORCELLE_MESSAGE_ATTACHMENTS_MAX_BYTES`); it sizes the cache.
+    pub attachments_max_bytes: u64,
+}
+
+/// Spaces sends evenly to stay under a rate.
+struct RateLimiter {
+    every: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(per_sec: u32) -> Self {
+        Self { every: Duration::from_secs_f64(1.0 / f64::from(per_sec.max(1))), next: Mutex::new(Instant::now()) }
+    }
+
+    async fn acquire(&self) {
+        let mut next = self.next.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep_until(*next).await;
+        }
+        *next = (*next).max(now) + self.every;
+    }
+}
+
+/// The delay before retry number `attempt` (1-based): exponential from `base`, capped, with
+/// jitter between half and all of it so that retries of many messages spread out.
+pub fn backoff(settings: &DeliverySettings, attempt: i32) -> Duration {
+    let exponent = attempt.clamp(1, 30) as u32 - 1;
+    let full = settings.retry_base.saturating_mul(2u32.saturating_pow(exponent)).min(settings.retry_cap);
+    full.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+impl DeliveryEngine {
+    /// Runs until `stop` is cancelled; then stops claiming, lets in-flight sends finish within the
+    /// grace period, records their outcomes and gives back the claims of sends still running.
+    pub async fn run(self, stop: CancellationToken) {
+        let concurrency = self.settings.concurrency.max(1);
+        let limiter = self.settings.rate_per_sec.map(|rate| Arc::new(RateLimiter::new(rate)));
+        let mut inflight: JoinSet<Outcome> = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, (Uuid, i32)> = HashMap::new();
+        // Claims taken whose messages could not be prepared (the database went away in between):
+        // given back as soon as the database answers, rather than left to their lease.
+        let mut to_release: Vec<(Uuid, i32)> = Vec::new();
+        let mut pending: Vec<Outcome> = Vec::new();
+        let mut flush_at = Instant::now();
+        let mut contents = ContentCache::default();
+        let mut stopping = false;
+        let mut grace_ends = Instant::now();
+        tracing::info!(concurrency, transport = self.mailer.name(), "delivery engine started");
+
+        loop {
+            if !to_release.is_empty() {
+                match messages::release(&self.db, &to_release).await {
+                    Ok(released) => {
+                        tracing::info!(released, "gave back the claims of messages that could not be prepared");
+                        to_release.clear();
+                    }
+                    Err(err) => tracing::warn!(error = %err, "giving back claims failed; retrying"),
+                }
+            }
+            if !stopping && to_release.is_empty() && inflight.len() <= concurrency / 2 {
+                let want = (concurrency - inflight.len()) as i64;
+                match self.claim(want, &mut contents).await {
+                    Ok(batch) => {
+                        for (claimed, prepared) in batch {
+                            let claim = (claimed.id, claimed.attempts);
+                            let handle = inflight.spawn(self.clone().deliver(claimed, prepared, limiter.clone()));
+                            running.insert(handle.id(), claim);
+                        }
+                    }
+                    Err(ClaimError { error, claimed }) => {
+                        tracing::warn!(error = %error, claimed = claimed.len(), "claiming messages failed; retrying");
+                        to_release.extend(claimed);
+                        tokio::select! {
+                            _ = tokio::time::sleep(ERROR_PAUSE) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    }
+                }
+            }
+            if stopping && inflight.is_empty() {
+                break;
+            }
+            let room = !stopping && inflight.len() < concurrency;
+            tokio::select! {
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    grace_ends = Instant::now() + self.settings.shutdown_grace;
+                    tracing::info!(in_flight = inflight.len(), "delivery engine stopping: no new claims");
+                }
+                joined = inflight.join_next_with_id(), if !inflight.is_empty() => {
+                    if pending.is_empty() {
+                        flush_at = Instant::now() + FLUSH_AFTER;
+                    }
+                    match joined {
+                        Some(Ok((task_id, outcome))) => {
+                            running.remove(&task_id);
+                            pending.push(outcome);
+                        }
+                        Some(Err(err)) => {
+                            // A send task panicked: its claim comes back when the lease expires.
+                            running.remove(&err.id());
+                            tracing::error!(error = %err, "a send task failed");
+                        }
+                        None => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
+                    self.flush(&mut pending).await;
+                }
+                _ = self.wake.notified(), if room => {}
+                _ = tokio::time::sleep(self.settings.poll_interval), if room => {}
+                _ = tokio::time::sleep_until(grace_ends), if stopping => {
+                    let unfinished: Vec<(Uuid, i32)> = running.drain().map(|(_, claim)| claim).collect();
+                    inflight.abort_all();
+                    while inflight.join_next().await.is_some() {}
+                    match messages::release(&self.db, &unfinished).await {
+                        Ok(released) => tracing::warn!(released, "grace period over: gave back unfinished claims"),
+                        Err(err) => tracing::error!(error = %err, "releasing claims failed; their leases will expire"),
+                    }
+                }
+            }
+            if pending.len() >= FLUSH_BATCH || (stopping && inflight.is_empty()) {
+                self.flush(&mut pending).await;
+            }
+        }
+        self.flush(&mut pending).await;
+        if !to_release.is_empty()
+            && let Err(err) = messages::release(&self.db, &to_release).await
+        {
+            tracing::error!(error = %err, "giving back claims failed; their leases will expire");
+        }
+        tracing::info!("delivery engine stopped");
+    }
+
+    /// Claims due rows and prepares (once per task) the email they carry. A task whose
+    /// attachments cannot be read comes with the error, which its rows record instead of a send.
+    /// When preparing fails after the claim (the database went away), the error carries the
+    /// claims so that they are given back rather than held until their lease runs out.
+    async fn claim(&self, limit: i64, contents: &mut ContentCache) -> Result<Vec<Batched>, ClaimError> {
+        let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64())
+            .await
+            .map_err(|error| ClaimError { error, claimed: Vec::new() })?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims: Vec<(Uuid, i32)> = claimed.iter().map(|c| (c.id, c.attempts)).collect();
+        self.prepare(claimed, contents).await.map_err(|error| ClaimError { error, claimed: claims })
+    }
+
+    async fn prepare(
+        &self,
+        claimed: Vec<Claimed>,
+        contents: &mut ContentCache,
+    ) -> borcelle_store::Result<Vec<Batched>> {
+        let mut missing: Vec<Uuid> =
+            claimed.iter().map(|c| c.task_id).filter(|id| !contents.entries.contains_key(id)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let mut unreadable: HashMap<Uuid, MailError> = HashMap::new();
+        if !missing.is_empty() {
+            let needed: HashSet<Uuid> = claimed.iter().map(|c| c.task_id).collect();
+            let budget = self.attachments_max_bytes.saturating_mul(CACHED_MESSAGES_OF_ATTACHMENTS);
+            contents.make_room(&needed, missing.len(), budget);
+            let mut files = crate::attachments::load_for_tasks(&self.db, self.store.as_ref(), &missing).await?;
+            for task in tasks::contents(&self.db, &missing).await? {
+                let attachments = match files.remove(&task.id).unwrap_or(Ok(Vec::new())) {
+                    Ok(attachments) => attachments,
+                    Err(err) => {
+                        tracing::warn!(task = %task.id, error = %err, "attachments unreadable");
+                        unreadable.insert(task.id, err);
+                        continue;
+                    }
+                };
+                let rendered = match templates::message(&task.owner_name, &task.subject, &task.body) {
+                    Ok(rendered) => rendered,
+                    Err(err) => {
+                        // It would fail the same way every time: the task's rows fail with the reason.
+                        tracing::error!(task = %task.id, error = %err, "rendering the message failed");
+                        unreadable.insert(task.id, MailError::Permanent(format!("rendering the message: {err}")));
+                        continue;
+                    }
+                };
+                let prepared = Prepared {
+                    from_name: format!("{} via Borcelle", task.owner_name),
+                    reply_to: Mailbox { name: Some(task.owner_name.clone()), email: task.owner_email.clone() },
+                    subject: rendered.subject,
+                    text: rendered.text,
+                    html: rendered.html,
+                    attachments,
+                };
+                contents.insert(task.id, prepared);
+            }
+        }
+        let mut batch = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            if let Some(err) = unreadable.get(&row.task_id) {
+                batch.push((row, Err(err.clone())));
+                continue;
+            }
+            match contents.entries.get(&row.task_id) {
+                Some(prepared) => batch.push((row, Ok(prepared.clone()))),
+                // The task vanished (its owner was deleted): nothing to send.
+                None => tracing::warn!(message = %row.id, "claimed a message whose task is gone"),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Sends one message (unless its task could not be prepared) and classifies the result.
+    async fn deliver(
+        self,
+        claimed: Claimed,
+        prepared: Result<Arc<Prepared>, MailError>,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> Outcome {
+        let sent = match prepared {
+            Ok(prepared) => {
+                if let Some(limiter) = limiter {
+                    limiter.acquire().await;
+                }
+                let email = OutgoingEmail {
+                    from: Mailbox { name: Some(prepared.from_name.clone()), email: self.mail.from_address.clone() },
+                    to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
+                    reply_to: Some(prepared.reply_to.clone()),
+                    subject: prepared.subject.clone(),
+                    text: prepared.text.clone(),
+                    html: prepared.html.clone(),
+                    message_id: claimed.message_id.clone(),
+                    date: std::time::SystemTime::now(),
+                    attachments: prepared.attachments.clone(),
+                };
+                self.mailer.send(&email).await
+            }
+            Err(err) => Err(err),
+        };
+        let result = match sent {
+            Ok(delivery) => {
+                self.metrics.mail_sent(self.mailer.name(), "sent");
+                OutcomeKind::Sent { provider_id: delivery.provider_id }
+            }
+            Err(MailError::Transient(error)) if claimed.attempts < self.settings.max_attempts => {
+                self.metrics.mail_sent(self.mailer.name(), "retrying");
+                let after = backoff(&self.settings, claimed.attempts);
+                tracing::debug!(message = %claimed.id, attempt = claimed.attempts, %error, "send will be retried");
+                OutcomeKind::Retry { error, after_secs: after.as_secs_f64() }
+            }
+            Err(MailError::Transient(error)) => {
+                self.metrics.mail_sent(self.mailer.name(), "failed");
+                OutcomeKind::Failed { error: format!("gave up after {} attempts: {error}", claimed.attempts) }
+            }
+            Err(MailError::Permanent(error)) => {
+                self.metrics.mail_sent(self.mailer.name(), "failed");
+                OutcomeKind::Failed { error }
+            }
+        };
+        Outcome { id: claimed.id, attempt: claimed.attempts, result }
+    }
+
+    /// Writes waiting outcomes; on a database error they stay waiting and are tried again.
+    async fn flush(&self, pending: &mut Vec<Outcome>) {
+        if pending.is_empty() {
+            return;
+        }
+        match messages::record(&self.db, pending).await {
+            Ok(progress) => {
+                pending.clear();
+                for task in progress {
+                    self.announce(task).await;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, waiting = pending.len(), "recording outcomes failed; will retry");
+                tokio::time::sleep(ERROR_PAUSE).await;
+            }
+        }
+    }
+
+    /// Tells the owner: a progress event, and on completion a stored notification.
+    async fn announce(&self, task: TaskProgress) {
+        self.events.publish(Envelope::to_user(task.owner_id, &LiveEvent::task_progress(&task))).await;
+        if !task.just_finished {
+            return;
+        }
+        if matches!(task.kind.as_str(), "reminder" | "broadcast")
+            && let Err(err) = borcelle_store::occurrences::finish_for_task(&self.db, task.task_id).await
+        {
+            tracing::error!(error = %err, task = %task.task_id, "marking the occurrence finished failed");
+        }
+        let (title, body) = completion_text(&task);
+        let data = serde_json::json!({ "task_id": task.task_id, "sent": task.sent, "failed": task.failed, "total": task.total });
+        let owner = Owner::new(task.owner_id);
+        match notifications::insert(&self.db, owner, "task_done", &title, &body, &data).await {
+            Ok(notification) => {
+                let event = LiveEvent::notification(notification);
+                self.events.publish(Envelope::to_user(task.owner_id, &event)).await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, task = %task.task_id, "storing the completion notification failed")
+            }
+        }
+    }
+}
+
+/// "Note sent to 998 of 1000 contacts; 2 failed", and a second line naming the subject.
+pub fn completion_text(task: &TaskProgress) -> (String, String) {
+    let what = match task.kind.as_str() {
+        "note" => "Note",
+        "reminder" => "Reminder",
+        "broadcast" => "Broadcast",
+        _ => "Message",
+    };
+    let contacts = |n: i32| if n == 1 { "contact".to_owned() } else { "contacts".to_owned() };
+    let title = if task.failed == 0 {
+        format!("{what} sent to {} {}", task.sent, contacts(task.sent))
+    } else {
+        format!("{what} sent to {} of {} {}; {} failed", task.sent, task.total, contacts(task.total), task.failed)
+    };
+    (title, format!("“{}”", task.subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(sent: i32, failed: i32, total: i32) -> TaskProgress {
+        TaskProgress {
+            task_id: Uuid::nil(),
+            owner_id: Uuid::nil(),
+            kind: "note".into(),
+            subject: "Q3 update".into(),
+            sent,
+            failed,
+            total,
+            status: "done".into(),
+            just_finished: true,
+        }
+    }
+
+    #[test]
+    fn completion_says_how_many_were_sent_and_failed() {
+        assert_eq!(completion_text(&progress(998, 2, 1000)).0, "Note sent to 998 of 1000 contacts; 2 failed");
+        assert_eq!(completion_text(&progress(1, 0, 1)).0, "Note sent to 1 contact");
+        assert_eq!(completion_text(&progress(50, 0, 50)).1, "“Q3 update”");
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let settings = DeliverySettings {
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(60),
+            ..DeliverySettings::default()
+        };
+        for _ in 0..50 {
+            let first = backoff(&settings, 1);
+            assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2), "{first:?}");
+            let fourth = backoff(&settings, 4);
+            assert!(fourth >= Duration::from_secs(8) && fourth <= Duration::from_secs(16), "{fourth:?}");
+            assert!(backoff(&settings, 30) <= Duration::from_secs(60));
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The domain's errors: what went wrong in terms of the product (a field to fix, something not
+//! found, a conflict, a throttle), never in terms of HTTP. The web layer turns them into answers
+//! in one place.
+
+use uuid::Uuid;
+
+/// An error from a library below, kept whole for logs.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an operation failed. Every variant but `Database`, `Unavailable` and `Internal` is the
+/// caller's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value breaks a rule; `field` names it (`spec.schedule`, `email`, …).
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// The thing does not exist, or is not the caller's (which must look the same).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// It collides with something that exists, which `existing_id` names when known.
+    #[error("{message}")]
+    Conflict { code: &'static str, field: &'static str, message: String, existing_id: Option<Uuid> },
+    /// A mailed link (verification, password reset) that cannot be used.
+    #[error("{message}")]
+    Token { code: &'static str, message: &'static str },
+    #[error("too many attempts; try again in {retry_after_secs} seconds")]
+    Throttled { retry_after_secs: u64 },
+    #[error("that email and password do not match an account")]
+    InvalidCredentials,
+    #[error("verify your email address before logging in; we can send the link again")]
+    EmailNotVerified,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The signed-in account no longer exists.
+    #[error("log in again: this account no longer exists")]
+    AccountGone,
+    /// The database failed; the store says whether it is down (retry) or the statement is wrong.
+    #[error(transparent)]
+    Database(#[from] borcelle_store::Error),
+    /// Another dependency is down or saturated (object store, password hashing, the cluster):
+    /// the same call may succeed shortly.
+    #[error("the service is temporarily unavailable; try again shortly")]
+    Unavailable(#[source] BoxError),
+    /// A bug or a broken dependency.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A value that breaks a rule.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), message: message.into() }
+    }
+
+    /// Whatever the caller could not have avoided: a retry may succeed, or it is a bug.
+    pub fn is_server_side(&self) -> bool {
+        matches!(self, Error::Database(_) | Error::Unavailable(_) | Error::Internal(_))
+    }
+
+    pub fn internal(err: impl Into<BoxError>) -> Self {
+        Error::Internal(err.into())
+    }
+}
+
+impl Error {
+    /// The field the caller should fix, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            Error::Token { .. } => Some("token"),
+            Error::Conflict { field, .. } => Some(field),
+            Error::Database(borcelle_store::Error::UnstorableText(_)) => Some("body"),
+            _ => None,
+        }
+    }
+}
+
+impl From<borcelle_mail::TemplateError> for Error {
+    fn from(err: borcelle_mail::TemplateError) -> Self {
+        Error::Internal(Box::new(err))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Database(err.into())
+    }
+}
+
+/// A part that could not be set up at start: its settings are wrong, or what it needs is missing.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SetupError {
+    what: String,
+    #[source]
+    source: BoxError,
+}
+
+impl SetupError {
+    pub fn new(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self { what: what.into(), source: source.into() }
+    }
+}

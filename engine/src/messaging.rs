@@ -1,0 +1,146 @@
+//! Sending to contacts: validates a send, writes the task and its ledger rows in one transaction,
+//! wakes the delivery engine and tells the owner's open pages.
+
+use std::sync::Arc;
+
+use borcelle_store::tasks::{self, EnqueueError, NewTask, Recipients};
+use borcelle_store::{Owner, PgPool};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::events::{Envelope, EventBus, LiveEvent};
+use crate::{Error, Result};
+
+pub const SUBJECT_MAX: usize = 200;
+pub const BODY_MAX: usize = 100_000;
+/// Most contacts one send may name by id (a tag reaches any number).
+pub const RECIPIENT_IDS_MAX: usize = 10_000;
+
+/// Who a send goes to, as a client names them: contact ids or one tag.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsInput {
+    #[serde(default)]
+    pub contact_ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// A validated recipient choice.
+pub enum Chosen {
+    Contacts(Vec<Uuid>),
+    Tag(String),
+}
+
+impl RecipientsInput {
+    pub fn validate(self) -> Result<Chosen> {
+        match (self.contact_ids, self.tag.map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty())) {
+            (Some(_), Some(_)) => Err(Error::invalid("contact_ids", "send to contact_ids or to a tag, not both")),
+            (None, None) => Err(Error::invalid("contact_ids", "choose recipients: contact_ids or a tag")),
+            (Some(mut ids), None) => {
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Err(Error::invalid("contact_ids", "choose at least one contact"));
+                }
+                if ids.len() > RECIPIENT_IDS_MAX {
+                    return Err(Error::invalid(
+                        "contact_ids",
+                        format!("at most {RECIPIENT_IDS_MAX} contacts by id; use a tag for more"),
+                    ));
+                }
+                Ok(Chosen::Contacts(ids))
+            }
+            (None, Some(tag)) => Ok(Chosen::Tag(tag)),
+        }
+    }
+}
+
+/// Checks a subject and body.
+pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str) -> Result<(String, String)> {
+    let subject = subject.trim();
+    if subject.is_empty() {
+        return Err(Error::invalid(subject_field, format!("{subject_field} is required")));
+    }
+    if subject.chars().count() > SUBJECT_MAX || subject.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            subject_field,
+            format!("{subject_field} must be one line of at most {SUBJECT_MAX} characters"),
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err(Error::invalid(body_field, format!("{body_field} is required")));
+    }
+    if body.chars().count() > BODY_MAX || body.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(Error::invalid(
+            body_field,
+            format!("{body_field} must be at most {BODY_MAX} characters, without control characters"),
+        ));
+    }
+    Ok((subject.to_owned(), body.to_owned()))
+}
+
+/// A queued send.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Queued {
+    pub task_id: Uuid,
+    pub total: i32,
+}
+
+/// One send, its content checked.
+pub struct Outgoing<'a> {
+    /// `message` or `note`.
+    pub kind: &'a str,
+    pub note_id: Option<Uuid>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub recipients: Chosen,
+    /// Attachments to carry, in this order; checked here (the owner's, within the size limit).
+    pub attachment_ids: &'a [Uuid],
+}
+
+/// What queuing a send needs.
+#[derive(Clone)]
+pub struct Messaging {
+    pub db: PgPool,
+    pub events: EventBus,
+    /// This process's delivery engine, woken when a send is queued.
+    pub wake_delivery: Arc<Notify>,
+    /// Domain of the stable Message-IDs (`<id@domain>`).
+    pub message_id_domain: String,
+    /// The most one message's attachments may add up to, in bytes.
+    pub attachments_max_bytes: u64,
+}
+
+impl Messaging {
+    /// Queues a send: one transaction writes the task, its attachments and a `queued` ledger row
+    /// per recipient; then the delivery engine is woken and the owner's pages are told.
+    pub async fn send(&self, owner: Owner, outgoing: Outgoing<'_>) -> Result<Queued> {
+    let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
+    let domain = &self.message_id_domain;
+    let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: domain };
+    let mut tx = self.db.begin().await?;
+    let limit = self.attachments_max_bytes;
+    let attachments = crate::attachments::check_for_send(&mut tx, owner, attachment_ids, limit).await?;
+    let chosen = match &recipients {
+        Chosen::Contacts(ids) => Recipients::Contacts(ids),
+        Chosen::Tag(tag) => Recipients::Tag(tag),
+    };
+    let total = match tasks::enqueue(&mut tx, &task, chosen).await? {
+        Ok(total) => total,
+        // Another user's contact is simply not one of ours: not found, as everywhere.
+        Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
+        Err(EnqueueError::NoRecipients) => return Err(Error::invalid("tag", "no contact has this tag")),
+    };
+    if !attachments.is_empty() {
+        borcelle_store::attachments::attach_to_task(&mut tx, task.id, &attachments).await?;
+    }
+    tx.commit().await?;
+    self.wake_delivery.notify_one();
+    self.events.publish(Envelope::to_user(owner.id(), &LiveEvent::task_started(task.id, total))).await;
+    tracing::info!(task = %task.id, total, kind, attachments = attachments.len(), "send queued");
+    Ok(Queued { task_id: task.id, total })
+    }
+}

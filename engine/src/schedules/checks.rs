@@ -1,0 +1,201 @@
+//! The rules a reminder or broadcast spec must follow before it is kept, whichever store keeps
+//! it: what the CRDs' schema and CEL rules say, plus what only the owner's data can tell (that a
+//! note, contacts and attachments are the owner's).
+
+use borcelle_crds::schedule::{Schedule, parse_time_zone};
+use borcelle_crds::{AudienceGroup, BroadcastSpec, ScheduledReminderSpec};
+use borcelle_store::{Owner, PgPool};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Caller, Scope};
+use crate::input::parse_value;
+use crate::occurrence::OccurrenceSpec;
+use crate::{Error, Result};
+
+/// A resource name: a DNS label, as in Kubernetes.
+pub fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            "use 1 to 63 lowercase letters, digits and dashes, starting and ending with a letter or digit",
+        ))
+    }
+}
+
+fn check_schedule(field: &str, schedule: &str, tz_field: &str, time_zone: Option<&str>) -> Result<()> {
+    schedule.parse::<Schedule>().map_err(|err| Error::invalid(field, err.to_string()))?;
+    parse_time_zone(time_zone.unwrap_or("UTC")).map_err(|err| Error::invalid(tz_field, err.to_string()))?;
+    Ok(())
+}
+
+fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    let n = value.chars().count();
+    if n < min || n > max || value.contains('\0') {
+        let what =
+            if min > 0 { format!("between {min} and {max} characters") } else { format!("at most {max} characters") };
+        return Err(Error::invalid(field, format!("must be {what}, without NUL characters")));
+    }
+    Ok(())
+}
+
+/// Checks a reminder spec against the schema's rules and the owner's data; returns it with the
+/// owner filled in.
+async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: Value) -> Result<OccurrenceSpec> {
+    let Some(map) = spec.as_object_mut() else {
+        return Err(Error::invalid("spec", "spec must be an object"));
+    };
+    match map.get("owner").and_then(Value::as_str) {
+        Some(given) if !given.trim().eq_ignore_ascii_case(owner_email) => {
+            return Err(Error::invalid(
+                "spec.owner",
+                "a reminder's owner is you: leave it out or give your own email",
+            ));
+        }
+        _ => {
+            map.insert("owner".into(), json!(owner_email));
+        }
+    }
+    let parsed: ScheduledReminderSpec = parse_value(spec, "spec")?;
+    check_len("spec.subject", &parsed.subject, 1, 200)?;
+    check_schedule("spec.schedule", &parsed.schedule, "spec.timeZone", parsed.time_zone.as_deref())?;
+    match (&parsed.body, &parsed.note_id) {
+        (Some(body), None) => check_len("spec.body", body, 1, 100_000)?,
+        (None, Some(note)) => {
+            let note: Uuid = note.parse().map_err(|_| Error::invalid("spec.noteId", "not a note id"))?;
+            if borcelle_store::notes::get(db, owner, note).await?.is_none() {
+                return Err(Error::invalid("spec.noteId", "you have no note with this id"));
+            }
+        }
+        _ => return Err(Error::invalid("spec.body", "set exactly one of body and noteId")),
+    }
+    let recipients = &parsed.recipients;
+    if recipients.contact_ids.is_empty() && recipients.emails.is_empty() && recipients.tag.is_none() {
+        return Err(Error::invalid("spec.recipients", "name at least one recipient: contactIds, emails or tag"));
+    }
+    if recipients.contact_ids.len() > 1000 || recipients.emails.len() > 1000 {
+        return Err(Error::invalid("spec.recipients", "name at most 1000 contact ids and 1000 emails"));
+    }
+    let mut ids = Vec::with_capacity(recipients.contact_ids.len());
+    for raw in &recipients.contact_ids {
+        ids.push(
+            raw.parse::<Uuid>().map_err(|_| {
+                Error::invalid("spec.recipients.contactIds", format!("{raw:?} is not a contact id"))
+            })?,
+        );
+    }
+    if !ids.is_empty() {
+        let found = borcelle_store::contacts::count_owned(db, owner, &ids).await?;
+        if found != ids.len() as i64 {
+            return Err(Error::invalid("spec.recipients.contactIds", "some of these are not your contacts"));
+        }
+    }
+    if let Some(tag) = &recipients.tag {
+        check_len("spec.recipients.tag", tag, 1, 50)?;
+    }
+    for (field, value) in [("spec.startingDeadlineSeconds", parsed.starting_deadline_seconds)] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(Error::invalid(field, "must not be negative"));
+        }
+    }
+    for (field, value) in [
+        ("spec.successfulRunsHistoryLimit", parsed.successful_runs_history_limit),
+        ("spec.failedRunsHistoryLimit", parsed.failed_runs_history_limit),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(Error::invalid(field, "must not be negative"));
+        }
+    }
+    let mut attachment_ids = Vec::with_capacity(parsed.attachments.len());
+    for raw in &parsed.attachments {
+        attachment_ids
+            .push(raw.parse::<Uuid>().map_err(|_| Error::invalid("spec.attachments", "not an attachment id"))?);
+    }
+    if !attachment_ids.is_empty() {
+        let owned = borcelle_store::attachments::owned_sizes(db, owner, &attachment_ids).await?;
+        if owned.len() != attachment_ids.len() {
+            return Err(Error::invalid("spec.attachments", "some of these are not your attachments"));
+        }
+    }
+    Ok(OccurrenceSpec::Reminder(parsed))
+}
+
+/// Checks a broadcast spec against the schema's rules.
+fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
+    if !spec.is_object() {
+        return Err(Error::invalid("spec", "spec must be an object"));
+    }
+    let parsed: BroadcastSpec = parse_value(spec, "spec")?;
+    check_len("spec.title", &parsed.title, 1, 200)?;
+    check_len("spec.message", &parsed.message, 1, 10_000)?;
+    if parsed.at.is_some() && parsed.schedule.is_some() {
+        return Err(Error::invalid("spec.at", "set at most one of at and schedule"));
+    }
+    if let Some(schedule) = &parsed.schedule {
+        check_schedule("spec.schedule", schedule, "spec.timeZone", parsed.time_zone.as_deref())?;
+    } else if parsed.time_zone.is_some() {
+        return Err(Error::invalid("spec.timeZone", "timeZone applies to schedule only"));
+    }
+    if parsed.channels.is_empty() {
+        return Err(Error::invalid("spec.channels", "choose at least one channel: web or email"));
+    }
+    let users = &parsed.audience.users;
+    match parsed.audience.group {
+        AudienceGroup::Users if users.is_empty() => {
+            return Err(Error::invalid("spec.audience.users", "list the users' emails when group is users"));
+        }
+        AudienceGroup::All | AudienceGroup::Admins if !users.is_empty() => {
+            return Err(Error::invalid("spec.audience.users", "list users only when group is users"));
+        }
+        _ => {}
+    }
+    if users.len() > 10_000 {
+        return Err(Error::invalid("spec.audience.users", "list at most 10000 users"));
+    }
+    if parsed.expires_at.is_some_and(|t| t <= now) {
+        return Err(Error::invalid("spec.expiresAt", "must be in the future"));
+    }
+    if parsed.starting_deadline_seconds.is_some_and(|v| v < 0) {
+        return Err(Error::invalid("spec.startingDeadlineSeconds", "must not be negative"));
+    }
+    Ok(OccurrenceSpec::Broadcast(parsed))
+}
+
+/// Checks a spec of the scope's kind for `caller` (a reminder's owner is the caller).
+pub async fn check(db: &PgPool, scope: Scope, caller: &Caller<'_>, spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
+    if scope.is_broadcast() {
+        check_broadcast(spec, now)
+    } else {
+        check_reminder(db, scope.owner.unwrap_or(caller.id), caller.email, spec).await
+    }
+}
+
+/// A checked spec as JSON, as it is kept.
+pub fn spec_json(spec: &OccurrenceSpec) -> Result<Value> {
+    let value = match spec {
+        OccurrenceSpec::Reminder(spec) => serde_json::to_value(spec),
+        OccurrenceSpec::Broadcast(spec) => serde_json::to_value(spec),
+    };
+    value.map_err(Error::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        assert!(check_name("weekly-report-2").is_ok());
+        for bad in ["", "-a", "a-", "Weekly", "a_b", &"a".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

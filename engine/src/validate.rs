@@ -1,0 +1,135 @@
+//! Input rules for account fields; each failure names the field and says what to fix.
+
+use crate::Error;
+
+pub const PASSWORD_MIN: usize = 10;
+pub const PASSWORD_MAX: usize = 128;
+pub const DISPLAY_NAME_MAX: usize = 100;
+const EMAIL_MAX: usize = 254;
+const LOCAL_PART_MAX: usize = 64;
+const LABEL_MAX: usize = 63;
+
+/// Validates an email address and returns its normal form (trimmed, lower case).
+///
+/// Addresses are ASCII (internationalised domains are entered in their `xn--` form).
+pub fn email(field: &str, raw: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::invalid(field, format!("enter a valid email address: {why}"));
+    let email = raw.trim().to_ascii_lowercase();
+    if email.is_empty() {
+        return Err(Error::invalid(field, "email is required"));
+    }
+    if email.chars().count() > EMAIL_MAX {
+        return Err(Error::invalid(field, format!("email must be at most {EMAIL_MAX} characters")));
+    }
+    if !email.is_ascii() {
+        return Err(bad("use only ASCII characters (internationalised domains in their xn-- form)"));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(bad("it needs an @"));
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= LOCAL_PART_MAX
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    if !local_ok {
+        return Err(bad("the part before the @ is not valid"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= LABEL_MAX
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
+    if !domain_ok {
+        return Err(bad("the domain after the @ is not valid"));
+    }
+    Ok(email)
+}
+
+/// Checks a new password's length (characters, not bytes).
+pub fn password(field: &str, password: &str) -> Result<(), Error> {
+    let chars = password.chars().count();
+    if chars < PASSWORD_MIN {
+        return Err(Error::invalid(field, format!("password must be at least {PASSWORD_MIN} characters")));
+    }
+    if chars > PASSWORD_MAX {
+        return Err(Error::invalid(field, format!("password must be at most {PASSWORD_MAX} characters")));
+    }
+    Ok(())
+}
+
+/// Validates a display name and returns it trimmed.
+pub fn display_name(field: &str, raw: &str) -> Result<String, Error> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(Error::invalid(field, "display name is required"));
+    }
+    if name.chars().count() > DISPLAY_NAME_MAX {
+        return Err(Error::invalid(field, format!("display name must be at most {DISPLAY_NAME_MAX} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "display name must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Validates a short free-text label (token names and the like) and returns it trimmed.
+pub fn label(field: &str, raw: &str, max: usize) -> Result<String, Error> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(Error::invalid(field, format!("{field} is required")));
+    }
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must be at most {max} characters, without control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased() {
+        assert_eq!(email("email", "  Ada.Lovelace@Example.COM ").ok().as_deref(), Some("ada.lovelace@example.com"));
+    }
+
+    #[test]
+    fn malformed_emails_are_refused_with_the_field_named() {
+        for bad in
+            ["", "plain", "a@b", "@example.com", "a..b@example.com", "a@-x.com", "a@example.123", "é@example.com"]
+        {
+            match email("email", bad) {
+                Err(Error::Invalid { field, .. }) => assert_eq!(field, "email", "{bad}"),
+                other => panic!("{bad:?} should be refused, got {other:?}"),
+            }
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(email("email", &long).is_err());
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters() {
+        assert!(password("password", "ééééééééé").is_err());
+        assert!(password("password", "éééééééééé").is_ok());
+        assert!(password("password", &"x".repeat(129)).is_err());
+        assert!(password("password", &"x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_bounded() {
+        assert_eq!(display_name("display_name", "  Ada ").ok().as_deref(), Some("Ada"));
+        assert!(display_name("display_name", "   ").is_err());
+        assert!(display_name("display_name", &"a".repeat(101)).is_err());
+        assert!(display_name("display_name", "a\u{0}b").is_err());
+    }
+}

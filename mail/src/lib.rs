@@ -1,0 +1,137 @@
+//! Outgoing mail: one [`MailTransport`] interface with three transports chosen by configuration
+//! (SMTP, the MailJet Send API v3.1, and the dev outbox), how an email is built, and the templates
+//! every email is rendered from.
+
+mod mailjet;
+mod outbox;
+mod settings;
+mod smtp;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use borcelle_store::PgPool;
+
+pub use settings::{MailSettings, MailjetSettings, SmtpSettings, SmtpTls, TransportSettings};
+
+pub use mailjet::MailjetTransport;
+pub use outbox::OutboxTransport;
+pub use smtp::{SmtpTransport, build_message};
+pub use templates::{Rendered, TemplateError};
+
+/// What a file whose type is not recognised is served and sent as.
+pub const UNKNOWN_TYPE: &str = "application/octet-stream";
+
+/// A named address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub email: String,
+}
+
+/// One email, ready for any transport. Its `message_id` is stable: a retry sends the same id, so
+/// a duplicate can be recognised.
+#[derive(Debug, Clone)]
+pub struct OutgoingEmail {
+    pub from: Mailbox,
+    pub to: Mailbox,
+    /// Where replies go (the CRM user who sent a message).
+    pub reply_to: Option<Mailbox>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// `<unique@domain>`, angle brackets included.
+    pub message_id: String,
+    pub date: SystemTime,
+    /// Files sent along (cheap to clone: the bytes are shared between recipients).
+    pub attachments: Vec<MailAttachment>,
+}
+
+/// A file carried by an email.
+#[derive(Debug, Clone)]
+pub struct MailAttachment {
+    /// Sanitised file name.
+    pub filename: String,
+    /// Sniffed from the bytes when uploaded.
+    pub content_type: String,
+    pub bytes: Bytes,
+}
+
+impl OutgoingEmail {
+    /// Builds an email from the configured sender with a fresh Message-ID in the sender's domain.
+    pub fn new(settings: &MailSettings, to: Mailbox, content: templates::Rendered) -> Self {
+        let domain = settings.from_address.rsplit_once('@').map_or("localhost", |(_, domain)| domain);
+        Self {
+            from: Mailbox { name: Some(settings.from_name.clone()), email: settings.from_address.clone() },
+            to,
+            reply_to: None,
+            subject: content.subject,
+            text: content.text,
+            html: content.html,
+            message_id: format!("<{}@{}>", uuid::Uuid::now_v7().simple(), domain),
+            date: SystemTime::now(),
+            attachments: Vec::new(),
+        }
+    }
+}
+
+/// What a transport reports for an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The provider's id for the message, or the server's reply when it gives no id.
+    pub provider_id: String,
+}
+
+/// Why a send failed, split by what the caller should do next.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MailError {
+    /// Worth retrying later: connection trouble, SMTP 4xx, MailJet 429/5xx.
+    #[error("temporary mail failure: {0}")]
+    Transient(String),
+    /// Retrying will not help: SMTP 5xx, MailJet per-message errors, rejected credentials.
+    #[error("permanent mail failure: {0}")]
+    Permanent(String),
+}
+
+impl MailError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MailError::Transient(_))
+    }
+}
+
+/// Anything that can deliver an [`OutgoingEmail`].
+pub trait MailTransport: Send + Sync {
+    /// Short name for logs and metrics (`smtp`, `mailjet`, `outbox`).
+    fn name(&self) -> &'static str;
+    fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>>;
+}
+
+/// The transport the server uses.
+pub type Mailer = Arc<dyn MailTransport>;
+
+/// Why a transport could not be set up (at start, from its settings).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("reading the SMTP CA file {path}: {source}")]
+    CaFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("parsing the SMTP CA file {path}: {message}")]
+    CaCertificate { path: std::path::PathBuf, message: String },
+    #[error("configuring TLS for {host}: {message}")]
+    Tls { host: String, message: String },
+    #[error("the MailJet API URL is not valid: {0}")]
+    MailjetUrl(#[from] url::ParseError),
+    #[error("building the MailJet HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// Builds the transport that the settings select.
+pub fn build_mailer(settings: &MailSettings, db: PgPool) -> Result<Mailer, SetupError> {
+    Ok(match &settings.transport {
+        TransportSettings::Outbox => Arc::new(OutboxTransport::new(db)),
+        TransportSettings::Smtp(smtp) => Arc::new(SmtpTransport::new(smtp)?),
+        TransportSettings::Mailjet(mailjet) => Arc::new(MailjetTransport::new(mailjet.clone())?),
+    })
+}

@@ -1,0 +1,143 @@
+//! Every email has a text and an HTML part rendered from templates (minijinja, compiled into the
+//! binary); the HTML part escapes what users typed, the text part keeps it as typed.
+
+use std::sync::LazyLock;
+
+use minijinja::{AutoEscape, Environment, context};
+
+/// Subject and both bodies of an email.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// A template failed to render (a bug in a template; the data is always escaped or plain text).
+#[derive(Debug, thiserror::Error)]
+#[error("rendering the email template {template}: {source}")]
+pub struct TemplateError {
+    template: &'static str,
+    #[source]
+    source: minijinja::Error,
+}
+
+/// The templates, each under its path below `templates/`.
+const TEMPLATES: [(&str, &str); 9] = [
+    ("emails/layout.html", include_str!("../templates/emails/layout.html")),
+    ("emails/verify_email.txt", include_str!("../templates/emails/verify_email.txt")),
+    ("emails/verify_email.html", include_str!("../templates/emails/verify_email.html")),
+    ("emails/reset_password.txt", include_str!("../templates/emails/reset_password.txt")),
+    ("emails/reset_password.html", include_str!("../templates/emails/reset_password.html")),
+    ("emails/already_registered.txt", include_str!("../templates/emails/already_registered.txt")),
+    ("emails/already_registered.html", include_str!("../templates/emails/already_registered.html")),
+    ("emails/message.txt", include_str!("../templates/emails/message.txt")),
+    ("emails/message.html", include_str!("../templates/emails/message.html")),
+];
+
+/// The environment every email renders in: HTML escaping for `.html`, none for `.txt`, undefined
+/// values an error (a misspelt variable fails the template's test instead of rendering empty).
+/// Like askama before it, a template's one trailing newline is not part of its output.
+static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)?;
+    }
+    Ok(env)
+});
+
+fn render(template: &'static str, data: minijinja::Value) -> Result<String, TemplateError> {
+    let env = ENVIRONMENT.as_ref().map_err(|err| TemplateError {
+        template,
+        source: minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, err.to_string()),
+    })?;
+    env.get_template(template)
+        .and_then(|t| t.render(data))
+        .map_err(|source| TemplateError { template, source })
+}
+
+fn pair(
+    subject: &str,
+    text: &'static str,
+    html: &'static str,
+    data: minijinja::Value,
+) -> Result<Rendered, TemplateError> {
+    Ok(Rendered { subject: subject.to_owned(), text: render(text, data.clone())?, html: render(html, data)? })
+}
+
+/// A CRM user's message (or note) to a contact: the body as typed, escaped in HTML, with
+/// blank lines as paragraph breaks.
+pub fn message(sender: &str, subject: &str, body: &str) -> Result<Rendered, TemplateError> {
+    let normalized = body.replace("\r\n", "\n");
+    let paragraphs: Vec<Vec<String>> = normalized
+        .split("\n\n")
+        .map(|p| p.trim_matches('\n'))
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.split('\n').map(str::to_owned).collect())
+        .collect();
+    let html = render("emails/message.html", context! { subject, paragraphs, sender })?;
+    let text = render("emails/message.txt", context! { body, sender })?;
+    Ok(Rendered { subject: subject.to_owned(), text, html })
+}
+
+/// The email that carries the verification link.
+pub fn verify_email(name: &str, link: &str, hours: u64) -> Result<Rendered, TemplateError> {
+    let data = context! { name, link, hours };
+    pair("Verify your email for Borcelle", "emails/verify_email.txt", "emails/verify_email.html", data)
+}
+
+/// The email that carries the password-reset link.
+pub fn reset_password(name: &str, link: &str, minutes: u64) -> Result<Rendered, TemplateError> {
+    let data = context! { name, link, minutes };
+    pair("Reset your Borcelle password", "emails/reset_password.txt", "emails/reset_password.html", data)
+}
+
+/// Sent to the owner of an address when someone registers with it again.
+pub fn already_registered(name: &str, login_link: &str, reset_link: &str) -> Result<Rendered, TemplateError> {
+    let data = context! { name, login_link, reset_link };
+    pair(
+        "Someone tried to sign up with your email",
+        "emails/already_registered.txt",
+        "emails/already_registered.html",
+        data,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn html_escapes_user_content_and_text_keeps_it() {
+        let mail = verify_email("<script>alert(1)</script> & Co", "http://x/verify?token=a&b", 24).unwrap();
+        assert!(!mail.html.contains("<script>"));
+        assert!(mail.html.contains("&lt;script&gt;"), "{}", mail.html);
+        assert!(mail.text.contains("<script>alert(1)</script> & Co"));
+        assert!(mail.text.contains("http://x/verify?token=a&b"));
+    }
+
+    #[test]
+    fn every_template_renders_with_its_data() {
+        let verify = verify_email("Ada", "https://crm.example/verify?token=t", 24).unwrap();
+        assert!(verify.text.contains("https://crm.example/verify?token=t") && verify.text.contains("24 hours"));
+        assert!(verify.html.contains("Verify my email") && verify.html.contains("<title>Verify your email</title>"));
+        let reset = reset_password("Ada", "https://crm.example/reset?token=t", 60).unwrap();
+        assert!(reset.text.contains("expires in 60 minutes") && reset.html.contains("Choose a new password"));
+        let taken = already_registered("Ada", "https://crm.example/login", "https://crm.example/forgot").unwrap();
+        assert!(taken.text.contains("log in at https://crm.example/login"));
+        assert!(taken.html.contains("reset your password</a>"));
+    }
+
+    #[test]
+    fn a_message_keeps_its_lines_and_paragraphs() {
+        let mail = message("Ada <a@b>", "Q3 & more", "Hello,\r\nline two\n\n\nThird <b>para</b>\n").unwrap();
+        assert!(mail.html.contains("<p>Hello,<br>line two</p>"), "{}", mail.html);
+        assert!(mail.html.contains("<p>Third &lt;b&gt;para&lt;&#x2f;b&gt;</p>"), "{}", mail.html);
+        assert!(mail.html.contains("<title>Q3 &amp; more</title>"));
+        assert!(mail.text.starts_with("Hello,\r\nline two\n\n\nThird <b>para</b>\n"));
+        assert!(mail.text.contains("Ada <a@b> sent you this message with Borcelle."));
+    }
+}

@@ -1,0 +1,265 @@
+//! The delivery ledger: one row per (task, recipient). Workers claim due rows with
+//! `FOR UPDATE SKIP LOCKED` and a lease, send outside any transaction, then record outcomes in
+//! batches that also move the tasks' counters.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::Owner;
+
+/// A row a worker has claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub task_id: Uuid,
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub message_id: String,
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` due rows (queued, retrying past their time, or sending with an expired
+/// lease: a crashed worker's) for `lease_secs`.
+pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> crate::Result<Vec<Claimed>> {
+    sqlx::query_as!(
+        Claimed,
+        "WITH due AS (
+             SELECT id FROM messages
+             WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= now())
+                OR (status = 'sending' AND lease_until < now())
+             ORDER BY next_attempt_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
+                lease_until = now() + make_interval(secs => $2), updated_at = now()
+         FROM due WHERE m.id = due.id
+         RETURNING m.id, m.owner_id, m.task_id, m.to_email, m.to_name, m.message_id, m.attempts",
+        limit,
+        lease_secs
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// What became of one claimed row.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: Uuid,
+    /// The attempt this outcome belongs to; a late outcome of an older attempt is ignored.
+    pub attempt: i32,
+    pub result: OutcomeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutcomeKind {
+    Sent { provider_id: String },
+    Retry { error: String, after_secs: f64 },
+    Failed { error: String },
+}
+
+/// A task's counters after an outcome batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskProgress {
+    pub task_id: Uuid,
+    pub owner_id: Uuid,
+    pub kind: String,
+    pub subject: String,
+    pub sent: i32,
+    pub failed: i32,
+    pub total: i32,
+    pub status: String,
+    /// This batch finished the task.
+    pub just_finished: bool,
+}
+
+/// Records a batch of outcomes and moves the counters of the tasks they belong to, in one
+/// statement. Returns the progress of every task that changed.
+pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Result<Vec<TaskProgress>> {
+    if outcomes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut attempts = Vec::with_capacity(outcomes.len());
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut provider_ids: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
+    let mut delays = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        ids.push(outcome.id);
+        attempts.push(outcome.attempt);
+        let (status, provider, error, delay) = match &outcome.result {
+            OutcomeKind::Sent { provider_id } => ("sent", Some(provider_id.clone()), None, 0.0),
+            OutcomeKind::Retry { error, after_secs } => ("retrying", None, Some(error.clone()), *after_secs),
+            OutcomeKind::Failed { error } => ("failed", None, Some(error.clone()), 0.0),
+        };
+        statuses.push(status.to_owned());
+        provider_ids.push(provider);
+        errors.push(error);
+        delays.push(delay);
+    }
+    sqlx::query_as!(
+        TaskProgress,
+        "WITH outcome AS (
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::float8[])
+                 AS o(id, attempt, status, provider_id, error, delay)
+         ), updated AS (
+             UPDATE messages m SET
+                 status = o.status,
+                 provider_id = coalesce(o.provider_id, m.provider_id),
+                 last_error = CASE WHEN o.status = 'sent' THEN m.last_error ELSE o.error END,
+                 sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END,
+                 next_attempt_at = CASE WHEN o.status = 'retrying' THEN now() + make_interval(secs => o.delay)
+                                        ELSE m.next_attempt_at END,
+                 lease_until = NULL,
+                 updated_at = now()
+             FROM outcome o
+             WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt
+             RETURNING m.task_id, m.status
+         ), deltas AS (
+             SELECT task_id,
+                    count(*) FILTER (WHERE status = 'sent')::int4 AS sent,
+                    count(*) FILTER (WHERE status = 'failed')::int4 AS failed
+             FROM updated GROUP BY task_id
+         )
+         UPDATE tasks t SET
+             sent = t.sent + d.sent,
+             failed = t.failed + d.failed,
+             status = CASE WHEN t.sent + d.sent + t.failed + d.failed >= t.total THEN 'done' ELSE 'running' END,
+             finished_at = CASE WHEN t.sent + d.sent + t.failed + d.failed >= t.total THEN now() ELSE NULL END
+         FROM deltas d WHERE t.id = d.task_id
+         RETURNING t.id AS task_id, t.owner_id, t.kind, t.subject, t.sent, t.failed, t.total, t.status,
+                   (t.status = 'done' AND d.sent + d.failed > 0) AS \"just_finished!\"",
+        &ids,
+        &attempts,
+        &statuses,
+        &provider_ids as &[Option<String>],
+        &errors as &[Option<String>],
+        &delays
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// Gives claims back untouched (shutdown before they were sent, or a message that could not be
+/// prepared): the attempt is not counted. Each claim is `(id, attempt)`; a row claimed again
+/// since (its lease ran out and another engine took it) is left alone.
+pub async fn release(db: impl PgExecutor<'_>, claims: &[(Uuid, i32)]) -> crate::Result<u64> {
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = claims.iter().copied().unzip();
+    let done = sqlx::query!(
+        "UPDATE messages m SET status = CASE WHEN m.attempts > 1 THEN 'retrying' ELSE 'queued' END,
+                attempts = m.attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
+         FROM unnest($1::uuid[], $2::int4[]) AS c(id, attempt)
+         WHERE m.id = c.id AND m.attempts = c.attempt AND m.status = 'sending'",
+        &ids,
+        &attempts
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A ledger row as its owner sees it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Message {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub contact_id: Option<Uuid>,
+    pub to_email: String,
+    pub to_name: Option<String>,
+    pub subject: String,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters of the message history.
+#[derive(Debug, Default)]
+pub struct HistoryFilter {
+    pub status: Option<String>,
+    pub contact_id: Option<Uuid>,
+    pub task_id: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset cursor: rows created before this (time, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// The owner's messages, newest first, filtered.
+pub async fn history(db: impl PgExecutor<'_>, owner: Owner, filter: &HistoryFilter) -> crate::Result<Vec<Message>> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT m.id, m.task_id, m.contact_id, m.to_email, m.to_name, t.subject, m.message_id, m.status, m.attempts,
+                CASE WHEN m.status IN ('queued', 'retrying') THEN m.next_attempt_at END AS next_attempt_at,
+                m.last_error, m.provider_id, m.sent_at, m.created_at, m.updated_at
+         FROM messages m JOIN tasks t ON t.id = m.task_id WHERE m.owner_id = ",
+    );
+    sql.push_bind(owner);
+    if let Some(status) = &filter.status {
+        sql.push(" AND m.status = ").push_bind(status.clone());
+    }
+    if let Some(contact) = filter.contact_id {
+        sql.push(" AND m.contact_id = ").push_bind(contact);
+    }
+    if let Some(task) = filter.task_id {
+        sql.push(" AND m.task_id = ").push_bind(task);
+    }
+    if let Some(since) = filter.since {
+        sql.push(" AND m.created_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        sql.push(" AND m.created_at < ").push_bind(until);
+    }
+    if let Some((at, id)) = filter.before {
+        sql.push(" AND (m.created_at, m.id) < (").push_bind(at).push(", ").push_bind(id).push(")");
+    }
+    sql.push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ").push_bind(filter.limit + 1);
+    sql.build_query_as::<Message>().fetch_all(db).await.map_err(crate::Error::from)
+}
+
+/// Puts failed rows of the owner back in the queue (one message, or every failed one of a task),
+/// reopening their tasks. Returns the affected tasks' ids.
+pub async fn retry_failed(
+    db: impl PgExecutor<'_>,
+    owner: Owner,
+    message: Option<Uuid>,
+    task: Option<Uuid>,
+) -> crate::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "WITH requeued AS (
+             UPDATE messages SET status = 'queued', attempts = 0, next_attempt_at = now(), updated_at = now()
+             WHERE owner_id = $1 AND status = 'failed'
+               AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR task_id = $3)
+             RETURNING task_id
+         ), counts AS (SELECT task_id, count(*)::int4 AS n FROM requeued GROUP BY task_id)
+         UPDATE tasks t SET failed = t.failed - c.n, status = 'running', finished_at = NULL
+         FROM counts c WHERE t.id = c.task_id
+         RETURNING t.id",
+        owner.id(),
+        message,
+        task
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// One message's status (for retry answers).
+pub async fn status_of(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<Option<String>> {
+    sqlx::query_scalar!("SELECT status FROM messages WHERE owner_id = $1 AND id = $2", owner.id(), id)
+        .fetch_optional(db)
+        .await
+        .map_err(crate::Error::from)
+}

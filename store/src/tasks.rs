@@ -1,0 +1,229 @@
+//! Tasks: one send (a message or a note) to one or many contacts, with the ledger rows it owns.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::Owner;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Task {
+    pub id: Uuid,
+    pub kind: String,
+    pub note_id: Option<Uuid>,
+    pub subject: String,
+    pub total: i32,
+    pub sent: i32,
+    pub failed: i32,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Who a send goes to.
+pub enum Recipients<'a> {
+    /// These contacts of the owner; any id that is not the owner's makes the whole send fail.
+    Contacts(&'a [Uuid]),
+    /// Every contact of the owner with this tag.
+    Tag(&'a str),
+}
+
+pub struct NewTask<'a> {
+    pub id: Uuid,
+    pub owner: Owner,
+    pub kind: &'a str,
+    pub note_id: Option<Uuid>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    /// Domain of the stable Message-IDs (`<id@domain>`).
+    pub message_id_domain: &'a str,
+}
+
+/// Why a send could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnqueueError {
+    /// Some requested contact ids are not the owner's.
+    UnknownContacts(Vec<Uuid>),
+    /// The tag matches no contact.
+    NoRecipients,
+}
+
+/// Writes the task and one `queued` ledger row per recipient, in the caller's transaction:
+/// the ledger exists before anything is sent. Returns the number of recipients.
+pub async fn enqueue(
+    tx: &mut PgConnection,
+    task: &NewTask<'_>,
+    recipients: Recipients<'_>,
+) -> crate::Result<Result<i32, EnqueueError>> {
+    insert(tx, task).await?;
+    let (ids, tag): (Option<&[Uuid]>, Option<&str>) = match recipients {
+        Recipients::Contacts(ids) => (Some(ids), None),
+        Recipients::Tag(tag) => (None, Some(tag)),
+    };
+    let inserted: Vec<Uuid> = sqlx::query_scalar!(
+        "WITH chosen AS (
+             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name FROM contacts c
+             WHERE c.owner_id = $1
+               AND ($3::uuid[] IS NULL OR c.id = ANY($3))
+               AND ($4::text IS NULL OR c.tags @> ARRAY[$4]::text[])
+         )
+         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
+         SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>' FROM chosen
+         ON CONFLICT (task_id, to_email) DO NOTHING
+         RETURNING contact_id AS \"contact_id!\"",
+        task.owner.id(),
+        task.id,
+        ids,
+        tag,
+        task.message_id_domain
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(ids) = ids {
+        let missing: Vec<Uuid> = ids.iter().filter(|id| !inserted.contains(id)).copied().collect();
+        if !missing.is_empty() {
+            return Ok(Err(EnqueueError::UnknownContacts(missing)));
+        }
+    }
+    if inserted.is_empty() {
+        return Ok(Err(EnqueueError::NoRecipients));
+    }
+    let total = inserted.len() as i32;
+    set_total(tx, task.id, total).await?;
+    Ok(Ok(total))
+}
+
+/// Writes the task row with a provisional total of 1; [`set_total`] sets the real one once the
+/// ledger rows exist, so that it always equals their number.
+pub async fn insert(tx: &mut PgConnection, task: &NewTask<'_>) -> crate::Result<()> {
+    sqlx::query!(
+        "INSERT INTO tasks (id, owner_id, kind, note_id, subject, body, total) VALUES ($1, $2, $3, $4, $5, $6, 1)",
+        task.id,
+        task.owner.id(),
+        task.kind,
+        task.note_id,
+        task.subject,
+        task.body
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes many reminder or broadcast task rows (provisional totals of 1, see [`insert`]).
+pub async fn insert_many(
+    tx: &mut PgConnection,
+    kind: &str,
+    ids: &[Uuid],
+    owners: &[Uuid],
+    subjects: &[String],
+    bodies: &[String],
+) -> crate::Result<()> {
+    sqlx::query!(
+        "INSERT INTO tasks (id, owner_id, kind, subject, body, total)
+         SELECT id, owner_id, $1, subject, body, 1 FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[])
+             AS t(id, owner_id, subject, body)",
+        kind,
+        ids,
+        owners,
+        subjects,
+        bodies
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets many tasks' totals; tasks given a total of 0 are removed (they have no ledger rows).
+pub async fn set_totals(tx: &mut PgConnection, ids: &[Uuid], totals: &[i32]) -> crate::Result<()> {
+    sqlx::query!(
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(id, total)),
+              emptied AS (DELETE FROM tasks t USING u WHERE t.id = u.id AND u.total = 0)
+         UPDATE tasks t SET total = u.total FROM u WHERE t.id = u.id AND u.total > 0",
+        ids,
+        totals
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets the task's total to the number of ledger rows written for it.
+pub async fn set_total(tx: &mut PgConnection, id: Uuid, total: i32) -> crate::Result<()> {
+    sqlx::query!("UPDATE tasks SET total = $2 WHERE id = $1", id, total).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Removes a task that ended up with no ledger rows.
+pub async fn delete_empty(tx: &mut PgConnection, id: Uuid) -> crate::Result<()> {
+    sqlx::query!("DELETE FROM tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE task_id = $1)", id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The task's counters and state, whoever owns it (for a worker waiting on its occurrence).
+pub async fn progress(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Option<Task>> {
+    sqlx::query_as!(
+        Task,
+        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at FROM tasks WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+pub async fn get(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<Option<Task>> {
+    sqlx::query_as!(
+        Task,
+        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at
+         FROM tasks WHERE owner_id = $1 AND id = $2",
+        owner.id(),
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// The owner's tasks, newest first; only running ones when `running_only`.
+pub async fn list(db: impl PgExecutor<'_>, owner: Owner, running_only: bool, limit: i64) -> crate::Result<Vec<Task>> {
+    sqlx::query_as!(
+        Task,
+        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at
+         FROM tasks WHERE owner_id = $1 AND (NOT $2 OR status = 'running')
+         ORDER BY created_at DESC, id DESC LIMIT $3",
+        owner.id(),
+        running_only,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// Content and sender of tasks, for the workers (one query per claimed batch).
+#[derive(Debug, Clone)]
+pub struct TaskContent {
+    pub id: Uuid,
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub owner_name: String,
+    pub owner_email: String,
+}
+
+pub async fn contents(db: impl PgExecutor<'_>, ids: &[Uuid]) -> crate::Result<Vec<TaskContent>> {
+    sqlx::query_as!(
+        TaskContent,
+        "SELECT t.id, t.kind, t.subject, t.body, u.display_name AS owner_name, u.email AS owner_email
+         FROM tasks t JOIN users u ON u.id = t.owner_id WHERE t.id = ANY($1)",
+        ids
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
