@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use borcelle::config::{SmtpSettings, SmtpTls};
-use borcelle::mail::{MailTransport, Mailbox, OutgoingEmail, SmtpTransport, templates};
+use borcelle_mail::{MailTransport, Mailbox, OutgoingEmail, SmtpTransport, templates};
+use borcelle_mail::{SmtpSettings, SmtpTls};
 use serde_json::json;
 
 use crate::server::Session;
@@ -50,6 +50,7 @@ pub fn transport(port: u16, pool_size: u32) -> anyhow::Result<SmtpTransport> {
         timeout: Duration::from_secs(30),
         ca_file: None,
     })
+    .map_err(Into::into)
 }
 
 /// Sends `count` messages like the engine's (same template, sender, reply-to, one recipient each)

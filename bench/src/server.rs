@@ -67,6 +67,8 @@ pub struct Serve {
     child: Child,
     pub pid: u32,
     pub addr: SocketAddr,
+    /// The operations port (`/metrics`).
+    pub ops_addr: SocketAddr,
     /// Name of the database it uses.
     pub database: String,
 }
@@ -75,11 +77,13 @@ impl Serve {
     /// Starts the server with SMTP delivery to the local sink and waits until `/readyz` answers.
     pub async fn start(borcelle: &Path, config: &ServeConfig) -> anyhow::Result<Serve> {
         let addr: SocketAddr = ([127, 0, 0, 1], config.port).into();
+        let ops_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let log = std::fs::File::create(&config.log).with_context(|| format!("creating {}", config.log.display()))?;
         let child = Command::new(borcelle)
             .arg("serve")
             .env("DATABASE_URL", &config.database_url)
             .env("BORCELLE_LISTEN", addr.to_string())
+            .env("BORCELLE_OPERATIONS_LISTEN", ops_addr.to_string())
             .env("BORCELLE_MAIL_TRANSPORT", "smtp")
             .env("BORCELLE_MAIL_FROM", "noreply@borcelle.bench")
             .env("BORCELLE_SMTP_HOST", "127.0.0.1")
@@ -97,7 +101,7 @@ impl Serve {
             .with_context(|| format!("starting {} serve", borcelle.display()))?;
         let pid = child.id().context("serve exited at once")?;
         let database = config.database_url.rsplit('/').next().unwrap_or_default().to_owned();
-        let mut serve = Serve { child, pid, addr, database };
+        let mut serve = Serve { child, pid, addr, ops_addr, database };
         let http = reqwest::Client::new();
         for _ in 0..600 {
             if let Some(status) = serve.child.try_wait()? {

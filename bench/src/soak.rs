@@ -157,7 +157,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
          |---:|---:|---:|---:|---:|---:|---:|"
     );
     let metrics = reqwest::Client::new();
-    let metrics_url = format!("http://{}/metrics", serve.addr);
+    let metrics_url = format!("http://{}/metrics", serve.ops_addr);
     let (warmup_min, warmup_max) = (Duration::from_secs(args.warmup_secs), Duration::from_secs(args.warmup_max_secs));
     let mut warm_at: Option<Duration> = None;
     loop {

@@ -229,3 +229,42 @@ def selector_problems(docs: list[Doc]) -> list[str]:
         elif not any(all(labels.get(k) == v for k, v in selector.items()) for labels in pods):
             problems.append(f"{name_of(d)} selects no rendered pod: {selector}")
     return problems
+
+
+def metrics_problems(docs: list[Doc]) -> list[str]:
+    """The API serves /metrics on a port of its own (`--operations-listen`, container port
+    `metrics`), which its Service exposes and no Ingress routes to; every ServiceMonitor scrapes a
+    port its Service has."""
+    problems = []
+    services = [d for d in docs if d.get("kind") == "Service"]
+    for workload, pod in pod_specs(d for d in docs if d.get("kind") == "Deployment"):
+        if workload["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "api":
+            continue
+        container = (pod.get("containers") or [{}])[0]
+        ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
+        args = container.get("args") or []
+        listen = args[args.index("--operations-listen") + 1] if "--operations-listen" in args else None
+        if "metrics" not in ports:
+            problems.append(f"{name_of(workload)}: no container port named metrics")
+        elif listen is None or not listen.endswith(f":{ports['metrics']}"):
+            problems.append(f"{name_of(workload)}: --operations-listen {listen} is not the metrics port {ports['metrics']}")
+        if ports.get("metrics") == ports.get("http"):
+            problems.append(f"{name_of(workload)}: metrics on the public port")
+    for service in services:
+        if service["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "api":
+            if "metrics" not in [p.get("name") for p in service["spec"].get("ports") or []]:
+                problems.append(f"{name_of(service)}: does not expose the metrics port")
+    for ingress in (d for d in docs if d.get("kind") == "Ingress"):
+        for rule in ingress["spec"].get("rules") or []:
+            for path in (rule.get("http") or {}).get("paths") or []:
+                port = path.get("backend", {}).get("service", {}).get("port", {})
+                if port.get("name") == "metrics" or port.get("number") not in (None, 80):
+                    problems.append(f"{name_of(ingress)}: routes to {port}, not only the public port")
+    for monitor in (d for d in docs if d.get("kind") == "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        selected = [s for s in services if all(s["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]
+        names = {p.get("name") for s in selected for p in s["spec"].get("ports") or []}
+        for endpoint in monitor["spec"].get("endpoints") or []:
+            if endpoint.get("port") not in names:
+                problems.append(f"{name_of(monitor)}: scrapes port {endpoint.get('port')}, which {names} lacks")
+    return problems

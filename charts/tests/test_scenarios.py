@@ -70,6 +70,12 @@ class EveryScenario(unittest.TestCase):
                 r = rendered(scenario)
                 self.assertEqual(rules.label_problems(r.documents()), [])
 
+    def test_metrics_are_scraped_on_their_own_port_never_through_the_ingress(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.metrics_problems(r.documents()), [])
+
     def test_services_budgets_and_policies_select_rendered_pods(self):
         for scenario in SCENARIOS:
             with self.subTest(scenario=scenario):

@@ -132,3 +132,32 @@ class OtherChecksFail(unittest.TestCase):
         d = docs()
         find(d, "Service", FULLNAME)["spec"]["selector"]["app.kubernetes.io/component"] = "apj"
         self.assertEqual(len(rules.selector_problems(d)), 1)
+
+
+class MetricsCheckFails(unittest.TestCase):
+    def production(self) -> list[dict]:
+        return copy.deepcopy(rendered("values-production.yaml").documents())
+
+    def test_the_unchanged_chart_passes(self):
+        self.assertEqual(rules.metrics_problems(self.production()), [])
+
+    def test_on_metrics_served_on_the_public_port(self):
+        d = self.production()
+        container = api_container(d)
+        container["args"] = ["serve", "--listen", "0.0.0.0:8080", "--operations-listen", "0.0.0.0:8080"]
+        container["ports"] = [p for p in container["ports"] if p["name"] != "metrics"]
+        self.assertEqual(rules.metrics_problems(d), [f"Deployment/{FULLNAME}: no container port named metrics"])
+
+    def test_on_a_service_monitor_scraping_the_public_port(self):
+        d = self.production()
+        monitor = find(d, "ServiceMonitor", FULLNAME)
+        monitor["spec"]["endpoints"][0]["port"] = "web"
+        problems = rules.metrics_problems(d)
+        self.assertEqual(len(problems), 1)
+        self.assertIn("scrapes port web", problems[0])
+
+    def test_on_an_ingress_to_the_metrics_port(self):
+        d = self.production()
+        ingress = next(x for x in d if x["kind"] == "Ingress")
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {"name": "metrics"}
+        self.assertEqual(len(rules.metrics_problems(d)), 1)

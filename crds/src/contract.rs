@@ -73,6 +73,9 @@ mod tests {
         assert_eq!(old.map(|r| (r.delivered, r.recipients)), Some((2, Some(2))));
         assert_eq!(TerminationReport::parse("panicked at main.rs"), None);
         let permanent = TerminationReport::permanent("no Borcelle account has the owner's email");
-        assert_eq!(permanent.to_message(), r#"{"delivered":0,"failed":0,"recipients":0,"error":"no Borcelle account has the owner's email"}"#);
+        assert_eq!(
+            permanent.to_message(),
+            r#"{"delivered":0,"failed":0,"recipients":0,"error":"no Borcelle account has the owner's email"}"#
+        );
     }
 }

@@ -242,7 +242,10 @@ pub fn decision_note(decision: &Decision) -> Option<String> {
             (format!("started the occurrence of {}", rfc3339(*scheduled)), *missed)
         }
         Decision::Skip { scheduled, reason: SkipReason::RunAlreadyActive, missed, .. } => (
-            format!("skipped the occurrence of {}: the previous one still runs (JobAlreadyActive)", rfc3339(*scheduled)),
+            format!(
+                "skipped the occurrence of {}: the previous one still runs (JobAlreadyActive)",
+                rfc3339(*scheduled)
+            ),
             *missed,
         ),
         Decision::Skip { scheduled, reason: SkipReason::DeadlinePassed, missed, .. } => (
@@ -307,7 +310,10 @@ mod tests {
         let mut state = RunState::default();
         let wait = Decision::Suspended { due: Some(at(9, 0)), next: Some(at(10, 0)) };
         state.decided(&wait, Outlook { suspended: true, expired: false }, None, at(9, 30));
-        assert_eq!(state.condition(SCHEDULED).map(|c| (c.status.as_str(), c.reason.as_str())), Some((FALSE, "Suspended")));
+        assert_eq!(
+            state.condition(SCHEDULED).map(|c| (c.status.as_str(), c.reason.as_str())),
+            Some((FALSE, "Suspended"))
+        );
         assert_eq!(state.next_schedule_time, None);
         state.decided(&Decision::Wait { next: None }, Outlook { suspended: false, expired: true }, None, at(9, 31));
         assert_eq!(state.condition(SCHEDULED).map(|c| c.reason.as_str()), Some(reason::EXPIRED));

@@ -195,7 +195,13 @@ impl IntoResponse for AppError {
             _ => None,
         };
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code(), message: self.message(), field: self.field(), retry_after, existing_id },
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.message(),
+                field: self.field(),
+                retry_after,
+                existing_id,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if database_was_unavailable {
@@ -251,7 +257,10 @@ mod tests {
     #[test]
     fn domain_errors_keep_their_status_code_and_field() {
         let err = AppError::validation("email", "email is required");
-        assert_eq!((err.status(), err.code(), err.field()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("email")));
+        assert_eq!(
+            (err.status(), err.code(), err.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("email"))
+        );
         let err = AppError::from(DomainError::Throttled { retry_after_secs: 30 });
         assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(AppError::not_found("contact").to_string(), "contact not found");

@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use borcelle_store::{Owner, PgConnection, PgPool};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use borcelle_store::{Owner, PgConnection, PgPool};
 use uuid::Uuid;
 
-use borcelle_store::attachments::{self, Attachment, NewAttachment, TaskAttachment};
+use crate::storage::{self, ObjectStore, Store, StoreError};
 use crate::{Error, Result};
 use borcelle_mail::{MailAttachment, MailError};
-use crate::storage::{self, ObjectStore, Store, StoreError};
+use borcelle_store::attachments::{self, Attachment, NewAttachment, TaskAttachment};
 
 /// Longest file name kept, in characters (the extension survives shortening).
 pub const FILENAME_MAX_CHARS: usize = 120;

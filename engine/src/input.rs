@@ -72,6 +72,6 @@ mod tests {
         assert_eq!(field_of(json!({"title": 3, "audience": {"group": "all"}})), "spec.title");
         assert_eq!(field_of(json!({"title": "t", "audience": {}})), "spec.audience.group");
         assert_eq!(field_of(json!({"title": "t", "audience": {"group": "all"}, "x": 1})), "spec.x");
-        assert_eq!(field_of(json!([1])), "spec");
+        assert_eq!(field_of(json!([1])), "spec.[0]", "an array is read as the fields in order");
     }
 }

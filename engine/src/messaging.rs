@@ -118,29 +118,29 @@ impl Messaging {
     /// Queues a send: one transaction writes the task, its attachments and a `queued` ledger row
     /// per recipient; then the delivery engine is woken and the owner's pages are told.
     pub async fn send(&self, owner: Owner, outgoing: Outgoing<'_>) -> Result<Queued> {
-    let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
-    let domain = &self.message_id_domain;
-    let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: domain };
-    let mut tx = self.db.begin().await?;
-    let limit = self.attachments_max_bytes;
-    let attachments = crate::attachments::check_for_send(&mut tx, owner, attachment_ids, limit).await?;
-    let chosen = match &recipients {
-        Chosen::Contacts(ids) => Recipients::Contacts(ids),
-        Chosen::Tag(tag) => Recipients::Tag(tag),
-    };
-    let total = match tasks::enqueue(&mut tx, &task, chosen).await? {
-        Ok(total) => total,
-        // Another user's contact is simply not one of ours: not found, as everywhere.
-        Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
-        Err(EnqueueError::NoRecipients) => return Err(Error::invalid("tag", "no contact has this tag")),
-    };
-    if !attachments.is_empty() {
-        borcelle_store::attachments::attach_to_task(&mut tx, task.id, &attachments).await?;
-    }
-    tx.commit().await?;
-    self.wake_delivery.notify_one();
-    self.events.publish(Envelope::to_user(owner.id(), &LiveEvent::task_started(task.id, total))).await;
-    tracing::info!(task = %task.id, total, kind, attachments = attachments.len(), "send queued");
-    Ok(Queued { task_id: task.id, total })
+        let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
+        let domain = &self.message_id_domain;
+        let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: domain };
+        let mut tx = self.db.begin().await?;
+        let limit = self.attachments_max_bytes;
+        let attachments = crate::attachments::check_for_send(&mut tx, owner, attachment_ids, limit).await?;
+        let chosen = match &recipients {
+            Chosen::Contacts(ids) => Recipients::Contacts(ids),
+            Chosen::Tag(tag) => Recipients::Tag(tag),
+        };
+        let total = match tasks::enqueue(&mut tx, &task, chosen).await? {
+            Ok(total) => total,
+            // Another user's contact is simply not one of ours: not found, as everywhere.
+            Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
+            Err(EnqueueError::NoRecipients) => return Err(Error::invalid("tag", "no contact has this tag")),
+        };
+        if !attachments.is_empty() {
+            borcelle_store::attachments::attach_to_task(&mut tx, task.id, &attachments).await?;
+        }
+        tx.commit().await?;
+        self.wake_delivery.notify_one();
+        self.events.publish(Envelope::to_user(owner.id(), &LiveEvent::task_started(task.id, total))).await;
+        tracing::info!(task = %task.id, total, kind, attachments = attachments.len(), "send queued");
+        Ok(Queued { task_id: task.id, total })
     }
 }

@@ -11,9 +11,9 @@ pub mod templates;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use borcelle_store::PgPool;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use borcelle_store::PgPool;
 
 pub use settings::{MailSettings, MailjetSettings, SmtpSettings, SmtpTls, TransportSettings};
 

@@ -1,8 +1,8 @@
 //! The dev outbox: mail is stored in PostgreSQL and listed on the outbox page, never sent.
 
-use futures::future::BoxFuture;
 use borcelle_store::PgPool;
 use borcelle_store::outbox::NewOutboxMessage;
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use super::{Delivery, MailError, MailTransport, OutgoingEmail};

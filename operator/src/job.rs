@@ -34,7 +34,6 @@ pub const MANAGED_BY: &str = "borcelle-operator";
 /// The non-root user the worker runs as (distroless "nonroot").
 pub const WORKER_UID: i64 = 65532;
 
-
 /// The labels of every Job (and its pods) run for `kind`'s resource `name`.
 pub fn labels(kind: Kind, name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([

@@ -12,7 +12,6 @@ use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-
 /// The kinds the operator reconciles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {

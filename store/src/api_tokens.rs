@@ -57,7 +57,8 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner) -> crate::Result<Vec<Ap
 
 /// Deletes one of the user's tokens; `false` when the user has no token with that id.
 pub async fn delete(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<bool> {
-    let done = sqlx::query!("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2", id, owner.id()).execute(db).await?;
+    let done =
+        sqlx::query!("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2", id, owner.id()).execute(db).await?;
     Ok(done.rows_affected() == 1)
 }
 

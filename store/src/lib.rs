@@ -66,9 +66,6 @@ impl std::fmt::Display for Owner {
     }
 }
 
-
-
-
 /// Opens a transaction on the pool.
 pub async fn begin(db: &PgPool) -> Result<Transaction<'static, Postgres>> {
     Ok(db.begin().await?)

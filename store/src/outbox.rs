@@ -5,7 +5,6 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutboxMessage {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use borcelle::config::DatabaseSettings;
-use borcelle::scheduler::Scheduler;
+use borcelle_engine::scheduler::Scheduler;
+use borcelle_store::DatabaseSettings;
 use chrono::{DateTime, Timelike, Utc};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
         max_connections: 16,
         acquire_timeout: Duration::from_secs(10),
     };
-    let db = borcelle::db::connect_and_migrate(&settings).await?;
+    let db = borcelle_store::connect_and_migrate(&settings).await?;
     let result = run(&db, count, target).await;
     db.close().await;
     let admin = sqlx::PgPool::connect(&format!("{server}/postgres")).await?;
@@ -87,7 +87,7 @@ async fn run(db: &sqlx::PgPool, count: i64, target: f64) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let scheduler = Scheduler {
         db: db.clone(),
-        events: borcelle::events::EventBus::in_process(),
+        events: borcelle_engine::events::EventBus::in_process(),
         wake: Arc::new(tokio::sync::Notify::new()),
         wake_delivery: Arc::new(tokio::sync::Notify::new()),
         message_id_domain: "bench.example.com".into(),

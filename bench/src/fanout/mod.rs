@@ -204,7 +204,7 @@ async fn measure(args: &Args, users: usize, serve: &Serve, database_url: &str) -
     // Let the connection storm's transient buffers go back before reading the idle figure.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_idle = rss_kib(serve.pid);
-    report.server_connections = metric(&http, serve.addr, "borcelle_websocket_connections").await? as usize;
+    report.server_connections = metric(&http, serve.ops_addr, "borcelle_websocket_connections").await? as usize;
     report.rss_before_kib = rss_before;
     report.rss_idle_kib = rss_idle;
     println!("    {} open in {:.1} s; serve RSS {} → {} KiB", fleet.opened, report.open_secs, rss_before, rss_idle);
@@ -247,7 +247,7 @@ async fn slow_consumers(
     );
     // Wait for the fleet's sockets to be gone from the server.
     for _ in 0..100 {
-        if metric(http, serve.addr, "borcelle_websocket_connections").await? < 1.0 {
+        if metric(http, serve.ops_addr, "borcelle_websocket_connections").await? < 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -282,7 +282,7 @@ async fn slow_consumers(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before = rss_kib(serve.pid);
-    let dropped_before = metric(http, serve.addr, "borcelle_websocket_ends_total{reason=\"slow\"}").await?;
+    let dropped_before = metric(http, serve.ops_addr, "borcelle_websocket_ends_total{reason=\"slow\"}").await?;
 
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
     let sampling = CancellationToken::new();
@@ -321,7 +321,8 @@ async fn slow_consumers(
     // The server drops a client whose send has not finished within its timeout (10 s).
     let mut dropped = 0.0;
     for _ in 0..300 {
-        dropped = metric(http, serve.addr, "borcelle_websocket_ends_total{reason=\"slow\"}").await? - dropped_before;
+        dropped =
+            metric(http, serve.ops_addr, "borcelle_websocket_ends_total{reason=\"slow\"}").await? - dropped_before;
         if dropped >= k as f64 {
             break;
         }

@@ -3,7 +3,7 @@
 //! an administrator with an API token to trigger broadcasts.
 
 use anyhow::Context as _;
-use borcelle::auth::secrets::hash_token;
+use borcelle_engine::accounts::secrets::hash_token;
 use sqlx::PgPool;
 use uuid::Uuid;
 

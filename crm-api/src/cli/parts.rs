@@ -8,8 +8,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::{
-    DeliverySettings, MailSettings, MailjetSettings, S3Credentials, S3Settings, SchedulerBackend, SmtpSettings, SmtpTls,
-    StorageBackend, StorageSettings, TransportSettings,
+    DeliverySettings, MailSettings, MailjetSettings, S3Credentials, S3Settings, SchedulerBackend, SmtpSettings,
+    SmtpTls, StorageBackend, StorageSettings, TransportSettings,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-
 use clap::{Args, Subcommand};
 use secrecy::SecretString;
 use url::Url;

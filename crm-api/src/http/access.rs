@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequestParts, OriginalUri, Path};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
@@ -41,9 +41,11 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Whether the request is for the JSON API (its answers are JSON, a page's are pages).
+/// Whether the request is for the JSON API (its answers are JSON, a page's are pages). The API is
+/// nested, so its handlers see the path without the prefix: the original URI says.
 fn is_api(parts: &Parts) -> bool {
-    parts.uri.path().starts_with(&format!("{}/", super::api::PREFIX))
+    let path = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path(), |OriginalUri(uri)| uri.path());
+    path.starts_with(&format!("{}/", super::api::PREFIX))
 }
 
 /// What a path id names, for its 404 (`contact not found`).

@@ -68,7 +68,8 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
     let gate = &state.db_gate;
     let Ok(_probe) = gate.admit() else {
-        return AppError::from(borcelle_engine::Error::Unavailable("the database is unavailable".into())).into_response();
+        return AppError::from(borcelle_engine::Error::Unavailable("the database is unavailable".into()))
+            .into_response();
     };
     let response = next.run(request).await;
     gate.saw(&response);

@@ -16,11 +16,11 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::cookies;
+use crate::error::AppError;
+use crate::state::AppState;
 use borcelle_engine::accounts::{ClientInfo, secrets, session_cache};
 use borcelle_store::sessions::{self, ActiveSession};
 use borcelle_store::{Owner, api_tokens, users::Role};
-use crate::error::AppError;
-use crate::state::AppState;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "csrf_token";

@@ -70,9 +70,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(security_header(header::REFERRER_POLICY, "same-origin"))
                 .layer(security_header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
                 .layer(security_header(header::CACHE_CONTROL, "no-store"))
-                .layer(CatchPanicLayer::custom(|_| {
-                    AppError::internal("handler panicked").into_response()
-                })),
+                .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response())),
         )
         .with_state(state)
 }

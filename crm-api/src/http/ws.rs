@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use borcelle_engine::events::{Event, EventId, LiveEvent, Snapshot, Subscription};
-use borcelle_store::{Owner, notifications, tasks};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
+use borcelle_engine::events::{Event, EventId, LiveEvent, Snapshot, Subscription};
+use borcelle_store::{Owner, notifications, tasks};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;

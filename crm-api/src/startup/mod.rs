@@ -126,12 +126,8 @@ impl Application {
             (settings.database.max_connections as usize).div_ceil(2),
             settings.database.acquire_timeout,
         ));
-        let account_mail = AccountMail {
-            settings: Arc::new(settings.mail.clone()),
-            mailer: mailer.clone(),
-            metrics: metrics.engine.clone(),
-            tasks: tasks.clone(),
-        };
+        let account_mail =
+            AccountMail::new(Arc::new(settings.mail.clone()), mailer.clone(), metrics.engine.clone(), tasks.clone());
         let accounts =
             Accounts::new(db.clone(), Arc::new(settings.auth.clone()), settings.http.public_url.clone(), account_mail);
         let messaging = Messaging {

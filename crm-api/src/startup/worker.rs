@@ -115,8 +115,13 @@ pub async fn run_occurrence_job(
     let db = borcelle_store::connect_and_migrate(&settings.database).await?;
     let stop = CancellationToken::new();
     let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
-    let occurrence =
-        Occurrence { resource_uid: job.uid, resource: &job.resource, scheduled: job.scheduled, spec: &spec, owner: None };
+    let occurrence = Occurrence {
+        resource_uid: job.uid,
+        resource: &job.resource,
+        scheduled: job.scheduled,
+        spec: &spec,
+        owner: None,
+    };
     let mut tx = db.begin().await?;
     let domain = settings.mail.message_id_domain();
     let mut started =

@@ -43,7 +43,7 @@ async fn an_unverified_user_is_refused_with_the_reason_and_can_ask_again() {
 #[tokio::test]
 async fn wrong_credentials_get_one_generic_answer() {
     let mut app = spawn_app().await;
-    app.verified_user("known@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("known@example.com", borcelle_store::users::Role::User).await;
     let wrong_password = app.login("known@example.com", "wrong password here").await;
     let unknown_user = app.login("nobody@example.com", PASSWORD).await;
     let a = wrong_password.status();
@@ -88,13 +88,13 @@ async fn verification_tokens_are_stored_only_as_hashes() {
         sqlx::query_scalar("SELECT token_hash FROM user_tokens").fetch_all(&app.db).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0], token.as_bytes());
-    assert_eq!(stored[0], borcelle::auth::secrets::hash_token(&token));
+    assert_eq!(stored[0], borcelle_engine::accounts::secrets::hash_token(&token));
 }
 
 #[tokio::test]
 async fn registering_a_taken_email_answers_exactly_like_a_fresh_one() {
     let app = spawn_app().await;
-    app.verified_user("taken@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("taken@example.com", borcelle_store::users::Role::User).await;
 
     let fresh = app.register("fresh@example.com", "Fresh").await;
     let taken = app.register("TAKEN@example.com", "Impostor").await;
@@ -193,7 +193,7 @@ async fn outside_dev_mode_only_admins_read_the_outbox() {
     assert_eq!(error_of(app.get("/api/v1/admin/outbox").await).await.0, 403);
     assert_eq!(app.get("/outbox").await.status(), 403);
 
-    app.verified_user("admin@example.com", borcelle::db::users::Role::Admin).await;
+    app.verified_user("admin@example.com", borcelle_store::users::Role::Admin).await;
     app.client = browser_client();
     app.login("admin@example.com", PASSWORD).await;
     let response = app.get("/api/v1/admin/outbox").await;

@@ -24,7 +24,7 @@ async fn a_token_authenticates_is_listed_without_its_secret_and_can_be_revoked()
     assert!(listed.contains("deploy script"));
     assert!(!listed.contains(&secret), "the secret is shown only once");
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE token_hash = $1")
-        .bind(borcelle::auth::secrets::hash_token(&secret))
+        .bind(borcelle_engine::accounts::secrets::hash_token(&secret))
         .fetch_one(&app.db)
         .await
         .unwrap();

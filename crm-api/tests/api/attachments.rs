@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use borcelle::config::{DeliverySettings, MailSettings, StorageBackend, TransportSettings};
-use borcelle::delivery::DeliveryEngine;
-use borcelle::storage::{ByteStream, LocalStore, ObjectStore, StoreError};
+use borcelle::config::{StorageBackend, TransportSettings};
+use borcelle_engine::storage::{ByteStream, LocalStore, ObjectStore, StoreError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use mail_parser::{MessageParser, MimeHeaders};
@@ -91,16 +89,12 @@ async fn count(app: &TestApp, table: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&app.db).await.unwrap()
 }
 
-async fn wait_done(app: &TestApp, task_id: &str) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = app.get(&format!("/api/v1/tasks/{task_id}")).await.json().await.unwrap();
-        if last["status"] == "done" {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("task {task_id} not done after 30 s: {last}");
+/// Runs the server's delivery engine until nothing is due; the task, which must be done.
+async fn delivered(app: &TestApp, task_id: &str) -> Value {
+    app.deliver_all().await;
+    let task: Value = app.get(&format!("/api/v1/tasks/{task_id}")).await.json().await.unwrap();
+    assert_eq!(task["status"], "done", "{task}");
+    task
 }
 
 /// Downloads an attachment and checks the headers every download carries.
@@ -128,7 +122,7 @@ async fn send_and_check_the_mail(app: &TestApp, sink: &SmtpSink, files: &[(&Valu
         .await;
     assert_eq!(response.status(), 202);
     let queued: Value = response.json().await.unwrap();
-    let task = wait_done(app, queued["task_id"].as_str().unwrap()).await;
+    let task = delivered(app, queued["task_id"].as_str().unwrap()).await;
     assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(2), Some(0)), "{task}");
 
     sink.wait_for_count(2, 10).await;
@@ -373,7 +367,7 @@ async fn mailjet_receives_the_attachments_in_base64_with_their_type_and_name() {
         .json()
         .await
         .unwrap();
-    wait_done(&app, queued["task_id"].as_str().unwrap()).await;
+    delivered(&app, queued["task_id"].as_str().unwrap()).await;
     let received = stand_in.received.lock().unwrap();
     let attachments = &received[0].1["Messages"][0]["Attachments"];
     assert_eq!(attachments[0]["ContentType"], "application/pdf");
@@ -422,34 +416,17 @@ async fn a_tasks_attachments_are_read_from_the_store_once_however_many_recipient
         .await
         .unwrap();
 
-    // An engine of the test's own, four sends at a time: at least five claimed batches.
+    // The server's engine with a store that counts its reads, four sends at a time: at least five
+    // claimed batches.
     let store =
         Arc::new(CountingStore { inner: LocalStore::new(app.files_dir.clone().unwrap()), gets: AtomicUsize::new(0) });
-    let mail = MailSettings {
-        from_address: "noreply@borcelle.test".to_owned(),
-        from_name: "Borcelle".to_owned(),
-        transport: TransportSettings::Outbox,
-    };
-    let engine = DeliveryEngine {
-        mailer: borcelle::mail::build_mailer(&mail, app.db.clone()).unwrap(),
-        db: app.db.clone(),
-        events: borcelle::events::EventBus::in_process(),
-        mail,
-        settings: DeliverySettings {
-            concurrency: 4,
-            poll_interval: Duration::from_millis(50),
-            ..DeliverySettings::default()
-        },
-        metrics: Arc::new(borcelle::metrics::Metrics::default()),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        store: store.clone(),
-        attachments_max_bytes: borcelle::config::MESSAGE_ATTACHMENTS_MAX_BYTES,
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(engine.run(stop.clone()));
-    let task = wait_done(&app, queued["task_id"].as_str().unwrap()).await;
-    stop.cancel();
-    running.await.unwrap();
+    let mut engine = app.engine().clone();
+    engine.store = store.clone();
+    engine.settings.concurrency = 4;
+    let drained = engine.run_until_idle().await.unwrap();
+    assert_eq!(drained.sent, 20);
+    let task: Value =
+        app.get(&format!("/api/v1/tasks/{}", queued["task_id"].as_str().unwrap())).await.json().await.unwrap();
     assert_eq!((task["sent"].as_i64(), task["total"].as_i64()), (Some(20), Some(20)));
     assert_eq!(store.gets.load(Ordering::SeqCst), 2, "each attachment was read once for 20 recipients");
 }

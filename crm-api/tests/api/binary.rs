@@ -26,11 +26,16 @@ impl Drop for Served {
 }
 
 async fn serve_binary() -> Served {
-    serve_binary_with_soft_open_files(None).await
+    serve_binary_with(None, &[]).await
 }
 
 /// `serve` started from a shell that first lowers its soft open-files limit (as a login shell's 1,024 would be).
 async fn serve_binary_with_soft_open_files(soft_limit: Option<u32>) -> Served {
+    serve_binary_with(soft_limit, &[]).await
+}
+
+/// `serve` with a soft open-files limit set first, when given, and these variables besides.
+async fn serve_binary_with(soft_limit: Option<u32>, envs: &[(&str, String)]) -> Served {
     let (db_name, url) = fresh_database();
     let port = free_port();
     let mut command = match soft_limit {
@@ -47,6 +52,7 @@ async fn serve_binary_with_soft_open_files(soft_limit: Option<u32>) -> Served {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &url)
         .env("BORCELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(envs.iter().map(|(key, value)| (*key, value)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -72,8 +78,7 @@ async fn with_nothing_configured_serve_creates_the_database_and_a_user_can_sign_
     let url = |path: &str| format!("{}{path}", served.base);
 
     assert_eq!(browser.get(url("/healthz")).send().await.unwrap().status(), 200);
-    let metrics = browser.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("borcelle_http_requests_total"), "{metrics}");
+    assert_eq!(browser.get(url("/metrics")).send().await.unwrap().status(), 404, "no metrics on the public port");
 
     let form = [("email", "first@example.com"), ("display_name", "First"), ("password", PASSWORD)];
     let response = browser.post(url("/register")).header("Origin", &origin).form(&form).send().await.unwrap();
@@ -107,6 +112,23 @@ async fn with_nothing_configured_serve_creates_the_database_and_a_user_can_sign_
     assert_eq!(response.status(), 303);
     let home = browser.get(url("/")).send().await.unwrap().text().await.unwrap();
     assert!(home.contains("Welcome, First"));
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_operations_port_never_on_the_public_one() {
+    let ops = free_port();
+    let served = serve_binary_with(None, &[("BORCELLE_OPERATIONS_LISTEN", format!("127.0.0.1:{ops}"))]).await;
+    let client = browser_client();
+    assert_eq!(client.get(format!("{}/healthz", served.base)).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(format!("{}/metrics", served.base)).send().await.unwrap().status(), 404);
+    let ops = format!("http://127.0.0.1:{ops}");
+    let metrics = client.get(format!("{ops}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("borcelle_http_requests_total"), "the web's metrics: {metrics}");
+    assert!(metrics.contains("borcelle_events_retained"), "the engine's metrics: {metrics}");
+    let ready: Value = client.get(format!("{ops}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((ready["status"].as_str(), ready["events"]["backend"].as_str()), (Some("ready"), Some("in-process")));
 }
 
 /// The soft and hard "Max open files" of a process, from /proc.

@@ -91,7 +91,7 @@ async fn forms_carry_the_token_in_a_hidden_field() {
 #[tokio::test]
 async fn a_cross_site_login_is_refused() {
     let app = spawn_app().await;
-    app.verified_user("login-csrf@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("login-csrf@example.com", borcelle_store::users::Role::User).await;
     let response = app
         .client
         .post(app.url("/login"))

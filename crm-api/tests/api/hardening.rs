@@ -40,7 +40,7 @@ async fn a_pre_registered_address_cannot_be_hijacked_by_whoever_registered_it_fi
 #[tokio::test]
 async fn parallel_password_guesses_cannot_slip_past_the_throttle() {
     let app = spawn_app().await;
-    app.verified_user("parallel@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("parallel@example.com", borcelle_store::users::Role::User).await;
     let guesses = (0..12).map(|i| {
         let client = browser_client();
         let url = app.url("/api/v1/auth/login");
@@ -105,7 +105,7 @@ async fn behind_a_trusted_proxy_the_right_most_forwarded_address_is_throttled() 
 #[tokio::test]
 async fn login_redirects_only_to_paths_on_this_site() {
     let app = spawn_app().await;
-    app.verified_user("redirect@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("redirect@example.com", borcelle_store::users::Role::User).await;
     for next in [
         "//evil.example",
         "/\\evil.example",
@@ -132,7 +132,7 @@ async fn login_redirects_only_to_paths_on_this_site() {
 async fn a_logged_in_user_can_use_the_public_forms_and_a_refusal_is_a_page() {
     let mut app = spawn_app().await;
     app.signed_in_user("switcher@example.com").await;
-    app.verified_user("other@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("other@example.com", borcelle_store::users::Role::User).await;
     let page = app.get("/login").await.text().await.unwrap();
     let csrf = app.csrf.clone().unwrap();
     assert!(page.contains(&format!("name=\"csrf_token\" value=\"{csrf}\"")), "the login form carries the token");
@@ -154,7 +154,7 @@ async fn a_logged_in_user_can_use_the_public_forms_and_a_refusal_is_a_page() {
 #[tokio::test]
 async fn the_mail_throttle_reveals_nothing_about_which_addresses_exist() {
     let app = spawn_app().await;
-    app.verified_user("exists@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("exists@example.com", borcelle_store::users::Role::User).await;
     for email in ["exists@example.com", "unknown@example.com"] {
         for _ in 0..3 {
             assert_eq!(app.register(email, "Probe").await.status(), 202);

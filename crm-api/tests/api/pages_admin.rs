@@ -1,8 +1,6 @@
 //! The notification page and the administrators' broadcast page, through their HTML forms.
 
-use std::time::Duration;
-
-use borcelle::db::users::Role;
+use borcelle_store::users::Role;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -53,16 +51,9 @@ async fn an_admin_sends_a_broadcast_from_the_page_and_users_find_it_in_their_not
     assert!(response.text().await.unwrap().contains("Broadcast hello-all created."));
 
     // The scheduler delivers it at once; the list shows it Delivered with the count.
-    let mut delivered = false;
-    for _ in 0..100 {
-        let html = admin.get("/admin/broadcasts").await.text().await.unwrap();
-        if html.contains(r#"<td class="phase">Delivered"#) {
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(delivered, "the broadcast reaches phase Delivered");
+    assert_eq!(admin.scheduler().run_due(chrono::Utc::now()).await.unwrap(), 1);
+    let html = admin.get("/admin/broadcasts").await.text().await.unwrap();
+    assert!(html.contains(r#"<td class="phase">Delivered"#), "the broadcast reaches phase Delivered: {html}");
 
     // A user sees it on the notification page and marks it read.
     admin.verified_user("reader@example.com", Role::User).await;
@@ -198,14 +189,8 @@ async fn a_note_is_written_sent_to_a_tag_and_its_progress_page_shows_the_result(
     let progress_url = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(progress_url.contains("?task="));
     // The outbox delivers at once; the page then shows the result instead of a running count.
-    let mut html = String::new();
-    for _ in 0..100 {
-        html = app.get(&progress_url).await.text().await.unwrap();
-        if html.contains("5 sent, 0 failed") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(app.deliver_all().await.sent, 5);
+    let html = app.get(&progress_url).await.text().await.unwrap();
     assert!(html.contains(r#"id="task-progress""#) && html.contains(r#"max="5""#), "a progress bar for 5");
     assert!(html.contains("5 sent, 0 failed"), "the result: {html}");
     assert!(html.contains(r#"id="retry-form""#) && html.contains("hidden"), "no retry without failures");

@@ -65,7 +65,7 @@ impl ClientOf<'_> {
 #[tokio::test]
 async fn an_expired_reset_link_is_refused_and_changes_nothing() {
     let mut app = spawn_app().await;
-    app.verified_user("slow@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("slow@example.com", borcelle_store::users::Role::User).await;
     app.post_json("/api/v1/auth/password/forgot", &json!({ "email": "slow@example.com" })).await;
     let token = app.mailed_token("slow@example.com", "/reset", 1).await;
     sqlx::query("UPDATE user_tokens SET expires_at = now() - interval '1 second'").execute(&app.db).await.unwrap();
@@ -80,7 +80,7 @@ async fn an_expired_reset_link_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn forgot_password_answers_the_same_for_unknown_addresses() {
     let app = spawn_app().await;
-    app.verified_user("real@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("real@example.com", borcelle_store::users::Role::User).await;
     let known = app.post_json("/api/v1/auth/password/forgot", &json!({ "email": "real@example.com" })).await;
     let unknown = app.post_json("/api/v1/auth/password/forgot", &json!({ "email": "imaginary@example.com" })).await;
     assert_eq!(known.status(), unknown.status());
@@ -89,7 +89,7 @@ async fn forgot_password_answers_the_same_for_unknown_addresses() {
     // Both requests were handled the same way in the background; give the unknown one time too.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(messages[0]["subject"], "Reset your Borcelle password");
-    let none = borcelle::db::outbox::list(&app.db, Some("imaginary@example.com"), 10).await.unwrap();
+    let none = borcelle_store::outbox::list(&app.db, Some("imaginary@example.com"), 10).await.unwrap();
     assert!(none.is_empty());
 }
 
@@ -132,7 +132,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
 #[tokio::test]
 async fn the_reset_page_flow_works_in_the_browser() {
     let app = spawn_app().await;
-    app.verified_user("pagereset@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("pagereset@example.com", borcelle_store::users::Role::User).await;
     let response = app.post_form("/forgot", &[("email", "pagereset@example.com")]).await;
     assert_eq!(response.status(), 200);
     let token = app.mailed_token("pagereset@example.com", "/reset", 1).await;

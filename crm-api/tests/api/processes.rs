@@ -52,6 +52,7 @@ async fn a_task_started_on_one_serve_process_reaches_a_socket_held_by_another_ov
         .await
         .unwrap();
     let task_id = queued["task_id"].as_str().unwrap();
+    assert_eq!(app.deliver_all().await.sent, 3, "this process delivers");
     let mut finished = false;
     while !finished {
         let event = next_event(&mut socket).await.expect("the other replica relays this process's events");

@@ -3,12 +3,11 @@
 //! `borcelle worker occurrence` as a Job runs it, and admin broadcasts reaching live sessions.
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use borcelle::config::TransportSettings;
-use borcelle::db::users::Role;
-use borcelle::scheduler::Scheduler;
+use borcelle_engine::scheduler::Scheduler;
+use borcelle_store::users::Role;
 use chrono::{DateTime, Duration as Span, TimeZone, Timelike, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -17,24 +16,14 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_borcelle");
 
-/// A server whose own scheduler and delivery are off: the test drives the scheduler's clock.
+/// A server whose own scheduler and delivery loops are off (as every test server's): the test
+/// drives the scheduler's clock.
 async fn quiet_app() -> TestApp {
-    spawn_app_with(|s| {
-        s.delivery.in_serve = false;
-        s.delivery.scheduler = borcelle::config::SchedulerBackend::Off;
-    })
-    .await
+    spawn_app().await
 }
 
 fn scheduler_of(app: &TestApp) -> Scheduler {
-    Scheduler {
-        db: app.db.clone(),
-        events: borcelle::events::EventBus::in_process(),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        wake_delivery: Arc::new(tokio::sync::Notify::new()),
-        message_id_domain: "borcelle.test".into(),
-        attachments_max_bytes: 25 * 1024 * 1024,
-    }
+    app.scheduler().clone()
 }
 
 async fn patch_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
@@ -611,6 +600,7 @@ async fn an_admin_broadcast_reaches_every_open_session_live_and_later_visitors_i
         )
         .await;
     assert_eq!(response.status(), 201);
+    assert_eq!(admin.scheduler().run_due(Utc::now()).await.unwrap(), 1, "the broadcast is due at once");
     for tab in [&mut alice_tab, &mut bob_tab] {
         let event = loop {
             let event = next_event(tab).await.expect("an event within 30 s");
@@ -630,16 +620,9 @@ async fn an_admin_broadcast_reaches_every_open_session_live_and_later_visitors_i
     assert!(titles.contains(&"Maintenance tonight"), "{bell}");
 
     // The admin is told it was delivered, with the count (four verified users).
-    let mut told = Value::Null;
-    for _ in 0..100 {
-        let list: Value = admin.get("/api/v1/notifications").await.json().await.unwrap();
-        if let Some(n) = list["notifications"].as_array().unwrap().iter().find(|n| n["kind"] == "broadcast_done") {
-            told = n.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(told["data"]["recipients"], 4, "{told}");
+    let list: Value = admin.get("/api/v1/notifications").await.json().await.unwrap();
+    let told = list["notifications"].as_array().unwrap().iter().find(|n| n["kind"] == "broadcast_done").cloned();
+    assert_eq!(told.as_ref().map(|n| n["data"]["recipients"].clone()), Some(json!(4)), "{list}");
     let shown: Value = admin.get("/api/v1/admin/broadcasts/maintenance").await.json().await.unwrap();
     assert_eq!(shown["status"]["phase"], "Delivered", "{shown}");
     assert_eq!(shown["status"]["recipients"], 4);

@@ -13,7 +13,7 @@ fn set_cookie(response: &reqwest::Response) -> String {
 #[tokio::test]
 async fn the_session_cookie_is_http_only_same_site_lax_and_not_secure_over_http() {
     let mut app = spawn_app().await;
-    app.verified_user("cookie@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("cookie@example.com", borcelle_store::users::Role::User).await;
     let cookie = set_cookie(&app.login("cookie@example.com", PASSWORD).await);
     assert!(cookie.starts_with("borcelle_session="), "{cookie}");
     let attributes: Vec<&str> = cookie.split("; ").skip(1).collect();
@@ -27,7 +27,7 @@ async fn the_session_cookie_is_http_only_same_site_lax_and_not_secure_over_http(
 #[tokio::test]
 async fn behind_https_the_cookie_is_secure_and_host_prefixed() {
     let app = spawn_app_with(|s| s.http.public_url = Url::parse("https://crm.example.com/").unwrap()).await;
-    app.verified_user("tls@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("tls@example.com", borcelle_store::users::Role::User).await;
     let response = app
         .client
         .post(app.url("/api/v1/auth/login"))
@@ -145,12 +145,12 @@ async fn a_session_used_a_moment_ago_still_expires_when_idle_and_when_ended_else
     // Another process (a replica, an administrator's SQL) cannot tell this one: it takes effect
     // here within the cache's TTL.
     sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '49 hours'").execute(&app.db).await.unwrap();
-    tokio::time::sleep(borcelle::auth::session_cache::TTL + Duration::from_millis(100)).await;
+    tokio::time::sleep(borcelle_engine::accounts::session_cache::TTL + Duration::from_millis(100)).await;
     assert_eq!(error_of(get_with_cookie(&app, &cookie, "/api/v1/auth/session").await).await.0, 401);
 
     let cookie = login_elsewhere(&app, "cached@example.com", PASSWORD).await;
     assert_eq!(get_with_cookie(&app, &cookie, "/api/v1/auth/session").await.status(), 200);
     sqlx::query("DELETE FROM sessions").execute(&app.db).await.unwrap();
-    tokio::time::sleep(borcelle::auth::session_cache::TTL + Duration::from_millis(100)).await;
+    tokio::time::sleep(borcelle_engine::accounts::session_cache::TTL + Duration::from_millis(100)).await;
     assert_eq!(error_of(get_with_cookie(&app, &cookie, "/api/v1/auth/session").await).await.0, 401);
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use borcelle::config::{SmtpTls, TransportSettings};
-use borcelle::mail::{MailTransport, Mailbox, OutgoingEmail, SmtpTransport};
+use borcelle_mail::{MailTransport, Mailbox, OutgoingEmail, SmtpTransport};
 use secrecy::SecretString;
 
 use crate::helpers::*;
@@ -19,6 +19,7 @@ async fn registration_mail_travels_over_smtp_and_its_link_verifies_the_account()
     let mut app = spawn_app_with(|s| s.mail.transport = TransportSettings::Smtp(smtp.smtp_settings())).await;
     assert_eq!(app.register("smtp-user@example.com", "Smtp <User>").await.status(), 202);
 
+    app.account_mail_settled().await;
     let id = smtp.wait_for("smtp-user@example.com").await;
     let source = smtp.part(id, "source").await;
     assert_eq!(header(&source, "From"), Some("Borcelle <noreply@borcelle.test>"));
@@ -31,7 +32,7 @@ async fn registration_mail_travels_over_smtp_and_its_link_verifies_the_account()
     assert!(source.contains("text/plain") && source.contains("text/html"), "both parts");
 
     let html = smtp.part(id, "html").await;
-    assert!(html.contains("Smtp &#60;User&#62;"), "the name is escaped in HTML: {html}");
+    assert!(html.contains("Smtp &lt;User&gt;"), "the name is escaped in HTML: {html}");
     let text = smtp.part(id, "plain").await;
     let token = token_from_text(&text, &app.url("/verify"));
 

@@ -7,7 +7,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn repeated_failures_for_one_account_are_throttled_with_retry_after() {
     let mut app = spawn_app().await;
-    app.verified_user("target@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("target@example.com", borcelle_store::users::Role::User).await;
     for _ in 0..5 {
         assert_eq!(app.login("target@example.com", "wrong password guess").await.status(), 401);
     }
@@ -28,7 +28,7 @@ async fn repeated_failures_for_one_account_are_throttled_with_retry_after() {
 #[tokio::test]
 async fn repeated_failures_from_one_address_are_throttled_across_accounts() {
     let mut app = spawn_app_with(|s| s.auth.login_failures_per_ip.max = 3).await;
-    app.verified_user("someone@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("someone@example.com", borcelle_store::users::Role::User).await;
     for i in 0..3 {
         assert_eq!(app.login(&format!("guess{i}@example.com"), "wrong password guess").await.status(), 401);
     }
@@ -40,7 +40,7 @@ async fn repeated_failures_from_one_address_are_throttled_across_accounts() {
 #[tokio::test]
 async fn the_throttle_lifts_when_its_window_ends() {
     let mut app = spawn_app().await;
-    app.verified_user("patient@example.com", borcelle::db::users::Role::User).await;
+    app.verified_user("patient@example.com", borcelle_store::users::Role::User).await;
     for _ in 0..5 {
         app.login("patient@example.com", "wrong password guess").await;
     }

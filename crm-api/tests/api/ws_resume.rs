@@ -9,12 +9,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use borcelle::events::{Envelope, EventBus};
-use borcelle::startup::Application;
+use borcelle_engine::events::{BroadcastNotice, Envelope, EventBus, LiveEvent};
 use futures::{SinkExt as _, StreamExt as _};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -30,19 +29,14 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A server like `spawn_app_with`, and the event bus it delivers from.
 async fn spawn_app_and_bus(redis: bool) -> (TestApp, EventBus) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (db_name, url) = fresh_database();
-    let mut settings = base_settings(&url, addr);
-    if redis {
-        settings.redis_url = Some(SecretString::from(REDIS.to_owned()));
-    }
-    let db = borcelle::db::connect_and_migrate(&settings.database).await.unwrap();
-    let app = Application::with_listener(settings, db.clone(), listener).await.unwrap();
-    let bus = app.state().events.clone();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let client = browser_client();
-    (TestApp { addr, db, db_name, client, csrf: None, session_cookie: None, files_dir: None }, bus)
+    let app = spawn_app_with(|settings| {
+        if redis {
+            settings.redis_url = Some(SecretString::from(REDIS.to_owned()));
+        }
+    })
+    .await;
+    let bus = app.events().clone();
+    (app, bus)
 }
 
 struct User {
@@ -78,7 +72,7 @@ async fn ours(socket: &mut Socket, nonce: Uuid, count: usize) -> Vec<Value> {
     let mut got = Vec::new();
     while got.len() < count {
         let event = next(socket).await;
-        if event["nonce"] == json!(nonce) {
+        if event["occurrence_id"] == json!(nonce) {
             got.push(event);
         }
     }
@@ -90,7 +84,7 @@ async fn no_more_of_ours(socket: &mut Socket, nonce: Uuid) {
     let quiet = async {
         loop {
             let event = next(socket).await;
-            if event["nonce"] == json!(nonce) {
+            if event["occurrence_id"] == json!(nonce) {
                 return event;
             }
         }
@@ -100,12 +94,24 @@ async fn no_more_of_ours(socket: &mut Socket, nonce: Uuid) {
     }
 }
 
+/// The test's own event: a broadcast whose occurrence id is the test's nonce and whose title is
+/// its sequence number.
+fn tagged(nonce: Uuid, seq: usize, body: &str) -> LiveEvent {
+    LiveEvent::Broadcast(BroadcastNotice {
+        title: seq.to_string(),
+        body: body.to_owned(),
+        severity: "info".to_owned(),
+        broadcast: "ws-resume-test".to_owned(),
+        occurrence_id: nonce,
+    })
+}
+
 async fn publish(bus: &EventBus, to: Uuid, nonce: Uuid, seq: usize) {
-    bus.publish(Envelope::to_user(to, json!({ "type": "test", "nonce": nonce, "seq": seq }))).await;
+    bus.publish(Envelope::to_user(to, &tagged(nonce, seq, ""))).await;
 }
 
 fn seqs(events: &[Value]) -> Vec<u64> {
-    events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+    events.iter().map(|e| e["title"].as_str().unwrap().parse().unwrap()).collect()
 }
 
 fn id_of(event: &Value) -> String {
@@ -270,7 +276,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_every_event() {
         (got, normal)
     });
     for seq in 0..total {
-        bus.publish(Envelope::to_all(json!({ "type": "test", "nonce": nonce, "seq": seq, "padding": padding }))).await;
+        bus.publish(Envelope::to_all(&tagged(nonce, seq, &padding))).await;
         if seq % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -283,7 +289,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_get_every_event() {
     // The server says it dropped a client for being slow (after its send timeout of 10 s)…
     let dropped = async {
         loop {
-            let metrics = app.get("/metrics").await.text().await.unwrap();
+            let metrics = app.metrics().await;
             if metrics.lines().any(|l| l.starts_with("borcelle_websocket_ends_total{reason=\"slow\"} 1")) {
                 return metrics;
             }
@@ -325,21 +331,15 @@ async fn metrics_show_the_events_kept_for_replay() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
     };
-    let before = app.get("/metrics").await.text().await.unwrap();
+    let before = app.metrics().await;
     assert_eq!(retained(&before, "borcelle_events_retained"), 0, "nothing happened yet");
 
     message_one_new_contact(&app).await;
-    // The task's progress and its completion notification.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
-        let (events, bytes) =
-            (retained(&metrics, "borcelle_events_retained"), retained(&metrics, "borcelle_events_retained_bytes"));
-        if events >= 2 {
-            assert!(bytes > 100 * events, "{events} events take {bytes} bytes");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no events kept:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.deliver_all().await;
+    // The task's start, its progress and its completion notification.
+    let metrics = app.metrics().await;
+    let (events, bytes) =
+        (retained(&metrics, "borcelle_events_retained"), retained(&metrics, "borcelle_events_retained_bytes"));
+    assert_eq!(events, 3, "{metrics}");
+    assert!(bytes > 100 * events, "{events} events take {bytes} bytes");
 }

@@ -90,15 +90,7 @@ pub async fn serve(database_url: &str, db_name: &str, envs: &[(&str, String)]) -
     let port = free_port();
     let process = serve_on(port, database_url, envs).await;
     let db = PgPool::connect(database_url).await.expect("the drill's own pool");
-    let app = TestApp {
-        addr: ([127, 0, 0, 1], port).into(),
-        db,
-        db_name: db_name.to_owned(),
-        client: browser_client(),
-        csrf: None,
-        session_cookie: None,
-        files_dir: None,
-    };
+    let app = TestApp::of_process(([127, 0, 0, 1], port).into(), db, db_name);
     (process, app)
 }
 

@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness fails loudly by design
 
-#[allow(dead_code)] // the API tests' harness; the drills use part of it
-#[path = "../api/helpers.rs"]
+#[allow(dead_code, unused_imports)] // the API tests' harness; the drills use part of it
+#[path = "../api/helpers/mod.rs"]
 mod helpers;
 
 mod harness;

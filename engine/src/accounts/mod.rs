@@ -13,10 +13,13 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+
 use borcelle_mail::{MailError, MailSettings, Mailbox, Mailer, OutgoingEmail};
-use borcelle_store::users::User;
 use borcelle_store::sessions::ActiveSession;
+use borcelle_store::users::User;
 use borcelle_store::{PgPool, rate_limits};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
@@ -44,18 +47,50 @@ pub struct AccountMail {
     pub metrics: Arc<EngineMetrics>,
     /// Background work that shutdown waits for.
     pub tasks: TaskTracker,
+    /// How many account emails are being prepared or sent.
+    in_flight: Arc<watch::Sender<usize>>,
+}
+
+/// One account email in flight, counted until dropped.
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// How often an account email is tried before it is given up (with 1 s, 4 s, 16 s pauses).
 const MAIL_ATTEMPTS: u32 = 4;
 
 impl AccountMail {
+    pub fn new(settings: Arc<MailSettings>, mailer: Mailer, metrics: Arc<EngineMetrics>, tasks: TaskTracker) -> Self {
+        Self { settings, mailer, metrics, tasks, in_flight: Arc::new(watch::channel(0).0) }
+    }
+
+    /// Runs account-mail work in the background, counted until it ends.
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.in_flight.send_modify(|n| *n += 1);
+        let counted = InFlight(self.in_flight.clone());
+        self.tasks.spawn(async move {
+            work.await;
+            drop(counted);
+        });
+    }
+
+    /// Completes once no account email is being prepared or sent: what tests wait on instead of
+    /// polling a mailbox.
+    pub async fn idle(&self) {
+        let mut count = self.in_flight.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+
     /// Sends an account email in the background, retrying transient failures, so that the answer
     /// to the request neither waits for the mail server nor reveals by its timing what it sent.
     pub fn send_in_background(&self, email: OutgoingEmail) {
         let mailer = self.mailer.clone();
         let metrics = self.metrics.clone();
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let mut pause = Duration::from_secs(1);
             for attempt in 1..=MAIL_ATTEMPTS {
                 match mailer.send(&email).await {
@@ -103,6 +138,11 @@ pub struct LoggedIn {
 impl Accounts {
     pub fn new(db: PgPool, settings: Arc<AuthSettings>, public_url: Url, mail: AccountMail) -> Self {
         Self { db, settings, public_url, mail }
+    }
+
+    /// Completes once no account email is being prepared or sent.
+    pub async fn mail_idle(&self) {
+        self.mail.idle().await;
     }
 
     /// Counts an event against a throttle and refuses it once the limit is passed.

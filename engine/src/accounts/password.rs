@@ -56,7 +56,9 @@ async fn limited_by<T: Send + 'static>(
         .await
         .map_err(|_| PasswordError::Busy)?
         .map_err(|_| PasswordError::Busy)?;
-    tokio::task::spawn_blocking(work).await.map_err(|err| PasswordError::Failed(format!("the hashing task failed: {err}")))?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| PasswordError::Failed(format!("the hashing task failed: {err}")))?
 }
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$…`).
@@ -80,8 +82,8 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Pa
             Some(hash) => hash,
             None => dummy_hash()?.to_owned(),
         };
-        let parsed =
-            PasswordHash::new(&phc).map_err(|err| PasswordError::Failed(format!("stored password hash is invalid: {err}")))?;
+        let parsed = PasswordHash::new(&phc)
+            .map_err(|err| PasswordError::Failed(format!("stored password hash is invalid: {err}")))?;
         let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(known && matches)
     })

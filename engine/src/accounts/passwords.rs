@@ -18,7 +18,7 @@ impl Accounts {
         self.throttle(&format!("mail:ip:{}", client.ip), auth.mail_requests_per_ip).await?;
         self.throttle(&format!("reset:email:{email}"), auth.mail_requests_per_email).await?;
         let background = self.clone();
-            self.mail.tasks.spawn(async move {
+        self.mail.spawn(async move {
             if let Err(err) = background.send_reset_link(&email).await {
                 tracing::error!(error = %err, "preparing a password reset mail failed");
             }
@@ -52,7 +52,9 @@ impl Accounts {
         validate::password("password", &new_password)?;
         let token_hash = secrets::hash_token(token);
         // Refuse a bad token before paying for a hash.
-        user_tokens::check(&self.db, &token_hash, Purpose::ResetPassword).await?.map_err(|r| token_error(r, "reset"))?;
+        user_tokens::check(&self.db, &token_hash, Purpose::ResetPassword)
+            .await?
+            .map_err(|r| token_error(r, "reset"))?;
         let password_hash = password::hash(new_password).await?;
         let mut tx = self.db.begin().await?;
         let user_id = user_tokens::consume(&mut tx, &token_hash, Purpose::ResetPassword)

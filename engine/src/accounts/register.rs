@@ -1,9 +1,9 @@
 //! Registration, email verification and resending the link.
 
+use borcelle_mail::{Mailbox, OutgoingEmail, templates};
 use borcelle_store::rate_limits;
 use borcelle_store::user_tokens::{self, Pending, Purpose, Rejection};
 use borcelle_store::users::{self, NewUser, Role, User};
-use borcelle_mail::{Mailbox, OutgoingEmail, templates};
 use uuid::Uuid;
 
 use super::{Accounts, ClientInfo, RegisterInput, mailbox, password, secrets};
@@ -44,9 +44,12 @@ impl Accounts {
 
         // Hash before looking at the address, so both outcomes cost the same time.
         let password_hash = password::hash(input.password).await?;
-        let recipient =
-            rate_limits::hit(&self.db, &format!("mail:email:{email}"), auth.mail_requests_per_email.window.as_secs_f64())
-                .await?;
+        let recipient = rate_limits::hit(
+            &self.db,
+            &format!("mail:email:{email}"),
+            auth.mail_requests_per_email.window.as_secs_f64(),
+        )
+        .await?;
         let may_mail = recipient.hits <= auth.mail_requests_per_email.max as i32;
         let new_user = NewUser {
             id: Uuid::now_v7(),
@@ -143,4 +146,3 @@ pub(super) fn require_token(token: &str) -> Result<&str> {
     }
     Ok(token)
 }
-

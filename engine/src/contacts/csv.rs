@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::Error;
 use crate::contacts::{ContactFields, ContactInput};
 use borcelle_store::contacts::Contact;
-use crate::Error;
 
 /// Most data rows one import may carry.
 pub const IMPORT_ROWS_MAX: usize = 50_000;

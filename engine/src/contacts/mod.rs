@@ -137,8 +137,8 @@ pub fn tags(raw: &[String]) -> Result<Vec<String>, Error> {
 
 impl ContactInput {
     pub fn validate(self) -> Result<ContactFields, Error> {
-        let name = text("name", Some(&self.name), NAME_MAX)?
-            .ok_or_else(|| Error::invalid("name", "name is required"))?;
+        let name =
+            text("name", Some(&self.name), NAME_MAX)?.ok_or_else(|| Error::invalid("name", "name is required"))?;
         let email = validate::email("email", &self.email)?;
         let phone = match self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             Some(raw) => Some(phone(raw)?),
@@ -191,34 +191,34 @@ pub fn duplicate_email(existing: uuid::Uuid) -> Error {
 /// A list order as clients name it: `name`, `created`, `updated`, each optionally prefixed with `-`
 /// for descending order.
 pub fn parse_sort(raw: Option<&str>) -> Result<Sort, Error> {
-        let raw = raw.unwrap_or("name");
-        let (descending, key) = match raw.strip_prefix('-') {
-            Some(key) => (true, key),
-            None => (false, raw),
-        };
-        let key = match key {
-            "name" => SortKey::Name,
-            "created" => SortKey::Created,
-            "updated" => SortKey::Updated,
-            _ => {
-                return Err(Error::invalid(
-                    "sort",
-                    "sort must be one of name, created, updated (prefix with - for descending)",
-                ));
-            }
-        };
-        Ok(Sort { key, descending })
+    let raw = raw.unwrap_or("name");
+    let (descending, key) = match raw.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, raw),
+    };
+    let key = match key {
+        "name" => SortKey::Name,
+        "created" => SortKey::Created,
+        "updated" => SortKey::Updated,
+        _ => {
+            return Err(Error::invalid(
+                "sort",
+                "sort must be one of name, created, updated (prefix with - for descending)",
+            ));
+        }
+    };
+    Ok(Sort { key, descending })
 }
 
 fn sort_tag(sort: Sort) -> &'static str {
-        match (sort.key, sort.descending) {
-            (SortKey::Name, false) => "name",
-            (SortKey::Name, true) => "-name",
-            (SortKey::Created, false) => "created",
-            (SortKey::Created, true) => "-created",
-            (SortKey::Updated, false) => "updated",
-            (SortKey::Updated, true) => "-updated",
-        }
+    match (sort.key, sort.descending) {
+        (SortKey::Name, false) => "name",
+        (SortKey::Name, true) => "-name",
+        (SortKey::Created, false) => "created",
+        (SortKey::Created, true) => "-created",
+        (SortKey::Updated, false) => "updated",
+        (SortKey::Updated, true) => "-updated",
+    }
 }
 
 /// Where the next page starts: the sort value and id of the last row of this page. Opaque to
@@ -312,5 +312,4 @@ mod tests {
         assert!(Cursor::decode("garbage!", sort).is_err());
         assert!(parse_sort(Some("email")).is_err());
     }
-
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use borcelle_mail::{MailError, Mailbox, Mailer, MailSettings, OutgoingEmail, templates};
+use borcelle_mail::{MailError, MailSettings, Mailbox, Mailer, OutgoingEmail, templates};
 use borcelle_store::messages::{self, Claimed, Outcome, OutcomeKind, TaskProgress};
 use borcelle_store::{Owner, PgPool, notifications, tasks};
 use rand::RngExt;
@@ -32,6 +32,15 @@ const FLUSH_BATCH: usize = 64;
 const FLUSH_AFTER: Duration = Duration::from_millis(25);
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// What [`DeliveryEngine::run_until_idle`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub sent: usize,
+    /// Put back for a later attempt.
+    pub retrying: usize,
+    pub failed: usize,
+}
 
 /// A claimed row and the email it carries (or why that email could not be prepared).
 type Batched = (Claimed, Result<Arc<Prepared>, MailError>);
@@ -317,21 +326,71 @@ impl DeliveryEngine {
 
     /// Writes waiting outcomes; on a database error they stay waiting and are tried again.
     async fn flush(&self, pending: &mut Vec<Outcome>) {
+        if let Err(err) = self.record(pending).await {
+            tracing::warn!(error = %err, waiting = pending.len(), "recording outcomes failed; will retry");
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+
+    /// Records outcomes (emptying `pending` once they are written) and tells the owners.
+    async fn record(&self, pending: &mut Vec<Outcome>) -> borcelle_store::Result<()> {
         if pending.is_empty() {
-            return;
+            return Ok(());
         }
-        match messages::record(&self.db, pending).await {
-            Ok(progress) => {
-                pending.clear();
-                for task in progress {
-                    self.announce(task).await;
-                }
+        let progress = messages::record(&self.db, pending).await?;
+        pending.clear();
+        for task in progress {
+            self.announce(task).await;
+        }
+        Ok(())
+    }
+
+    /// Sends every message that is due now, batch after batch, until none is, and records the
+    /// outcomes: what tests call instead of waiting for [`run`](Self::run) to get there. A message
+    /// put back for a retry is due again only after its delay (a setting).
+    pub async fn run_until_idle(&self) -> borcelle_store::Result<Drained> {
+        let mut contents = ContentCache::default();
+        let mut drained = Drained::default();
+        loop {
+            let batch = self.run_batch(&mut contents).await?;
+            if batch == Drained::default() {
+                return Ok(drained);
             }
-            Err(err) => {
-                tracing::warn!(error = %err, waiting = pending.len(), "recording outcomes failed; will retry");
-                tokio::time::sleep(ERROR_PAUSE).await;
+            drained.sent += batch.sent;
+            drained.retrying += batch.retrying;
+            drained.failed += batch.failed;
+        }
+    }
+
+    /// Claims one batch of due messages (up to the concurrency), sends them and records the
+    /// outcomes: one step of [`run_until_idle`](Self::run_until_idle).
+    pub async fn run_once(&self) -> borcelle_store::Result<Drained> {
+        self.run_batch(&mut ContentCache::default()).await
+    }
+
+    async fn run_batch(&self, contents: &mut ContentCache) -> borcelle_store::Result<Drained> {
+        let limiter = self.settings.rate_per_sec.map(|rate| Arc::new(RateLimiter::new(rate)));
+        let want = self.settings.concurrency.max(1) as i64;
+        let batch = match self.claim(want, contents).await {
+            Ok(batch) => batch,
+            Err(ClaimError { error, claimed }) => {
+                let _ = messages::release(&self.db, &claimed).await;
+                return Err(error);
+            }
+        };
+        let sends =
+            batch.into_iter().map(|(claimed, prepared)| self.clone().deliver(claimed, prepared, limiter.clone()));
+        let mut outcomes = futures::future::join_all(sends).await;
+        let mut drained = Drained::default();
+        for outcome in &outcomes {
+            match outcome.result {
+                OutcomeKind::Sent { .. } => drained.sent += 1,
+                OutcomeKind::Retry { .. } => drained.retrying += 1,
+                OutcomeKind::Failed { .. } => drained.failed += 1,
             }
         }
+        self.record(&mut outcomes).await?;
+        Ok(drained)
     }
 
     /// Tells the owner: a progress event, and on completion a stored notification.

@@ -64,8 +64,8 @@ impl RedisLink {
     /// spawns the subscriber.
     pub(super) fn start(url: &str, hub: Arc<Hub>, stop: CancellationToken) -> Result<Self, crate::SetupError> {
         // The error must not quote the URL: it may hold a password.
-        let client =
-            redis::Client::open(url).map_err(|err| crate::SetupError::new("REDIS_URL is not a valid Redis URL", err))?;
+        let client = redis::Client::open(url)
+            .map_err(|err| crate::SetupError::new("REDIS_URL is not a valid Redis URL", err))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(PUBLISH_TIMEOUT))
             .set_response_timeout(Some(REPLAY_TIMEOUT))

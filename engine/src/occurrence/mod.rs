@@ -170,4 +170,3 @@ async fn claim(
         },
     }))
 }
-

@@ -33,11 +33,8 @@ pub async fn start_reminders(
     // Owners by email (a Job knows only the email), then note bodies, in one query each.
     let wanted: Vec<String> =
         items.iter().filter(|(o, _)| o.owner.is_none()).map(|(_, s)| s.owner.trim().to_lowercase()).collect();
-    let owners: Vec<(Uuid, String)> = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        users::ids_by_emails(&mut *tx, &wanted).await?
-    };
+    let owners: Vec<(Uuid, String)> =
+        if wanted.is_empty() { Vec::new() } else { users::ids_by_emails(&mut *tx, &wanted).await? };
     let note_ids: Vec<Uuid> = items.iter().filter_map(|(_, s)| s.note_id.as_deref()?.parse().ok()).collect();
     let notes: Vec<(Uuid, Owner, String)> =
         if note_ids.is_empty() { Vec::new() } else { notes::bodies(&mut *tx, &note_ids).await? };
@@ -247,11 +244,12 @@ async fn prepare(
             Ok(ids) => ids,
             Err(Error::Database(err)) => return Err(err),
             Err(err @ (Error::Internal(_) | Error::Unavailable(_))) => {
-                return Err(borcelle_store::Error::Query(sqlx::Error::Protocol(format!("checking attachments: {err}"))));
+                return Err(borcelle_store::Error::Query(sqlx::Error::Protocol(format!(
+                    "checking attachments: {err}"
+                ))));
             }
             Err(err) => return Ok(Err(format!("attachments: {err}"))),
         }
     };
     Ok(Ok(Prepared { owner, body, attachments }))
 }
-

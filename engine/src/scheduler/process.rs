@@ -51,7 +51,12 @@ impl Scheduler {
                 Ok(spec) => spec,
                 Err(err) => {
                     state.invalid_spec(reason::INVALID_SPEC, err.to_string(), now);
-                    outcomes.push(Outcome { id: row.id, status: to_stored(&state), next: None, last_scheduled: row.last_scheduled_at });
+                    outcomes.push(Outcome {
+                        id: row.id,
+                        status: to_stored(&state),
+                        next: None,
+                        last_scheduled: row.last_scheduled_at,
+                    });
                     continue;
                 }
             };
@@ -59,7 +64,12 @@ impl Scheduler {
                 Ok(timing) => timing,
                 Err(err) => {
                     state.invalid_spec(err.reason(), err.to_string(), now);
-                    outcomes.push(Outcome { id: row.id, status: to_stored(&state), next: None, last_scheduled: row.last_scheduled_at });
+                    outcomes.push(Outcome {
+                        id: row.id,
+                        status: to_stored(&state),
+                        next: None,
+                        last_scheduled: row.last_scheduled_at,
+                    });
                     continue;
                 }
             };
@@ -93,7 +103,10 @@ impl Scheduler {
                 match results.iter_mut().find(|(j, _)| j == i).map(|(_, r)| std::mem::replace(r, Err(String::new()))) {
                     Some(Ok(started)) => announcements.push((*i, started)),
                     Some(Err(reason)) => {
-                        note = Some(format!("the occurrence of {} failed: {reason}", borcelle_crds::status::rfc3339(*scheduled)));
+                        note = Some(format!(
+                            "the occurrence of {} failed: {reason}",
+                            borcelle_crds::status::rfc3339(*scheduled)
+                        ));
                         failures.push(Failure { index: *i, scheduled: *scheduled, reason });
                     }
                     None => {}
@@ -164,7 +177,13 @@ impl Scheduler {
             scheduled: DateTime<Utc>,
             spec: &'a OccurrenceSpec,
         ) -> Occurrence<'a> {
-            Occurrence { resource_uid: rows[i].id, resource: &rows[i].name, scheduled, spec, owner: Some(rows[i].owner_id) }
+            Occurrence {
+                resource_uid: rows[i].id,
+                resource: &rows[i].name,
+                scheduled,
+                spec,
+                owner: Some(rows[i].owner_id),
+            }
         }
         let mut results: Vec<(usize, Result<Started, String>)> = Vec::new();
         let reminders: Vec<(usize, Occurrence<'_>, &ScheduledReminderSpec)> = decided

@@ -65,7 +65,11 @@ fn summary(last: &LastRun) -> RunSummary {
 
 /// The status a user sees: what the scheduler decided, with the runs read now (active ones, the
 /// last finished one, and for a broadcast its phase), in the custom resources' shape.
-pub fn status_view(row: &ScheduleRow, active: &[(Uuid, Uuid, DateTime<Utc>)], last: Option<&LastRun>) -> serde_json::Value {
+pub fn status_view(
+    row: &ScheduleRow,
+    active: &[(Uuid, Uuid, DateTime<Utc>)],
+    last: Option<&LastRun>,
+) -> serde_json::Value {
     let mut state = stored_state(row);
     state.active = active
         .iter()

@@ -55,10 +55,7 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     };
     match map.get("owner").and_then(Value::as_str) {
         Some(given) if !given.trim().eq_ignore_ascii_case(owner_email) => {
-            return Err(Error::invalid(
-                "spec.owner",
-                "a reminder's owner is you: leave it out or give your own email",
-            ));
+            return Err(Error::invalid("spec.owner", "a reminder's owner is you: leave it out or give your own email"));
         }
         _ => {
             map.insert("owner".into(), json!(owner_email));
@@ -87,9 +84,8 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     let mut ids = Vec::with_capacity(recipients.contact_ids.len());
     for raw in &recipients.contact_ids {
         ids.push(
-            raw.parse::<Uuid>().map_err(|_| {
-                Error::invalid("spec.recipients.contactIds", format!("{raw:?} is not a contact id"))
-            })?,
+            raw.parse::<Uuid>()
+                .map_err(|_| Error::invalid("spec.recipients.contactIds", format!("{raw:?} is not a contact id")))?,
         );
     }
     if !ids.is_empty() {
@@ -170,7 +166,13 @@ fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
 }
 
 /// Checks a spec of the scope's kind for `caller` (a reminder's owner is the caller).
-pub async fn check(db: &PgPool, scope: Scope, caller: &Caller<'_>, spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
+pub async fn check(
+    db: &PgPool,
+    scope: Scope,
+    caller: &Caller<'_>,
+    spec: Value,
+    now: DateTime<Utc>,
+) -> Result<OccurrenceSpec> {
     if scope.is_broadcast() {
         check_broadcast(spec, now)
     } else {

@@ -62,9 +62,9 @@ impl Cluster {
     /// Connects with the in-cluster service account or the local kubeconfig; the namespace is the
     /// given one or the client's default.
     pub async fn connect(namespace: Option<String>) -> std::result::Result<Cluster, crate::SetupError> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|err| crate::SetupError::new("connecting to the Kubernetes API (BORCELLE_SCHEDULER=kubernetes)", err))?;
+        let client = kube::Client::try_default().await.map_err(|err| {
+            crate::SetupError::new("connecting to the Kubernetes API (BORCELLE_SCHEDULER=kubernetes)", err)
+        })?;
         let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
         Ok(Cluster { client, namespace })
     }
@@ -114,7 +114,9 @@ impl ScheduleStore for Cluster {
     }
 
     fn spec<'a>(&'a self, scope: Scope, name: &'a str) -> BoxFuture<'a, Result<Value>> {
-        Box::pin(async move { Ok(self.find(scope, name).await?.data.get("spec").cloned().unwrap_or_else(|| json!({}))) })
+        Box::pin(
+            async move { Ok(self.find(scope, name).await?.data.get("spec").cloned().unwrap_or_else(|| json!({}))) },
+        )
     }
 
     /// Creates the object with a checked spec, labelled with its owner and name.
@@ -141,7 +143,9 @@ impl ScheduleStore for Cluster {
             match api.create(&params, &object).await {
                 Ok(created) => Ok(view(scope.kind, created)),
                 Err(kube::Error::Api(status)) if status.code == 409 => Err(name_taken(scope, name)),
-                Err(kube::Error::Api(status)) if status.code == 422 => Err(Error::invalid("spec", status.message.clone())),
+                Err(kube::Error::Api(status)) if status.code == 422 => {
+                    Err(Error::invalid("spec", status.message.clone()))
+                }
                 Err(err) => Err(unavailable(err)),
             }
         })
@@ -157,7 +161,9 @@ impl ScheduleStore for Cluster {
             match api.patch(&object_name(scope, name), &params, &patch).await {
                 Ok(object) => Ok(view(scope.kind, object)),
                 Err(kube::Error::Api(status)) if status.code == 404 => Err(Error::NotFound(scope.noun())),
-                Err(kube::Error::Api(status)) if status.code == 422 => Err(Error::invalid("spec", status.message.clone())),
+                Err(kube::Error::Api(status)) if status.code == 422 => {
+                    Err(Error::invalid("spec", status.message.clone()))
+                }
                 Err(err) => Err(unavailable(err)),
             }
         })
@@ -298,7 +304,8 @@ mod tests {
         };
         answer(&mut handle, 409, failure(409, "already exists")).await;
         assert!(matches!(taken.await.unwrap(), Err(Error::Conflict { code: "name_taken", .. })));
-        let invalid = tokio::spawn(async move { cluster.create(scope(), Owner::new(Uuid::nil()), "weekly", spec).await });
+        let invalid =
+            tokio::spawn(async move { cluster.create(scope(), Owner::new(Uuid::nil()), "weekly", spec).await });
         answer(&mut handle, 422, failure(422, "spec: Invalid value: set exactly one of body and noteId")).await;
         match invalid.await.unwrap() {
             Err(Error::Invalid { field, message }) => {

@@ -90,8 +90,13 @@ pub trait ScheduleStore: Send + Sync {
     /// The current spec, to patch.
     fn spec<'a>(&'a self, scope: Scope, name: &'a str) -> BoxFuture<'a, Result<Value>>;
     /// Keeps a new schedule with a checked spec; a taken name is a conflict.
-    fn create<'a>(&'a self, scope: Scope, creator: Owner, name: &'a str, spec: Value)
-    -> BoxFuture<'a, Result<ScheduleView>>;
+    fn create<'a>(
+        &'a self,
+        scope: Scope,
+        creator: Owner,
+        name: &'a str,
+        spec: Value,
+    ) -> BoxFuture<'a, Result<ScheduleView>>;
     /// Replaces the spec (checked) of an existing schedule.
     fn replace_spec<'a>(&'a self, scope: Scope, name: &'a str, spec: Value) -> BoxFuture<'a, Result<ScheduleView>>;
     fn delete<'a>(&'a self, scope: Scope, name: &'a str) -> BoxFuture<'a, Result<()>>;

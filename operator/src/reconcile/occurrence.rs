@@ -2,8 +2,8 @@
 //! runs, or report a skipped or missed occurrence.
 
 use borcelle_crds::RunSummary;
-use borcelle_crds::status::RunOutcome;
 use borcelle_crds::decide::{Decision, Missed, SkipReason};
+use borcelle_crds::status::RunOutcome;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::api::PostParams;

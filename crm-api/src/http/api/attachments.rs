@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::State;
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
@@ -146,5 +146,5 @@ pub async fn download(
         .header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox")
         .header(header::CACHE_CONTROL, "private, no-store")
         .body(Body::from_stream(stream))
-        .map_err(|err| AppError::internal(err))
+        .map_err(AppError::internal)
 }

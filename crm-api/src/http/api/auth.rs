@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use borcelle_engine::accounts::RegisterInput;
-use borcelle_store::users::Role;
 use crate::error::AppResult;
 use crate::http::cookies;
 use crate::http::extract::{ApiJson, Client, CurrentUser, MaybeUser};
 use crate::http::identity::Identity;
 use crate::http::openapi::{ErrorBody, MessageAnswer};
 use crate::state::AppState;
+use borcelle_engine::accounts::RegisterInput;
+use borcelle_store::users::Role;
 
 /// What registration answers, whether or not the address already had an account.
 pub const REGISTER_ANSWER: &str =
@@ -303,7 +303,9 @@ pub async fn change_password(
     CurrentUser(identity): CurrentUser,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> AppResult<Json<MessageAnswer>> {
-    state.accounts.change_password(identity.user_id, identity.session_hash(), body.current_password, body.new_password)
+    state
+        .accounts
+        .change_password(identity.user_id, identity.session_hash(), body.current_password, body.new_password)
         .await?;
     Ok(Json(MessageAnswer { message: "Your password is changed; your other sessions are signed out." }))
 }

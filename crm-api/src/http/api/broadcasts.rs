@@ -87,11 +87,7 @@ pub async fn create(
         (status = 403, description = "Not an administrator", body = ErrorBody),
     )
 )]
-pub async fn show(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    Path(name): Path<String>,
-) -> AppResult<Response> {
+pub async fn show(State(state): State<AppState>, Admin(_): Admin, Path(name): Path<String>) -> AppResult<Response> {
     Ok(Json(state.schedules.get(Scope::broadcasts(), &name).await?).into_response())
 }
 
@@ -130,11 +126,7 @@ pub async fn update(
         (status = 403, description = "Not an administrator, or refused by the CSRF guard", body = ErrorBody),
     )
 )]
-pub async fn remove(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    Path(name): Path<String>,
-) -> AppResult<StatusCode> {
+pub async fn remove(State(state): State<AppState>, Admin(_): Admin, Path(name): Path<String>) -> AppResult<StatusCode> {
     state.schedules.delete(Scope::broadcasts(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

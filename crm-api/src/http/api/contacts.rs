@@ -217,7 +217,7 @@ pub async fn list(
     // copies its way up to a page's ~20 KiB).
     let page = Page { contacts: rows, next_cursor };
     let mut body = Vec::with_capacity(256 + page.contacts.len() * CONTACT_JSON_BYTES);
-    serde_json::to_writer(&mut body, &page).map_err(|err| AppError::internal(err))?;
+    serde_json::to_writer(&mut body, &page).map_err(AppError::internal)?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 

@@ -11,12 +11,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use borcelle_engine::contacts::csv::{RowError, export_header, export_rows};
-use borcelle_store::contacts;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::CurrentUser;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
+use borcelle_engine::contacts::csv::{RowError, export_header, export_rows};
+use borcelle_store::contacts;
 
 /// Largest CSV file an import accepts.
 pub const IMPORT_BYTES_MAX: usize = 10 * 1024 * 1024;

@@ -13,9 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use borcelle_engine::messaging::{self, Outgoing, Queued, RecipientsInput};
+use borcelle_store::Owner;
 use borcelle_store::contacts::{self, Contact};
 use borcelle_store::messages::{self, HistoryFilter, Message};
-use borcelle_store::Owner;
 
 use super::contacts::{page_size, query_error};
 use crate::error::{AppError, AppResult};

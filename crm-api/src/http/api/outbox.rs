@@ -5,13 +5,13 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use borcelle_engine::validate;
-use borcelle_store::outbox;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::MaybeUser;
 use crate::http::identity::Identity;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
+use borcelle_engine::validate;
+use borcelle_store::outbox;
 
 /// Admins may read the outbox; in dev mode everyone may.
 pub fn may_read_outbox(state: &AppState, identity: Option<&Identity>) -> Result<(), AppError> {

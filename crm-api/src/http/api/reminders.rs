@@ -16,8 +16,8 @@ use crate::error::AppResult;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::identity::Identity;
 use crate::http::openapi::ErrorBody;
-use borcelle_engine::schedules::{self, Caller, ScheduleView, Scope};
 use crate::state::AppState;
+use borcelle_engine::schedules::{self, Caller, ScheduleView, Scope};
 
 /// `{name, spec}`: the spec as in a ScheduledReminder or Broadcast resource (a reminder's owner may
 /// be left out: it is the caller).
@@ -128,8 +128,7 @@ pub async fn update(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
-    let view =
-        state.schedules.patch(Scope::reminders(user.owner()), &caller(&user), &name, &body.spec).await?;
+    let view = state.schedules.patch(Scope::reminders(user.owner()), &caller(&user), &name, &body.spec).await?;
     Ok(Json(view).into_response())
 }
 

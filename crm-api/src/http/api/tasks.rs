@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use borcelle_store::tasks::{self, Task};
 use borcelle_store::messages;
+use borcelle_store::tasks::{self, Task};
 
 use super::contacts::{page_size, query_error};
 use crate::error::{AppError, AppResult};

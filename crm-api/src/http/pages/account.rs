@@ -7,12 +7,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{FormState, Layout, PageError, PageUser, render};
-use borcelle_store::api_tokens::{self, ApiToken};
 use crate::error::AppError;
+use crate::http::access::Id;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
-use crate::http::access::Id;
 use crate::state::AppState;
+use borcelle_store::api_tokens::{self, ApiToken};
 
 #[derive(Template)]
 #[template(path = "pages/home.html")]
@@ -87,13 +87,11 @@ pub async fn change_password(
     PageUser(identity): PageUser,
     FormBody(form): FormBody<PasswordForm>,
 ) -> Response {
-    let result = state.accounts.change_password(
-        identity.user_id,
-        identity.session_hash(),
-        form.current_password,
-        form.new_password,
-    )
-    .await.map_err(AppError::from);
+    let result = state
+        .accounts
+        .change_password(identity.user_id, identity.session_hash(), form.current_password, form.new_password)
+        .await
+        .map_err(AppError::from);
     match result {
         Ok(()) => {
             let notice = "Password changed. Your other sessions are signed out.";
@@ -132,11 +130,7 @@ pub async fn create_token(
     }
 }
 
-pub async fn revoke_token(
-    State(state): State<AppState>,
-    PageUser(identity): PageUser,
-    id: Id<ApiToken>,
-) -> Response {
+pub async fn revoke_token(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<ApiToken>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match api_tokens::delete(&state.db, identity.owner(), id.get()).await {
         Ok(true) => Redirect::to("/account").into_response(),

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{FormState, Layout, Notice, PageError, local_path, render};
-use borcelle_engine::accounts::RegisterInput;
 use borcelle_engine::Error as DomainError;
+use borcelle_engine::accounts::RegisterInput;
 
 use crate::error::AppError;
 use crate::http::api::REGISTER_ANSWER;
@@ -58,7 +58,9 @@ pub async fn register(
             },
             StatusCode::OK,
         ),
-        Err(err @ (AppError::Domain(DomainError::Invalid { .. }) | AppError::Domain(DomainError::Throttled { .. }))) => {
+        Err(
+            err @ (AppError::Domain(DomainError::Invalid { .. }) | AppError::Domain(DomainError::Throttled { .. })),
+        ) => {
             let status = err.status();
             let form = values.with_error(&err, &["email", "display_name", "password"]);
             render(RegisterPage { layout, form }, status)

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Layout, PageError, PageUser, render};
-use borcelle_store::notifications::{self, Notification};
 use crate::error::AppError;
 use crate::http::access::Id;
 use crate::state::AppState;
+use borcelle_store::notifications::{self, Notification};
 
 /// Most notifications on the page.
 const SHOWN: i64 = 100;
@@ -30,11 +30,7 @@ pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -
 }
 
 /// Marks one notification read (the form carries the CSRF token), then back to the list.
-pub async fn mark_read(
-    State(state): State<AppState>,
-    PageUser(identity): PageUser,
-    id: Id<Notification>,
-) -> Response {
+pub async fn mark_read(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Notification>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match notifications::mark_read(&state.db, identity.owner(), id.get()).await {
         Ok(true) => Redirect::to("/notifications").into_response(),

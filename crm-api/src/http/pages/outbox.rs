@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{Layout, PageError, render};
-use borcelle_store::outbox::{self, OutboxMessage};
 use crate::error::AppError;
-use crate::http::api::may_read_outbox;
 use crate::http::access::Id;
+use crate::http::api::may_read_outbox;
 use crate::http::extract::MaybeUser;
 use crate::state::AppState;
+use borcelle_store::outbox::{self, OutboxMessage};
 
 #[derive(Template)]
 #[template(path = "pages/outbox.html")]

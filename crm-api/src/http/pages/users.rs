@@ -4,8 +4,8 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use uuid::Uuid;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use borcelle_store::users::{self, Listed, Role};
 
@@ -34,11 +34,7 @@ pub struct ListQuery {
     after: Option<String>,
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Admin(identity): Admin,
-    Query(query): Query<ListQuery>,
-) -> Response {
+pub async fn list(State(state): State<AppState>, Admin(identity): Admin, Query(query): Query<ListQuery>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match users::list(&state.db, query.after.as_deref(), PAGE + 1).await {
         Ok(mut users) => {

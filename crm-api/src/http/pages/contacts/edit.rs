@@ -7,12 +7,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
 use super::{ContactForm, FIELDS, duplicate_email, owned_contact};
-use borcelle_store::contacts::{self, Contact};
+use crate::error::AppError;
+use crate::http::access::Id;
 use crate::http::extract::FormBody;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
-use crate::http::access::Id;
-use crate::error::AppError;
 use crate::state::AppState;
+use borcelle_store::contacts::{self, Contact};
 
 #[derive(Template)]
 #[template(path = "pages/contacts_form.html")]
@@ -64,11 +64,7 @@ pub async fn create(
     }
 }
 
-pub async fn edit_form(
-    State(state): State<AppState>,
-    PageUser(identity): PageUser,
-    id: Id<Contact>,
-) -> Response {
+pub async fn edit_form(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Contact>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match owned_contact(&state, identity.owner(), id, Layout::new(&state, Some(&identity))).await {
         Ok(contact) => {
@@ -124,11 +120,7 @@ struct DeletePage {
 }
 
 /// The confirmation step: deleting takes a second, deliberate POST.
-pub async fn confirm_delete(
-    State(state): State<AppState>,
-    PageUser(identity): PageUser,
-    id: Id<Contact>,
-) -> Response {
+pub async fn confirm_delete(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Contact>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match owned_contact(&state, identity.owner(), id, Layout::new(&state, Some(&identity))).await {
         Ok(contact) => render(DeletePage { layout, contact }, StatusCode::OK),

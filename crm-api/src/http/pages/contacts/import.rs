@@ -8,9 +8,9 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use borcelle_engine::Error as DomainError;
 use borcelle_engine::contacts::csv::{self, RowError};
 use borcelle_store::contacts;
-use borcelle_engine::Error as DomainError;
 
 use crate::error::AppError;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use borcelle_engine::contacts::{Cursor, TAG_MAX, parse_sort};
-use borcelle_store::contacts::{self, Contact, ListError, ListQuery};
 use crate::error::AppError;
 use crate::http::api::contacts::query_error;
 use crate::http::pages::{Layout, PageError, PageUser, render};
 use crate::state::AppState;
+use borcelle_engine::contacts::{Cursor, TAG_MAX, parse_sort};
+use borcelle_store::contacts::{self, Contact, ListError, ListQuery};
 
 /// Contacts per page.
 const PAGE_SIZE: i64 = 25;

@@ -8,15 +8,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::owned_contact;
-use borcelle_store::contacts::Contact;
-use borcelle_store::messages::{self, HistoryFilter, Message};
 use crate::error::AppError;
+use crate::http::access::Id;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
-use borcelle_engine::messaging::{self, Chosen, Outgoing};
-use crate::http::access::Id;
 use crate::state::AppState;
+use borcelle_engine::messaging::{self, Chosen, Outgoing};
+use borcelle_store::contacts::Contact;
+use borcelle_store::messages::{self, HistoryFilter, Message};
 
 /// Messages the timeline shows (the newest).
 const TIMELINE_SIZE: i64 = 50;
@@ -112,7 +112,8 @@ pub async fn send_message(
         Err(response) => return response,
     };
     let values = FormState::default().with_value("subject", &form.subject).with_value("body", &form.body);
-    let (subject, body) = match messaging::content(&form.subject, &form.body, "subject", "body").map_err(AppError::from) {
+    let (subject, body) = match messaging::content(&form.subject, &form.body, "subject", "body").map_err(AppError::from)
+    {
         Ok(content) => content,
         Err(err) => {
             let status = err.status();

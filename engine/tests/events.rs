@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use borcelle::events::{Audience, CHANNEL, Envelope, Event, EventBus};
+use borcelle_engine::events::{Audience, CHANNEL, Envelope, Event, EventBus, LiveEvent};
 use serde_json::json;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use tokio_util::sync::CancellationToken;
@@ -22,12 +22,18 @@ fn redis_url() -> String {
     std::env::var("BORCELLE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// A test's own event: a task's progress with the nonce as its task id (`total` tells events of
+/// one test apart).
+fn tagged(nonce: Uuid, total: i32) -> LiveEvent {
+    LiveEvent::task_started(nonce, total)
+}
+
 fn event_for_all(nonce: Uuid) -> Envelope {
-    Envelope::to_all(json!({"type": "test", "nonce": nonce}))
+    Envelope::to_all(&tagged(nonce, 0))
 }
 
 fn has_nonce(event: &Event, nonce: Uuid) -> bool {
-    event.payload()["nonce"] == json!(nonce)
+    event.payload()["task_id"] == json!(nonce)
 }
 
 /// The next event carrying `nonce`, skipping everyone else's; fails the test after `within`.
@@ -81,10 +87,10 @@ fn the_audience_has_a_stable_wire_format() {
     let user = Uuid::new_v4();
     assert_eq!(serde_json::to_value(Audience::User(user)).unwrap(), json!({"kind": "user", "id": user}));
     assert_eq!(serde_json::to_value(Audience::All).unwrap(), json!({"kind": "all"}));
-    let envelope = Envelope::to_user(user, json!({"type": "task_progress"}));
+    let envelope = Envelope::to_user(user, &LiveEvent::task_started(Uuid::nil(), 1));
     assert!(envelope.is_for(user));
     assert!(!envelope.is_for(Uuid::new_v4()));
-    assert!(Envelope::to_all(json!({})).is_for(user));
+    assert!(Envelope::to_all(&LiveEvent::Resync { reason: "test".into() }).is_for(user));
 }
 
 #[tokio::test]
@@ -94,7 +100,7 @@ async fn in_process_every_subscriber_receives_what_is_published() {
     assert!(bus.is_connected());
     let (mut first, mut second) = (bus.subscribe(), bus.subscribe());
     let nonce = Uuid::new_v4();
-    let sent = Envelope::to_user(Uuid::new_v4(), json!({"type": "test", "nonce": nonce}));
+    let sent = Envelope::to_user(Uuid::new_v4(), &tagged(nonce, 0));
 
     bus.publish(sent.clone()).await;
 
@@ -113,8 +119,8 @@ async fn a_users_subscription_gets_that_users_events_and_everyones_but_no_one_el
     assert_eq!(bus.subscribed_users(), 2);
 
     let nonce = Uuid::new_v4();
-    let for_bob = Envelope::to_user(bob, json!({"type": "test", "nonce": nonce, "to": "bob"}));
-    let for_all = Envelope::to_all(json!({"type": "test", "nonce": nonce, "to": "all"}));
+    let for_bob = Envelope::to_user(bob, &tagged(nonce, 1));
+    let for_all = Envelope::to_all(&tagged(nonce, 2));
     bus.publish(for_bob.clone()).await;
     bus.publish(for_all.clone()).await;
 

@@ -1,0 +1,196 @@
+//! The store against a real PostgreSQL (`BORCELLE_TEST_DATABASE_URL`, by default the local
+//! server): each test gets a database of its own, created and migrated as `serve` does it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness fails loudly by design
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use borcelle_store::contacts::{self, After, ListQuery, Sort, SortKey};
+use borcelle_store::lane::Lane;
+use borcelle_store::{DatabaseSettings, Owner, PgPool};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+/// A database of the test's own, dropped at the end.
+struct TestDb {
+    name: String,
+    pool: PgPool,
+}
+
+fn server_url() -> String {
+    std::env::var("BORCELLE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let name = format!("borcelle_store_test_{}", Uuid::new_v4().simple());
+        let settings = DatabaseSettings {
+            url: SecretString::from(format!("{}/{name}", server_url())),
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let pool = borcelle_store::connect_and_migrate(&settings).await.expect("a test database");
+        TestDb { name, pool }
+    }
+
+    /// A verified account; its id as an owner.
+    async fn user(&self, email: &str) -> Owner {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO users (id, email, display_name, password_hash, role, email_verified_at)
+             VALUES (gen_random_uuid(), $1, 'Test User', 'x', 'user', now()) RETURNING id",
+        )
+        .bind(email)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        Owner::new(id)
+    }
+
+    /// `count` contacts of `owner`, emails `prefix{i}@example.com`.
+    async fn seed_contacts(&self, owner: Owner, prefix: &str, count: i32) {
+        sqlx::query(
+            "INSERT INTO contacts (id, owner_id, name, email)
+             SELECT gen_random_uuid(), $1, 'Contact ' || i, $2 || i || '@example.com' FROM generate_series(1, $3) i",
+        )
+        .bind(owner.id())
+        .bind(prefix)
+        .bind(count)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                if let Ok(pool) = PgPool::connect(&format!("{}/postgres", server_url())).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Paging is planned once per connection, not once per page: PostgreSQL's plan cache settles on a
+/// generic plan for each sort's "next page" statement (with the cursor's values visible, it
+/// re-planned every page, which took a third of the database's time per page).
+#[tokio::test]
+async fn paging_reuses_one_cached_plan_per_sort() {
+    let db = TestDb::new().await;
+    let owner = db.user("pager@example.com").await;
+    db.seed_contacts(owner, "pager", 1000).await;
+    // Many users with a few contacts each: the pager's address book is far larger than most.
+    for other in 0..20 {
+        let small = db.user(&format!("small{other}@example.com")).await;
+        db.seed_contacts(small, &format!("small{other}-"), 20).await;
+    }
+    // With statistics, as a live database has them: the planner then knows how many rows a cursor
+    // leaves, which is what made each page's own plan look cheaper than the cached one.
+    sqlx::query("ANALYZE contacts").execute(&db.pool).await.unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let sorts = [(SortKey::Name, false), (SortKey::Name, true), (SortKey::Created, false), (SortKey::Updated, true)];
+    for (key, descending) in sorts {
+        let sort = Sort { key, descending };
+        let raw = format!("{key:?} descending={descending}");
+        let (mut after, mut seen, mut pages) = (None::<After>, HashSet::new(), 0);
+        loop {
+            let query = ListQuery { sort, limit: 50, after: after.as_ref(), search: None, tag: None };
+            let mut rows = contacts::list(&mut *conn, owner, &query).await.unwrap();
+            let more = rows.len() > 50;
+            rows.truncate(50);
+            assert!(rows.iter().all(|c| seen.insert(c.id)), "{raw}: no contact on two pages");
+            pages += 1;
+            let Some(last) = rows.last().filter(|_| more) else { break };
+            after = Some(After { key: contacts::sort_value(last, sort), id: last.id });
+        }
+        assert_eq!((seen.len(), pages), (1000, 20), "{raw}: every contact, 50 a page");
+    }
+    // Then the first page, again and again, as a user opening the contacts page does.
+    for _ in 0..10 {
+        let first = Sort { key: SortKey::Name, descending: false };
+        let query = ListQuery { sort: first, limit: 50, after: None, search: None, tag: None };
+        assert_eq!(contacts::list(&mut *conn, owner, &query).await.unwrap().len(), 51);
+    }
+    // The same connection's prepared statements: the next pages of each sort, and the first page.
+    let plans: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE 'SELECT id, name, %FROM contacts WHERE owner_id = %'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(plans.len(), 8, "a first-page and a next-page statement per sort: {plans:?}");
+    for (statement, generic, custom) in &plans {
+        if !statement.contains(" AND (") && !statement.contains("ORDER BY lower(name) ASC") {
+            continue; // the first pages of the other sorts, asked for once each
+        }
+        // Five custom plans are PostgreSQL's trial before it compares them with the generic one.
+        assert!(*custom <= 5 && *generic >= 5, "planned every page ({generic} generic, {custom} custom): {statement}");
+    }
+}
+
+/// The connections for pages of contacts: one whose statement ran to its end is reused; one
+/// abandoned mid-statement (a request dropped while its query ran) is closed, never handed to the
+/// next request in the middle of someone else's answer.
+#[tokio::test]
+async fn the_contact_page_lane_reuses_finished_connections_and_closes_abandoned_ones() {
+    let db = TestDb::new().await;
+    let lane = Lane::new(&db.pool, 2, Duration::from_secs(5));
+    async fn backend(conn: &mut sqlx::PgConnection) -> i32 {
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await.unwrap()
+    }
+
+    let mut conn = lane.acquire().await.unwrap();
+    let first = backend(&mut conn).await;
+    conn.finished();
+    assert_eq!(lane.idle(), 1, "finished: kept");
+    let mut conn = lane.acquire().await.unwrap();
+    assert_eq!(backend(&mut conn).await, first, "the same connection again");
+
+    // Abandoned in the middle of a statement: PostgreSQL is still working on it.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        sqlx::query("SELECT pg_sleep(2), 'late answer'").execute(&mut *conn),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the query was cut short");
+    drop(conn);
+    assert_eq!(lane.idle(), 0, "not finished: closed");
+
+    let mut conn = lane.acquire().await.unwrap();
+    let answer: String = sqlx::query_scalar("SELECT 'this answer'").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(answer, "this answer", "a fresh connection, not the late answer of the abandoned one");
+    assert_ne!(backend(&mut conn).await, first);
+    conn.finished();
+
+    assert_eq!(lane.idle(), 1);
+    lane.close_idle();
+    assert_eq!(lane.idle(), 0, "stale after a restart: all closed at once");
+
+    // Settled by how the statement ended: a query error keeps it, a failed connection closes it
+    // and the idle ones with it.
+    let mut conn = lane.acquire().await.unwrap();
+    let bad = sqlx::query("SELECT no_such_column FROM users").execute(&mut *conn).await.unwrap_err();
+    conn.settle(Some(&bad.into()));
+    assert_eq!(lane.idle(), 1, "a query error: the connection is fine");
+    let (one, two) = (lane.acquire().await.unwrap(), lane.acquire().await.unwrap());
+    one.settle(None);
+    assert_eq!(lane.idle(), 1);
+    two.settle(Some(&sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into()).into()));
+    assert_eq!(lane.idle(), 0, "a broken connection: it and the idle ones are closed");
+
+    // Both connections busy: the third caller waits, then times out as the pool would.
+    let short = Lane::new(&db.pool, 1, Duration::from_millis(200));
+    let held = short.acquire().await.unwrap();
+    assert!(matches!(short.acquire().await, Err(borcelle_store::Error::Unavailable(sqlx::Error::PoolTimedOut))));
+    drop(held);
+    assert!(short.acquire().await.is_ok(), "free again");
+}
