@@ -2,7 +2,7 @@
 # One image with both binaries: `borcelle` (API, worker, migrate, admin) and `borcelle-operator`.
 #
 #   docker build -t borcelle .
-#   docker run --rm -p 8080:8080 --read-only -e DATABASE_URL=postgres://… borcelle
+#   docker run --rm -p 8080:8080 -p 9090:9090 --read-only -e DATABASE_URL=postgres://… borcelle
 #
 # Builds need no database: sqlx checks queries against the committed offline data in `.sqlx/`.
 
@@ -25,6 +25,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY .sqlx/ .sqlx/
 COPY migrations/ migrations/
 COPY crds/ crds/
+COPY store/ store/
+COPY mail/ mail/
+COPY engine/ engine/
 COPY operator/ operator/
 COPY crm-api/ crm-api/
 COPY bench/ bench/
@@ -75,6 +78,7 @@ COPY --from=build /out/borcelle /out/borcelle-operator /usr/local/bin/
 
 # Numeric, so that Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 USER 65532:65532
-EXPOSE 8080
+# 8080: the web UI and the API; 9090: /metrics (and the probes again), for Prometheus only.
+EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/borcelle"]
-CMD ["serve", "--listen", "0.0.0.0:8080"]
+CMD ["serve", "--listen", "0.0.0.0:8080", "--operations-listen", "0.0.0.0:9090"]
