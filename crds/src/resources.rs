@@ -353,15 +353,19 @@ pub struct RunSummary {
     pub name: String,
     /// Succeeded, Failed or Replaced.
     pub outcome: String,
-    /// Emails or notifications delivered.
+    /// Emails or notifications delivered (0 for a Replaced run: stopped partway, its counts stay
+    /// with its task).
     #[serde(default)]
     pub delivered: i64,
-    /// Emails that failed for good.
+    /// Emails that failed for good (0 for a Replaced run).
     #[serde(default)]
     pub failed: i64,
     /// When it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why a Failed run could not run (an unknown owner, a deleted note), when the run said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// When a resource's occurrences are due.

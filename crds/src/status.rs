@@ -14,6 +14,9 @@ pub const READY: &str = "Ready";
 pub const SCHEDULED: &str = "Scheduled";
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";
+/// Between the Scheduled message's outlook ("next occurrence at …") and the note of what the last
+/// decision did; outlooks never contain it.
+const NOTE_SEPARATOR: &str = "; ";
 
 /// Reasons of the conditions (besides [`SpecError::reason`] for invalid specs).
 pub mod reason {
@@ -117,9 +120,12 @@ impl RunState {
     }
 
     /// Records a decision on a valid spec: Ready=True, the times, and the Scheduled condition,
-    /// whose message says what comes next and, when something was started or skipped just now,
-    /// what (`note`: [`decision_note`], or the runtime's own words when a start failed).
+    /// whose message says what comes next and what the last decision that did something did
+    /// (`note`: [`decision_note`]; without one, the previous note stays). The operator looks
+    /// far more often than the standalone scheduler does (every Job event), so a note that lasted
+    /// only until the next look would read differently in the two runtimes.
     pub fn decided(&mut self, decision: &Decision, outlook: Outlook, note: Option<String>, now: DateTime<Utc>) {
+        let note = note.filter(|n| !n.is_empty()).or_else(|| self.last_note());
         self.set_condition(READY, true, reason::SPEC_VALID, "the schedule and time zone are valid".to_owned(), now);
         if let Some(handled) = decision.handled() {
             self.last_schedule_time = self.last_schedule_time.max(Some(handled));
@@ -135,11 +141,18 @@ impl RunState {
         } else {
             (false, reason::NO_FUTURE_RUN, "no occurrence is left to run".to_owned())
         };
-        if let Some(note) = note.filter(|n| !n.is_empty()) {
-            message.push_str("; ");
+        if let Some(note) = note {
+            message.push_str(NOTE_SEPARATOR);
             message.push_str(&note);
         }
         self.set_condition(SCHEDULED, scheduled, why, message, now);
+    }
+
+    /// The note of the Scheduled condition's message (what follows what comes next), if any.
+    fn last_note(&self) -> Option<String> {
+        let scheduled = self.condition(SCHEDULED)?;
+        let (_, note) = scheduled.message.split_once(NOTE_SEPARATOR)?;
+        Some(note.to_owned())
     }
 
     /// Folds in a run that finished `at`: it becomes `lastRun` when it finished last, and a
@@ -287,6 +300,7 @@ mod tests {
             delivered: 1,
             failed: 0,
             finished_at: Some(at(9, 1)),
+            error: None,
         }
     }
 
@@ -339,6 +353,37 @@ mod tests {
         };
         assert!(decision_note(&skip).is_some_and(|n| n.contains("JobAlreadyActive")));
         assert_eq!(decision_note(&Decision::Wait { next: None }), None);
+    }
+
+    #[test]
+    fn the_last_note_stays_until_a_decision_does_something_else() {
+        let mut state = RunState::default();
+        let start = Decision::Start {
+            scheduled: at(9, 0),
+            replace_active: false,
+            missed: Missed::default(),
+            next: Some(at(10, 0)),
+        };
+        state.decided(&start, OPEN, decision_note(&start), at(9, 0));
+        let message = |state: &RunState| state.condition(SCHEDULED).map(|c| c.message.clone()).unwrap_or_default();
+        // Looking again (a Job event, a resync) changes nothing the user reads.
+        state.decided(&Decision::Wait { next: Some(at(10, 0)) }, OPEN, None, at(9, 2));
+        assert_eq!(
+            message(&state),
+            "next occurrence at 2026-12-03T10:00:00Z; started the occurrence of 2026-12-03T09:00:00Z"
+        );
+        assert_eq!(state.condition(SCHEDULED).map(|c| c.last_transition_time), Some(at(9, 0)));
+        // Suspending keeps what was done last, under the new outlook.
+        let suspended = Decision::Suspended { due: None, next: Some(at(10, 0)) };
+        state.decided(&suspended, Outlook { suspended: true, expired: false }, None, at(9, 30));
+        assert_eq!(
+            message(&state),
+            "suspended: no occurrence starts until suspend is false; started the occurrence of 2026-12-03T09:00:00Z"
+        );
+        // An invalid spec drops it: nothing that was done applies any more.
+        state.invalid_spec("InvalidSchedule", "bad".into(), at(9, 40));
+        state.decided(&Decision::Wait { next: Some(at(10, 0)) }, OPEN, None, at(9, 50));
+        assert_eq!(message(&state), "next occurrence at 2026-12-03T10:00:00Z");
     }
 
     #[test]

@@ -447,6 +447,7 @@ async fn finished_jobs_beyond_the_history_limits_are_deleted_oldest_first() {
             delivered: 3,
             failed: 0,
             finished_at: Some(done(23)),
+            error: None,
         }),
         ..ScheduledReminderStatus::default()
     };

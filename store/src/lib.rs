@@ -21,6 +21,8 @@ pub mod rfc3339;
 pub mod schedules;
 pub mod sessions;
 pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod user_tokens;
 pub mod users;
 

@@ -115,13 +115,15 @@ pub async fn finish_for_task(db: impl PgExecutor<'_>, task: Uuid) -> crate::Resu
     Ok(())
 }
 
-/// Stops running occurrences (concurrencyPolicy Replace): their unsent emails fail with the reason,
-/// and their tasks finish with what they had sent.
-pub async fn replace_running(tx: &mut PgConnection, resource_uid: Uuid) -> crate::Result<u64> {
+/// Stops the running occurrences scheduled before `before` (concurrencyPolicy Replace; the newer
+/// one, and a retry of it, is never stopped): their unsent emails fail with the reason, and their
+/// tasks finish with what they had sent.
+pub async fn replace_running(tx: &mut PgConnection, resource_uid: Uuid, before: DateTime<Utc>) -> crate::Result<u64> {
     let stopped: Vec<Option<Uuid>> = sqlx::query_scalar!(
         "UPDATE occurrences SET status = 'replaced', finished_at = now()
-         WHERE resource_uid = $1 AND status = 'running' RETURNING task_id",
-        resource_uid
+         WHERE resource_uid = $1 AND status = 'running' AND scheduled_at < $2 RETURNING task_id",
+        resource_uid,
+        before
     )
     .fetch_all(&mut *tx)
     .await?;

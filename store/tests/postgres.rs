@@ -8,83 +8,14 @@ use std::time::Duration;
 
 use borcelle_store::contacts::{self, After, ListQuery, Sort, SortKey};
 use borcelle_store::lane::Lane;
-use borcelle_store::{DatabaseSettings, Owner, PgPool};
-use secrecy::SecretString;
-use uuid::Uuid;
-
-/// A database of the test's own, dropped at the end.
-struct TestDb {
-    name: String,
-    pool: PgPool,
-}
-
-fn server_url() -> String {
-    std::env::var("BORCELLE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-impl TestDb {
-    async fn new() -> TestDb {
-        let name = format!("borcelle_store_test_{}", Uuid::new_v4().simple());
-        let settings = DatabaseSettings {
-            url: SecretString::from(format!("{}/{name}", server_url())),
-            max_connections: 5,
-            acquire_timeout: Duration::from_secs(5),
-        };
-        let pool = borcelle_store::connect_and_migrate(&settings).await.expect("a test database");
-        TestDb { name, pool }
-    }
-
-    /// A verified account; its id as an owner.
-    async fn user(&self, email: &str) -> Owner {
-        let id: Uuid = sqlx::query_scalar(
-            "INSERT INTO users (id, email, display_name, password_hash, role, email_verified_at)
-             VALUES (gen_random_uuid(), $1, 'Test User', 'x', 'user', now()) RETURNING id",
-        )
-        .bind(email)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap();
-        Owner::new(id)
-    }
-
-    /// `count` contacts of `owner`, emails `prefix{i}@example.com`.
-    async fn seed_contacts(&self, owner: Owner, prefix: &str, count: i32) {
-        sqlx::query(
-            "INSERT INTO contacts (id, owner_id, name, email)
-             SELECT gen_random_uuid(), $1, 'Contact ' || i, $2 || i || '@example.com' FROM generate_series(1, $3) i",
-        )
-        .bind(owner.id())
-        .bind(prefix)
-        .bind(count)
-        .execute(&self.pool)
-        .await
-        .unwrap();
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                if let Ok(pool) = PgPool::connect(&format!("{}/postgres", server_url())).await {
-                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
-                    pool.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use borcelle_store::testing::TestDb;
 
 /// Paging is planned once per connection, not once per page: PostgreSQL's plan cache settles on a
 /// generic plan for each sort's "next page" statement (with the cursor's values visible, it
 /// re-planned every page, which took a third of the database's time per page).
 #[tokio::test]
 async fn paging_reuses_one_cached_plan_per_sort() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("borcelle_store_test").await;
     let owner = db.user("pager@example.com").await;
     db.seed_contacts(owner, "pager", 1000).await;
     // Many users with a few contacts each: the pager's address book is far larger than most.
@@ -142,7 +73,7 @@ async fn paging_reuses_one_cached_plan_per_sort() {
 /// next request in the middle of someone else's answer.
 #[tokio::test]
 async fn the_contact_page_lane_reuses_finished_connections_and_closes_abandoned_ones() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("borcelle_store_test").await;
     let lane = Lane::new(&db.pool, 2, Duration::from_secs(5));
     async fn backend(conn: &mut sqlx::PgConnection) -> i32 {
         sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await.unwrap()

@@ -123,6 +123,10 @@ pub async fn run_occurrence_job(
         owner: None,
     };
     let mut tx = db.begin().await?;
+    let replaced = occurrence::replace_older(&mut tx, &occurrence).await.context("replacing older occurrences")?;
+    if replaced > 0 {
+        tracing::info!(resource = %job.resource, replaced, "stopped the occurrences this one replaces");
+    }
     let domain = settings.mail.message_id_domain();
     let mut started =
         match occurrence::start(&mut tx, &occurrence, domain, settings.storage.message_attachments_max_bytes).await {

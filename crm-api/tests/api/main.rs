@@ -24,5 +24,6 @@ mod processes;
 mod schedules;
 mod sessions;
 mod smtp;
+mod status_parity;
 mod throttling;
 mod ws_resume;

@@ -10,6 +10,7 @@
 mod broadcast;
 mod reminders;
 
+use borcelle_crds::decide::ConcurrencyPolicy;
 use borcelle_crds::{BroadcastSpec, ScheduledReminderSpec};
 use borcelle_store::PgConnection;
 use borcelle_store::occurrences::{self, NewOccurrence};
@@ -129,6 +130,22 @@ pub async fn start(
         }
         OccurrenceSpec::Broadcast(spec) => broadcast::start(tx, occurrence, spec, message_id_domain).await,
     }
+}
+
+/// Under concurrencyPolicy Replace, stops the resource's occurrences still running from before this
+/// one: their unsent emails fail and their tasks finish. The in-process scheduler does this when it
+/// decides to replace; a Job's worker does it first thing, because the operator deleting the older
+/// Job stops that Job's engine but not the emails it queued, which any delivery engine would go on
+/// sending. Returns how many it stopped.
+pub async fn replace_older(tx: &mut PgConnection, occurrence: &Occurrence<'_>) -> borcelle_store::Result<u64> {
+    let replaces = match occurrence.spec {
+        OccurrenceSpec::Reminder(spec) => spec.concurrency_policy == ConcurrencyPolicy::Replace,
+        OccurrenceSpec::Broadcast(_) => false,
+    };
+    if !replaces {
+        return Ok(0);
+    }
+    occurrences::replace_running(tx, occurrence.resource_uid, occurrence.scheduled).await
 }
 
 /// Writes the occurrence row; `Err(existing)` when it was started before.

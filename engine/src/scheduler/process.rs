@@ -86,8 +86,8 @@ impl Scheduler {
 
         // Stop what Replace stops, then start every due occurrence.
         for (i, _, decision, _) in &decided {
-            if let Decision::Start { replace_active: true, .. } = decision {
-                let stopped = occurrences::replace_running(&mut tx, rows[*i].id).await?;
+            if let Decision::Start { replace_active: true, scheduled, .. } = decision {
+                let stopped = occurrences::replace_running(&mut tx, rows[*i].id, *scheduled).await?;
                 tracing::info!(schedule = %rows[*i].name, stopped, "replaced the running occurrence");
             }
         }
@@ -98,21 +98,16 @@ impl Scheduler {
         for (i, _, decision, outlook) in &decided {
             let row = &rows[*i];
             let mut state = stored_state(row);
-            let mut note = decision_note(decision);
+            // A start that failed is noted as started, as the operator notes the Job it created;
+            // why it failed shows in `lastRun.error` in both runtimes.
             if let Decision::Start { scheduled, .. } = decision {
                 match results.iter_mut().find(|(j, _)| j == i).map(|(_, r)| std::mem::replace(r, Err(String::new()))) {
                     Some(Ok(started)) => announcements.push((*i, started)),
-                    Some(Err(reason)) => {
-                        note = Some(format!(
-                            "the occurrence of {} failed: {reason}",
-                            borcelle_crds::status::rfc3339(*scheduled)
-                        ));
-                        failures.push(Failure { index: *i, scheduled: *scheduled, reason });
-                    }
+                    Some(Err(reason)) => failures.push(Failure { index: *i, scheduled: *scheduled, reason }),
                     None => {}
                 }
             }
-            state.decided(decision, *outlook, note, now);
+            state.decided(decision, *outlook, decision_note(decision), now);
             // Standalone, the scheduler looks again at the next occurrence even while suspended
             // (it is recorded as missed then), as the operator requeues.
             outcomes.push(Outcome {

@@ -53,13 +53,17 @@ fn summary(last: &LastRun) -> RunSummary {
         "failed" => RunOutcome::Failed,
         _ => RunOutcome::Succeeded,
     };
+    // A replaced run was stopped partway; its counts stay with its task, as in the operator, which
+    // cannot read them from a Job it deleted.
+    let replaced = outcome == RunOutcome::Replaced;
     RunSummary {
         occurrence: last.scheduled_at,
         name: last.occurrence_id.to_string(),
         outcome: outcome.as_str().to_owned(),
-        delivered: i64::from(last.sent.unwrap_or(last.recipients)),
-        failed: i64::from(last.failed.unwrap_or(0)),
+        delivered: if replaced { 0 } else { i64::from(last.sent.unwrap_or(last.recipients)) },
+        failed: if replaced { 0 } else { i64::from(last.failed.unwrap_or(0)) },
         finished_at: last.finished_at,
+        error: last.error.clone().filter(|_| outcome == RunOutcome::Failed),
     }
 }
 

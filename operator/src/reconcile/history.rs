@@ -72,6 +72,7 @@ impl<K: Occurring> Reconciler<'_, K> {
                 delivered: counts.delivered,
                 failed: counts.failed,
                 finished_at: finished.finished_at,
+                error: if succeeded { None } else { counts.error.clone() },
             },
             succeeded,
             recipients: Some(counts.recipients.unwrap_or(counts.delivered)),

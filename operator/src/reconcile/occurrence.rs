@@ -86,6 +86,7 @@ impl<K: Occurring> Reconciler<'_, K> {
                 delivered: 0,
                 failed: 0,
                 finished_at: Some(crate::time::whole_seconds(self.now)),
+                error: None,
             });
             let note = format!("Deleted job {}: replaced by a newer occurrence", active.name);
             self.event(EventType::Normal, "SuccessfulDelete", "DeleteJob", note).await;
