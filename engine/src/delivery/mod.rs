@@ -5,14 +5,16 @@
 //! can share a database, since claims use `FOR UPDATE SKIP LOCKED` and a lease.
 
 mod cache;
+mod claim;
+mod record;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use borcelle_mail::{MailError, MailSettings, Mailbox, Mailer, OutgoingEmail, templates};
-use borcelle_store::messages::{self, Claimed, Outcome, OutcomeKind, TaskProgress};
-use borcelle_store::{Owner, PgPool, notifications, tasks};
+use borcelle_mail::{MailError, MailSettings, Mailbox, Mailer, OutgoingEmail};
+use borcelle_store::PgPool;
+use borcelle_store::messages::{self, Claimed, Outcome, OutcomeKind};
 use rand::RngExt;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
@@ -20,11 +22,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::events::{Envelope, EventBus, LiveEvent};
+use crate::events::EventBus;
 use crate::metrics::EngineMetrics;
 use crate::settings::DeliverySettings;
 use crate::storage::Store;
-use cache::{CACHED_MESSAGES_OF_ATTACHMENTS, ContentCache, Prepared};
+use cache::{ContentCache, Prepared};
+use claim::ClaimError;
+
+pub use record::completion_text;
 
 /// Outcomes are written together once this many are waiting…
 const FLUSH_BATCH: usize = 64;
@@ -40,15 +45,6 @@ pub struct Drained {
     /// Put back for a later attempt.
     pub retrying: usize,
     pub failed: usize,
-}
-
-/// A claimed row and the email it carries (or why that email could not be prepared).
-type Batched = (Claimed, Result<Arc<Prepared>, MailError>);
-
-/// Claiming failed; `claimed` holds the claims taken before the failure, to be given back.
-struct ClaimError {
-    error: borcelle_store::Error,
-    claimed: Vec<(Uuid, i32)>,
 }
 
 /// What it takes to run an engine.
@@ -200,80 +196,6 @@ impl DeliveryEngine {
         tracing::info!("delivery engine stopped");
     }
 
-    /// Claims due rows and prepares (once per task) the email they carry. A task whose
-    /// attachments cannot be read comes with the error, which its rows record instead of a send.
-    /// When preparing fails after the claim (the database went away), the error carries the
-    /// claims so that they are given back rather than held until their lease runs out.
-    async fn claim(&self, limit: i64, contents: &mut ContentCache) -> Result<Vec<Batched>, ClaimError> {
-        let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64())
-            .await
-            .map_err(|error| ClaimError { error, claimed: Vec::new() })?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
-        let claims: Vec<(Uuid, i32)> = claimed.iter().map(|c| (c.id, c.attempts)).collect();
-        self.prepare(claimed, contents).await.map_err(|error| ClaimError { error, claimed: claims })
-    }
-
-    async fn prepare(
-        &self,
-        claimed: Vec<Claimed>,
-        contents: &mut ContentCache,
-    ) -> borcelle_store::Result<Vec<Batched>> {
-        let mut missing: Vec<Uuid> =
-            claimed.iter().map(|c| c.task_id).filter(|id| !contents.entries.contains_key(id)).collect();
-        missing.sort_unstable();
-        missing.dedup();
-        let mut unreadable: HashMap<Uuid, MailError> = HashMap::new();
-        if !missing.is_empty() {
-            let needed: HashSet<Uuid> = claimed.iter().map(|c| c.task_id).collect();
-            let budget = self.attachments_max_bytes.saturating_mul(CACHED_MESSAGES_OF_ATTACHMENTS);
-            contents.make_room(&needed, missing.len(), budget);
-            let mut files = crate::attachments::load_for_tasks(&self.db, self.store.as_ref(), &missing).await?;
-            for task in tasks::contents(&self.db, &missing).await? {
-                let attachments = match files.remove(&task.id).unwrap_or(Ok(Vec::new())) {
-                    Ok(attachments) => attachments,
-                    Err(err) => {
-                        tracing::warn!(task = %task.id, error = %err, "attachments unreadable");
-                        unreadable.insert(task.id, err);
-                        continue;
-                    }
-                };
-                let rendered = match templates::message(&task.owner_name, &task.subject, &task.body) {
-                    Ok(rendered) => rendered,
-                    Err(err) => {
-                        // It would fail the same way every time: the task's rows fail with the reason.
-                        tracing::error!(task = %task.id, error = %err, "rendering the message failed");
-                        unreadable.insert(task.id, MailError::Permanent(format!("rendering the message: {err}")));
-                        continue;
-                    }
-                };
-                let prepared = Prepared {
-                    from_name: format!("{} via Borcelle", task.owner_name),
-                    reply_to: Mailbox { name: Some(task.owner_name.clone()), email: task.owner_email.clone() },
-                    subject: rendered.subject,
-                    text: rendered.text,
-                    html: rendered.html,
-                    attachments,
-                };
-                contents.insert(task.id, prepared);
-            }
-        }
-        let mut batch = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            if let Some(err) = unreadable.get(&row.task_id) {
-                batch.push((row, Err(err.clone())));
-                continue;
-            }
-            match contents.entries.get(&row.task_id) {
-                Some(prepared) => batch.push((row, Ok(prepared.clone()))),
-                // The task vanished (its owner was deleted): nothing to send.
-                None => tracing::warn!(message = %row.id, "claimed a message whose task is gone"),
-            }
-        }
-        Ok(batch)
-    }
-
     /// Sends one message (unless its task could not be prepared) and classifies the result.
     async fn deliver(
         self,
@@ -324,27 +246,6 @@ impl DeliveryEngine {
         Outcome { id: claimed.id, attempt: claimed.attempts, result }
     }
 
-    /// Writes waiting outcomes; on a database error they stay waiting and are tried again.
-    async fn flush(&self, pending: &mut Vec<Outcome>) {
-        if let Err(err) = self.record(pending).await {
-            tracing::warn!(error = %err, waiting = pending.len(), "recording outcomes failed; will retry");
-            tokio::time::sleep(ERROR_PAUSE).await;
-        }
-    }
-
-    /// Records outcomes (emptying `pending` once they are written) and tells the owners.
-    async fn record(&self, pending: &mut Vec<Outcome>) -> borcelle_store::Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let progress = messages::record(&self.db, pending).await?;
-        pending.clear();
-        for task in progress {
-            self.announce(task).await;
-        }
-        Ok(())
-    }
-
     /// Sends every message that is due now, batch after batch, until none is, and records the
     /// outcomes: what tests call instead of waiting for [`run`](Self::run) to get there. A message
     /// put back for a retry is due again only after its delay (a setting).
@@ -392,74 +293,11 @@ impl DeliveryEngine {
         self.record(&mut outcomes).await?;
         Ok(drained)
     }
-
-    /// Tells the owner: a progress event, and on completion a stored notification.
-    async fn announce(&self, task: TaskProgress) {
-        self.events.publish(Envelope::to_user(task.owner_id, &LiveEvent::task_progress(&task))).await;
-        if !task.just_finished {
-            return;
-        }
-        if matches!(task.kind.as_str(), "reminder" | "broadcast")
-            && let Err(err) = borcelle_store::occurrences::finish_for_task(&self.db, task.task_id).await
-        {
-            tracing::error!(error = %err, task = %task.task_id, "marking the occurrence finished failed");
-        }
-        let (title, body) = completion_text(&task);
-        let data = serde_json::json!({ "task_id": task.task_id, "sent": task.sent, "failed": task.failed, "total": task.total });
-        let owner = Owner::new(task.owner_id);
-        match notifications::insert(&self.db, owner, "task_done", &title, &body, &data).await {
-            Ok(notification) => {
-                let event = LiveEvent::notification(notification);
-                self.events.publish(Envelope::to_user(task.owner_id, &event)).await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, task = %task.task_id, "storing the completion notification failed")
-            }
-        }
-    }
-}
-
-/// "Note sent to 998 of 1000 contacts; 2 failed", and a second line naming the subject.
-pub fn completion_text(task: &TaskProgress) -> (String, String) {
-    let what = match task.kind.as_str() {
-        "note" => "Note",
-        "reminder" => "Reminder",
-        "broadcast" => "Broadcast",
-        _ => "Message",
-    };
-    let contacts = |n: i32| if n == 1 { "contact".to_owned() } else { "contacts".to_owned() };
-    let title = if task.failed == 0 {
-        format!("{what} sent to {} {}", task.sent, contacts(task.sent))
-    } else {
-        format!("{what} sent to {} of {} {}; {} failed", task.sent, task.total, contacts(task.total), task.failed)
-    };
-    (title, format!("“{}”", task.subject))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn progress(sent: i32, failed: i32, total: i32) -> TaskProgress {
-        TaskProgress {
-            task_id: Uuid::nil(),
-            owner_id: Uuid::nil(),
-            kind: "note".into(),
-            subject: "Q3 update".into(),
-            sent,
-            failed,
-            total,
-            status: "done".into(),
-            just_finished: true,
-        }
-    }
-
-    #[test]
-    fn completion_says_how_many_were_sent_and_failed() {
-        assert_eq!(completion_text(&progress(998, 2, 1000)).0, "Note sent to 998 of 1000 contacts; 2 failed");
-        assert_eq!(completion_text(&progress(1, 0, 1)).0, "Note sent to 1 contact");
-        assert_eq!(completion_text(&progress(50, 0, 50)).1, "“Q3 update”");
-    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

@@ -1,12 +1,17 @@
 //! Contacts. Every query is scoped by owner: another user's id is simply not found.
 
+mod autocomplete;
+mod list;
+
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::Owner;
+
+pub use autocomplete::{Suggestion, autocomplete};
+pub use list::{After, ListError, ListQuery, Sort, SortKey, list, sort_value};
 
 /// A contact's fields, checked and normalised (see the engine's contact rules), ready to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,28 +24,6 @@ pub struct ContactFields {
     pub tax_id: Option<String>,
     pub tags: Vec<String>,
     pub notes: String,
-}
-
-/// How a list is ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
-    Name,
-    Created,
-    Updated,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sort {
-    pub key: SortKey,
-    pub descending: bool,
-}
-
-/// Where a page starts: strictly after the row with this sort value and id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct After {
-    /// The sort value of the last row of the previous page, as [`sort_value`] gives it.
-    pub key: String,
-    pub id: Uuid,
 }
 
 /// A contact as its owner sees it.
@@ -78,8 +61,6 @@ impl Contact {
         }
     }
 }
-
-const COLUMNS: &str = "id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at";
 
 /// Inserts a contact; `Err(existing id)` when the owner already has a contact with that email.
 pub async fn insert(
@@ -190,183 +171,6 @@ pub async fn update(
 pub async fn delete(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<bool> {
     let done = sqlx::query!("DELETE FROM contacts WHERE owner_id = $1 AND id = $2", owner.id(), id).execute(db).await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// What a list asks for.
-pub struct ListQuery<'a> {
-    pub sort: Sort,
-    pub limit: i64,
-    pub after: Option<&'a After>,
-    /// Matches name, email or company, anywhere (lower-cased).
-    pub search: Option<&'a str>,
-    pub tag: Option<&'a str>,
-}
-
-/// One page in keyset order: rows strictly after the cursor, so inserts never shift or repeat rows.
-/// Returns up to `limit + 1` rows; the extra one tells the caller there is a next page.
-pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) -> Result<Vec<Contact>, ListError> {
-    let (key, by_time) = match query.sort.key {
-        SortKey::Name => ("lower(name)", false),
-        SortKey::Created => ("created_at", true),
-        SortKey::Updated => ("updated_at", true),
-    };
-    let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
-    let mut sql: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM contacts WHERE owner_id = "));
-    if query.tag.is_none() && query.search.is_none() {
-        // Plain paging has one good plan whoever asks (the owner's index, in order, up to the
-        // limit), so the owner is hidden from the planner too (see the cursor below): else an
-        // owner with many more contacts than most makes a plan of its own look cheaper than the
-        // cached one, and each of its pages is planned afresh. Filtered lists show the planner
-        // everything, since the best plan there depends on what is asked.
-        sql.push("(SELECT ").push_bind(owner).push(")");
-    } else {
-        sql.push_bind(owner);
-    }
-    if let Some(tag) = query.tag {
-        sql.push(" AND tags @> ARRAY[").push_bind(tag.to_lowercase()).push("]::text[]");
-    }
-    if let Some(search) = query.search {
-        sql.push(" AND search LIKE ")
-            .push_bind(format!("%{}%", like_escape(&search.to_lowercase())))
-            .push(" ESCAPE '\\'");
-    }
-    if let Some(cursor) = query.after {
-        // The cursor's values reach the index as sub-selects, which the planner cannot see into:
-        // every page then costs the same to it, so PostgreSQL settles on one cached (generic)
-        // plan for the statement. With the values visible it kept planning each page afresh,
-        // since early pages look cheaper than the cached plan, and planning took a third of
-        // the database's time per page.
-        sql.push(format!(" AND ({key}, id) {cmp} ((SELECT "));
-        if by_time {
-            let at: DateTime<Utc> = cursor.key.parse().map_err(|_| ListError::BadCursor)?;
-            sql.push_bind(at);
-        } else {
-            sql.push_bind(cursor.key.clone());
-        }
-        sql.push("), (SELECT ").push_bind(cursor.id).push("))");
-    }
-    // The LIMIT is written into the statement (an integer, never user text): with it known, the
-    // plan PostgreSQL caches for this statement is as cheap as one made for each call, so it is
-    // planned once per connection rather than at every page.
-    sql.push(format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", query.limit + 1));
-    // Collected into room for the whole page at once rather than a vector grown row by row.
-    let mut rows = Vec::with_capacity(usize::try_from(query.limit + 1).unwrap_or_default());
-    let mut stream = sql.build_query_as::<Contact>().fetch(db);
-    while let Some(row) = stream.try_next().await? {
-        rows.push(row);
-    }
-    Ok(rows)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    #[error("the cursor does not match this list")]
-    BadCursor,
-    #[error(transparent)]
-    Db(#[from] crate::Error),
-}
-
-impl From<sqlx::Error> for ListError {
-    fn from(err: sqlx::Error) -> Self {
-        ListError::Db(err.into())
-    }
-}
-
-/// The sort value of a row, as a cursor stores it.
-pub fn sort_value(contact: &Contact, sort: Sort) -> String {
-    match sort.key {
-        SortKey::Name => contact.name.to_lowercase(),
-        SortKey::Created => contact.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        SortKey::Updated => contact.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-    }
-}
-
-/// An autocomplete suggestion.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Suggestion {
-    pub id: Uuid,
-    pub name: String,
-    pub email: String,
-    pub company: Option<String>,
-}
-
-/// How many suggestions autocomplete answers.
-const SUGGESTIONS: usize = 10;
-
-/// Prefix matches ($2: the prefix pattern), best first: names that start with the input, then
-/// emails and companies that do, then contacts with any word (of name, email or company) that
-/// does. Each group is read in order from a btree range with its own LIMIT, so the cost does not
-/// grow with the number of matches; only the ≤ 50 candidates are ranked.
-const PREFIXES: &str = "WITH hits AS (
-         (SELECT id, 0 AS rank FROM contacts
-          WHERE owner_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
-          ORDER BY lower(name) USING ~<~, id LIMIT 10)
-         UNION ALL
-         (SELECT id, 1 FROM contacts
-          WHERE owner_id = $1 AND email LIKE $2 ESCAPE '\\' ORDER BY email USING ~<~ LIMIT 10)
-         UNION ALL
-         (SELECT id, 1 FROM contacts
-          WHERE owner_id = $1 AND lower(company) LIKE $2 ESCAPE '\\' ORDER BY lower(company) USING ~<~ LIMIT 10)
-         UNION ALL
-         (SELECT contact_id, 2 FROM contact_words
-          WHERE owner_id = $1 AND word LIKE $2 ESCAPE '\\' ORDER BY word, contact_id LIMIT 20)
-     )
-     SELECT c.id, c.name, c.email, c.company
-     FROM (SELECT id, min(rank) AS rank FROM hits GROUP BY id) h
-     JOIN contacts c ON c.id = h.id AND c.owner_id = $1
-     ORDER BY h.rank, lower(c.name), c.id
-     LIMIT 10";
-
-/// Approximate matches ($2 as typed, $3 the infix pattern): the owner's ten words most like the
-/// input (trigram word similarity over `pg_trgm.word_similarity_threshold`, or plain similarity
-/// over `pg_trgm.similarity_threshold`, so that a typo or a swapped pair of letters still finds
-/// the word; or containing it), then up to ten contacts with each of them. The words come from the
-/// owner's vocabulary (distinct words), not from every contact, so a common word costs no more
-/// than a rare one.
-const APPROXIMATE: &str = "WITH near AS (
-         SELECT word, greatest(word_similarity($2, word), similarity($2, word),
-                               CASE WHEN word LIKE $3 ESCAPE '\\' THEN 0.5 ELSE 0 END) AS score,
-                similarity($2, word) AS closeness
-         FROM contact_vocabulary
-         WHERE owner_id = $1 AND ($2 <% word OR $2 % word OR word LIKE $3 ESCAPE '\\')
-         ORDER BY score DESC, closeness DESC, word LIMIT 10
-     )
-     SELECT c.id, c.name, c.email, c.company
-     FROM near n
-     CROSS JOIN LATERAL (SELECT contact_id FROM contact_words w WHERE w.owner_id = $1 AND w.word = n.word
-                         ORDER BY contact_id LIMIT 10) m
-     JOIN contacts c ON c.id = m.contact_id AND c.owner_id = $1
-     ORDER BY n.score DESC, n.closeness DESC, lower(c.name), c.id
-     LIMIT 20";
-
-/// The owner's ten best matches for what was typed (lower-cased, trimmed, non-empty).
-///
-/// Prefixes first (of the name, then of the email or company, then of any word in them); from
-/// three characters on, when fewer than ten contacts match a prefix, words like the input follow
-/// (typos and fragments). Every part reads a bounded number of rows, whatever the number of
-/// matches. The statements are not kept prepared: a cached generic plan cannot turn a LIKE pattern
-/// it does not know yet into an index range, and would read all of the owner's contacts.
-pub async fn autocomplete(db: &PgPool, owner: Owner, typed: &str) -> crate::Result<Vec<Suggestion>> {
-    let prefix = format!("{}%", like_escape(typed));
-    let mut found: Vec<Suggestion> =
-        sqlx::query_as(PREFIXES).bind(owner).bind(&prefix).persistent(false).fetch_all(db).await?;
-    if found.len() == SUGGESTIONS || typed.chars().count() < 3 {
-        return Ok(found);
-    }
-    let anywhere = format!("%{}%", like_escape(typed));
-    let near: Vec<Suggestion> =
-        sqlx::query_as(APPROXIMATE).bind(owner).bind(typed).bind(anywhere).persistent(false).fetch_all(db).await?;
-    for suggestion in near {
-        if found.len() == SUGGESTIONS {
-            break;
-        }
-        if !found.iter().any(|f| f.id == suggestion.id) {
-            found.push(suggestion);
-        }
-    }
-    Ok(found)
 }
 
 /// Creates or updates contacts by email in one statement (an import's valid rows). Empty optional
