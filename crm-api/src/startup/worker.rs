@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use borcelle_crds::contract::{EXIT_PERMANENT, TerminationReport};
+use borcelle_engine::delivery::DeliveryEngine;
+use borcelle_engine::events::EventBus;
 use borcelle_engine::occurrence::{self, Occurrence, OccurrenceError, OccurrenceSpec};
 use borcelle_engine::settings::{DeliverySettings, StorageSettings};
 use borcelle_engine::storage;
 use borcelle_mail::MailSettings;
-use borcelle_store::DatabaseSettings;
+use borcelle_store::{DatabaseSettings, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -40,17 +42,7 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
     let stop = CancellationToken::new();
     let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
     let metrics = Arc::new(Metrics::default());
-    let engine = delivery_engine(
-        db.clone(),
-        borcelle_mail::build_mailer(&settings.mail, db.clone())?,
-        events,
-        &settings.mail,
-        &settings.delivery,
-        &settings.storage,
-        storage::build_store(&settings.storage).await?,
-        metrics.engine.clone(),
-        Arc::new(Notify::new()),
-    );
+    let engine = worker_engine(&settings, db.clone(), events, &metrics).await?;
     let running = tokio::spawn(engine.run(stop.clone()));
     let health = match settings.listen {
         Some(addr) => {
@@ -73,6 +65,26 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
     }
     db.close().await;
     Ok(())
+}
+
+/// A delivery engine of a worker process: its own mailer and store, woken by nobody (it polls).
+async fn worker_engine(
+    settings: &WorkerSettings,
+    db: PgPool,
+    events: EventBus,
+    metrics: &Metrics,
+) -> anyhow::Result<DeliveryEngine> {
+    Ok(delivery_engine(
+        db.clone(),
+        borcelle_mail::build_mailer(&settings.mail, db)?,
+        events,
+        &settings.mail,
+        &settings.delivery,
+        &settings.storage,
+        storage::build_store(&settings.storage).await?,
+        metrics.engine.clone(),
+        Arc::new(Notify::new()),
+    ))
 }
 
 /// One occurrence for `borcelle worker occurrence` (what the operator's Jobs run).
@@ -146,17 +158,7 @@ pub async fn run_occurrence_job(
         error: None,
     };
     if let Some(task_id) = started.task_id {
-        let engine = delivery_engine(
-            db.clone(),
-            borcelle_mail::build_mailer(&settings.mail, db.clone())?,
-            events,
-            &settings.mail,
-            &settings.delivery,
-            &settings.storage,
-            storage::build_store(&settings.storage).await?,
-            Arc::new(Metrics::default()).engine.clone(),
-            Arc::new(Notify::new()),
-        );
+        let engine = worker_engine(&settings, db.clone(), events, &Metrics::default()).await?;
         let running = tokio::spawn(engine.run(stop.clone()));
         tokio::pin!(shutdown);
         let finished = loop {

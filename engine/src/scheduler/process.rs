@@ -47,29 +47,18 @@ impl Scheduler {
         let mut decided: Vec<(usize, OccurrenceSpec, Decision, Outlook)> = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             let mut state = stored_state(row);
-            let spec = match OccurrenceSpec::from_json(&row.kind, row.spec.clone()) {
-                Ok(spec) => spec,
-                Err(err) => {
-                    state.invalid_spec(reason::INVALID_SPEC, err.to_string(), now);
-                    outcomes.push(Outcome {
-                        id: row.id,
-                        status: to_stored(&state),
-                        next: None,
-                        last_scheduled: row.last_scheduled_at,
-                    });
-                    continue;
-                }
-            };
-            let timing = match timing_of(&spec, row.created_at) {
-                Ok(timing) => timing,
-                Err(err) => {
-                    state.invalid_spec(err.reason(), err.to_string(), now);
-                    outcomes.push(Outcome {
-                        id: row.id,
-                        status: to_stored(&state),
-                        next: None,
-                        last_scheduled: row.last_scheduled_at,
-                    });
+            let parsed = OccurrenceSpec::from_json(&row.kind, row.spec.clone())
+                .map_err(|err| (reason::INVALID_SPEC, err.to_string()))
+                .and_then(|spec| match timing_of(&spec, row.created_at) {
+                    Ok(timing) => Ok((spec, timing)),
+                    Err(err) => Err((err.reason(), err.to_string())),
+                });
+            let (spec, timing) = match parsed {
+                Ok(parsed) => parsed,
+                Err((why, message)) => {
+                    state.invalid_spec(why, message, now);
+                    let status = to_stored(&state);
+                    outcomes.push(Outcome { id: row.id, status, next: None, last_scheduled: row.last_scheduled_at });
                     continue;
                 }
             };
