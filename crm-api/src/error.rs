@@ -117,9 +117,8 @@ fn domain_status(err: &DomainError) -> StatusCode {
         DomainError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         DomainError::InvalidCredentials | DomainError::AccountGone => StatusCode::UNAUTHORIZED,
         DomainError::EmailNotVerified | DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
-        DomainError::Database(borcelle_store::Error::Unavailable(_)) | DomainError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        DomainError::Database(borcelle_store::Error::Unavailable(_) | borcelle_store::Error::Contended(_))
+        | DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Database(borcelle_store::Error::UnstorableText(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::Database(borcelle_store::Error::Query(_)) | DomainError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -140,6 +139,7 @@ fn domain_code(err: &DomainError) -> &'static str {
         DomainError::EmailNotVerified => "email_not_verified",
         DomainError::Forbidden(_) => "forbidden",
         DomainError::Database(borcelle_store::Error::Unavailable(_)) | DomainError::Unavailable(_) => "unavailable",
+        DomainError::Database(borcelle_store::Error::Contended(_)) => "contended",
         DomainError::Database(borcelle_store::Error::Query(_)) | DomainError::Internal(_) => "internal",
     }
 }
@@ -188,6 +188,7 @@ impl IntoResponse for AppError {
         }
         let retry_after = match &self {
             AppError::Domain(DomainError::Throttled { retry_after_secs }) => Some((*retry_after_secs).max(1)),
+            AppError::Domain(DomainError::Database(borcelle_store::Error::Contended(_))) => Some(1),
             _ => None,
         };
         let existing_id = match &self {

@@ -11,6 +11,11 @@ pub enum Error {
     /// Text the database cannot store (NUL and other characters outside its encoding).
     #[error("text must not contain NUL or other characters that cannot be stored")]
     UnstorableText(#[source] sqlx::Error),
+    /// The statement lost a race with a concurrent one on the same rows (a deadlock or a
+    /// serialization failure, SQLSTATE 40P01 / 40001): nothing was written, and running it again
+    /// normally succeeds.
+    #[error("another change to the same rows ran at the same time: send the request again")]
+    Contended(#[source] sqlx::Error),
     /// Anything else: a bug or a broken schema.
     #[error("database error: {0}")]
     Query(#[source] sqlx::Error),
@@ -40,6 +45,9 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("22021") | Some("22P05")) => {
                 Error::UnstorableText(err)
             }
+            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) => {
+                Error::Contended(err)
+            }
             other => Error::Query(other),
         }
     }
@@ -49,7 +57,7 @@ impl Error {
     /// The driver's error underneath.
     pub fn source_error(&self) -> &sqlx::Error {
         match self {
-            Error::Unavailable(err) | Error::UnstorableText(err) | Error::Query(err) => err,
+            Error::Unavailable(err) | Error::UnstorableText(err) | Error::Contended(err) | Error::Query(err) => err,
         }
     }
 

@@ -34,13 +34,11 @@ async fn paging_reuses_one_cached_plan_per_sort() {
         let (mut after, mut seen, mut pages) = (None::<After>, HashSet::new(), 0);
         loop {
             let query = ListQuery { sort, limit: 50, after: after.as_ref(), search: None, tag: None };
-            let mut rows = contacts::list(&mut *conn, owner, &query).await.unwrap();
-            let more = rows.len() > 50;
-            rows.truncate(50);
-            assert!(rows.iter().all(|c| seen.insert(c.id)), "{raw}: no contact on two pages");
+            let listing = contacts::list(&mut *conn, owner, &query).await.unwrap();
+            assert!(listing.contacts.iter().all(|c| seen.insert(c.id)), "{raw}: no contact on two pages");
             pages += 1;
-            let Some(last) = rows.last().filter(|_| more) else { break };
-            after = Some(After { key: contacts::sort_value(last, sort), id: last.id });
+            let Some(next) = listing.next else { break };
+            after = Some(next);
         }
         assert_eq!((seen.len(), pages), (1000, 20), "{raw}: every contact, 50 a page");
     }
@@ -48,7 +46,7 @@ async fn paging_reuses_one_cached_plan_per_sort() {
     for _ in 0..10 {
         let first = Sort { key: SortKey::Name, descending: false };
         let query = ListQuery { sort: first, limit: 50, after: None, search: None, tag: None };
-        assert_eq!(contacts::list(&mut *conn, owner, &query).await.unwrap().len(), 51);
+        assert_eq!(contacts::list(&mut *conn, owner, &query).await.unwrap().contacts.len(), 50);
     }
     // The same connection's prepared statements: the next pages of each sort, and the first page.
     let plans: Vec<(String, i64, i64)> = sqlx::query_as(
@@ -124,4 +122,29 @@ async fn the_contact_page_lane_reuses_finished_connections_and_closes_abandoned_
     assert!(matches!(short.acquire().await, Err(borcelle_store::Error::Unavailable(sqlx::Error::PoolTimedOut))));
     drop(held);
     assert!(short.acquire().await.is_ok(), "free again");
+}
+
+/// A statement that loses a deadlock is `Contended` (the web answers 503 "send the request again"),
+/// not a bug's `Query` error (a 500).
+#[tokio::test]
+async fn a_deadlock_is_reported_as_contended() {
+    let db = TestDb::new("borcelle_store_test").await;
+    let owner = db.user("locks@example.com").await;
+    db.seed_contacts(owner, "lock", 2).await;
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM contacts ORDER BY email").fetch_all(&db.pool).await.unwrap();
+    let touch = "UPDATE contacts SET notes = 'x' WHERE id = $1";
+    let mut first = db.pool.begin().await.unwrap();
+    let mut second = db.pool.begin().await.unwrap();
+    sqlx::query(touch).bind(ids[0]).execute(&mut *first).await.unwrap();
+    sqlx::query(touch).bind(ids[1]).execute(&mut *second).await.unwrap();
+    // Each now waits for the row the other holds: PostgreSQL breaks the cycle by failing one.
+    let (a, b) = tokio::join!(
+        sqlx::query(touch).bind(ids[1]).execute(&mut *first),
+        sqlx::query(touch).bind(ids[0]).execute(&mut *second)
+    );
+    let failed = [a, b].into_iter().filter_map(Result::err).map(borcelle_store::Error::from).collect::<Vec<_>>();
+    assert_eq!(failed.len(), 1, "exactly one of the two loses");
+    assert!(matches!(failed[0], borcelle_store::Error::Contended(_)), "{:?}", failed[0]);
+    assert!(failed[0].to_string().contains("send the request again"));
 }

@@ -169,6 +169,34 @@ async fn pages_cover_every_contact_once_and_stay_stable_under_inserts() {
     assert_eq!(newest_first.last().unwrap(), "p000@example.com");
 }
 
+/// The names an attacker found: PostgreSQL lower-cases `İ` and a final `Σ` differently from
+/// Rust, and a cursor made one way and compared the other skipped `Ib` and repeated `ΑΣ` forever;
+/// the export lost rows the same way. (The property test over random Unicode names is the store's
+/// `tests/paging.rs`.)
+#[tokio::test]
+async fn unicode_names_page_one_by_one_and_export_every_row() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("unicode@example.com").await;
+    for (i, name) in ["İa", "Ib", "ΑΣ", "ΑΣΑ"].iter().enumerate() {
+        create_ok(&app, name, &format!("u{i}@example.com")).await;
+    }
+    for sort in ["name", "-name"] {
+        let walked = page_through(&app, sort, 1, |_| None).await;
+        assert_eq!(walked.len(), 4, "{sort}: {walked:?}");
+        assert_eq!(walked.iter().collect::<HashSet<_>>().len(), 4, "{sort}: no repeats: {walked:?}");
+    }
+
+    seed_contacts(&app.db, "unicode@example.com", "ascii", 999, "bulk").await;
+    for (i, name) in ["Ic", "Id"].iter().enumerate() {
+        create_ok(&app, name, &format!("v{i}@example.com")).await;
+    }
+    let walked = page_through(&app, "name", 200, |_| None).await;
+    assert_eq!(walked.len(), 1005);
+    let export = app.get("/api/v1/contacts/export").await.text().await.unwrap();
+    let exported: Vec<String> = export.lines().skip(1).map(|line| line.split(',').nth(1).unwrap().to_owned()).collect();
+    assert_eq!(exported, walked, "the export is the walk by name, row for row");
+}
+
 #[tokio::test]
 async fn lists_filter_by_tag_and_search() {
     let mut app = spawn_app().await;

@@ -238,6 +238,11 @@ impl Cursor {
         Cursor { sort: sort_tag(sort).to_owned(), key, id }
     }
 
+    /// The cursor of the page that starts after `after` (a listing's `next`).
+    pub fn next(sort: Sort, after: After) -> Self {
+        Cursor::new(sort, after.key, after.id)
+    }
+
     /// Where the page after this cursor starts.
     pub fn after(&self) -> After {
         After { key: self.key.clone(), id: self.id }

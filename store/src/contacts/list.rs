@@ -26,9 +26,39 @@ pub struct Sort {
 /// Where a page starts: strictly after the row with this sort value and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct After {
-    /// The sort value of the last row of the previous page, as [`sort_value`] gives it.
+    /// The sort value of the last row of the previous page, as the database computed it
+    /// (`lower(name)`, or the time in RFC 3339 with microseconds).
     pub key: String,
     pub id: Uuid,
+}
+
+/// One page of contacts, and where the next one starts (`None` on the last page).
+#[derive(Debug)]
+pub struct Listing {
+    pub contacts: Vec<Contact>,
+    pub next: Option<After>,
+}
+
+/// A listed row with the name sort key PostgreSQL ordered it by. The cursor must carry exactly
+/// that value: Rust's `to_lowercase` differs from PostgreSQL's `lower` (`İ`, final `σ`), and a
+/// cursor made by one and compared by the other skipped and repeated rows.
+#[derive(sqlx::FromRow)]
+struct Listed {
+    #[sqlx(flatten)]
+    contact: Contact,
+    name_key: String,
+}
+
+impl Listed {
+    fn after(&self, sort: Sort) -> After {
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let key = match sort.key {
+            SortKey::Name => self.name_key.clone(),
+            SortKey::Created => time(self.contact.created_at),
+            SortKey::Updated => time(self.contact.updated_at),
+        };
+        After { key, id: self.contact.id }
+    }
 }
 
 const COLUMNS: &str = "id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at";
@@ -43,9 +73,10 @@ pub struct ListQuery<'a> {
     pub tag: Option<&'a str>,
 }
 
-/// One page in keyset order: rows strictly after the cursor, so inserts never shift or repeat rows.
-/// Returns up to `limit + 1` rows; the extra one tells the caller there is a next page.
-pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) -> Result<Vec<Contact>, ListError> {
+/// One page in keyset order: rows strictly after the cursor, so inserts never shift or repeat rows,
+/// and every row is on exactly one page whatever the names (the cursor holds the database's own
+/// sort key).
+pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) -> Result<Listing, ListError> {
     let (key, by_time) = match query.sort.key {
         SortKey::Name => ("lower(name)", false),
         SortKey::Created => ("created_at", true),
@@ -53,7 +84,7 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     };
     let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
     let mut sql: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM contacts WHERE owner_id = "));
+        QueryBuilder::new(format!("SELECT {COLUMNS}, lower(name) AS name_key FROM contacts WHERE owner_id = "));
     if query.tag.is_none() && query.search.is_none() {
         // Plain paging has one good plan whoever asks (the owner's index, in order, up to the
         // limit), so the owner is hidden from the planner too (see the cursor below): else an
@@ -92,12 +123,17 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     // planned once per connection rather than at every page.
     sql.push(format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", query.limit + 1));
     // Collected into room for the whole page at once rather than a vector grown row by row.
-    let mut rows = Vec::with_capacity(usize::try_from(query.limit + 1).unwrap_or_default());
-    let mut stream = sql.build_query_as::<Contact>().fetch(db);
+    let limit = usize::try_from(query.limit).unwrap_or_default();
+    let mut rows: Vec<Listed> = Vec::with_capacity(limit + 1);
+    let mut stream = sql.build_query_as::<Listed>().fetch(db);
     while let Some(row) = stream.try_next().await? {
         rows.push(row);
     }
-    Ok(rows)
+    // The extra row only says that there is a next page.
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|row| row.after(query.sort)) } else { None };
+    Ok(Listing { contacts: rows.into_iter().map(|row| row.contact).collect(), next })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,14 +147,5 @@ pub enum ListError {
 impl From<sqlx::Error> for ListError {
     fn from(err: sqlx::Error) -> Self {
         ListError::Db(err.into())
-    }
-}
-
-/// The sort value of a row, as a cursor stores it.
-pub fn sort_value(contact: &Contact, sort: Sort) -> String {
-    match sort.key {
-        SortKey::Name => contact.name.to_lowercase(),
-        SortKey::Created => contact.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        SortKey::Updated => contact.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     }
 }

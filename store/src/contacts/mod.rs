@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::Owner;
 
 pub use autocomplete::{Suggestion, autocomplete};
-pub use list::{After, ListError, ListQuery, Sort, SortKey, list, sort_value};
+pub use list::{After, ListError, ListQuery, Listing, Sort, SortKey, list};
 
 /// A contact's fields, checked and normalised (see the engine's contact rules), ready to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -175,6 +175,9 @@ pub async fn delete(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::R
 
 /// Creates or updates contacts by email in one statement (an import's valid rows). Empty optional
 /// fields keep what an existing contact has. Returns (created, updated).
+///
+/// Rows are written in email order whatever the file's order, so that concurrent imports of the
+/// same addresses lock them in the same order and wait for each other instead of deadlocking.
 pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactFields]) -> crate::Result<(i64, i64)> {
     let mut names = Vec::with_capacity(rows.len());
     let mut emails = Vec::with_capacity(rows.len());
@@ -201,6 +204,7 @@ pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactF
                     coalesce(string_to_array(nullif(r.tags, ''), ','), '{}'), r.notes
              FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
                   AS r(name, email, phone, company, address, tax_id, tags, notes)
+             ORDER BY r.email COLLATE \"C\"
              ON CONFLICT (owner_id, email) DO UPDATE SET
                  name = EXCLUDED.name,
                  phone = coalesce(EXCLUDED.phone, contacts.phone),
@@ -227,30 +231,6 @@ pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactF
     .fetch_one(db)
     .await?;
     Ok((counts.created, counts.updated))
-}
-
-/// A chunk of the owner's contacts in (lower(name), id) order after `after`, for streaming exports.
-pub async fn export_chunk(
-    db: impl PgExecutor<'_>,
-    owner: Owner,
-    after: Option<&(String, Uuid)>,
-    limit: i64,
-) -> crate::Result<Vec<Contact>> {
-    let (key, id) = after.map_or((None, None), |(k, i)| (Some(k.as_str()), Some(*i)));
-    sqlx::query_as!(
-        Contact,
-        "SELECT id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at
-         FROM contacts
-         WHERE owner_id = $1 AND ($2::text IS NULL OR (lower(name), id) > ($2, $3::uuid))
-         ORDER BY lower(name), id LIMIT $4",
-        owner.id(),
-        key,
-        id,
-        limit
-    )
-    .fetch_all(db)
-    .await
-    .map_err(crate::Error::from)
 }
 
 /// Escapes `%`, `_` and `\\` so user text matches literally in a LIKE pattern.

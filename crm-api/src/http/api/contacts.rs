@@ -203,19 +203,14 @@ pub async fn list(
         Err(ListError::Db(err)) => Some(err),
         Ok(_) | Err(ListError::BadCursor) => None,
     });
-    let mut rows = listed.map_err(|err| match err {
+    let listing = listed.map_err(|err| match err {
         ListError::BadCursor => AppError::validation("cursor", "cursor is not valid for this sort"),
         ListError::Db(err) => err.into(),
     })?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| Cursor::new(sort, contacts::sort_value(last, sort), last.id).encode())
-    } else {
-        None
-    };
+    let next_cursor = listing.next.map(|after| Cursor::next(sort, after).encode());
     // Written into a buffer sized for the page up front (axum's `Json` starts at 128 bytes and
     // copies its way up to a page's ~20 KiB).
-    let page = Page { contacts: rows, next_cursor };
+    let page = Page { contacts: listing.contacts, next_cursor };
     let mut body = Vec::with_capacity(256 + page.contacts.len() * CONTACT_JSON_BYTES);
     serde_json::to_writer(&mut body, &page).map_err(AppError::internal)?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())

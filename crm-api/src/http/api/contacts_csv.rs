@@ -9,14 +9,13 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::http::extract::CurrentUser;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
 use borcelle_engine::contacts::csv::{RowError, export_header, export_rows};
-use borcelle_store::contacts;
+use borcelle_store::contacts::{self, After, ListQuery, Sort, SortKey};
 
 /// Largest CSV file an import accepts.
 pub const IMPORT_BYTES_MAX: usize = 10 * 1024 * 1024;
@@ -99,19 +98,19 @@ pub async fn import(
 )]
 pub async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Response {
     let owner = user.owner();
-    let chunks = futures::stream::unfold(Some(None::<(String, Uuid)>), move |cursor| {
+    // The contacts page by page in name order, as the list walks them: every contact exactly once.
+    let chunks = futures::stream::unfold(Some(None::<After>), move |cursor| {
         let db = state.db.clone();
         async move {
             let after = cursor?;
-            let rows = match contacts::export_chunk(&db, owner, after.as_ref(), EXPORT_CHUNK).await {
-                Ok(rows) => rows,
+            let sort = Sort { key: SortKey::Name, descending: false };
+            let query = ListQuery { sort, limit: EXPORT_CHUNK, after: after.as_ref(), search: None, tag: None };
+            let listing = match contacts::list(&db, owner, &query).await {
+                Ok(listing) => listing,
                 Err(err) => return Some((Err(std::io::Error::other(err)), None)),
             };
-            let next = if (rows.len() as i64) < EXPORT_CHUNK {
-                None
-            } else {
-                rows.last().map(|last| Some((last.name.to_lowercase(), last.id)))
-            };
+            let rows = listing.contacts;
+            let next = listing.next.map(Some);
             match export_rows(&rows) {
                 Ok(bytes) if bytes.is_empty() => None,
                 Ok(bytes) => Some((Ok(Bytes::from(bytes)), next)),

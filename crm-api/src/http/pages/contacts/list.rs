@@ -120,8 +120,8 @@ pub async fn list(
         search: Some(q.as_str()).filter(|q| !q.is_empty()),
         tag: Some(tag.as_str()).filter(|t| !t.is_empty()),
     };
-    let mut rows = match contacts::list(&state.db, identity.owner(), &query).await {
-        Ok(rows) => rows,
+    let listing = match contacts::list(&state.db, identity.owner(), &query).await {
+        Ok(listing) => listing,
         Err(ListError::BadCursor) => {
             let err = AppError::validation("cursor", "this page link is out of date: start from the first page");
             return PageError::new(layout, err).into_response();
@@ -129,18 +129,13 @@ pub async fn list(
         Err(ListError::Db(err)) => return PageError::new(layout, err).into_response(),
     };
     let sort_value = params.sort.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "name".to_owned());
-    let next = if rows.len() as i64 > PAGE_SIZE {
-        rows.truncate(PAGE_SIZE as usize);
-        rows.last().map(|last| {
-            let cursor = Cursor::new(sort, contacts::sort_value(last, sort), last.id).encode();
-            href(&[("q", &q), ("tag", &tag), ("sort", &sort_value), ("cursor", &cursor)])
-        })
-    } else {
-        None
-    };
+    let next = listing.next.map(|after| {
+        let cursor = Cursor::next(sort, after).encode();
+        href(&[("q", &q), ("tag", &tag), ("sort", &sort_value), ("cursor", &cursor)])
+    });
     let page = ListPage {
         layout,
-        contacts: rows,
+        contacts: listing.contacts,
         q,
         tag,
         sort: sort_value,
