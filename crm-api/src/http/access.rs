@@ -89,6 +89,49 @@ impl<K: Named + Send + Sync> FromRequestParts<AppState> for Id<K> {
     }
 }
 
+/// The name in a route's path (a reminder's, a broadcast's), as text; a segment that is not UTF-8
+/// is the 404 of `K` (as a page on a page), never the router's bare-text 400.
+pub struct Name<K>(String, PhantomData<K>);
+
+impl<K> Name<K> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<K: Named + Send + Sync> FromRequestParts<AppState> for Name<K> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(raw)) => Ok(Name(raw, PhantomData)),
+            Err(_) => Err(not_found::<K>(parts, state)),
+        }
+    }
+}
+
+/// The 404 of `K`, as JSON for the API and as a page for a page.
+pub fn not_found<K: Named>(parts: &Parts, state: &AppState) -> Response {
+    let err = AppError::not_found(K::NAME);
+    if is_api(parts) {
+        err.into_response()
+    } else {
+        super::pages::error_page_for(state, parts.extensions.get::<Identity>(), err)
+    }
+}
+
+/// What a reminder's name names, for its 404.
+pub struct Reminder;
+impl Named for Reminder {
+    const NAME: &'static str = "reminder";
+}
+
+/// What a broadcast's name names, for its 404.
+pub struct Broadcast;
+impl Named for Broadcast {
+    const NAME: &'static str = "broadcast";
+}
+
 impl Named for borcelle_store::contacts::Contact {
     const NAME: &'static str = "contact";
 }

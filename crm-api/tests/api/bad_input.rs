@@ -107,3 +107,69 @@ async fn a_form_with_garbage_gets_a_4xx() {
     let response = app.post_form("/register", &[("email", ""), ("display_name", ""), ("password", "")]).await;
     assert_eq!(response.status(), 422);
 }
+
+/// Every page with an id or name in its path, given odd path values (a newline, an invalid UTF-8
+/// byte, NUL, CR/LF, a traversal, an over-long value, a right-to-left override): an HTML page
+/// with a 4xx, never a 5xx or a bare text error, and nothing done. An attacker's
+/// `POST /notes/%0A/tasks/<own task>/retry` retried the task and then answered `500 text/plain`.
+#[tokio::test]
+async fn odd_values_in_page_paths_get_an_html_4xx_and_change_nothing() {
+    let mut app = spawn_app().await;
+    app.verified_user("odd@example.com", borcelle_store::users::Role::Admin).await;
+    assert_eq!(app.login("odd@example.com", PASSWORD).await.status(), 200);
+    let csrf = app.csrf.clone().unwrap();
+    let task = message_one_new_contact(&app).await;
+    sqlx::query("UPDATE messages SET status = 'failed', last_error = 'refused' WHERE task_id = $1::uuid")
+        .bind(&task)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let long = "x".repeat(300);
+    let odd = ["%0A", "%FF", "%00", "a%0D%0ALocation:%20evil", "..%2F..%2Fadmin", long.as_str(), "%E2%80%AE"];
+    let posts = [
+        "/account/tokens/{}/delete",
+        "/notifications/{}/read",
+        "/admin/broadcasts/{}/delete",
+        "/admin/users/{}/role",
+        "/notes/{}",
+        "/notes/{}/delete",
+        "/notes/{}/send",
+        "/reminders/{}/suspend",
+        "/reminders/{}/resume",
+        "/reminders/{}/delete",
+        "/contacts/{}/edit",
+        "/contacts/{}/delete",
+        "/contacts/{}/messages",
+    ];
+    let gets = ["/notes/{}", "/contacts/{}", "/contacts/{}/edit", "/contacts/{}/delete", "/outbox/{}"];
+    let check = |what: String, response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        let body = response.text().await.unwrap();
+        assert!((400..500).contains(&status), "{what}: {status} {body}");
+        assert!(content_type.as_deref().is_some_and(|t| t.starts_with("text/html")), "{what}: {content_type:?} {body}");
+        assert!(body.contains("</html>"), "{what}: a whole page: {body}");
+    };
+    for value in odd {
+        for template in posts {
+            let path = template.replace("{}", value);
+            let form =
+                [("csrf_token", csrf.as_str()), ("role", "admin"), ("tag", "x"), ("subject", "s"), ("body", "b")];
+            check(format!("POST {path}"), app.post_form(&path, &form).await).await;
+        }
+        for template in gets {
+            let path = template.replace("{}", value);
+            check(format!("GET {path}"), app.get(&path).await).await;
+        }
+        // The reported case: a bad note id with the caller's own task.
+        let path = format!("/notes/{value}/tasks/{task}/retry");
+        check(format!("POST {path}"), app.post_form(&path, &[("csrf_token", &csrf)]).await).await;
+    }
+    let retried: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE task_id = $1::uuid AND status <> 'failed'")
+            .bind(&task)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(retried, 0, "no request with a bad path retried the task");
+}

@@ -3,7 +3,7 @@
 //! Broadcast resource's shape. Administrators only.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -14,7 +14,7 @@ use borcelle_engine::schedules::{ScheduleView, Scope};
 
 use super::reminders::caller;
 use crate::error::AppResult;
-use crate::http::access::Admin;
+use crate::http::access::{Admin, Broadcast, Name};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
@@ -87,8 +87,8 @@ pub async fn create(
         (status = 403, description = "Not an administrator", body = ErrorBody),
     )
 )]
-pub async fn show(State(state): State<AppState>, Admin(_): Admin, Path(name): Path<String>) -> AppResult<Response> {
-    Ok(Json(state.schedules.get(Scope::broadcasts(), &name).await?).into_response())
+pub async fn show(State(state): State<AppState>, Admin(_): Admin, name: Name<Broadcast>) -> AppResult<Response> {
+    Ok(Json(state.schedules.get(Scope::broadcasts(), name.as_str()).await?).into_response())
 }
 
 /// Changes a broadcast's spec with a JSON merge patch
@@ -107,10 +107,10 @@ pub async fn show(State(state): State<AppState>, Admin(_): Admin, Path(name): Pa
 pub async fn update(
     State(state): State<AppState>,
     Admin(user): Admin,
-    Path(name): Path<String>,
+    name: Name<Broadcast>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
-    let view = state.schedules.patch(Scope::broadcasts(), &caller(&user), &name, &body.spec).await?;
+    let view = state.schedules.patch(Scope::broadcasts(), &caller(&user), name.as_str(), &body.spec).await?;
     Ok(Json(view).into_response())
 }
 
@@ -126,7 +126,7 @@ pub async fn update(
         (status = 403, description = "Not an administrator, or refused by the CSRF guard", body = ErrorBody),
     )
 )]
-pub async fn remove(State(state): State<AppState>, Admin(_): Admin, Path(name): Path<String>) -> AppResult<StatusCode> {
-    state.schedules.delete(Scope::broadcasts(), &name).await?;
+pub async fn remove(State(state): State<AppState>, Admin(_): Admin, name: Name<Broadcast>) -> AppResult<StatusCode> {
+    state.schedules.delete(Scope::broadcasts(), name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::contacts::query_error;
 use crate::error::AppResult;
+use crate::http::access::{Name, Reminder};
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::identity::Identity;
 use crate::http::openapi::ErrorBody;
@@ -106,9 +107,9 @@ pub async fn create(
 pub async fn show(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(name): Path<String>,
+    name: Name<Reminder>,
 ) -> AppResult<Response> {
-    let view = state.schedules.get(Scope::reminders(user.owner()), &name).await?;
+    let view = state.schedules.get(Scope::reminders(user.owner()), name.as_str()).await?;
     Ok(Json(view).into_response())
 }
 
@@ -125,10 +126,10 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(name): Path<String>,
+    name: Name<Reminder>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> AppResult<Response> {
-    let view = state.schedules.patch(Scope::reminders(user.owner()), &caller(&user), &name, &body.spec).await?;
+    let view = state.schedules.patch(Scope::reminders(user.owner()), &caller(&user), name.as_str(), &body.spec).await?;
     Ok(Json(view).into_response())
 }
 
@@ -144,9 +145,9 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(name): Path<String>,
+    name: Name<Reminder>,
 ) -> AppResult<StatusCode> {
-    state.schedules.delete(Scope::reminders(user.owner()), &name).await?;
+    state.schedules.delete(Scope::reminders(user.owner()), name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

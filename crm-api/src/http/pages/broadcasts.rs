@@ -3,7 +3,7 @@
 //! delivery counts, and cancel them. The same rules as the JSON API (`borcelle_engine::schedules`).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use borcelle_crds::schedule::{parse_time_zone, resolve_local};
@@ -15,7 +15,7 @@ use borcelle_engine::schedules::{ScheduleView, Scope};
 
 use super::{FormState, Layout, PageError, render, spec_error_on_form};
 use crate::error::AppError;
-use crate::http::access::Admin;
+use crate::http::access::{Admin, Broadcast, Name};
 use crate::http::api::reminders::caller;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
@@ -242,8 +242,8 @@ pub async fn create(
 }
 
 /// Cancels a broadcast: what is delivered stays, nothing more is.
-pub async fn cancel(State(state): State<AppState>, Admin(identity): Admin, Path(name): Path<String>) -> Response {
-    match state.schedules.delete(Scope::broadcasts(), &name).await {
+pub async fn cancel(State(state): State<AppState>, Admin(identity): Admin, name: Name<Broadcast>) -> Response {
+    match state.schedules.delete(Scope::broadcasts(), name.as_str()).await {
         Ok(()) => Redirect::to("/admin/broadcasts").into_response(),
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }

@@ -212,9 +212,11 @@ pub async fn send(
 pub async fn retry(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
-    Path((id, task)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
+    // A segment that is not UTF-8 names nothing either.
+    let (id, task) = path.map(|Path(ids)| ids).unwrap_or_default();
     // The note's id goes back into a redirect only once it reads as one: a stray character in
     // it never reaches a header.
     let (id, task) = match (Id::<Note>::parse(&id), Id::<Task>::parse(&task)) {

@@ -3,7 +3,7 @@
 //! suspend, resume and delete. The same rules as the JSON API (`crate::schedules`).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use borcelle_engine::schedules::{ScheduleView, Scope};
 
 use super::{FormState, Layout, PageError, PageUser, render, spec_error_on_form};
 use crate::error::AppError;
+use crate::http::access::{Name, Reminder};
 use crate::http::api::reminders::caller;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
@@ -218,20 +219,16 @@ async fn change(state: &AppState, identity: &Identity, name: &str, patch: Value)
     }
 }
 
-pub async fn suspend(
-    State(state): State<AppState>,
-    PageUser(identity): PageUser,
-    Path(name): Path<String>,
-) -> Response {
-    change(&state, &identity, &name, json!({ "suspend": true })).await
+pub async fn suspend(State(state): State<AppState>, PageUser(identity): PageUser, name: Name<Reminder>) -> Response {
+    change(&state, &identity, name.as_str(), json!({ "suspend": true })).await
 }
 
-pub async fn resume(State(state): State<AppState>, PageUser(identity): PageUser, Path(name): Path<String>) -> Response {
-    change(&state, &identity, &name, json!({ "suspend": false })).await
+pub async fn resume(State(state): State<AppState>, PageUser(identity): PageUser, name: Name<Reminder>) -> Response {
+    change(&state, &identity, name.as_str(), json!({ "suspend": false })).await
 }
 
-pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, Path(name): Path<String>) -> Response {
-    match state.schedules.delete(Scope::reminders(identity.owner()), &name).await {
+pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, name: Name<Reminder>) -> Response {
+    match state.schedules.delete(Scope::reminders(identity.owner()), name.as_str()).await {
         Ok(()) => Redirect::to("/reminders").into_response(),
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }
