@@ -89,8 +89,11 @@ fn parse_field(spec: &FieldSpec, raw: &str) -> Result<(u64, bool), ScheduleError
         let (range, step) = match part.split_once('/') {
             Some((range, step)) => {
                 let step: u32 = step.parse().map_err(|_| err(format!("step {step:?} is not a number")))?;
-                if step == 0 {
-                    return Err(err("a step must be at least 1".to_owned()));
+                // A step past the field's span could only ever give its first value (and once
+                // overflowed the arithmetic, adding values that were never asked for).
+                let span = spec.max - spec.min;
+                if step == 0 || step > span {
+                    return Err(err(format!("a step must be between 1 and {span}")));
                 }
                 (range, step)
             }
@@ -112,7 +115,8 @@ fn parse_field(spec: &FieldSpec, raw: &str) -> Result<(u64, bool), ScheduleError
         let mut value = from;
         while value <= to {
             bits |= 1 << value;
-            value += step;
+            let Some(next) = value.checked_add(step) else { break };
+            value = next;
         }
     }
     Ok((bits, raw == "*" || raw == "?"))

@@ -62,6 +62,12 @@ fn bad_schedules_and_zones_are_refused_with_the_reason() {
     assert!(matches!("61 * * * *".parse::<Schedule>(), Err(ScheduleError::Field { field: "minute", .. })));
     assert!(matches!("* 24 * * *".parse::<Schedule>(), Err(ScheduleError::Field { field: "hour", .. })));
     assert!(matches!("*/0 * * * *".parse::<Schedule>(), Err(ScheduleError::Field { .. })));
+    // A step past the field's span: once accepted, and its overflow added minute 0.
+    let overflow = "1/4294967295 * * * *".parse::<Schedule>().unwrap_err();
+    assert!(overflow.to_string().contains("a step must be between 1 and 59"), "{overflow}");
+    assert!(matches!("*/60 * * * *".parse::<Schedule>(), Err(ScheduleError::Field { field: "minute", .. })));
+    assert!(matches!("0 */24 * * *".parse::<Schedule>(), Err(ScheduleError::Field { field: "hour", .. })));
+    assert!(matches!("0 0 1 */12 *".parse::<Schedule>(), Err(ScheduleError::Field { field: "month", .. })));
     assert!(matches!("0 0 10-5 * *".parse::<Schedule>(), Err(ScheduleError::Field { .. })));
     assert!(matches!("0 0 * smarch *".parse::<Schedule>(), Err(ScheduleError::Field { field: "month", .. })));
     assert!(matches!("0 0 30 2 *".parse::<Schedule>(), Err(ScheduleError::Never(_))));
@@ -302,5 +308,37 @@ proptest! {
             started
         };
         prop_assert_eq!(simulate(&[]), simulate(&extra));
+    }
+}
+
+proptest! {
+    /// For every field and every step: within the field's span, `from/step` holds exactly the
+    /// values from `from` to the field's end `step` apart; beyond it (up to u32::MAX), the schedule
+    /// is refused with the allowed steps, never wrapped into values nobody asked for.
+    #[test]
+    fn steps_give_exactly_their_values_or_are_refused(field in 0usize..5, from_offset in 0u32..60, step in prop_oneof![1u32..80, any::<u32>()]) {
+        let (min, max) = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)][field];
+        let from = min + from_offset % (max - min + 1);
+        let mut parts = ["0", "0", "1", "1", "*"];
+        let expr = format!("{from}/{step}");
+        parts[field] = &expr;
+        let parsed = parts.join(" ").parse::<Schedule>();
+        if step > max - min {
+            let err = parsed.unwrap_err();
+            prop_assert!(err.to_string().contains(&format!("a step must be between 1 and {}", max - min)), "{}", err);
+        } else if field < 2 {
+            // Minutes and hours: the next runs of a day show exactly the stepped values.
+            let schedule = parsed.unwrap();
+            let day = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap() - Duration::seconds(1);
+            let runs: Vec<u32> = schedule
+                .occurrences(day, Tz::UTC)
+                .take_while(|t| *t < day + Duration::days(1))
+                .map(|t| if field == 0 { chrono::Timelike::minute(&t) } else { chrono::Timelike::hour(&t) })
+                .collect();
+            let expected: Vec<u32> = (from..=max).step_by(step as usize).collect();
+            prop_assert_eq!(runs, expected);
+        } else {
+            prop_assert!(parsed.is_ok() || matches!(parsed, Err(ScheduleError::Never(_))));
+        }
     }
 }
