@@ -4,7 +4,8 @@
 //! CronJob rules (missed runs, deadline, concurrency, suspend) at an instant. Both are pure: time is
 //! a parameter, there is no I/O, so the operator and the in-process scheduler decide alike.
 //! [`status`] says what a resource's status reads after a decision, and [`contract`] what the
-//! operator and the worker its Jobs run agree on (exit codes, the termination report).
+//! operator and the worker its Jobs run agree on (exit codes, the termination report). [`text`]
+//! holds the text rules every way data comes in shares (email addresses, header-safe lines).
 
 pub mod contract;
 pub mod decide;
@@ -13,6 +14,7 @@ pub mod decide;
 pub mod resources;
 pub mod schedule;
 pub mod status;
+pub mod text;
 
 pub use resources::*;
 

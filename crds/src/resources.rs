@@ -91,6 +91,10 @@ pub enum Timing {
 pub enum SpecError {
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// A field that could not be sent as it is (a subject over two lines, an address that is not
+    /// one): what the API refuses with a 422 and a resource applied with kubectl reports here.
+    #[error("{field}: {reason}")]
+    Field { field: &'static str, reason: String },
 }
 
 impl SpecError {
@@ -99,6 +103,7 @@ impl SpecError {
         match self {
             SpecError::Schedule(ScheduleError::UnknownTimeZone(_)) => "UnknownTimeZone",
             SpecError::Schedule(_) => "InvalidSchedule",
+            SpecError::Field { .. } => crate::status::reason::INVALID_SPEC,
         }
     }
 }

@@ -129,10 +129,11 @@ fn compiled_rules(node: &kube::core::cel::CompiledSchema, path: &str) -> usize {
 
 #[test]
 fn every_cel_rule_compiles() {
-    // ScheduledReminder: body/noteId, recipients, three non-negative limits.
-    assert_eq!(compiled_rules(&compile_schema(&reminders()), "ScheduledReminder"), 5);
-    // Broadcast: at/schedule, timeZone, audience, startingDeadlineSeconds.
-    assert_eq!(compiled_rules(&compile_schema(&broadcasts()), "Broadcast"), 4);
+    // ScheduledReminder: body/noteId, a one-line subject, recipients, their emails, three
+    // non-negative limits.
+    assert_eq!(compiled_rules(&compile_schema(&reminders()), "ScheduledReminder"), 7);
+    // Broadcast: a one-line title, at/schedule, timeZone, audience, startingDeadlineSeconds.
+    assert_eq!(compiled_rules(&compile_schema(&broadcasts()), "Broadcast"), 5);
     let broken = json!({ "type": "object", "properties": { "a": { "type": "integer" } }, "x-kubernetes-validations": [{ "rule": "self.a >" }] });
     assert!(compile_schema(&broken).validations.iter().all(Result::is_err), "the check itself can fail");
 }
@@ -191,6 +192,14 @@ fn bad_reminders_are_refused_by_the_schema_with_a_reason() {
         (with(json!({ "owner": null })), "spec.owner: required"),
         (with(json!({ "colour": "red" })), "spec.colour: unknown field"),
         (with(json!({ "suspend": "yes" })), "expected boolean"),
+        // What would reach a mail header: a second line, or a recipient that is not an address.
+        (with(json!({ "subject": "Hi\r\nBcc: victim@example.org" })), "subject must be one line"),
+        (with(json!({ "recipients": { "emails": ["a@b"] } })), "must be an address"),
+        (with(json!({ "recipients": { "emails": ["@example.com"] } })), "must be an address"),
+        (
+            with(json!({ "recipients": { "emails": ["a@example.com\r\nBcc: victim@example.org"] } })),
+            "must be an address",
+        ),
     ];
     for (object, expected) in cases {
         let got = refusals(&reminders(), &object);
@@ -221,6 +230,7 @@ fn bad_broadcasts_are_refused_by_the_schema_with_a_reason() {
         (json!({ "title": "T", "message": "M", "severity": "panic" }), "is not one of"),
         (json!({ "title": "T", "message": "M", "startingDeadlineSeconds": -10 }), "must not be negative"),
         (json!({ "message": "M" }), "spec.title: required"),
+        (json!({ "title": "T\nBcc: victim@example.org", "message": "M" }), "title must be one line"),
     ];
     for (spec, expected) in cases {
         let got = refusals(&broadcasts(), &broadcast(spec.clone()));

@@ -5,51 +5,25 @@ use crate::Error;
 pub const PASSWORD_MIN: usize = 10;
 pub const PASSWORD_MAX: usize = 128;
 pub const DISPLAY_NAME_MAX: usize = 100;
-const EMAIL_MAX: usize = 254;
-const LOCAL_PART_MAX: usize = 64;
-const LABEL_MAX: usize = 63;
 
-/// Validates an email address and returns its normal form (trimmed, lower case).
-///
-/// Addresses are ASCII (internationalised domains are entered in their `xn--` form).
+/// Validates an email address and returns its normal form (trimmed, lower case): the rules are
+/// `borcelle_crds::text`'s, which resources applied with kubectl are held to as well.
 pub fn email(field: &str, raw: &str) -> Result<String, Error> {
-    let bad = |why: &str| Error::invalid(field, format!("enter a valid email address: {why}"));
-    let email = raw.trim().to_ascii_lowercase();
-    if email.is_empty() {
-        return Err(Error::invalid(field, "email is required"));
+    borcelle_crds::text::email_address(raw).map_err(|problem| Error::invalid(field, problem.to_string()))
+}
+
+/// Validates one line of text (a subject, a name: what may reach a mail header) and returns it
+/// trimmed: required, at most `max` characters, no control character (a CR or LF would start a
+/// new header).
+pub fn one_line(field: &str, raw: &str, max: usize) -> Result<String, Error> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(Error::invalid(field, format!("{field} is required")));
     }
-    if email.chars().count() > EMAIL_MAX {
-        return Err(Error::invalid(field, format!("email must be at most {EMAIL_MAX} characters")));
+    if value.chars().count() > max || !borcelle_crds::text::is_one_line(value) {
+        return Err(Error::invalid(field, format!("{field} must be one line of at most {max} characters")));
     }
-    if !email.is_ascii() {
-        return Err(bad("use only ASCII characters (internationalised domains in their xn-- form)"));
-    }
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return Err(bad("it needs an @"));
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= LOCAL_PART_MAX
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-    if !local_ok {
-        return Err(bad("the part before the @ is not valid"));
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= LABEL_MAX
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && labels.last().is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
-    if !domain_ok {
-        return Err(bad("the domain after the @ is not valid"));
-    }
-    Ok(email)
+    Ok(value.to_owned())
 }
 
 /// Checks a new password's length (characters, not bytes).

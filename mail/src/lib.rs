@@ -22,6 +22,17 @@ pub use outbox::OutboxTransport;
 pub use smtp::{SmtpTransport, build_message};
 pub use templates::{Rendered, TemplateError};
 
+/// A header value as one line: each control character (CR and LF above all, which would start a
+/// new header) becomes a space. What is stored is already checked to be one line; this is the
+/// last guard, for rows written before the checks or by anything that skipped them.
+pub fn header_line(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect())
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
 /// What a file whose type is not recognised is served and sent as.
 pub const UNKNOWN_TYPE: &str = "application/octet-stream";
 

@@ -1,5 +1,6 @@
 //! The MailJet Send API v3.1 (`POST /v3.1/send`, HTTP basic auth with the API key and secret).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -41,7 +42,7 @@ pub struct SendMessage<'a> {
     pub to: Vec<Address<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Address<'a>>,
-    pub subject: &'a str,
+    pub subject: Cow<'a, str>,
     pub text_part: &'a str,
     #[serde(rename = "HTMLPart")]
     pub html_part: &'a str,
@@ -66,12 +67,12 @@ pub struct AttachmentBody<'a> {
 pub struct Address<'a> {
     pub email: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
+    pub name: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a Mailbox> for Address<'a> {
     fn from(mailbox: &'a Mailbox) -> Self {
-        Address { email: &mailbox.email, name: mailbox.name.as_deref() }
+        Address { email: &mailbox.email, name: mailbox.name.as_deref().map(crate::header_line) }
     }
 }
 
@@ -84,7 +85,7 @@ pub fn request_body(email: &OutgoingEmail, sandbox: bool) -> SendRequest<'_> {
             from: (&email.from).into(),
             to: vec![(&email.to).into()],
             reply_to: email.reply_to.as_ref().map(Address::from),
-            subject: &email.subject,
+            subject: crate::header_line(&email.subject),
             text_part: &email.text,
             html_part: &email.html,
             custom_id: bare_id,

@@ -52,7 +52,8 @@ fn mailbox(address: &Mailbox) -> Result<LettreMailbox, MailError> {
         .email
         .parse()
         .map_err(|err| MailError::Permanent(format!("invalid address {:?}: {err}", address.email)))?;
-    Ok(LettreMailbox::new(address.name.clone(), email))
+    let name = address.name.as_deref().map(|name| crate::header_line(name).into_owned());
+    Ok(LettreMailbox::new(name, email))
 }
 
 /// The body: multipart/alternative with a text and an HTML part, inside multipart/mixed with one
@@ -81,7 +82,7 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, MailError> {
         builder = builder.reply_to(mailbox(reply_to)?);
     }
     builder
-        .subject(email.subject.clone())
+        .subject(crate::header_line(&email.subject).into_owned())
         .message_id(Some(email.message_id.clone()))
         .date(email.date)
         .header(header::MIME_VERSION_1_0)

@@ -621,3 +621,28 @@ async fn a_suspended_reminder_starts_nothing() {
     assert!(status.get("nextScheduleTime").is_none());
     assert!(status.get("lastScheduleTime").is_none());
 }
+
+#[tokio::test]
+async fn a_subject_over_two_lines_is_an_invalid_spec_and_creates_no_job() {
+    // Applied before the schema refused it: the operator refuses it too, in the status.
+    let mut spec = reminder_spec("0 9 * * *");
+    spec.subject = "Weekly\r\nBcc: victim@example.org".to_owned();
+    let sr = reminder(NAME, spec);
+    let (ctx, server) = context(now());
+    let object = sr.clone();
+    let (action, status) = verify_with(
+        server,
+        |mut server| async move {
+            let event = expect_event(&mut server, "InvalidSpec", NAME).await;
+            assert!(event["note"].as_str().unwrap().contains("spec.subject"), "{event}");
+            let status = expect_status_apply(&mut server, &reminder_status_path(NAME), &object).await;
+            (server, status)
+        },
+        reconcile(Arc::new(sr), ctx),
+    )
+    .await;
+    assert_eq!(action.expect("reconcile"), Action::await_change());
+    let ready = condition(&status, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    assert!(ready["message"].as_str().unwrap().contains("one line"), "{ready}");
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Condition, RunRef, RunSummary, SpecError, Timing, time_zone};
 use crate::decide::{ConcurrencyPolicy, Policy};
 use crate::schedule::Schedule;
+use crate::text;
 
 /// A Broadcast: a notification from the administrators to the users of Borcelle, shown live in
 /// every open session and optionally emailed, now, at a time or on a schedule.
@@ -31,6 +32,7 @@ use crate::schedule::Schedule;
 )]
 #[x_kube(validation = Rule::new("!(has(self.at) && has(self.schedule))").message("set at most one of at and schedule"))]
 #[x_kube(validation = Rule::new("has(self.schedule) || !has(self.timeZone)").message("timeZone applies to schedule only"))]
+#[x_kube(validation = Rule::new("!self.title.matches('[[:cntrl:]]')").message("title must be one line, without control characters"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BroadcastSpec {
     /// Short title shown in the notification bell.
@@ -185,7 +187,12 @@ pub struct BroadcastStatus {
 
 impl BroadcastSpec {
     /// When it is delivered; `created` stands for "now" when neither `at` nor `schedule` is set.
+    /// Its title, which is the emails' subject, must be one line.
     pub fn timing(&self, created: DateTime<Utc>) -> Result<Timing, SpecError> {
+        if !text::is_one_line(&self.title) {
+            let reason = "must be one line, without control characters".to_owned();
+            return Err(SpecError::Field { field: "spec.title", reason });
+        }
         match (&self.schedule, self.at) {
             (Some(schedule), _) => {
                 let schedule: Schedule = schedule.parse()?;

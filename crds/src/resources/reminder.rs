@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Condition, RunRef, RunSummary, SpecError, Timing, time_zone};
 use crate::decide::{ConcurrencyPolicy, Policy};
 use crate::schedule::Schedule;
+use crate::text;
 
 /// A reminder email that a CRM user sends to some of their contacts on a cron schedule.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -30,6 +31,7 @@ use crate::schedule::Schedule;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.body) != has(self.noteId)").message("set exactly one of body and noteId"))]
+#[x_kube(validation = Rule::new("!self.subject.matches('[[:cntrl:]]')").message("subject must be one line, without control characters"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduledReminderSpec {
     /// Email address of the Borcelle user who owns the reminder. The mail goes out on their behalf,
@@ -90,6 +92,9 @@ pub struct ScheduledReminderSpec {
 #[x_kube(
     validation = Rule::new("size(self.contactIds) + size(self.emails) > 0 || has(self.tag)").message("name at least one recipient: contactIds, emails or tag")
 )]
+#[x_kube(
+    validation = Rule::new("self.emails.all(e, e.matches('^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]]+[.][^@[:space:][:cntrl:]]+$'))").message("each of emails must be an address like name@example.com")
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Recipients {
     /// Contact ids of the owner's contacts.
@@ -136,10 +141,27 @@ pub struct ScheduledReminderStatus {
 }
 
 impl ScheduledReminderSpec {
-    /// The schedule in its time zone.
+    /// The schedule in its time zone, for a spec whose fields can be sent (checked here so that
+    /// the API, the in-process scheduler, the operator and the worker refuse the same specs).
     pub fn timing(&self) -> Result<Timing, SpecError> {
+        self.check_fields()?;
         let schedule: Schedule = self.schedule.parse()?;
         Ok(Timing::Repeat(schedule, time_zone(self.time_zone.as_deref())?))
+    }
+
+    /// The subject is one line (it becomes a mail header) and every listed address is one.
+    pub fn check_fields(&self) -> Result<(), SpecError> {
+        if !text::is_one_line(&self.subject) {
+            let reason = "must be one line, without control characters".to_owned();
+            return Err(SpecError::Field { field: "spec.subject", reason });
+        }
+        for email in &self.recipients.emails {
+            if let Err(problem) = text::email_address(email) {
+                let reason = format!("{email:?}: {problem}");
+                return Err(SpecError::Field { field: "spec.recipients.emails", reason });
+            }
+        }
+        Ok(())
     }
 
     pub fn policy(&self) -> Policy {

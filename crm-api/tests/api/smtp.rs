@@ -117,3 +117,118 @@ async fn account_mail_is_retried_when_the_smtp_server_comes_back() {
     let smtp = MailServer::start_on(port).await;
     smtp.wait_for("patient-mail@example.com").await;
 }
+
+/// Text that could split a mail header (CR, LF) or an address that is not one is refused by every
+/// way in (the API, the pages, CSV, reminders, broadcasts), each naming its field; and what was
+/// stored before these checks still reaches a real SMTP server as one header line, with no added
+/// recipient.
+#[tokio::test]
+async fn text_that_could_split_a_header_is_refused_everywhere_and_never_reaches_one() {
+    let dir = std::env::temp_dir().join(unique("borcelle-headers-"));
+    let sink = SmtpSink::start(free_port(), &dir).await;
+    let mut app = spawn_app_with(|s| s.mail.transport = TransportSettings::Smtp(sink.smtp_settings())).await;
+    app.verified_user("headers@example.com", borcelle_store::users::Role::Admin).await;
+    assert_eq!(app.login("headers@example.com", PASSWORD).await.status(), 200);
+    let injected = "Hi\r\nBcc: victim@example.org";
+    let refused = [
+        ("/api/v1/contacts", serde_json::json!({ "name": injected, "email": "eve@example.com" }), "name"),
+        (
+            "/api/v1/contacts",
+            serde_json::json!({ "name": "Eve", "email": "eve@example.com", "company": injected }),
+            "company",
+        ),
+        ("/api/v1/messages", serde_json::json!({ "tag": "x", "subject": injected, "body": "b" }), "subject"),
+        (
+            "/api/v1/reminders",
+            serde_json::json!({ "name": "r", "spec": { "recipients": { "emails": ["ada@example.com"] }, "subject": injected, "body": "b", "schedule": "@daily" } }),
+            "spec.subject",
+        ),
+        (
+            "/api/v1/admin/broadcasts",
+            serde_json::json!({ "name": "b", "spec": { "title": injected, "message": "m" } }),
+            "spec.title",
+        ),
+    ];
+    let mut cases: Vec<(String, serde_json::Value, String)> =
+        refused.iter().map(|(p, b, f)| (p.to_string(), b.clone(), f.to_string())).collect();
+    for email in ["a@b", "@example.com", "a@example.com\r\nBcc: victim@example.org"] {
+        let spec = serde_json::json!({ "recipients": { "emails": [email] }, "subject": "s", "body": "b", "schedule": "@daily" });
+        cases.push((
+            "/api/v1/reminders".into(),
+            serde_json::json!({ "name": "r", "spec": spec }),
+            "spec.recipients.emails".into(),
+        ));
+    }
+    for (path, body, field) in cases {
+        let (status, code, named) = error_of(app.post_json(&path, &body).await).await;
+        assert_eq!(
+            (status, code.as_str(), named.as_deref()),
+            (422, "invalid_field", Some(field.as_str())),
+            "{path} {body}"
+        );
+    }
+    // The contact form and a CSV row say the same.
+    let csrf = app.csrf.clone().unwrap();
+    let page = app
+        .post_form("/contacts/new", &[("csrf_token", &csrf), ("name", injected), ("email", "eve@example.com")])
+        .await;
+    assert_eq!(page.status(), 422);
+    assert!(page.text().await.unwrap().contains(r#"id="name-error""#), "the error sits next to the name");
+    let csv = "name,email\n\"Eve\r\nBcc: victim@example.org\",eve@example.com\n";
+    let report: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/contacts/import"))
+        .header("Content-Type", "text/csv")
+        .header("X-CSRF-Token", &csrf)
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["created"], 0, "{report}");
+    assert_eq!(report["errors"][0]["field"], "name", "{report}");
+    let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap();
+    assert_eq!(contacts, 0, "nothing was written");
+
+    // Rows from before the checks: a name and a subject with CR LF in them.
+    let contact: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO contacts (id, owner_id, name, email)
+         SELECT gen_random_uuid(), id, $1, 'eve@example.com' FROM users WHERE email = 'headers@example.com' RETURNING id",
+    )
+    .bind("Eve\r\nBcc: victim@example.org")
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let queued: serde_json::Value = app
+        .post_json(
+            "/api/v1/messages",
+            &serde_json::json!({ "contact_ids": [contact], "subject": "Hello", "body": "Hi Eve" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasks SET subject = $2 WHERE id = $1::uuid")
+        .bind(queued["task_id"].as_str().unwrap())
+        .bind(injected)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.deliver_all().await.sent, 1);
+    let raw = sink.raw_messages();
+    assert_eq!(raw.len(), 1, "one message, to one recipient");
+    let text = String::from_utf8_lossy(&raw[0]).to_string();
+    let headers: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).collect();
+    assert!(!headers.iter().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "no Bcc header: {headers:#?}");
+    let subject = headers.iter().find(|l| l.starts_with("Subject:")).unwrap();
+    assert!(
+        subject.contains("Hi") && subject.contains("victim@example.org"),
+        "the subject kept as one line: {subject}"
+    );
+    let to = headers.iter().find(|l| l.starts_with("To:")).unwrap();
+    assert!(to.contains("<eve@example.com>"), "{to}");
+    assert_eq!(sink.messages()[0].0, "eve@example.com");
+    let _ = std::fs::remove_dir_all(dir);
+}

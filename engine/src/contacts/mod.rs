@@ -76,6 +76,15 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
+/// An optional one-line field (a company, a tax id): what may end up in a mail header or a CSV
+/// cell as one value.
+fn line(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Error> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) => validate::one_line(field, value, max).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Error> {
     let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
     if value.chars().count() > max {
@@ -137,8 +146,8 @@ pub fn tags(raw: &[String]) -> Result<Vec<String>, Error> {
 
 impl ContactInput {
     pub fn validate(self) -> Result<ContactFields, Error> {
-        let name =
-            text("name", Some(&self.name), NAME_MAX)?.ok_or_else(|| Error::invalid("name", "name is required"))?;
+        // The name is the display name of the recipient's address: one line.
+        let name = validate::one_line("name", &self.name, NAME_MAX)?;
         let email = validate::email("email", &self.email)?;
         let phone = match self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             Some(raw) => Some(phone(raw)?),
@@ -148,9 +157,9 @@ impl ContactInput {
             name,
             email,
             phone,
-            company: text("company", self.company.as_deref(), COMPANY_MAX)?,
+            company: line("company", self.company.as_deref(), COMPANY_MAX)?,
             address: text("address", self.address.as_deref(), ADDRESS_MAX)?,
-            tax_id: text("tax_id", self.tax_id.as_deref(), TAX_ID_MAX)?,
+            tax_id: line("tax_id", self.tax_id.as_deref(), TAX_ID_MAX)?,
             tags: tags(&self.tags)?,
             notes: text("notes", self.notes.as_deref(), NOTES_MAX)?.unwrap_or_default(),
         })

@@ -17,6 +17,9 @@ pub(super) async fn start(
     spec: &BroadcastSpec,
     domain: &str,
 ) -> Result<Started, OccurrenceError> {
+    if !borcelle_crds::text::is_one_line(&spec.title) {
+        return Err(OccurrenceError::Permanent("spec.title: must be one line, without control characters".into()));
+    }
     let creator = match occurrence.owner {
         Some(owner) => Some(owner),
         None => occurrences::oldest_admin(&mut *tx).await?,

@@ -207,6 +207,10 @@ async fn prepare(
     notes: &[(Uuid, Owner, String)],
     attachments_max_bytes: u64,
 ) -> borcelle_store::Result<Result<Prepared, String>> {
+    // A resource applied before its schema refused such fields (the schedulers check them too).
+    if let Err(err) = spec.check_fields() {
+        return Ok(Err(err.to_string()));
+    }
     let owner = match occurrence.owner {
         Some(owner) => Owner::new(owner),
         None => {

@@ -3,7 +3,7 @@
 //! note, contacts and attachments are the owner's).
 
 use borcelle_crds::schedule::{Schedule, parse_time_zone};
-use borcelle_crds::{AudienceGroup, BroadcastSpec, ScheduledReminderSpec};
+use borcelle_crds::{AudienceGroup, BroadcastSpec, ScheduledReminderSpec, SpecError};
 use borcelle_store::{Owner, PgPool};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -37,6 +37,14 @@ fn check_schedule(field: &str, schedule: &str, tz_field: &str, time_zone: Option
     Ok(())
 }
 
+/// A spec field the resource types refuse, as the field error it is.
+fn field_problem(err: SpecError) -> Error {
+    match err {
+        SpecError::Field { field, reason } => Error::invalid(field, reason),
+        other => Error::invalid("spec", other.to_string()),
+    }
+}
+
 fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
     let n = value.chars().count();
     if n < min || n > max || value.contains('\0') {
@@ -63,6 +71,7 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     }
     let parsed: ScheduledReminderSpec = parse_value(spec, "spec")?;
     check_len("spec.subject", &parsed.subject, 1, 200)?;
+    parsed.check_fields().map_err(field_problem)?;
     check_schedule("spec.schedule", &parsed.schedule, "spec.timeZone", parsed.time_zone.as_deref())?;
     match (&parsed.body, &parsed.note_id) {
         (Some(body), None) => check_len("spec.body", body, 1, 100_000)?,
@@ -131,6 +140,9 @@ fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
     }
     let parsed: BroadcastSpec = parse_value(spec, "spec")?;
     check_len("spec.title", &parsed.title, 1, 200)?;
+    if !borcelle_crds::text::is_one_line(&parsed.title) {
+        return Err(Error::invalid("spec.title", "must be one line, without control characters"));
+    }
     check_len("spec.message", &parsed.message, 1, 10_000)?;
     if parsed.at.is_some() && parsed.schedule.is_some() {
         return Err(Error::invalid("spec.at", "set at most one of at and schedule"));
