@@ -143,10 +143,16 @@ pub struct AuthSettings {
     pub session_absolute: Duration,
     pub verify_token_ttl: Duration,
     pub reset_token_ttl: Duration,
-    /// Failed logins for one account.
+    /// Failed logins on one account from one client: its address, or the device cookie of a client
+    /// that has logged in to the account before (counted apart, so strangers cannot lock it out).
     pub login_failures_per_account: Throttle,
-    /// Failed logins from one client address.
+    /// Failed logins on one account from every client that has never logged in to it: what stops
+    /// guessing from many addresses; the account's own clients are not held by it.
+    pub login_failures_per_account_new_clients: Throttle,
+    /// Failed logins from one client address (clients the account knows are not held by it).
     pub login_failures_per_ip: Throttle,
+    /// How long a client that logged in stays known to the account without logging in again.
+    pub login_device_idle: Duration,
     /// Verification resends and password-reset requests for one address.
     pub mail_requests_per_email: Throttle,
     /// Registrations, resends and reset requests from one client address.
@@ -163,7 +169,9 @@ impl Default for AuthSettings {
             verify_token_ttl: Duration::from_secs(24 * HOUR),
             reset_token_ttl: Duration::from_secs(HOUR),
             login_failures_per_account: Throttle { max: 5, window: Duration::from_secs(15 * MINUTE) },
+            login_failures_per_account_new_clients: Throttle { max: 50, window: Duration::from_secs(15 * MINUTE) },
             login_failures_per_ip: Throttle { max: 50, window: Duration::from_secs(15 * MINUTE) },
+            login_device_idle: Duration::from_secs(90 * 24 * HOUR),
             mail_requests_per_email: Throttle { max: 3, window: Duration::from_secs(HOUR) },
             mail_requests_per_ip: Throttle { max: 30, window: Duration::from_secs(HOUR) },
         }

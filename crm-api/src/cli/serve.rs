@@ -43,9 +43,14 @@ pub(super) struct ServeArgs {
     /// A session ends this many hours after login, active or not.
     #[arg(long, env = "BORCELLE_SESSION_MAX_HOURS", default_value_t = 336)]
     pub(super) session_max_hours: u64,
-    /// Failed logins allowed per account per 15 minutes before 429.
+    /// Failed logins allowed per account from one client (its address, or its device cookie once it
+    /// has logged in to the account) per 15 minutes before 429.
     #[arg(long, env = "BORCELLE_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub(super) login_max_failures: u32,
+    /// Failed logins allowed per account per 15 minutes from all the clients that never logged in
+    /// to it, before those get 429 (the clients it knows keep their own allowance).
+    #[arg(long, env = "BORCELLE_LOGIN_MAX_FAILURES_NEW_CLIENTS", default_value_t = 50)]
+    pub(super) login_max_failures_new_clients: u32,
     /// Failed logins allowed per client address per 15 minutes before 429.
     #[arg(long, env = "BORCELLE_LOGIN_MAX_FAILURES_PER_IP", default_value_t = 50)]
     pub(super) login_max_failures_per_ip: u32,
@@ -128,6 +133,10 @@ impl ServeArgs {
             login_failures_per_account: Throttle {
                 max: self.login_max_failures.max(1),
                 ..defaults.login_failures_per_account
+            },
+            login_failures_per_account_new_clients: Throttle {
+                max: self.login_max_failures_new_clients.max(1),
+                ..defaults.login_failures_per_account_new_clients
             },
             login_failures_per_ip: Throttle {
                 max: self.login_max_failures_per_ip.max(1),

@@ -1,4 +1,6 @@
-//! The session cookie: HttpOnly, SameSite=Lax, Secure (and `__Host-` prefixed) over https.
+//! The session cookie and the device cookie: HttpOnly, SameSite=Lax, Secure (and `__Host-`
+//! prefixed) over https. The device cookie outlives sessions: it tells the login throttle that this
+//! client has logged in to the account before (see `Accounts::login`).
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
@@ -6,9 +8,28 @@ use crate::config::HttpSettings;
 
 const PLAIN_NAME: &str = "borcelle_session";
 const SECURE_NAME: &str = "__Host-borcelle_session";
+const DEVICE_PLAIN_NAME: &str = "borcelle_device";
+const DEVICE_SECURE_NAME: &str = "__Host-borcelle_device";
 
 fn name(http: &HttpSettings) -> &'static str {
     if http.cookies_secure() { SECURE_NAME } else { PLAIN_NAME }
+}
+
+fn device_name(http: &HttpSettings) -> &'static str {
+    if http.cookies_secure() { DEVICE_SECURE_NAME } else { DEVICE_PLAIN_NAME }
+}
+
+/// `Set-Cookie` for the device token of a client that just logged in, kept `max_age_secs`.
+pub fn device_cookie(http: &HttpSettings, token: &str, max_age_secs: u64) -> HeaderValue {
+    let secure = if http.cookies_secure() { "; Secure" } else { "" };
+    let value =
+        format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}", device_name(http));
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The device token from the request's cookies, if any.
+pub fn device_token(http: &HttpSettings, headers: &HeaderMap) -> Option<String> {
+    cookie(headers, device_name(http))
 }
 
 /// `Set-Cookie` for a new session that lives at most `max_age_secs`.
@@ -27,7 +48,10 @@ pub fn clear_session_cookie(http: &HttpSettings) -> HeaderValue {
 
 /// The session token from the request's cookies, if any.
 pub fn session_token(http: &HttpSettings, headers: &HeaderMap) -> Option<String> {
-    let wanted = name(http);
+    cookie(headers, name(http))
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

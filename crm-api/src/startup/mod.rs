@@ -259,6 +259,7 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
         let auth = &state.settings.auth;
         let longest_window = [
             auth.login_failures_per_account,
+            auth.login_failures_per_account_new_clients,
             auth.login_failures_per_ip,
             auth.mail_requests_per_email,
             auth.mail_requests_per_ip,
@@ -270,6 +271,7 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
             let sessions = sessions::delete_expired(&state.db, auth.session_idle.as_secs_f64()).await?;
             let tokens = user_tokens::delete_expired(&state.db).await?;
             let counters = rate_limits::delete_stale(&state.db, longest_window).await?;
+            borcelle_store::login_devices::delete_stale(&state.db, auth.login_device_idle.as_secs_f64()).await?;
             Ok::<_, borcelle_store::Error>((sessions, tokens, counters))
         }
         .await;

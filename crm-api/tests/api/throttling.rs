@@ -71,3 +71,74 @@ async fn registration_and_resends_share_a_budget_of_three_mails_an_hour_per_addr
     }
     assert_eq!(app.post_json("/api/v1/auth/resend", &json!({ "email": "ghost@example.com" })).await.status(), 429);
 }
+
+/// A login from `client` at address `ip` (the server trusts X-Forwarded-For here); its status. A
+/// session it opens is closed again, so the client keeps only what outlives it (its device cookie).
+async fn login_from(app: &TestApp, client: &reqwest::Client, ip: &str, email: &str, password: &str) -> u16 {
+    let response = client
+        .post(app.url("/api/v1/auth/login"))
+        .header("Origin", app.origin())
+        .header("X-Forwarded-For", ip)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status == 200 {
+        let body: serde_json::Value = response.json().await.unwrap();
+        let logout = client
+            .post(app.url("/api/v1/auth/logout"))
+            .header("Origin", app.origin())
+            .header("X-CSRF-Token", body["csrf_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(logout.status().is_success(), "logout: {}", logout.status());
+    }
+    status
+}
+
+/// Anyone who knows an email could lock its owner out for 15 minutes with five wrong passwords.
+/// Now a stranger's failures hold the stranger (per account and address), many strangers together
+/// hold only the clients the account has never seen (per account, 50), and a browser that has
+/// logged in to the account before is held only by its own failures.
+#[tokio::test]
+async fn strangers_cannot_lock_an_owner_out_and_guessing_stays_throttled() {
+    let app = spawn_app_with(|s| s.http.trust_forwarded_for = true).await;
+    app.verified_user("owner@example.com", borcelle_store::users::Role::User).await;
+    let owner = "owner@example.com";
+    let known = browser_client();
+    assert_eq!(login_from(&app, &known, "203.0.113.7", owner, PASSWORD).await, 200, "the owner's browser");
+
+    // One stranger, one address: five guesses, then even the right password is refused to them.
+    let stranger = browser_client();
+    for _ in 0..5 {
+        assert_eq!(login_from(&app, &stranger, "198.51.100.1", owner, "wrong password guess").await, 401);
+    }
+    assert_eq!(login_from(&app, &stranger, "198.51.100.1", owner, "another wrong guess").await, 429);
+    assert_eq!(login_from(&app, &stranger, "198.51.100.1", owner, PASSWORD).await, 429, "no oracle");
+    // The owner is not locked out: from a new browser elsewhere, and from the known one.
+    assert_eq!(login_from(&app, &browser_client(), "203.0.113.99", owner, PASSWORD).await, 200);
+    assert_eq!(login_from(&app, &known, "203.0.113.8", owner, PASSWORD).await, 200);
+
+    // Many strangers, one guess each from their own address: after 50 failures on the account the
+    // clients it has never seen are held...
+    let mut held = 0;
+    let mut failures = 0;
+    for i in 0..70 {
+        match login_from(&app, &browser_client(), &format!("10.0.{}.{}", i / 250, i % 250 + 1), owner, "guess").await {
+            401 => failures += 1,
+            429 => held += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(failures <= 50 && held >= 20, "{failures} failures checked, {held} held");
+    assert_eq!(login_from(&app, &browser_client(), "192.0.2.50", owner, PASSWORD).await, 429, "a new client waits");
+    // ...but the browser the owner logged in with goes straight in, from any address.
+    assert_eq!(login_from(&app, &known, "192.0.2.51", owner, PASSWORD).await, 200);
+    // And that browser's own wrong passwords are throttled like anyone's: five, then 429.
+    for _ in 0..5 {
+        assert_eq!(login_from(&app, &known, "192.0.2.51", owner, "my typo").await, 401);
+    }
+    assert_eq!(login_from(&app, &known, "192.0.2.51", owner, PASSWORD).await, 429);
+}

@@ -133,6 +133,9 @@ pub struct RegisterInput {
 pub struct LoggedIn {
     pub session_token: String,
     pub session: ActiveSession,
+    /// The token of the device cookie to set (a new one, or the client's own renewed): with it,
+    /// this client's failed logins on the account are counted apart from strangers'.
+    pub device_token: String,
 }
 
 impl Accounts {

@@ -85,7 +85,8 @@ impl Accounts {
         validate::password("new_password", &new_password)?;
         let user = users::find_by_id(&self.db, user_id).await?.ok_or(Error::AccountGone)?;
         let auth = &self.settings;
-        let account_key = format!("login:email:{}", user.email);
+        // Its own counter: strangers failing to log in cannot keep the owner from changing it.
+        let account_key = format!("password:user:{user_id}");
         self.throttle(&account_key, auth.login_failures_per_account).await?;
         if !password::verify(current_password, Some(user.password_hash.clone())).await? {
             return Err(Error::invalid("current_password", "the current password is not correct"));

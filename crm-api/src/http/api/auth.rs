@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -163,26 +163,28 @@ impl From<&Identity> for UserView {
     security(()),
     request_body = LoginBody,
     responses(
-        (status = 200, description = "Logged in; the `Set-Cookie` header carries the session cookie", body = SessionView,
-            headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 200, description = "Logged in; `Set-Cookie` carries the session cookie and the device cookie (with it, this client's failed logins are counted apart from strangers')", body = SessionView,
+            headers(("Set-Cookie" = String, description = "The session cookie, then the device cookie"))),
         (status = 401, description = "The email and password do not match an account (`invalid_credentials`), or an invalid API token was sent", body = ErrorBody),
         (status = 403, description = "The email is not verified yet (`email_not_verified`), or the CSRF guard refused the call", body = ErrorBody),
-        (status = 429, description = "Too many failed logins for this account or address; see `Retry-After`", body = ErrorBody),
+        (status = 429, description = "Too many failed logins on this account from this client (or, for a client the account has never seen, from all such clients), or from this address; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     MaybeUser(previous): MaybeUser,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> AppResult<Response> {
     let previous = previous.as_ref().and_then(Identity::session_hash);
-    let logged_in = state.accounts.login(&body.email, body.password, &client, previous).await?;
-    let cookie = cookies::session_cookie(
-        &state.settings.http,
-        &logged_in.session_token,
-        state.settings.auth.session_absolute.as_secs(),
-    );
+    let device = cookies::device_token(&state.settings.http, &headers);
+    let logged_in = state.accounts.login(&body.email, body.password, &client, previous, device.as_deref()).await?;
+    let http = &state.settings.http;
+    let cookie =
+        cookies::session_cookie(http, &logged_in.session_token, state.settings.auth.session_absolute.as_secs());
+    let device_cookie =
+        cookies::device_cookie(http, &logged_in.device_token, state.settings.auth.login_device_idle.as_secs());
     let session = logged_in.session;
     let view = SessionView {
         user: UserView {
@@ -193,7 +195,7 @@ pub async fn login(
         },
         csrf_token: session.csrf_token,
     };
-    Ok(([(header::SET_COOKIE, cookie)], Json(view)).into_response())
+    Ok((AppendHeaders([(header::SET_COOKIE, cookie), (header::SET_COOKIE, device_cookie)]), Json(view)).into_response())
 }
 
 /// Logs out: ends the session of the cookie (a call with an API token only clears the cookie)

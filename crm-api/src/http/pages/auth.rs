@@ -2,8 +2,8 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{FormState, Layout, Notice, PageError, local_path, render};
@@ -181,18 +181,21 @@ pub async fn login(
     State(state): State<AppState>,
     MaybeUser(identity): MaybeUser,
     Client(client): Client,
+    headers: HeaderMap,
     FormBody(form): FormBody<LoginForm>,
 ) -> Response {
     let layout = Layout::new(&state, identity.as_ref());
     let previous = identity.as_ref().and_then(|i| i.session_hash());
-    match state.accounts.login(&form.email, form.password, &client, previous).await.map_err(AppError::from) {
+    let device = cookies::device_token(&state.settings.http, &headers);
+    let login = state.accounts.login(&form.email, form.password, &client, previous, device.as_deref()).await;
+    match login.map_err(AppError::from) {
         Ok(logged_in) => {
-            let cookie = cookies::session_cookie(
-                &state.settings.http,
-                &logged_in.session_token,
-                state.settings.auth.session_absolute.as_secs(),
-            );
-            ([(header::SET_COOKIE, cookie)], Redirect::to(local_path(&form.next))).into_response()
+            let http = &state.settings.http;
+            let auth = &state.settings.auth;
+            let cookie = cookies::session_cookie(http, &logged_in.session_token, auth.session_absolute.as_secs());
+            let device = cookies::device_cookie(http, &logged_in.device_token, auth.login_device_idle.as_secs());
+            let set = AppendHeaders([(header::SET_COOKIE, cookie), (header::SET_COOKIE, device)]);
+            (set, Redirect::to(local_path(&form.next))).into_response()
         }
         Err(err) if err.status().is_client_error() => {
             let status = err.status();
