@@ -91,6 +91,10 @@ pub struct DeliverySettings {
     pub shutdown_grace: Duration,
     /// Who runs reminders and broadcasts.
     pub scheduler: SchedulerBackend,
+    /// This engine's name on its claims (`BORCELLE_INSTANCE`; by default the host's name and the
+    /// process's port or role): an engine that starts again under the same name gives its previous
+    /// run's claims back at once (see `delivery::instance`).
+    pub instance: String,
 }
 
 /// Who runs reminders and broadcasts.
@@ -126,6 +130,7 @@ impl Default for DeliverySettings {
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(15),
             scheduler: SchedulerBackend::InProcess,
+            instance: crate::delivery::instance::default_name("engine"),
         }
     }
 }

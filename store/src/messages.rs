@@ -23,7 +23,12 @@ pub struct Claimed {
 
 /// Claims up to `limit` due rows (queued, retrying past their time, or sending with an expired
 /// lease: a crashed worker's) for `lease_secs`.
-pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> crate::Result<Vec<Claimed>> {
+pub async fn claim_due(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    lease_secs: f64,
+    claimer: &str,
+) -> crate::Result<Vec<Claimed>> {
     sqlx::query_as!(
         Claimed,
         "WITH due AS (
@@ -35,11 +40,12 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> 
              FOR UPDATE SKIP LOCKED
          )
          UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
-                lease_until = now() + make_interval(secs => $2), updated_at = now()
+                lease_until = now() + make_interval(secs => $2), claimed_by = $3, updated_at = now()
          FROM due WHERE m.id = due.id
          RETURNING m.id, m.owner_id, m.task_id, m.to_email, m.to_name, m.message_id, m.attempts",
         limit,
-        lease_secs
+        lease_secs,
+        claimer
     )
     .fetch_all(db)
     .await
@@ -144,6 +150,20 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Res
     .fetch_all(db)
     .await
     .map_err(crate::Error::from)
+}
+
+/// Gives back every claim still held under `claimer` (an engine's name): what an engine that
+/// starts again under its previous run's name does, once it knows that run is gone.
+pub async fn release_claimed_by(db: impl PgExecutor<'_>, claimer: &str) -> crate::Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE messages SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END,
+                attempts = attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
+         WHERE status = 'sending' AND claimed_by = $1",
+        claimer
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Gives claims back untouched (shutdown before they were sent, or a message that could not be

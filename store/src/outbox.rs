@@ -31,10 +31,13 @@ pub struct NewOutboxMessage<'a> {
     pub html_body: &'a str,
 }
 
+/// Keeps a message; one already kept under its Message-ID (a send repeated after a crash) is not
+/// kept twice.
 pub async fn insert(db: impl PgExecutor<'_>, email: &NewOutboxMessage<'_>) -> crate::Result<()> {
     sqlx::query!(
         "INSERT INTO outbox (id, message_id, from_address, to_address, to_name, subject, text_body, html_body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (message_id) DO NOTHING",
         email.id,
         email.message_id,
         email.from_address,

@@ -154,11 +154,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped(crate::startup::shutdown_signal()).await
         }
         Command::Worker(args) => {
+            let role = match (&args.action, args.listen) {
+                (Some(WorkerAction::Occurrence(_)), _) => "occurrence".to_owned(),
+                (None, Some(listen)) => format!("worker:{}", listen.port()),
+                (None, None) => "worker".to_owned(),
+            };
             let settings = crate::startup::WorkerSettings {
                 listen: args.listen,
                 database: cli.global.database(),
                 mail: args.mail.settings()?,
-                delivery: args.delivery.settings()?,
+                delivery: args.delivery.settings(&role)?,
                 redis_url: cli.global.redis_url.clone().map(SecretString::from),
                 storage: args.storage.settings()?,
             };

@@ -132,6 +132,12 @@ pub(super) struct DeliveryArgs {
     /// account's or the kubeconfig context's).
     #[arg(long, env = "BORCELLE_KUBERNETES_NAMESPACE")]
     pub(super) kubernetes_namespace: Option<String>,
+    /// This delivery engine's name on its claims; an engine that starts again under the same name
+    /// gives its previous run's claims back at once instead of waiting for their lease. Default: the
+    /// host's name and the process's role and port (each pod has its own); give processes on one
+    /// host without a port of their own different names.
+    #[arg(long, env = "BORCELLE_INSTANCE")]
+    pub(super) instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,7 +151,8 @@ pub(super) enum SchedulerMode {
 }
 
 impl DeliveryArgs {
-    pub(super) fn settings(&self) -> anyhow::Result<DeliverySettings> {
+    /// The settings; `role` names the engine when `BORCELLE_INSTANCE` does not (`serve:8080`).
+    pub(super) fn settings(&self, role: &str) -> anyhow::Result<DeliverySettings> {
         if !(0.01..=3600.0).contains(&self.delivery_retry_base_secs) {
             bail!("BORCELLE_DELIVERY_RETRY_BASE_SECS must be between 0.01 and 3600");
         }
@@ -166,6 +173,11 @@ impl DeliveryArgs {
                     SchedulerBackend::Kubernetes { namespace: self.kubernetes_namespace.clone() }
                 }
             },
+            instance: self
+                .instance
+                .clone()
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| borcelle_engine::delivery::instance::default_name(role)),
             ..DeliverySettings::default()
         })
     }

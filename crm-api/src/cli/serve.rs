@@ -156,7 +156,7 @@ impl ServeArgs {
             auth,
             mail,
             dev_mode,
-            delivery: self.delivery.settings()?,
+            delivery: self.delivery.settings(&format!("serve:{}", self.listen.port()))?,
             redis_url: global.redis_url.clone().map(SecretString::from),
             storage: self.storage.settings()?,
             operations_listen: self.operations_listen,

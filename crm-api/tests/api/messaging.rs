@@ -479,10 +479,10 @@ async fn releasing_a_claim_leaves_a_row_claimed_again_since_alone() {
     message_one_new_contact(&app).await;
 
     // The first engine claims with a lease that is over at once; the second claims it again.
-    let first = messages::claim_due(&app.db, 10, 0.0).await.unwrap();
+    let first = messages::claim_due(&app.db, 10, 0.0, "test").await.unwrap();
     assert_eq!((first.len(), first[0].attempts), (1, 1));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = messages::claim_due(&app.db, 10, 120.0).await.unwrap();
+    let second = messages::claim_due(&app.db, 10, 120.0, "test").await.unwrap();
     assert_eq!((second.len(), second[0].id, second[0].attempts), (1, first[0].id, 2));
 
     let stale = messages::release(&app.db, &[(first[0].id, first[0].attempts)]).await.unwrap();
@@ -502,6 +502,33 @@ async fn releasing_a_claim_leaves_a_row_claimed_again_since_alone() {
         .await
         .unwrap();
     assert_eq!((status.as_str(), attempts), ("retrying", 1), "given back; the unsent attempt is not counted");
-    let due = messages::claim_due(&app.db, 10, 120.0).await.unwrap();
+    let due = messages::claim_due(&app.db, 10, 120.0, "test").await.unwrap();
     assert_eq!(due.len(), 1, "due again at once");
+}
+
+/// The dev outbox keeps one copy per Message-ID: a send repeated because a crash lost its
+/// outcome (the row is `sending` again under an expired lease, as a killed engine leaves it)
+/// adds nothing.
+#[tokio::test]
+async fn a_send_repeated_after_a_crash_leaves_one_copy_in_the_dev_outbox() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("crash@example.com").await;
+    let task = message_one_new_contact(&app).await;
+    assert_eq!(app.deliver_all().await.sent, 1);
+    // The outcome "was not recorded": the row is back under a lease that has run out, and the task
+    // has not counted it.
+    sqlx::query(
+        "WITH lost AS (
+             UPDATE messages SET status = 'sending', lease_until = now() - interval '1 second'
+             WHERE task_id = $1::uuid RETURNING task_id
+         )
+         UPDATE tasks SET sent = 0, status = 'running', finished_at = NULL WHERE id IN (SELECT task_id FROM lost)",
+    )
+    .bind(&task)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(app.deliver_all().await.sent, 1, "sent again, as after a crash");
+    let copies = borcelle_store::outbox::list(&app.db, Some("ada@example.com"), 10).await.unwrap();
+    assert_eq!(copies.len(), 1, "one copy in the outbox");
 }

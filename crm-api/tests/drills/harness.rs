@@ -156,7 +156,11 @@ pub struct Arrivals {
 
 impl Arrivals {
     pub fn read(dir: &Path) -> Arrivals {
-        let all = maildir_messages(&dir.join("new"));
+        Arrivals::of(maildir_messages(&dir.join("new")))
+    }
+
+    /// From `(recipient, Message-ID)` pairs.
+    pub fn of(all: Vec<(String, String)>) -> Arrivals {
         let messages = all.len();
         let mut per_recipient: HashMap<String, Vec<String>> = HashMap::new();
         for (to, message_id) in all {

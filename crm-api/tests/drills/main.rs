@@ -10,6 +10,7 @@
 mod helpers;
 
 mod harness;
+mod sink;
 
 mod postgres_restart;
 mod redis_outage;

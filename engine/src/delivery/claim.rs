@@ -26,8 +26,13 @@ impl DeliveryEngine {
     /// attachments cannot be read comes with the error, which its rows record instead of a send.
     /// When preparing fails after the claim (the database went away), the error carries the
     /// claims so that they are given back rather than held until their lease runs out.
-    pub(super) async fn claim(&self, limit: i64, contents: &mut ContentCache) -> Result<Vec<Batched>, ClaimError> {
-        let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64())
+    pub(super) async fn claim(
+        &self,
+        limit: i64,
+        claimer: &str,
+        contents: &mut ContentCache,
+    ) -> Result<Vec<Batched>, ClaimError> {
+        let claimed = messages::claim_due(&self.db, limit, self.settings.lease.as_secs_f64(), claimer)
             .await
             .map_err(|error| ClaimError { error, claimed: Vec::new() })?;
         if claimed.is_empty() {

@@ -1,11 +1,16 @@
 //! The delivery engine: claims due ledger rows, sends them through the [`Mailer`] outside any
-//! transaction, records outcomes in batches, and publishes progress and completion to the owners.
+//! transaction, records each outcome as soon as the send ends (those that end together in one
+//! write), and publishes progress and completion to the owners.
 //!
 //! It runs inside `borcelle serve` (standalone) and as `borcelle worker`; any number of engines
-//! can share a database, since claims use `FOR UPDATE SKIP LOCKED` and a lease.
+//! can share a database, since claims use `FOR UPDATE SKIP LOCKED` and a lease. A crash can
+//! repeat only the sends the server had accepted whose outcome was not written yet: at most one
+//! per send slot. An engine that starts again under its previous run's name gives that run's
+//! claims back at once ([`instance`]).
 
 mod cache;
 mod claim;
+pub mod instance;
 mod record;
 
 use std::collections::HashMap;
@@ -31,10 +36,6 @@ use claim::ClaimError;
 
 pub use record::completion_text;
 
-/// Outcomes are written together once this many are waiting…
-const FLUSH_BATCH: usize = 64;
-/// …or once the oldest has waited this long.
-const FLUSH_AFTER: Duration = Duration::from_millis(25);
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -105,8 +106,9 @@ impl DeliveryEngine {
         // given back as soon as the database answers, rather than left to their lease.
         let mut to_release: Vec<(Uuid, i32)> = Vec::new();
         let mut pending: Vec<Outcome> = Vec::new();
-        let mut flush_at = Instant::now();
         let mut contents = ContentCache::default();
+        // Held for the whole run: while it is, no other process runs under this engine's name.
+        let (claimer, _instance_lock) = instance::take_over(&self.db, &self.settings.instance).await;
         let mut stopping = false;
         let mut grace_ends = Instant::now();
         tracing::info!(concurrency, transport = self.mailer.name(), "delivery engine started");
@@ -123,7 +125,7 @@ impl DeliveryEngine {
             }
             if !stopping && to_release.is_empty() && inflight.len() <= concurrency / 2 {
                 let want = (concurrency - inflight.len()) as i64;
-                match self.claim(want, &mut contents).await {
+                match self.claim(want, &claimer, &mut contents).await {
                     Ok(batch) => {
                         for (claimed, prepared) in batch {
                             let claim = (claimed.id, claimed.attempts);
@@ -152,23 +154,27 @@ impl DeliveryEngine {
                     tracing::info!(in_flight = inflight.len(), "delivery engine stopping: no new claims");
                 }
                 joined = inflight.join_next_with_id(), if !inflight.is_empty() => {
-                    if pending.is_empty() {
-                        flush_at = Instant::now() + FLUSH_AFTER;
-                    }
-                    match joined {
-                        Some(Ok((task_id, outcome))) => {
-                            running.remove(&task_id);
-                            pending.push(outcome);
+                    // Written at once (an accepted send whose outcome waits is what a crash would
+                    // send again), together with every other send that ended meanwhile.
+                    let mut joined = joined;
+                    while let Some(result) = joined {
+                        match result {
+                            Ok((task_id, outcome)) => {
+                                running.remove(&task_id);
+                                pending.push(outcome);
+                            }
+                            Err(err) => {
+                                // A send task panicked: its claim comes back when the lease expires.
+                                running.remove(&err.id());
+                                tracing::error!(error = %err, "a send task failed");
+                            }
                         }
-                        Some(Err(err)) => {
-                            // A send task panicked: its claim comes back when the lease expires.
-                            running.remove(&err.id());
-                            tracing::error!(error = %err, "a send task failed");
-                        }
-                        None => {}
+                        joined = inflight.try_join_next_with_id();
                     }
+                    self.flush(&mut pending).await;
                 }
-                _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => {
+                // Outcomes the database did not take (it was away) are written again.
+                _ = tokio::time::sleep(ERROR_PAUSE), if !pending.is_empty() => {
                     self.flush(&mut pending).await;
                 }
                 _ = self.wake.notified(), if room => {}
@@ -183,7 +189,7 @@ impl DeliveryEngine {
                     }
                 }
             }
-            if pending.len() >= FLUSH_BATCH || (stopping && inflight.is_empty()) {
+            if stopping && inflight.is_empty() {
                 self.flush(&mut pending).await;
             }
         }
@@ -272,7 +278,10 @@ impl DeliveryEngine {
     async fn run_batch(&self, contents: &mut ContentCache) -> borcelle_store::Result<Drained> {
         let limiter = self.settings.rate_per_sec.map(|rate| Arc::new(RateLimiter::new(rate)));
         let want = self.settings.concurrency.max(1) as i64;
-        let batch = match self.claim(want, contents).await {
+        // Recorded before this returns, so the claims need no take-over: a name of its own keeps
+        // them apart from those of a running engine of the same name.
+        let claimer = instance::unique(&self.settings.instance);
+        let batch = match self.claim(want, &claimer, contents).await {
             Ok(batch) => batch,
             Err(ClaimError { error, claimed }) => {
                 let _ = messages::release(&self.db, &claimed).await;
