@@ -32,6 +32,20 @@ pub fn crd_manifests() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         .collect()
 }
 
+/// The structural schema of each resource's `spec` (what the CRDs carry), for documents that describe
+/// the same specs elsewhere (the JSON API's OpenAPI document). `[ScheduledReminder, Broadcast]`.
+pub fn spec_schemas() -> [serde_json::Value; 2] {
+    use kube::CustomResourceExt;
+    let spec_of =
+        |crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+            serde_json::to_value(crd)
+                .ok()
+                .and_then(|crd| crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec").cloned())
+                .unwrap_or_default()
+        };
+    [spec_of(ScheduledReminder::crd()), spec_of(Broadcast::crd())]
+}
+
 /// API group of every Borcelle custom resource.
 pub const GROUP: &str = "crm.borcelle.io";
 /// API version served for the resources.

@@ -166,9 +166,14 @@ impl FromStr for Schedule {
     }
 }
 
-/// Parses an IANA time zone name.
+/// Parses an IANA time zone name, exactly as [`time_zone_names`] spells it.
 pub fn parse_time_zone(name: &str) -> Result<Tz, ScheduleError> {
-    name.trim().parse::<Tz>().map_err(|_| ScheduleError::UnknownTimeZone(name.to_owned()))
+    name.parse::<Tz>().map_err(|_| ScheduleError::UnknownTimeZone(name.to_owned()))
+}
+
+/// Every time zone name [`parse_time_zone`] reads (the IANA database's, aliases included).
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
 }
 
 /// Places a local time on the timeline: its first instance if it happens twice, the first

@@ -111,9 +111,14 @@ impl AppError {
 fn domain_status(err: &DomainError) -> StatusCode {
     match err {
         DomainError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::NotFound(_) | DomainError::UnknownCursor | DomainError::NothingNamed { .. } => {
+            StatusCode::NOT_FOUND
+        }
         DomainError::Conflict { .. } => StatusCode::CONFLICT,
-        DomainError::Token { .. } => StatusCode::BAD_REQUEST,
+        // An unknown link names nothing; a used or expired one conflicts with what it became.
+        DomainError::Token { code: "token_invalid", .. } => StatusCode::NOT_FOUND,
+        DomainError::Token { .. } => StatusCode::CONFLICT,
+        DomainError::WrongPassword => StatusCode::FORBIDDEN,
         DomainError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         DomainError::InvalidCredentials | DomainError::AccountGone => StatusCode::UNAUTHORIZED,
         DomainError::EmailNotVerified | DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -131,10 +136,12 @@ fn domain_code(err: &DomainError) -> &'static str {
         DomainError::Invalid { .. } | DomainError::Database(borcelle_store::Error::UnstorableText(_)) => {
             "invalid_field"
         }
-        DomainError::NotFound(_) => "not_found",
+        DomainError::NotFound(_) | DomainError::NothingNamed { .. } => "not_found",
+        DomainError::UnknownCursor => "cursor_not_found",
         DomainError::Conflict { code, .. } | DomainError::Token { code, .. } => code,
         DomainError::Throttled { .. } => "too_many_requests",
         DomainError::InvalidCredentials => "invalid_credentials",
+        DomainError::WrongPassword => "wrong_password",
         DomainError::AccountGone => "authentication_required",
         DomainError::EmailNotVerified => "email_not_verified",
         DomainError::Forbidden(_) => "forbidden",

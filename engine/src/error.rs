@@ -17,6 +17,13 @@ pub enum Error {
     /// The thing does not exist, or is not the caller's (which must look the same).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A field names something the caller does not have (a tag no contact carries, another user's
+    /// contact in a spec): a 404, with the field to fix.
+    #[error("{message}")]
+    NothingNamed { field: &'static str, message: &'static str },
+    /// A page cursor that no list handed out (or handed out for another sort): no page starts there.
+    #[error("no page starts at this cursor: use the next_cursor of the previous page, with the same sort")]
+    UnknownCursor,
     /// It collides with something that exists, which `existing_id` names when known.
     #[error("{message}")]
     Conflict { code: &'static str, field: &'static str, message: String, existing_id: Option<Uuid> },
@@ -27,6 +34,9 @@ pub enum Error {
     Throttled { retry_after_secs: u64 },
     #[error("that email and password do not match an account")]
     InvalidCredentials,
+    /// A logged-in user's current password, asked again before a change, is not theirs.
+    #[error("the current password is not correct")]
+    WrongPassword,
     #[error("verify your email address before logging in; we can send the link again")]
     EmailNotVerified,
     #[error("{0}")]
@@ -70,6 +80,9 @@ impl Error {
         match self {
             Error::Invalid { field, .. } => Some(field),
             Error::Token { .. } => Some("token"),
+            Error::WrongPassword => Some("current_password"),
+            Error::UnknownCursor => Some("cursor"),
+            Error::NothingNamed { field, .. } => Some(field),
             Error::Conflict { field, .. } => Some(field),
             Error::Database(borcelle_store::Error::UnstorableText(_)) => Some("body"),
             _ => None,

@@ -35,6 +35,15 @@ pub enum Chosen {
 
 impl RecipientsInput {
     pub fn validate(self) -> Result<Chosen> {
+        if self.tag.as_deref().is_some_and(|t| t.chars().count() > crate::contacts::TAG_MAX) {
+            return Err(Error::invalid("tag", format!("a tag has at most {} characters", crate::contacts::TAG_MAX)));
+        }
+        // A blank tag is no tag; any other is one line (as every stored tag is).
+        if let Some(tag) = self.tag.as_deref().filter(|t| !t.trim().is_empty())
+            && tag.chars().any(char::is_control)
+        {
+            return Err(Error::invalid("tag", "a tag must not contain control characters"));
+        }
         match (self.contact_ids, self.tag.map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty())) {
             (Some(_), Some(_)) => Err(Error::invalid("contact_ids", "send to contact_ids or to a tag, not both")),
             (None, None) => Err(Error::invalid("contact_ids", "choose recipients: contact_ids or a tag")),
@@ -59,11 +68,12 @@ impl RecipientsInput {
 
 /// Checks a subject and body.
 pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str) -> Result<(String, String)> {
+    let sent = subject;
     let subject = subject.trim();
-    if subject.is_empty() {
+    if subject.is_empty() && !sent.chars().any(char::is_control) {
         return Err(Error::invalid(subject_field, format!("{subject_field} is required")));
     }
-    if subject.chars().count() > SUBJECT_MAX || subject.chars().any(char::is_control) {
+    if sent.chars().count() > SUBJECT_MAX || sent.chars().any(char::is_control) {
         return Err(Error::invalid(
             subject_field,
             format!("{subject_field} must be one line of at most {SUBJECT_MAX} characters"),
@@ -132,7 +142,9 @@ impl Messaging {
             Ok(total) => total,
             // Another user's contact is simply not one of ours: not found, as everywhere.
             Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
-            Err(EnqueueError::NoRecipients) => return Err(Error::invalid("tag", "no contact has this tag")),
+            Err(EnqueueError::NoRecipients) => {
+                return Err(Error::NothingNamed { field: "tag", message: "no contact has this tag" });
+            }
         };
         if !attachments.is_empty() {
             borcelle_store::attachments::attach_to_task(&mut tx, task.id, &attachments).await?;

@@ -17,10 +17,12 @@ pub fn email(field: &str, raw: &str) -> Result<String, Error> {
 /// new header).
 pub fn one_line(field: &str, raw: &str, max: usize) -> Result<String, Error> {
     let value = raw.trim();
-    if value.is_empty() {
+    if value.is_empty() && borcelle_crds::text::is_one_line(raw) {
         return Err(Error::invalid(field, format!("{field} is required")));
     }
-    if value.chars().count() > max || !borcelle_crds::text::is_one_line(value) {
+    // As sent: counted with its spaces, and no control character even among them (a tab or a line
+    // break at an end is still not one line); what the API document says.
+    if raw.chars().count() > max || !borcelle_crds::text::is_one_line(raw) {
         return Err(Error::invalid(field, format!("{field} must be one line of at most {max} characters")));
     }
     Ok(value.to_owned())
@@ -44,10 +46,10 @@ pub fn display_name(field: &str, raw: &str) -> Result<String, Error> {
     if name.is_empty() {
         return Err(Error::invalid(field, "display name is required"));
     }
-    if name.chars().count() > DISPLAY_NAME_MAX {
+    if raw.chars().count() > DISPLAY_NAME_MAX {
         return Err(Error::invalid(field, format!("display name must be at most {DISPLAY_NAME_MAX} characters")));
     }
-    if name.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(Error::invalid(field, "display name must not contain control characters"));
     }
     Ok(name.to_owned())
@@ -59,7 +61,7 @@ pub fn label(field: &str, raw: &str, max: usize) -> Result<String, Error> {
     if value.is_empty() {
         return Err(Error::invalid(field, format!("{field} is required")));
     }
-    if value.chars().count() > max || value.chars().any(char::is_control) {
+    if raw.chars().count() > max || raw.chars().any(char::is_control) {
         return Err(Error::invalid(
             field,
             format!("{field} must be at most {max} characters, without control characters"),

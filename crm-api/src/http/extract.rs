@@ -84,8 +84,15 @@ async fn read_body(request: Request, state: &AppState) -> Result<Bytes, AppError
     })
 }
 
-/// Parses JSON, reporting the path of the offending field.
+/// Parses JSON, reporting the path of the offending field. Every body is an object: serde would
+/// also read an array as a struct's fields in order, which no operation documents. (Objects inside
+/// a body, the specs of reminders and broadcasts, are read by the engine's `parse_value`, which is
+/// as strict at every depth.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        let err = <serde_json::Error as serde::de::Error>::invalid_type(serde::de::Unexpected::Seq, &"a JSON object");
+        return Err(classify(String::new(), err));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

@@ -8,6 +8,7 @@ pub mod db_gate;
 pub mod extract;
 pub mod identity;
 pub mod openapi;
+pub mod openapi_rules;
 pub mod ops;
 pub mod pages;
 mod ws;

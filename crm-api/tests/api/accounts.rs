@@ -61,7 +61,7 @@ async fn a_verification_link_works_once() {
     let token = app.mailed_token("once@example.com", "/verify", 1).await;
     assert_eq!(app.post_json("/api/v1/auth/verify", &json!({ "token": token })).await.status(), 200);
     let (status, code, field) = error_of(app.post_json("/api/v1/auth/verify", &json!({ "token": token })).await).await;
-    assert_eq!((status, code.as_str(), field.as_deref()), (400, "token_used", Some("token")));
+    assert_eq!((status, code.as_str(), field.as_deref()), (409, "token_used", Some("token")));
 }
 
 #[tokio::test]
@@ -72,9 +72,9 @@ async fn an_expired_or_unknown_verification_link_is_refused() {
     sqlx::query("UPDATE user_tokens SET expires_at = now() - interval '1 second'").execute(&app.db).await.unwrap();
 
     let (status, code, _) = error_of(app.post_json("/api/v1/auth/verify", &json!({ "token": token })).await).await;
-    assert_eq!((status, code.as_str()), (400, "token_expired"));
+    assert_eq!((status, code.as_str()), (409, "token_expired"));
     let (status, code, _) = error_of(app.post_json("/api/v1/auth/verify", &json!({ "token": "made-up" })).await).await;
-    assert_eq!((status, code.as_str()), (400, "token_invalid"));
+    assert_eq!((status, code.as_str()), (404, "token_invalid"));
     let (status, code, _) = error_of(app.login("late@example.com", PASSWORD).await).await;
     assert_eq!((status, code.as_str()), (403, "email_not_verified"), "an expired link verifies nothing");
 }

@@ -173,3 +173,39 @@ async fn odd_values_in_page_paths_get_an_html_4xx_and_change_nothing() {
             .unwrap();
     assert_eq!(retried, 0, "no request with a bad path retried the task");
 }
+
+/// The gaps between what the API document promised and what the server did: a positional array
+/// taken for an object (at the top and inside a spec), a path byte that is not UTF-8 answered in
+/// plain text, and messages that named the wrong problem.
+#[tokio::test]
+async fn objects_are_objects_bad_paths_are_json_404s_and_messages_name_the_problem() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("contract@example.com").await;
+    // `{"name", "email"}` written as `["name", "email"]` was created (201).
+    let (status, code, _) = error_of(app.post_json("/api/v1/contacts", &json!(["Ada", "ada@example.com"])).await).await;
+    assert_eq!((status, code.as_str()), (422, "invalid_field"));
+    let spec = json!({ "recipients": [[], ["ada@example.com"]], "subject": "Hi", "body": "x", "schedule": "@daily" });
+    let (status, _, field) =
+        error_of(app.post_json("/api/v1/reminders", &json!({ "name": "r", "spec": spec })).await).await;
+    assert_eq!((status, field.as_deref()), (422, Some("spec.recipients")));
+    let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap();
+    assert_eq!(contacts, 0);
+
+    // A path segment that is not UTF-8 was `400 text/plain`.
+    let response = app.get("/api/v1/contacts/%FF").await;
+    assert_eq!(response.status(), 404);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+
+    // 21 attachments on a reminder were "not your attachments"; a control character in a search
+    // was "at most 100 characters".
+    let ids: Vec<String> = (0..21).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let spec = json!({ "recipients": { "emails": ["a@example.com"] }, "subject": "Hi", "body": "x", "schedule": "@daily", "attachments": ids });
+    let response = app.post_json("/api/v1/reminders", &json!({ "name": "r", "spec": spec })).await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "spec.attachments");
+    assert!(body["error"]["message"].as_str().unwrap().contains("at most 20 attachments"), "{body}");
+    let suggestions: serde_json::Value =
+        app.get("/api/v1/contacts/autocomplete?q=abc%07def").await.json().await.unwrap();
+    assert_eq!(suggestions["suggestions"], json!([]), "a control character matches nothing, and is no error");
+}

@@ -309,13 +309,22 @@ async fn bad_contact_input_gets_a_4xx_naming_the_problem() {
         ("/api/v1/contacts?limit=0", "limit"),
         ("/api/v1/contacts?limit=ten", "limit"),
         ("/api/v1/contacts?sort=email", "sort"),
-        ("/api/v1/contacts?cursor=not-a-cursor", "cursor"),
         ("/api/v1/contacts?colour=red", "colour"),
         ("/api/v1/contacts/autocomplete", "q"),
-        ("/api/v1/contacts/autocomplete?q=%20", "q"),
     ] {
         let (status, _, named) = error_of(app.get(path).await).await;
         assert_eq!((status, named.as_deref()), (422, Some(field)), "{path}");
+    }
+    let long = format!("/api/v1/contacts/autocomplete?q={}", "q".repeat(101));
+    assert_eq!(error_of(app.get(&long).await).await.2.as_deref(), Some("q"), "at most 100 characters");
+    // A cursor no list handed out names no page.
+    let (status, code, named) = error_of(app.get("/api/v1/contacts?cursor=not-a-cursor").await).await;
+    assert_eq!((status, code.as_str(), named.as_deref()), (404, "cursor_not_found", Some("cursor")));
+    // Nothing typed (spaces, or only control characters) suggests nothing, without an error.
+    for q in ["%20", "%0B%1F"] {
+        let body =
+            app.get(&format!("/api/v1/contacts/autocomplete?q={q}")).await.json::<serde_json::Value>().await.unwrap();
+        assert_eq!(body["suggestions"], json!([]), "{q}");
     }
     assert_eq!(error_of(app.get("/api/v1/contacts/not-a-uuid").await).await.0, 404);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap();

@@ -28,7 +28,7 @@ async fn a_pre_registered_address_cannot_be_hijacked_by_whoever_registered_it_fi
     let attackers = token_from_text(messages[1]["text_body"].as_str().unwrap(), &app.url("/verify"));
     assert_ne!(attackers, token);
     let (status, code, _) = error_of(app.post_json("/api/v1/auth/verify", &json!({ "token": attackers })).await).await;
-    assert_eq!((status, code.as_str()), (400, "token_used"));
+    assert_eq!((status, code.as_str()), (409, "token_used"));
     let retired: i64 =
         sqlx::query_scalar("SELECT count(*) FROM user_tokens WHERE purpose = 'verify_email' AND used_at IS NULL")
             .fetch_one(&app.db)
@@ -195,7 +195,7 @@ async fn a_made_up_reset_token_is_refused_before_any_hashing() {
         .await,
     )
     .await;
-    assert_eq!((status, code.as_str()), (400, "token_invalid"));
+    assert_eq!((status, code.as_str()), (404, "token_invalid"));
 }
 
 #[tokio::test]

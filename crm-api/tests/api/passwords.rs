@@ -34,7 +34,7 @@ async fn a_reset_link_sets_a_new_password_and_ends_every_session() {
             .await,
     )
     .await;
-    assert_eq!((status, code.as_str()), (400, "token_used"));
+    assert_eq!((status, code.as_str()), (409, "token_used"));
 }
 
 /// A second client on the same server with its own cookie jar.
@@ -73,7 +73,7 @@ async fn an_expired_reset_link_is_refused_and_changes_nothing() {
         app.post_json("/api/v1/auth/password/reset", &json!({ "token": token, "password": NEW_PASSWORD })).await,
     )
     .await;
-    assert_eq!((status, code.as_str()), (400, "token_expired"));
+    assert_eq!((status, code.as_str()), (409, "token_expired"));
     assert_eq!(app.login("slow@example.com", PASSWORD).await.status(), 200);
 }
 
@@ -107,7 +107,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
         )
         .await;
     let (status, _, field) = error_of(wrong).await;
-    assert_eq!((status, field.as_deref()), (422, Some("current_password")));
+    assert_eq!((status, field.as_deref()), (403, Some("current_password")));
     let short = app
         .post_json("/api/v1/auth/password/change", &json!({ "current_password": PASSWORD, "new_password": "short" }))
         .await;

@@ -133,7 +133,7 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
         (
             "ok-6",
             json!({ "recipients": { "contactIds": [foreign[0]] }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
-            422,
+            404,
             "spec.recipients.contactIds",
         ),
         (

@@ -89,7 +89,7 @@ impl Accounts {
         let account_key = format!("password:user:{user_id}");
         self.throttle(&account_key, auth.login_failures_per_account).await?;
         if !password::verify(current_password, Some(user.password_hash.clone())).await? {
-            return Err(Error::invalid("current_password", "the current password is not correct"));
+            return Err(Error::WrongPassword);
         }
         rate_limits::release(&self.db, &account_key).await?;
         let password_hash = password::hash(new_password).await?;

@@ -140,8 +140,7 @@ pub(super) fn token_error(rejection: Rejection, what: &'static str) -> Error {
 }
 
 pub(super) fn require_token(token: &str) -> Result<&str> {
-    let token = token.trim();
-    if token.is_empty() || token.len() > 200 {
+    if token.is_empty() || token.chars().count() > 200 {
         return Err(Error::invalid("token", "token is required; open the link from your email"));
     }
     Ok(token)

@@ -79,20 +79,22 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
 /// An optional one-line field (a company, a tax id): what may end up in a mail header or a CSV
 /// cell as one value.
 fn line(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Error> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        Some(value) => validate::one_line(field, value, max).map(Some),
+    match value {
+        Some(raw) if raw.trim().is_empty() && borcelle_crds::text::is_one_line(raw) => Ok(None),
+        Some(raw) => validate::one_line(field, raw, max).map(Some),
         None => Ok(None),
     }
 }
 
 fn text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Error> {
-    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
-    if value.chars().count() > max {
+    // Counted as sent, spaces included: what the API document's maxLength says.
+    if value.is_some_and(|v| v.chars().count() > max) {
         return Err(Error::invalid(field, format!("{field} must be at most {max} characters")));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+    if value.is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')) {
         return Err(Error::invalid(field, format!("{field} must not contain control characters")));
     }
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
     Ok(Some(value.to_owned()))
 }
 
@@ -121,17 +123,21 @@ pub fn phone(raw: &str) -> Result<String, Error> {
 
 /// Trims, lower-cases, deduplicates and bounds tags.
 pub fn tags(raw: &[String]) -> Result<Vec<String>, Error> {
+    // Counted as sent, as the API document's maxItems says.
+    if raw.len() > TAGS_MAX {
+        return Err(Error::invalid("tags", format!("a contact can have at most {TAGS_MAX} tags")));
+    }
     let mut out: Vec<String> = Vec::new();
-    for tag in raw {
-        let tag = tag.trim();
-        if tag.is_empty() {
-            continue;
-        }
-        if tag.chars().count() > TAG_MAX || tag.chars().any(char::is_control) || tag.contains(',') {
+    for sent in raw {
+        let tag = sent.trim();
+        if sent.chars().count() > TAG_MAX || sent.chars().any(char::is_control) || sent.contains(',') {
             return Err(Error::invalid(
                 "tags",
                 format!("each tag must be at most {TAG_MAX} characters, without commas or control characters"),
             ));
+        }
+        if tag.is_empty() {
+            continue;
         }
         let tag = tag.to_lowercase();
         if !out.contains(&tag) {
@@ -261,17 +267,12 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
     }
 
+    /// Reads a cursor a list handed out for `sort`; anything else is [`Error::UnknownCursor`].
     pub fn decode(raw: &str, sort: Sort) -> Result<Cursor, Error> {
-        let bad = || {
-            Error::invalid(
-                "cursor",
-                "cursor is not valid: use the next_cursor of the previous page, with the same sort",
-            )
-        };
-        let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
-        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| Error::UnknownCursor)?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| Error::UnknownCursor)?;
         if cursor.sort != sort_tag(sort) {
-            return Err(bad());
+            return Err(Error::UnknownCursor);
         }
         Ok(cursor)
     }

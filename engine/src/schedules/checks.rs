@@ -5,7 +5,6 @@
 use borcelle_crds::schedule::{Schedule, parse_time_zone};
 use borcelle_crds::{AudienceGroup, BroadcastSpec, ScheduledReminderSpec, SpecError};
 use borcelle_store::{Owner, PgPool};
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -37,6 +36,26 @@ fn check_schedule(field: &str, schedule: &str, tz_field: &str, time_zone: Option
     Ok(())
 }
 
+/// `null` is not a value in a spec: a field is there or it is not (in a merge patch `null` removes
+/// a field, and the merged spec has none left).
+fn no_nulls(value: &Value, path: &str) -> Result<()> {
+    match value {
+        Value::Null => Err(Error::invalid(path, "null is not a value here: leave the field out")),
+        Value::Object(map) => map.iter().try_for_each(|(key, value)| no_nulls(value, &format!("{path}.{key}"))),
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, item)| no_nulls(item, &format!("{path}[{i}]")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An id as the resources write one: a UUID in its 36-character hyphenated form.
+fn id(field: &str, raw: &str, what: &str) -> Result<Uuid> {
+    raw.parse::<Uuid>().ok().filter(|_| raw.len() == 36).ok_or_else(|| {
+        Error::invalid(field, format!("{raw:?} is not {what} id (a UUID like 0192f0a1-7c4e-7b1a-9d2e-3f4a5b6c7d8e)"))
+    })
+}
+
 /// A spec field the resource types refuse, as the field error it is.
 fn field_problem(err: SpecError) -> Error {
     match err {
@@ -58,6 +77,7 @@ fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
 /// Checks a reminder spec against the schema's rules and the owner's data; returns it with the
 /// owner filled in.
 async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: Value) -> Result<OccurrenceSpec> {
+    no_nulls(&spec, "spec")?;
     let Some(map) = spec.as_object_mut() else {
         return Err(Error::invalid("spec", "spec must be an object"));
     };
@@ -76,9 +96,9 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     match (&parsed.body, &parsed.note_id) {
         (Some(body), None) => check_len("spec.body", body, 1, 100_000)?,
         (None, Some(note)) => {
-            let note: Uuid = note.parse().map_err(|_| Error::invalid("spec.noteId", "not a note id"))?;
+            let note = id("spec.noteId", note, "a note")?;
             if borcelle_store::notes::get(db, owner, note).await?.is_none() {
-                return Err(Error::invalid("spec.noteId", "you have no note with this id"));
+                return Err(Error::NothingNamed { field: "spec.noteId", message: "you have no note with this id" });
             }
         }
         _ => return Err(Error::invalid("spec.body", "set exactly one of body and noteId")),
@@ -92,15 +112,17 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     }
     let mut ids = Vec::with_capacity(recipients.contact_ids.len());
     for raw in &recipients.contact_ids {
-        ids.push(
-            raw.parse::<Uuid>()
-                .map_err(|_| Error::invalid("spec.recipients.contactIds", format!("{raw:?} is not a contact id")))?,
-        );
+        ids.push(id("spec.recipients.contactIds", raw, "a contact")?);
     }
+    ids.sort_unstable();
+    ids.dedup();
     if !ids.is_empty() {
         let found = borcelle_store::contacts::count_owned(db, owner, &ids).await?;
         if found != ids.len() as i64 {
-            return Err(Error::invalid("spec.recipients.contactIds", "some of these are not your contacts"));
+            return Err(Error::NothingNamed {
+                field: "spec.recipients.contactIds",
+                message: "some of these are not your contacts",
+            });
         }
     }
     if let Some(tag) = &recipients.tag {
@@ -119,25 +141,37 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
             return Err(Error::invalid(field, "must not be negative"));
         }
     }
+    // The resource's schema allows as many (`spec.attachments`, maxItems 20).
+    let limit = 20;
+    if parsed.attachments.len() > limit {
+        return Err(Error::invalid("spec.attachments", format!("a reminder may carry at most {limit} attachments")));
+    }
     let mut attachment_ids = Vec::with_capacity(parsed.attachments.len());
     for raw in &parsed.attachments {
-        attachment_ids
-            .push(raw.parse::<Uuid>().map_err(|_| Error::invalid("spec.attachments", "not an attachment id"))?);
+        attachment_ids.push(id("spec.attachments", raw, "an attachment")?);
     }
+    attachment_ids.sort_unstable();
+    attachment_ids.dedup();
     if !attachment_ids.is_empty() {
         let owned = borcelle_store::attachments::owned_sizes(db, owner, &attachment_ids).await?;
         if owned.len() != attachment_ids.len() {
-            return Err(Error::invalid("spec.attachments", "some of these are not your attachments"));
+            return Err(Error::NothingNamed {
+                field: "spec.attachments",
+                message: "some of these are not your attachments",
+            });
         }
     }
     Ok(OccurrenceSpec::Reminder(parsed))
 }
 
 /// Checks a broadcast spec against the schema's rules.
-fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
+/// An `expiresAt` already past is accepted: the broadcast then delivers nothing and its status says
+/// Expired.
+fn check_broadcast(spec: Value) -> Result<OccurrenceSpec> {
     if !spec.is_object() {
         return Err(Error::invalid("spec", "spec must be an object"));
     }
+    no_nulls(&spec, "spec")?;
     let parsed: BroadcastSpec = parse_value(spec, "spec")?;
     check_len("spec.title", &parsed.title, 1, 200)?;
     if !borcelle_crds::text::is_one_line(&parsed.title) {
@@ -155,6 +189,9 @@ fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
     if parsed.channels.is_empty() {
         return Err(Error::invalid("spec.channels", "choose at least one channel: web or email"));
     }
+    if parsed.channels.len() > 2 || parsed.channels.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::invalid("spec.channels", "name each channel once: web, email or both"));
+    }
     let users = &parsed.audience.users;
     match parsed.audience.group {
         AudienceGroup::Users if users.is_empty() => {
@@ -168,9 +205,6 @@ fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
     if users.len() > 10_000 {
         return Err(Error::invalid("spec.audience.users", "list at most 10000 users"));
     }
-    if parsed.expires_at.is_some_and(|t| t <= now) {
-        return Err(Error::invalid("spec.expiresAt", "must be in the future"));
-    }
     if parsed.starting_deadline_seconds.is_some_and(|v| v < 0) {
         return Err(Error::invalid("spec.startingDeadlineSeconds", "must not be negative"));
     }
@@ -178,15 +212,9 @@ fn check_broadcast(spec: Value, now: DateTime<Utc>) -> Result<OccurrenceSpec> {
 }
 
 /// Checks a spec of the scope's kind for `caller` (a reminder's owner is the caller).
-pub async fn check(
-    db: &PgPool,
-    scope: Scope,
-    caller: &Caller<'_>,
-    spec: Value,
-    now: DateTime<Utc>,
-) -> Result<OccurrenceSpec> {
+pub async fn check(db: &PgPool, scope: Scope, caller: &Caller<'_>, spec: Value) -> Result<OccurrenceSpec> {
     if scope.is_broadcast() {
-        check_broadcast(spec, now)
+        check_broadcast(spec)
     } else {
         check_reminder(db, scope.owner.unwrap_or(caller.id), caller.email, spec).await
     }

@@ -145,7 +145,7 @@ impl Schedules {
         if !scope.is_broadcast() && name.len() > 54 {
             return Err(Error::invalid("name", "use at most 54 characters"));
         }
-        let checked = checks::check(&self.db, scope, caller, spec, Utc::now()).await?;
+        let checked = checks::check(&self.db, scope, caller, spec).await?;
         self.store.create(scope, caller.id, name, checks::spec_json(&checked)?).await
     }
 
@@ -153,7 +153,7 @@ impl Schedules {
     pub async fn patch(&self, scope: Scope, caller: &Caller<'_>, name: &str, patch: &Value) -> Result<ScheduleView> {
         let mut spec = self.store.spec(scope, name).await?;
         merge_patch(&mut spec, patch);
-        let checked = checks::check(&self.db, scope, caller, spec, Utc::now()).await?;
+        let checked = checks::check(&self.db, scope, caller, spec).await?;
         self.store.replace_spec(scope, name, checks::spec_json(&checked)?).await
     }
 

@@ -77,7 +77,8 @@ pub struct TokenBody {
     request_body = TokenBody,
     responses(
         (status = 200, description = "The address is verified", body = MessageAnswer),
-        (status = 400, description = "The token is unknown, used or expired (`token_invalid`, `token_used`, `token_expired`), or the body is not JSON", body = ErrorBody),
+        (status = 404, description = "The token is unknown (`token_invalid`)", body = ErrorBody),
+        (status = 409, description = "The token was used already or has expired (`token_used`, `token_expired`)", body = ErrorBody),
     )
 )]
 pub async fn verify(
@@ -268,7 +269,8 @@ pub struct ResetBody {
     request_body = ResetBody,
     responses(
         (status = 200, description = "The password is changed", body = MessageAnswer),
-        (status = 400, description = "The token is unknown, used or expired, or the body is not JSON", body = ErrorBody),
+        (status = 404, description = "The token is unknown (`token_invalid`)", body = ErrorBody),
+        (status = 409, description = "The token was used already or has expired (`token_used`, `token_expired`)", body = ErrorBody),
     )
 )]
 pub async fn reset(State(state): State<AppState>, ApiJson(body): ApiJson<ResetBody>) -> AppResult<Json<MessageAnswer>> {
@@ -296,7 +298,8 @@ pub struct ChangePasswordBody {
     request_body = ChangePasswordBody,
     responses(
         (status = 200, description = "The password is changed", body = MessageAnswer),
-        (status = 422, description = "The current password is not correct, or the new one is too weak; `field` names it", body = ErrorBody),
+        (status = 403, description = "The current password is not correct (`wrong_password`, `field` is `current_password`), or the CSRF guard refused the call", body = ErrorBody),
+        (status = 422, description = "The new password is too short or too long; `field` names it", body = ErrorBody),
         (status = 429, description = "Too many wrong current passwords; see `Retry-After`", body = ErrorBody),
     )
 )]

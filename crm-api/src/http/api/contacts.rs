@@ -161,18 +161,22 @@ pub fn query_error(err: QueryRejection) -> AppError {
 
 pub fn page_size(raw: Option<&str>) -> AppResult<i64> {
     let Some(raw) = raw else { return Ok(PAGE_DEFAULT) };
-    match raw.trim().parse::<i64>() {
+    match raw.parse::<i64>() {
         Ok(n) if (1..=PAGE_MAX).contains(&n) => Ok(n),
         _ => Err(AppError::validation("limit", format!("limit must be a whole number from 1 to {PAGE_MAX}"))),
     }
 }
 
+/// Search text: at most `max` characters as sent; control characters (which no stored text has)
+/// are dropped, surrounding spaces too, and what is left may be empty (no filter).
 fn optional(raw: Option<&str>, field: &str, max: usize) -> AppResult<Option<String>> {
-    let Some(value) = raw.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
-    if value.chars().count() > max || value.chars().any(char::is_control) {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.chars().count() > max {
         return Err(AppError::validation(field, format!("{field} must be at most {max} characters")));
     }
-    Ok(Some(value.to_owned()))
+    let value: String = raw.chars().filter(|c| !c.is_control()).collect();
+    let value = value.trim();
+    Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 /// The caller's contacts, a page at a time, searched, filtered by tag and sorted
@@ -182,7 +186,10 @@ fn optional(raw: Option<&str>, field: &str, max: usize) -> AppResult<Option<Stri
     operation_id = "list_contacts",
     tag = "contacts",
     params(ListParams),
-    responses((status = 200, description = "A page of contacts", body = Page))
+    responses(
+        (status = 200, description = "A page of contacts", body = Page),
+        (status = 404, description = "No page starts at `cursor` (`cursor_not_found`): it is not a `next_cursor` of this sort", body = ErrorBody),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -192,7 +199,8 @@ pub async fn list(
     let Query(params) = params.map_err(query_error)?;
     let limit = page_size(params.limit.as_deref())?;
     let sort = parse_sort(params.sort.as_deref())?;
-    let cursor = params.cursor.as_deref().map(|raw| Cursor::decode(raw, sort)).transpose()?;
+    let cursor =
+        params.cursor.as_deref().filter(|c| !c.trim().is_empty()).map(|raw| Cursor::decode(raw, sort)).transpose()?;
     let search = optional(params.q.as_deref(), "q", 200)?;
     let tag = optional(params.tag.as_deref(), "tag", borcelle_engine::contacts::TAG_MAX)?;
     let after = cursor.as_ref().map(Cursor::after);
@@ -204,7 +212,7 @@ pub async fn list(
         Ok(_) | Err(ListError::BadCursor) => None,
     });
     let listing = listed.map_err(|err| match err {
-        ListError::BadCursor => AppError::validation("cursor", "cursor is not valid for this sort"),
+        ListError::BadCursor => AppError::Domain(borcelle_engine::Error::UnknownCursor),
         ListError::Db(err) => err.into(),
     })?;
     let next_cursor = listing.next.map(|after| Cursor::next(sort, after).encode());
@@ -224,7 +232,7 @@ const CONTACT_JSON_BYTES: usize = 512;
 #[into_params(parameter_in = Query)]
 pub struct AutocompleteParams {
     /// What the user typed: the start of a name, email, company or a word of them.
-    #[param(required = true, min_length = 1, max_length = 100)]
+    #[param(required = true, max_length = 100)]
     q: Option<String>,
 }
 
@@ -248,9 +256,13 @@ pub async fn autocomplete(
     params: Result<Query<AutocompleteParams>, QueryRejection>,
 ) -> AppResult<Json<Suggestions>> {
     let Query(params) = params.map_err(query_error)?;
-    let typed = optional(params.q.as_deref(), "q", 100)?
-        .ok_or_else(|| AppError::validation("q", "type at least one character"))?
-        .to_lowercase();
+    let Some(q) = params.q.as_deref() else {
+        return Err(AppError::validation("q", "q is required: what the user typed"));
+    };
+    // Nothing typed yet (or only spaces): nothing to suggest.
+    let Some(typed) = optional(Some(q), "q", 100)?.map(|q| q.to_lowercase()) else {
+        return Ok(Json(Suggestions { suggestions: Vec::new() }));
+    };
     let suggestions = contacts::autocomplete(&state.db, user.owner(), &typed).await?;
     Ok(Json(Suggestions { suggestions }))
 }

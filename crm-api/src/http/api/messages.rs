@@ -117,7 +117,7 @@ const STATUSES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
 
 fn time(field: &str, raw: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
     raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw.trim()).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc)).map_err(|_| {
             AppError::validation(field, format!("{field} must be an RFC 3339 time, like 2026-11-24T09:00:00Z"))
         })
     })
@@ -125,12 +125,18 @@ fn time(field: &str, raw: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
 }
 
 fn uuid_param(field: &str, raw: Option<&str>) -> AppResult<Option<Uuid>> {
-    raw.map(|raw| raw.trim().parse().map_err(|_| AppError::validation(field, format!("{field} must be an id"))))
-        .transpose()
+    // The document's `format: uuid`: the 36-character hyphenated form.
+    raw.map(|raw| {
+        raw.parse()
+            .ok()
+            .filter(|_| raw.len() == 36)
+            .ok_or_else(|| AppError::validation(field, format!("{field} must be an id")))
+    })
+    .transpose()
 }
 
 fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
-    let bad = || AppError::validation("cursor", "cursor is not valid: use the next_cursor of the previous page");
+    let bad = || AppError::Domain(borcelle_engine::Error::UnknownCursor);
     let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (at, id) = text.split_once('|').ok_or_else(bad)?;
@@ -153,7 +159,7 @@ async fn history_page(state: &AppState, owner: Owner, filter: HistoryFilter) -> 
 }
 
 fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
-    let status = match params.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let status = match params.status.as_deref() {
         Some(s) if STATUSES.contains(&s) => Some(s.to_owned()),
         Some(_) => {
             return Err(AppError::validation("status", format!("status must be one of {}", STATUSES.join(", "))));
@@ -166,7 +172,7 @@ fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
         task_id: uuid_param("task_id", params.task_id.as_deref())?,
         since: time("since", params.since.as_deref())?,
         until: time("until", params.until.as_deref())?,
-        before: params.cursor.as_deref().map(decode_cursor).transpose()?,
+        before: params.cursor.as_deref().filter(|c| !c.trim().is_empty()).map(decode_cursor).transpose()?,
         limit: page_size(params.limit.as_deref())?,
     })
 }
@@ -178,7 +184,10 @@ fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
     operation_id = "list_messages",
     tag = "messages",
     params(HistoryParams),
-    responses((status = 200, description = "A page of messages", body = HistoryPage))
+    responses(
+        (status = 200, description = "A page of messages", body = HistoryPage),
+        (status = 404, description = "No page starts at `cursor` (`cursor_not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn history(
     State(state): State<AppState>,
@@ -196,7 +205,10 @@ pub async fn history(
     operation_id = "list_contact_messages",
     tag = "messages",
     params(("id" = Uuid, Path, description = "The contact's id"), HistoryParams),
-    responses((status = 200, description = "A page of messages", body = HistoryPage))
+    responses(
+        (status = 200, description = "A page of messages", body = HistoryPage),
+        (status = 404, description = "No page starts at `cursor` (`cursor_not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn contact_timeline(
     State(state): State<AppState>,

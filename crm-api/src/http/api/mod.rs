@@ -82,7 +82,10 @@ pub fn mounted(settings: &Settings) -> (Router<AppState>, OpenApi) {
         .nest(PREFIX, router(settings).fallback(not_found))
         .split_for_parts();
     let doc = openapi::finish(doc);
-    let json = doc.to_json().map(bytes::Bytes::from).unwrap_or_default();
+    // The served document also declares the input rules that utoipa's types cannot say.
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    super::openapi_rules::declare(&mut value);
+    let json = serde_json::to_vec(&value).map(bytes::Bytes::from).unwrap_or_default();
     (router.layer(Extension(Document(json))), doc)
 }
 

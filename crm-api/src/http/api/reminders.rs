@@ -83,6 +83,7 @@ pub async fn list(State(state): State<AppState>, CurrentUser(user): CurrentUser)
     })),
     responses(
         (status = 201, description = "The reminder", body = ScheduleView),
+        (status = 404, description = "A note, contact or attachment of the spec is not the caller's", body = ErrorBody),
         (status = 409, description = "The caller has a reminder with this name (`name_taken`)", body = ErrorBody),
     )
 )]
@@ -121,7 +122,10 @@ pub async fn show(
     tag = "reminders",
     params(("name" = String, Path, description = "The reminder's name")),
     request_body = PatchBody,
-    responses((status = 200, description = "The reminder as changed", body = ScheduleView))
+    responses(
+        (status = 200, description = "The reminder as changed", body = ScheduleView),
+        (status = 404, description = "No such reminder, or a note, contact or attachment of the spec is not the caller's", body = ErrorBody),
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
