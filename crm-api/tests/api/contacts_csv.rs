@@ -5,14 +5,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn import(app: &TestApp, query: &str, csv: impl Into<reqwest::Body>) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/v1/contacts/import{query}")))
-        .header("Content-Type", "text/csv")
-        .header("X-CSRF-Token", app.csrf.clone().unwrap_or_default())
-        .body(csv)
-        .send()
-        .await
-        .unwrap()
+    app.import_csv(query, csv).await
 }
 
 async fn count(app: &TestApp) -> i64 {

@@ -175,18 +175,7 @@ async fn text_that_could_split_a_header_is_refused_everywhere_and_never_reaches_
     assert_eq!(page.status(), 422);
     assert!(page.text().await.unwrap().contains(r#"id="name-error""#), "the error sits next to the name");
     let csv = "name,email\n\"Eve\r\nBcc: victim@example.org\",eve@example.com\n";
-    let report: serde_json::Value = app
-        .client
-        .post(app.url("/api/v1/contacts/import"))
-        .header("Content-Type", "text/csv")
-        .header("X-CSRF-Token", &csrf)
-        .body(csv)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = app.import_csv("", csv).await.json().await.unwrap();
     assert_eq!(report["created"], 0, "{report}");
     assert_eq!(report["errors"][0]["field"], "name", "{report}");
     let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap();

@@ -246,6 +246,18 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// POSTs a CSV file to `/api/v1/contacts/import{query}` with the session's CSRF token.
+    pub async fn import_csv(&self, query: &str, csv: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/v1/contacts/import{query}")))
+            .header("Content-Type", "text/csv")
+            .header("X-CSRF-Token", self.csrf.clone().unwrap_or_default())
+            .body(csv)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// POSTs a form the way a browser does (same Origin; the form carries its own CSRF field).
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.client.post(self.url(path)).header("Origin", self.origin()).form(form).send().await.expect("request")
