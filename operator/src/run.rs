@@ -2,10 +2,11 @@
 //! shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use borcelle_crds::{Broadcast, ScheduledReminder};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
@@ -15,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::trim_for_trigger;
 use crate::context::Context;
 use crate::kinds::Occurring;
 use crate::leader::{LeaseElector, LeaseSettings};
@@ -53,6 +55,7 @@ async fn run_elected(
     shutdown: CancellationToken,
 ) {
     let retry = lease.retry_period;
+    let renew_deadline = lease.renew_deadline;
     let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &lease.namespace);
     let mut elector = LeaseElector::new(api, lease);
     let mut leading: Option<(CancellationToken, JoinHandle<()>)> = None;
@@ -64,8 +67,12 @@ async fn run_elected(
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {
                 let started = Instant::now();
-                // A round must end by the leader deadline, so that losing the Lease is noticed in time.
-                let budget = elector.leader_until().map_or(retry, |u| u.saturating_duration_since(started)).min(retry);
+                // A leader's renewal may take until its deadline (client-go's renew deadline), not
+                // just one retry period: a slow API server must not cost the Lease while a
+                // renewal can still succeed. It must end by then, so that a lost Lease is noticed
+                // before another replica may take it. A candidate's attempt is bounded the same.
+                let budget =
+                    elector.leader_until().map_or(renew_deadline, |u| u.saturating_duration_since(started));
                 let round = elector.try_acquire_or_renew(started, chrono::Utc::now());
                 match tokio::time::timeout(budget.max(Duration::from_millis(100)), round).await {
                     Ok(Ok(_)) => {}
@@ -134,26 +141,45 @@ async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, he
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
         None => (Api::all(client.clone()), Api::all(client)),
     };
+    let synced = Arc::new(SyncState::new(health));
     let job_watch = watcher::Config::default().labels(&crate::job::kind_selector(K::KIND)).any_semantic();
+    // The owned Jobs: folded into the cache each reconcile reads (no list per reconcile), and
+    // passed on, trimmed to their owner, to queue their resource's reconcile.
+    let cache = ctx.jobs_cache.of(K::KIND).clone();
+    let jobs_synced = synced.clone();
+    let job_triggers = watcher(jobs, job_watch)
+        .default_backoff()
+        .map_ok(move |event| {
+            cache.apply(&event);
+            if matches!(event, watcher::Event::InitDone) {
+                jobs_synced.jobs_listed(K::KIND);
+            }
+            event
+        })
+        .touched_objects()
+        .map_ok(trim_for_trigger);
     let (store, writer) = reflector::store::<K>();
     // The cache keeps objects without their managedFields (often the larger part of an object),
     // and only spec changes (generation) trigger a reconcile: the operator's own status writes
-    // do not. Job events (owns) and requeues trigger the rest.
+    // do not. Job events (owns) and requeues trigger the rest. The initial list is noticed on the
+    // stream itself: waiting on the store from another task as well left one of the two waiters
+    // unwoken (kube-runtime wakes one), and the leader never turned ready.
+    let resources_synced = synced.clone();
     let changes = watcher(resources, watcher::Config::default().any_semantic())
         .default_backoff()
+        .map_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                resources_synced.resources_listed(K::KIND);
+            }
+            event
+        })
         .modify(strip_for_cache::<K>)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let controller = Controller::for_stream(changes, store.clone())
-        .owns(jobs, job_watch)
+    let controller = Controller::for_stream(changes, store)
+        .owns_stream(job_triggers)
         .graceful_shutdown_on(async move { stop.cancelled().await });
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            tracing::info!(kind = %K::KIND, "cache synced");
-            health.controller_synced();
-        }
-    });
     controller
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -166,6 +192,46 @@ async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, he
             }
         })
         .await;
+}
+
+/// Whether a controller has seen the first full list of its resources and of its Jobs; once it
+/// has both, it counts as synced for readiness (once, whatever relists follow).
+struct SyncState {
+    health: Health,
+    resources: AtomicBool,
+    jobs: AtomicBool,
+    reported: AtomicBool,
+}
+
+impl SyncState {
+    fn new(health: Health) -> Self {
+        SyncState {
+            health,
+            resources: AtomicBool::new(false),
+            jobs: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
+        }
+    }
+
+    fn resources_listed(&self, kind: crate::Kind) {
+        self.resources.store(true, Ordering::SeqCst);
+        self.report(kind);
+    }
+
+    fn jobs_listed(&self, kind: crate::Kind) {
+        self.jobs.store(true, Ordering::SeqCst);
+        self.report(kind);
+    }
+
+    fn report(&self, kind: crate::Kind) {
+        if self.resources.load(Ordering::SeqCst)
+            && self.jobs.load(Ordering::SeqCst)
+            && !self.reported.swap(true, Ordering::SeqCst)
+        {
+            tracing::info!(%kind, "cache synced");
+            self.health.controller_synced();
+        }
+    }
 }
 
 /// Drops what the reconciler never reads from a cached object (managedFields).
