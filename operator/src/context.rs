@@ -10,6 +10,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::backoff::ErrorBackoff;
+use crate::cache::JobCaches;
 use crate::metrics::Metrics;
 
 /// The current time. Injected so that tests and benchmarks fix "now".
@@ -37,6 +38,8 @@ pub struct JobSettings {
     /// Optional ConfigMap whose keys become the worker's environment.
     pub env_configmap: Option<String>,
     pub service_account: String,
+    /// Secrets the Job's pod pulls the image with (`imagePullSecrets`), in the Job's namespace.
+    pub image_pull_secrets: Vec<String>,
 }
 
 impl Default for JobSettings {
@@ -48,6 +51,7 @@ impl Default for JobSettings {
             env_secret: "borcelle-env".to_owned(),
             env_configmap: None,
             service_account: "borcelle-worker".to_owned(),
+            image_pull_secrets: Vec::new(),
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct Context {
     pub backoff: ErrorBackoff,
     /// Finished Jobs whose `SawCompletedJob` this process has reported.
     pub reported: ReportedRuns,
+    /// The owned Jobs, from the controllers' Job watches.
+    pub jobs_cache: JobCaches,
 }
 
 /// What was reported about a finished Job.
@@ -129,6 +135,7 @@ impl Context {
             metrics,
             backoff: ErrorBackoff::default(),
             reported: ReportedRuns::default(),
+            jobs_cache: JobCaches::default(),
         }
     }
 

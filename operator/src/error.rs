@@ -14,6 +14,9 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("Job {0} already exists and is not owned by this resource")]
     JobNameTaken(String),
+    /// The status was written since it was read (the write carried the old resourceVersion).
+    #[error("the status changed since it was read")]
+    StaleStatus,
 }
 
 impl Error {
@@ -34,6 +37,7 @@ impl Error {
             Error::MissingNamespace(_) | Error::MissingUid(_) => "incomplete_object",
             Error::Serialize(_) => "serialize",
             Error::JobNameTaken(_) => "job_name_taken",
+            Error::StaleStatus => "stale_status",
         }
     }
 

@@ -8,9 +8,9 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, Pod, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference,
+    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -158,6 +158,9 @@ pub fn build_job<K: Occurring>(obj: &K, scheduled: DateTime<Utc>, settings: &Job
             ..PodSecurityContext::default()
         }),
         containers: vec![container],
+        image_pull_secrets: (!settings.image_pull_secrets.is_empty()).then(|| {
+            settings.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect()
+        }),
         volumes: Some(vec![Volume {
             name: "tmp".to_owned(),
             empty_dir: Some(EmptyDirVolumeSource {

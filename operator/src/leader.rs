@@ -3,9 +3,12 @@
 //! The rules are client-go's: a candidate takes the Lease only after it has seen the same Lease
 //! record unchanged for a whole `leaseDurationSeconds` of its own (monotonic) clock, or when the
 //! Lease has no holder; every write carries the `resourceVersion` it read, so of two candidates
-//! writing at once the API server accepts one and answers 409 Conflict to the other. A leader
-//! counts itself leader only until `renew_deadline` (shorter than the lease duration) after the
-//! start of its last successful renewal, so it stops before anyone else may start.
+//! writing at once the API server accepts one and answers 409 Conflict to the other. As in
+//! client-go, a renewal cycle starts a retry period after the last successful one and may take up
+//! to `renew_deadline` (a slow API server must not cost the Lease while a renewal can still
+//! succeed); a leader counts itself leader until that cycle's end, and never past `lease_duration`
+//! after its last write was sent (no one else may take the Lease before that write's record has
+//! stood unchanged for a lease duration), so it stops before anyone else may start.
 
 use std::time::{Duration, Instant};
 
@@ -74,14 +77,14 @@ pub struct LeaseElector {
     settings: LeaseSettings,
     /// The last record seen, and when (our clock) it was first seen.
     observed: Option<(LeaseRecord, Instant)>,
-    /// When the last successful acquisition or renewal started.
-    renewed_at: Option<Instant>,
+    /// Until when we may act as leader (after a successful acquisition or renewal).
+    valid_until: Option<Instant>,
 }
 
 impl LeaseElector {
     /// `api` must be namespaced to `settings.namespace`.
     pub fn new(api: Api<Lease>, settings: LeaseSettings) -> Self {
-        LeaseElector { api, settings, observed: None, renewed_at: None }
+        LeaseElector { api, settings, observed: None, valid_until: None }
     }
 
     pub fn settings(&self) -> &LeaseSettings {
@@ -95,7 +98,7 @@ impl LeaseElector {
 
     /// Until when we may act as leader, if we hold the Lease.
     pub fn leader_until(&self) -> Option<Instant> {
-        self.renewed_at.map(|at| at + self.settings.renew_deadline)
+        self.valid_until
     }
 
     fn lease_duration_of(&self, record: &LeaseRecord) -> Duration {
@@ -109,15 +112,20 @@ impl LeaseElector {
         i32::try_from(self.settings.lease_duration.as_secs()).unwrap_or(i32::MAX)
     }
 
-    fn won(&mut self, started: Instant, lease: &Lease) {
-        self.renewed_at = Some(started);
-        self.observed = Some((LeaseRecord::of(lease), started));
+    /// A write that was sent at `sent` and answered at `answered` succeeded.
+    fn won(&mut self, sent: Instant, answered: Instant, lease: &Lease) {
+        let next_cycle_ends = answered + self.settings.retry_period + self.settings.renew_deadline;
+        self.valid_until = Some(next_cycle_ends.min(sent + self.settings.lease_duration));
+        self.observed = Some((LeaseRecord::of(lease), sent));
     }
 
     /// One round: take the Lease if it is free or expired, renew it if ours. `now` is when the
     /// round started (monotonic), `wall` the time written into the Lease. Returns whether we hold
     /// it. Errors (the API unreachable) leave leadership to expire by [`Self::is_leader`].
     pub async fn try_acquire_or_renew(&mut self, now: Instant, wall: DateTime<Utc>) -> Result<bool, Error> {
+        // Times inside the round, measured from `now` (tests give simulated round starts).
+        let round = Instant::now();
+        let at = move || now + round.elapsed();
         let wall = MicroTime(to_jiff(wall));
         let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
             let lease = Lease {
@@ -135,13 +143,14 @@ impl LeaseElector {
                     ..LeaseSpec::default()
                 }),
             };
+            let sent = at();
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
-                    self.won(now, &created);
+                    self.won(sent, at(), &created);
                     Ok(true)
                 }
                 Err(err) if status_code(&err) == Some(409) => {
-                    self.renewed_at = None;
+                    self.valid_until = None;
                     Ok(false)
                 }
                 Err(err) => Err(err.into()),
@@ -157,7 +166,7 @@ impl LeaseElector {
             spec.renew_time = Some(wall);
             spec.lease_duration_seconds = Some(self.duration_seconds());
         } else {
-            self.renewed_at = None;
+            self.valid_until = None;
             let seen_at = self.observed.as_ref().map_or(now, |(_, at)| *at);
             if record.holder.is_some() && now < seen_at + self.lease_duration_of(&record) {
                 return Ok(false);
@@ -170,13 +179,14 @@ impl LeaseElector {
         }
         lease.spec = Some(spec);
         // `lease.metadata.resourceVersion` is the one read: a concurrent write makes this a 409.
+        let sent = at();
         match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
             Ok(updated) => {
-                self.won(now, &updated);
+                self.won(sent, at(), &updated);
                 Ok(true)
             }
             Err(err) if status_code(&err) == Some(409) => {
-                self.renewed_at = None;
+                self.valid_until = None;
                 Ok(false)
             }
             Err(err) => Err(err.into()),
@@ -185,7 +195,7 @@ impl LeaseElector {
 
     /// Gives the Lease up (on shutdown) so that another replica takes over at once.
     pub async fn release(&mut self, wall: DateTime<Utc>) -> Result<(), Error> {
-        let was_leader = self.renewed_at.take().is_some();
+        let was_leader = self.valid_until.take().is_some();
         if !was_leader {
             return Ok(());
         }

@@ -6,6 +6,7 @@
 //! health and metrics. `main.rs` only parses arguments and calls them.
 
 pub mod backoff;
+pub mod cache;
 pub mod context;
 pub mod error;
 pub mod job;
@@ -17,6 +18,7 @@ pub mod reconcile;
 pub mod run;
 pub mod server;
 pub mod time;
+pub mod webhook;
 
 pub use context::{Clock, Context, JobSettings};
 pub use error::Error;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use borcelle_crds::{BroadcastStatus, RunRef};
+use borcelle_operator::Kind;
 use borcelle_operator::reconcile;
 use kube::runtime::controller::Action;
 use serde_json::json;
@@ -27,7 +28,6 @@ async fn a_send_now_broadcast_starts_one_job_and_is_running() {
     let (action, status) = verify_with(
         server,
         |mut server| async move {
-            expect_job_list(&mut server, "Broadcast", NAME, &[]).await;
             let create = server.expect(Method::POST, JOBS_PATH).await;
             let job = &create.body;
             assert_eq!(job["metadata"]["name"], JOB);
@@ -84,10 +84,10 @@ async fn a_completed_delivery_makes_the_broadcast_delivered_with_its_recipients(
     let complete = finished(job_for(&bc, created), true, done_at);
     let (ctx, server) = context(utc(2026, 11, 24, 9, 1, 0));
     let object = bc.clone();
+    index_jobs(&ctx, Kind::Broadcast, &[complete]);
     let (action, status) = verify_with(
         server,
         |mut server| async move {
-            expect_job_list(&mut server, "Broadcast", NAME, &[complete]).await;
             let pods = server.expect(Method::GET, PODS_PATH).await;
             let pod = pod_with_message(JOB, r#"{"delivered":40,"failed":0,"recipients":41}"#, done_at);
             pods.respond(200, &list("PodList", "v1", &[pod]));
@@ -119,10 +119,10 @@ async fn a_failed_delivery_without_a_termination_message_counts_zero() {
     let failed = finished(job_for(&bc, created), false, utc(2026, 11, 24, 9, 0, 55));
     let (ctx, server) = context(utc(2026, 11, 24, 9, 1, 0));
     let object = bc.clone();
+    index_jobs(&ctx, Kind::Broadcast, &[failed]);
     let (action, status) = verify_with(
         server,
         |mut server| async move {
-            expect_job_list(&mut server, "Broadcast", NAME, &[failed]).await;
             server.expect(Method::GET, PODS_PATH).await.respond(200, &list::<()>("PodList", "v1", &[]));
             let event = expect_event(&mut server, "SawCompletedJob", NAME).await;
             assert!(event["note"].as_str().unwrap().contains("status: Failed"));
@@ -149,7 +149,6 @@ async fn a_broadcast_at_a_later_time_is_scheduled_for_it() {
     let (action, status) = verify_with(
         server,
         |mut server| async move {
-            expect_job_list(&mut server, "Broadcast", NAME, &[]).await;
             let status = expect_status_apply(&mut server, &broadcast_status_path(NAME), &object).await;
             (server, status)
         },
@@ -172,7 +171,6 @@ async fn an_expired_broadcast_starts_nothing() {
     let (action, status) = verify_with(
         server,
         |mut server| async move {
-            expect_job_list(&mut server, "Broadcast", NAME, &[]).await;
             let status = expect_status_apply(&mut server, &broadcast_status_path(NAME), &object).await;
             (server, status)
         },

@@ -194,6 +194,8 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 #[derive(Default)]
 struct ClusterState {
     jobs: Vec<Job>,
+    /// The operator's Job cache, fed as its Job watch would be.
+    watch: borcelle_operator::cache::JobCache,
     /// The containers still running, by Job name: deleting the Job kills its container.
     running: HashMap<String, Child>,
     /// The terminated pod of each Job that ran.
@@ -238,6 +240,7 @@ impl ClusterState {
                 job.metadata.creation_timestamp = Some(Time(to_jiff(now)));
                 job.status = Some(JobStatus { active: Some(1), ..JobStatus::default() });
                 self.jobs.push(job.clone());
+                self.watch.apply(&kube::runtime::watcher::Event::Apply(job.clone()));
                 (201, serde_json::to_value(job).unwrap())
             }
             ("GET", _) if job_name.is_some() => match self.jobs.iter().find(|j| j.metadata.name == job_name) {
@@ -245,6 +248,10 @@ impl ClusterState {
                 None => (404, status_of(404, "NotFound")),
             },
             ("DELETE", _) if job_name.is_some() => {
+                let deleted: Vec<Job> = self.jobs.iter().filter(|j| j.metadata.name == job_name).cloned().collect();
+                for job in deleted {
+                    self.watch.apply(&kube::runtime::watcher::Event::Delete(job));
+                }
                 self.jobs.retain(|j| j.metadata.name != job_name);
                 if let Some(mut container) = job_name.and_then(|name| self.running.remove(&name)) {
                     let _ = container.kill();
@@ -295,13 +302,14 @@ impl<K: Occurring> Cluster<K> {
         sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1").bind(owner.id()).execute(&db.pool).await.unwrap();
         db.seed_contacts(owner, "bo", 1).await;
         let clock = Arc::new(Mutex::new(Utc::now()));
-        let state =
-            Arc::new(Mutex::new(ClusterState { object: serde_json::to_value(&object).unwrap(), ..Default::default() }));
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
         let reading = clock.clone();
         let jobs = JobSettings { image: "registry.example/borcelle:test".to_owned(), ..JobSettings::default() };
         let ctx = Context::new(client, jobs, Arc::new(move || *reading.lock().unwrap()), Arc::new(Metrics::new()));
+        let watch = ctx.jobs_cache.of(K::KIND).clone();
+        let object = serde_json::to_value(&object).unwrap();
+        let state = Arc::new(Mutex::new(ClusterState { object, watch, ..Default::default() }));
         let server = tokio::spawn(serve_api(handle, state.clone(), clock.clone()));
         let logs = std::env::temp_dir().join(unique("borcelle-parity-"));
         std::fs::create_dir_all(&logs).unwrap();
@@ -469,6 +477,11 @@ impl<K: Occurring> Cluster<K> {
             ..Pod::default()
         };
         state.pods.insert(name.to_owned(), pod);
+        // The Job watch shows the finished Job.
+        let finished = state.jobs.iter().find(|j| j.metadata.name.as_deref() == Some(name)).cloned();
+        if let Some(job) = finished {
+            state.watch.apply(&kube::runtime::watcher::Event::Apply(job));
+        }
     }
 }
 

@@ -105,9 +105,11 @@ impl<K: Occurring> Reconciler<'_, K> {
     /// Deletes a Job and its pods (in the background); one already gone is fine.
     pub(super) async fn delete_job(&self, name: &str) -> Result<(), Error> {
         match self.jobs.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(err) if crate::error::status_code(&err) == Some(404) => Ok(()),
-            Err(err) => Err(err.into()),
+            Ok(_) => {}
+            Err(err) if crate::error::status_code(&err) == Some(404) => {}
+            Err(err) => return Err(err.into()),
         }
+        self.ctx.jobs_cache.of(K::KIND).deleting(&self.uid, name);
+        Ok(())
     }
 }

@@ -14,14 +14,14 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::Instrument;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::job::{self, OwnedJob};
+use crate::job::OwnedJob;
 use crate::kinds::Occurring;
 use crate::time::to_chrono;
 
@@ -39,7 +39,14 @@ pub async fn reconcile<K: Occurring>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
         namespace = obj.namespace().as_deref().unwrap_or_default(),
         name = %obj.name_any(),
     );
-    let result = reconcile_object(obj.as_ref(), &ctx).instrument(span).await;
+    let result = match reconcile_object(obj.as_ref(), &ctx).instrument(span).await {
+        // Worked from a status older than the stored one: look again once the watch has it.
+        Err(Error::StaleStatus) => {
+            tracing::debug!("status changed since it was read: reconciling again");
+            Ok(Action::requeue(MIN_REQUEUE))
+        }
+        other => other,
+    };
     ctx.metrics.reconciled(K::KIND, started.elapsed().as_secs_f64());
     match &result {
         Ok(_) => ctx.backoff.succeeded(&object_key(obj.as_ref())),
@@ -114,7 +121,7 @@ async fn reconcile_object<K: Occurring>(obj: &K, ctx: &Context) -> Result<Action
         Err(err) => return run.invalid_spec(&err).await,
     };
 
-    let mut owned = run.list_jobs().await?;
+    let mut owned = run.owned_jobs();
     run.observe_finished(&owned).await?;
     run.prune_history(&mut owned).await?;
 
@@ -169,27 +176,34 @@ impl<K: Occurring> Reconciler<'_, K> {
         Ok(Action::await_change())
     }
 
-    /// The Jobs this object controls.
-    async fn list_jobs(&self) -> Result<Vec<OwnedJob>, Error> {
-        let params = ListParams::default().labels(&job::selector(K::KIND, &self.name));
-        let jobs = self.jobs.list(&params).await?;
-        Ok(jobs.items.iter().filter(|j| job::controlled_by(j, &self.uid)).filter_map(OwnedJob::from_job).collect())
+    /// The Jobs this object controls, from the Job watch's cache (never a list per reconcile).
+    fn owned_jobs(&self) -> Vec<OwnedJob> {
+        self.ctx.jobs_cache.of(K::KIND).jobs_of(&self.uid)
     }
 
-    /// Writes the status by server-side apply, unless it already reads so.
+    /// Writes the status by server-side apply, unless it already reads so. The write carries the
+    /// resourceVersion the status was read at: a reconcile working from a cached status older than
+    /// the last write (the watch not caught up yet) is refused (409) and looks again, instead of
+    /// putting an older `lastRun` back.
     async fn write_status(&self) -> Result<(), Error> {
         let status = K::status_from(&self.state);
         if self.obj.status_is(&status) {
             return Ok(());
         }
-        let patch = serde_json::json!({
+        let mut patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": status,
         });
+        if let Some(version) = &self.obj.meta().resource_version {
+            patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+        }
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         let params = PatchParams::apply(crate::FIELD_MANAGER).force();
-        api.patch_status(&self.name, &params, &Patch::Apply(&patch)).await?;
-        Ok(())
+        match api.patch_status(&self.name, &params, &Patch::Apply(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(err) if crate::error::status_code(&err) == Some(409) => Err(Error::StaleStatus),
+            Err(err) => Err(err.into()),
+        }
     }
 }

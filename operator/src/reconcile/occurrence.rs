@@ -105,13 +105,15 @@ impl<K: Occurring> Reconciler<'_, K> {
                 self.ctx.metrics.job_created(K::KIND, lag);
                 tracing::info!(job = %name, scheduled = %job::rfc3339(scheduled), lag_seconds = lag, "created Job");
                 self.event(EventType::Normal, "SuccessfulCreate", "CreateJob", format!("Created job {name}")).await;
-                owned.push(OwnedJob {
+                let created = OwnedJob {
                     name,
                     occurrence: scheduled,
                     outcome: JobOutcome::Running,
                     finished_at: None,
                     deleting: false,
-                });
+                };
+                self.ctx.jobs_cache.of(K::KIND).created(&self.uid, created.clone());
+                owned.push(created);
                 Ok(())
             }
             Err(err) if status_code(&err) == Some(409) => {
@@ -129,6 +131,7 @@ impl<K: Occurring> Reconciler<'_, K> {
                     finished_at: None,
                     deleting: false,
                 });
+                self.ctx.jobs_cache.of(K::KIND).created(&self.uid, adopted.clone());
                 if !owned.iter().any(|j| j.name == adopted.name) {
                     owned.push(adopted);
                 }

@@ -12,7 +12,7 @@ use borcelle_crds::{Broadcast, BroadcastSpec, Recipients, ScheduledReminder, Sch
 use borcelle_operator::context::{Context, JobSettings, fixed_clock};
 use borcelle_operator::metrics::Metrics;
 use borcelle_operator::time::to_jiff;
-use borcelle_operator::{Occurring, job};
+use borcelle_operator::{Kind, Occurring, job};
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -291,6 +291,13 @@ pub fn reminder_status_path(name: &str) -> String {
 
 pub fn broadcast_status_path(name: &str) -> String {
     format!("/apis/crm.borcelle.io/v1alpha1/namespaces/team-a/broadcasts/{name}/status")
+}
+
+/// Puts `jobs` into the context's Job cache, as the controller's Job watch would have.
+pub fn index_jobs(ctx: &Context, kind: Kind, jobs: &[Job]) {
+    for job in jobs {
+        ctx.jobs_cache.of(kind).apply(&kube::runtime::watcher::Event::Apply(job.clone()));
+    }
 }
 
 /// Expects the Job list of `kind`'s resource `name`, answering with `jobs`.
