@@ -26,7 +26,14 @@ use crate::text;
     printcolumn(name = "Title", type_ = "string", json_path = ".spec.title"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Recipients", type_ = "integer", json_path = ".status.recipients"),
-    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
+    // A string column, not a date: kubectl shows a date column as the age of the time, and the age
+    // of a future time as `<invalid>`. Next is always ahead, so it shows the RFC 3339 time as stored.
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime",
+        description = "When the next delivery is due (RFC 3339, UTC)."
+    ),
     printcolumn(name = "Delivered", type_ = "date", json_path = ".status.deliveredAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

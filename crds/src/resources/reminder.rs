@@ -26,7 +26,14 @@ use crate::text;
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Time Zone", type_ = "string", json_path = ".spec.timeZone"),
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
+    // A string column, not a date: kubectl shows a date column as the age of the time, and the age
+    // of a future time as `<invalid>`. Next is always ahead, so it shows the RFC 3339 time as stored.
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime",
+        description = "When the next occurrence is due (RFC 3339, UTC)."
+    ),
     printcolumn(name = "Last", type_ = "date", json_path = ".status.lastScheduleTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
