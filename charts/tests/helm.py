@@ -12,6 +12,18 @@ So, for every set of values:
 So the manifests come from Helm's real engine (Go templates, Sprig, `.Capabilities`), exactly as
 `helm template` writes them, and the lint messages are Helm's. Lint mode differs from install in
 one way: `required` and `fail` only log (collected here as `missing_required` and `failures`).
+
+Lint renders with Helm's default capabilities: the built-in Kubernetes APIs only, and helm-sdkpy
+offers no `--api-versions`. To render as on a cluster that also serves a custom kind (e.g.
+monitoring.coreos.com/v1/ServiceMonitor), `render(..., api_versions=[...])` turns each
+`.Capabilities.APIVersions.Has "<that kind>"` of the copied templates into `true`; asking for a
+kind that no template checks that way is an error, so the checks cannot silently go stale.
+
+Lint has no cluster either, so Helm's `lookup` finds nothing there (as in `helm template`). To
+render as on a cluster that holds an object already (e.g. a release being upgraded),
+`render(..., lookups={("<apiVersion>", "<Kind>"): {...}})` turns each
+`lookup "<apiVersion>" "<Kind>" <namespace> <name>` of the copied templates into that object
+(whatever the namespace and name); again, a lookup that no template makes is an error.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import asyncio
 import base64
 import copy
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -37,6 +50,8 @@ DUMP_MARK = "BORCELLE-CHECK-DUMP"
 _DUMP_LINE = re.compile(DUMP_MARK + r" (\S+) ([A-Za-z0-9+/=]*)\"")
 _REQUIRED_LINE = re.compile(r"missing required value message=(\".*\")")
 _FAIL_LINE = re.compile(r"funcMap fail message=(\"(?!" + DUMP_MARK + r").*\")")
+_HAS_API = re.compile(r'\$?\.Capabilities\.APIVersions\.Has\s+"([^"]+)"')
+_LOOKUP = re.compile(r'\blookup\s+"([^"]*)"\s+"([^"]*)"\s+(?:"[^"]*"|\$?[\w.]+)\s+(?:"[^"]*"|\$?[\w.]+)')
 
 
 @dataclasses.dataclass
@@ -53,6 +68,8 @@ class Rendered:
     """The outcome of linting and rendering the chart with one set of values."""
 
     values: dict[str, Any]
+    # The APIs beyond the built-in ones the chart was rendered as served (render's api_versions).
+    api_versions: tuple[str, ...]
     lint: list[LintMessage]
     # Template file name -> rendered text (NOTES.txt included).
     files: dict[str, str]
@@ -156,20 +173,71 @@ def lint_chart(chart_dir: Path = CHART) -> list[LintMessage]:
     return _messages(result)
 
 
-def render(overrides: dict[str, Any] | None = None) -> Rendered:
-    """Lints the chart with the defaults merged with `overrides`, and renders every template."""
+def _serve_apis(chart_dir: Path, api_versions: list[str]) -> None:
+    """Makes the templates of the copy at `chart_dir` see `api_versions` as served (see above)."""
+    checked: set[str] = set()
+
+    def served(match: re.Match) -> str:
+        if match.group(1) not in api_versions:
+            return match.group(0)
+        checked.add(match.group(1))
+        return "true"
+
+    for path in sorted((chart_dir / "templates").iterdir()):
+        if path.is_file():
+            text = path.read_text()
+            if (patched := _HAS_API.sub(served, text)) != text:
+                path.write_text(patched)
+    if unchecked := sorted(set(api_versions) - checked):
+        raise ValueError(f"no template checks .Capabilities.APIVersions.Has for {unchecked}")
+
+
+def _found_by_lookup(chart_dir: Path, lookups: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Makes the `lookup`s of the templates of the copy at `chart_dir` find `lookups` (see above)."""
+    made: set[tuple[str, str]] = set()
+
+    def found(match: re.Match) -> str:
+        key = (match.group(1), match.group(2))
+        if key not in lookups:
+            return match.group(0)
+        made.add(key)
+        text = json.dumps(lookups[key])
+        if "`" in text:
+            raise ValueError(f"a backquote in the object of lookup {key}")
+        return f"fromJson `{text}`"
+
+    for path in sorted((chart_dir / "templates").iterdir()):
+        if path.is_file():
+            text = path.read_text()
+            if (patched := _LOOKUP.sub(found, text)) != text:
+                path.write_text(patched)
+    if unmade := sorted(set(lookups) - made):
+        raise ValueError(f"no template looks up {unmade}")
+
+
+def render(
+    overrides: dict[str, Any] | None = None,
+    api_versions: list[str] | tuple[str, ...] = (),
+    lookups: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> Rendered:
+    """Lints the chart with the defaults merged with `overrides`, and renders every template, on a
+    cluster that serves the built-in APIs and `api_versions` (as in `--api-versions`) and, when
+    given, holds the objects of `lookups` ((apiVersion, kind) -> object) for `lookup` to find."""
     values = merge(default_values(), overrides or {})
     chart_name = yaml.safe_load((CHART / "Chart.yaml").read_text())["name"]
     with tempfile.TemporaryDirectory(prefix="borcelle-chart-") as tmp:
         chart_dir = Path(tmp) / chart_name
         shutil.copytree(CHART, chart_dir)
         (chart_dir / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+        _serve_apis(chart_dir, list(api_versions))
+        _found_by_lookup(chart_dir, lookups or {})
         files = _template_files(chart_dir)
         (chart_dir / "templates" / DUMP_FILE).write_text(_dump_template(chart_name, files))
         result, log = _lint_capturing_stderr(chart_dir)
     rendered = {name: base64.b64decode(text).decode() for name, text in _DUMP_LINE.findall(log)}
     return Rendered(
         values=values,
+        api_versions=tuple(api_versions),
         lint=_messages(result),
         files=rendered,
         missing_required=[yaml.safe_load(m) for m in _REQUIRED_LINE.findall(log)],

@@ -83,6 +83,44 @@ def rbac_diff(expected: dict[RoleKey, set[Atom]], actual: dict[RoleKey, set[Atom
     return problems
 
 
+# Resources whose every object a role must name (resourceNames), and the verbs allowed without a
+# name all the same: creating a Secret reads none (and create cannot be limited to a name).
+NAMED_ONLY = {
+    ("", "secrets"): {"create"},
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): set(),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): set(),
+}
+# Verbs that reach every object of a resource, resourceNames or not.
+EVERY_OBJECT_VERBS = {"list", "watch", "deletecollection"}
+
+
+def least_privilege_problems(actual: dict[RoleKey, set[Atom]]) -> list[str]:
+    """No role lists, watches or reads Secrets (or webhook configurations) beyond the ones it
+    names: the webhook's Secret and configuration are the only ones the operator may touch."""
+    problems = []
+    for key, granted in sorted(actual.items()):
+        for atom in sorted(granted):
+            group, resource, verb, name = atom
+            unnamed_ok = _unnamed_verbs(group, resource)
+            if unnamed_ok is None:
+                continue
+            if verb in EVERY_OBJECT_VERBS or verb == "*":
+                problems.append(f"{key[0]} {key[2]!r} reaches every object: {_show(atom)}")
+            elif not name and verb not in unnamed_ok:
+                problems.append(f"{key[0]} {key[2]!r} is not limited to named objects: {_show(atom)}")
+    return problems
+
+
+def _unnamed_verbs(group: str, resource: str) -> set[str] | None:
+    """The verbs allowed without a name on (group, resource) when it covers a NAMED_ONLY resource
+    (none through a wildcard), None when it covers none."""
+    if (group, resource) in NAMED_ONLY:
+        return NAMED_ONLY[(group, resource)]
+    if any(group in (g, "*") and resource in (r, "*") for g, r in NAMED_ONLY):
+        return set()
+    return None
+
+
 def _show(atom: Atom) -> str:
     group, resource, verb, name = atom
     where = f"{group}/{resource}" if group else resource
@@ -267,4 +305,105 @@ def metrics_problems(docs: list[Doc]) -> list[str]:
         for endpoint in monitor["spec"].get("endpoints") or []:
             if endpoint.get("port") not in names:
                 problems.append(f"{name_of(monitor)}: scrapes port {endpoint.get('port')}, which {names} lacks")
+    return problems
+
+
+# ---- admission webhook ------------------------------------------------------------------------
+
+# Namespaces a webhook that fails closed must never apply to: the cluster could not heal itself.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+WEBHOOK_PORT_NAME = "webhook"
+
+
+def _excluded_namespaces(webhook: Doc) -> set[str]:
+    out: set[str] = set()
+    for expr in (webhook.get("namespaceSelector") or {}).get("matchExpressions") or []:
+        if expr.get("key") == "kubernetes.io/metadata.name" and expr.get("operator") == "NotIn":
+            out.update(expr.get("values") or [])
+    return out
+
+
+def webhook_problems(docs: list[Doc]) -> list[str]:
+    """Each ValidatingWebhookConfiguration reaches the operator: every webhook calls, on port 443,
+    a rendered Service whose port targets the operator container's `webhook` port; it takes v1
+    reviews, has no side effects and never applies to the system namespaces. The operator is told
+    the Service's and the configuration's names, and BORCELLE_WEBHOOK is set exactly when a
+    configuration is rendered. With BORCELLE_WEBHOOK_CERT_DIR the directory is a read-only mount of
+    a rendered Certificate's Secret, whose CA cert-manager injects into every configuration."""
+    problems = []
+    configurations = [d for d in docs if d.get("kind") == "ValidatingWebhookConfiguration"]
+    services = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Service"}
+    certificates = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Certificate"}
+    operators = [
+        (w, pod) for w, pod in pod_specs(d for d in docs if d.get("kind") == "Deployment")
+        if w["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "operator"
+    ]
+    called: set[str] = set()
+    for configuration in configurations:
+        where = name_of(configuration)
+        for webhook in configuration.get("webhooks") or []:
+            at = f"{where} webhook {webhook.get('name')}"
+            if "v1" not in (webhook.get("admissionReviewVersions") or []):
+                problems.append(f"{at}: does not take admission.k8s.io/v1 reviews")
+            if webhook.get("sideEffects") not in ("None", "NoneOnDryRun"):
+                problems.append(f"{at}: sideEffects {webhook.get('sideEffects')}")
+            if missing := [ns for ns in SYSTEM_NAMESPACES if ns not in _excluded_namespaces(webhook)]:
+                problems.append(f"{at}: applies to {missing}")
+            target = (webhook.get("clientConfig") or {}).get("service") or {}
+            if webhook.get("clientConfig", {}).get("url"):
+                problems.append(f"{at}: calls a URL, not the operator's Service")
+            service = services.get(target.get("name"))
+            if service is None:
+                problems.append(f"{at}: calls Service {target.get('name')}, which the chart does not render")
+                continue
+            called.add(service["metadata"]["name"])
+            port = next((p for p in service["spec"].get("ports") or [] if p.get("port") == target.get("port", 443)), None)
+            if target.get("port", 443) != 443 or port is None:
+                problems.append(f"{at}: calls port {target.get('port', 443)}, which is not 443 on {name_of(service)}")
+            elif port.get("targetPort") != WEBHOOK_PORT_NAME:
+                problems.append(f"{name_of(service)}: port 443 targets {port.get('targetPort')}, not {WEBHOOK_PORT_NAME}")
+            selector = service["spec"].get("selector") or {}
+            selected = [pod for w, pod in operators
+                        if selector and all(w["spec"]["template"]["metadata"].get("labels", {}).get(k) == v
+                                            for k, v in selector.items())]
+            if not selected:
+                problems.append(f"{name_of(service)}: selects no operator pod")
+            for pod in selected:
+                ports = [p.get("name") for c in pod.get("containers") or [] for p in c.get("ports") or []]
+                if WEBHOOK_PORT_NAME not in ports:
+                    problems.append(f"{name_of(service)}: the operator pods have no port {WEBHOOK_PORT_NAME}")
+    for workload, pod in operators:
+        for c in pod.get("containers") or []:
+            where = f"{name_of(workload)} container {c.get('name')}"
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            if (env.get("BORCELLE_WEBHOOK") == "true") != bool(configurations):
+                problems.append(f"{where}: BORCELLE_WEBHOOK is {env.get('BORCELLE_WEBHOOK')!r} with "
+                                f"{len(configurations)} webhook configuration(s)")
+            if not configurations:
+                continue
+            if env.get("BORCELLE_WEBHOOK_SERVICE") not in called:
+                problems.append(f"{where}: BORCELLE_WEBHOOK_SERVICE {env.get('BORCELLE_WEBHOOK_SERVICE')!r} is not "
+                                f"the Service the webhooks call {sorted(called)}")
+            names = [d["metadata"]["name"] for d in configurations]
+            if env.get("BORCELLE_WEBHOOK_CONFIGURATION") not in names:
+                problems.append(f"{where}: BORCELLE_WEBHOOK_CONFIGURATION {env.get('BORCELLE_WEBHOOK_CONFIGURATION')!r} "
+                                f"is none of {names}")
+            cert_dir = env.get("BORCELLE_WEBHOOK_CERT_DIR")
+            injected = {(d.get("metadata", {}).get("annotations") or {}).get("cert-manager.io/inject-ca-from")
+                        for d in configurations}
+            if not cert_dir:
+                if certificates or injected != {None}:
+                    problems.append(f"{where}: keeps its own certificate, yet cert-manager issues one")
+                continue
+            mount = next((m for m in c.get("volumeMounts") or [] if m.get("mountPath") == cert_dir), None)
+            volume = next((v for v in pod.get("volumes") or [] if mount and v.get("name") == mount.get("name")), None)
+            secret = ((volume or {}).get("secret") or {}).get("secretName")
+            if mount is None or mount.get("readOnly") is not True:
+                problems.append(f"{where}: BORCELLE_WEBHOOK_CERT_DIR {cert_dir} is not a read-only mount")
+            issued = [name for name, cert in certificates.items() if cert["spec"].get("secretName") == secret]
+            if not issued:
+                problems.append(f"{where}: mounts Secret {secret!r} at {cert_dir}, which no Certificate issues")
+            elif len(injected) != 1 or not str(next(iter(injected))).endswith(f"/{issued[0]}"):
+                problems.append(f"{where}: the webhook configurations inject the CA of {sorted(map(str, injected))}, "
+                                f"not of Certificate {issued[0]}")
     return problems

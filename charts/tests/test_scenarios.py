@@ -36,14 +36,20 @@ class EveryScenario(unittest.TestCase):
         for scenario in SCENARIOS:
             with self.subTest(scenario=scenario):
                 r = rendered(scenario)
-                expected, _ = expected_rbac(r.values)
+                expected, _ = expected_rbac(r.values, r.api_versions)
                 self.assertEqual(rules.rbac_diff(expected, rules.rendered_roles(r.documents())), [])
+
+    def test_no_role_lists_or_reads_secrets_or_webhook_configurations_it_does_not_name(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.least_privilege_problems(rules.rendered_roles(r.documents())), [])
 
     def test_each_role_is_bound_to_its_own_account_only(self):
         for scenario in SCENARIOS:
             with self.subTest(scenario=scenario):
                 r = rendered(scenario)
-                _, accounts = expected_rbac(r.values)
+                _, accounts = expected_rbac(r.values, r.api_versions)
                 self.assertEqual(rules.binding_problems(r.documents(), accounts), [])
 
     def test_every_container_is_non_root_read_only_without_escalation_and_drops_all(self):
@@ -81,6 +87,12 @@ class EveryScenario(unittest.TestCase):
             with self.subTest(scenario=scenario):
                 r = rendered(scenario)
                 self.assertEqual(rules.selector_problems(r.documents()), [])
+
+    def test_the_admission_webhook_reaches_the_operator_and_spares_the_system_namespaces(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.webhook_problems(r.documents()), [])
 
     def test_pods_carry_the_checksum_of_the_rendered_configmap(self):
         for scenario in SCENARIOS:

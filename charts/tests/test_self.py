@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import unittest
 
+import helm
 import rules
 from chart import FULLNAME, OPERATOR_RULES, PROBE_EXEMPT, expected_rbac, rendered
 
@@ -80,6 +81,104 @@ class RbacCheckFails(unittest.TestCase):
         self.assertEqual(rules.binding_problems(d, accounts), [
             f"ClusterRoleBinding/{OPERATOR} binds [('ServiceAccount', 'default')], expected only ServiceAccount {OPERATOR!r}"
         ])
+
+
+class LeastPrivilegeCheckFails(unittest.TestCase):
+    def problems(self, d: list[dict]) -> list[str]:
+        return rules.least_privilege_problems(rules.rendered_roles(d))
+
+    def test_the_unchanged_chart_passes(self):
+        self.assertEqual(self.problems(docs()), [])
+
+    def test_on_listing_or_watching_secrets(self):
+        for verb in ("list", "watch"):
+            with self.subTest(verb):
+                d = docs()
+                find(d, "Role", f"{OPERATOR}-webhook")["rules"][1]["verbs"].append(verb)
+                self.assertEqual(self.problems(d), [
+                    f"Role '{OPERATOR}-webhook' reaches every object: {verb} secrets (only '{FULLNAME}-operator-webhook-tls')"
+                ])
+
+    def test_on_reading_every_secret(self):
+        d = docs()
+        del find(d, "Role", f"{OPERATOR}-webhook")["rules"][1]["resourceNames"]
+        self.assertEqual(self.problems(d), [f"Role '{OPERATOR}-webhook' is not limited to named objects: get secrets"])
+
+    def test_on_updating_every_webhook_configuration(self):
+        d = docs()
+        del find(d, "ClusterRole", f"{OPERATOR}-webhook")["rules"][0]["resourceNames"]
+        self.assertEqual(self.problems(d), [
+            f"ClusterRole '{OPERATOR}-webhook' is not limited to named objects: get admissionregistration.k8s.io/validatingwebhookconfigurations",
+            f"ClusterRole '{OPERATOR}-webhook' is not limited to named objects: update admissionregistration.k8s.io/validatingwebhookconfigurations",
+        ])
+
+    def test_on_a_wildcard_resource_that_covers_secrets(self):
+        d = docs()
+        find(d, "ClusterRole", OPERATOR)["rules"].append({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]})
+        self.assertEqual(self.problems(d), [f"ClusterRole {OPERATOR!r} is not limited to named objects: get *"])
+
+
+def webhook_docs(scenario: str = "defaults") -> list[dict]:
+    return copy.deepcopy(rendered(scenario).documents())
+
+
+def operator_container(documents: list[dict]) -> dict:
+    return find(documents, "Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]
+
+
+class WebhookCheckFails(unittest.TestCase):
+    CONFIGURATION = f"ValidatingWebhookConfiguration/{OPERATOR}"
+
+    def test_the_unchanged_chart_passes_in_both_certificate_modes(self):
+        for scenario in ("defaults", "webhook with cert-manager", "no webhook"):
+            with self.subTest(scenario):
+                self.assertEqual(rules.webhook_problems(webhook_docs(scenario)), [])
+
+    def test_on_a_service_port_that_targets_the_metrics_port(self):
+        d = webhook_docs()
+        find(d, "Service", f"{OPERATOR}-webhook")["spec"]["ports"][0]["targetPort"] = "http"
+        self.assertEqual(rules.webhook_problems(d), [f"Service/{OPERATOR}-webhook: port 443 targets http, not webhook"] * 2)
+
+    def test_on_an_operator_without_the_webhook_port(self):
+        d = webhook_docs()
+        c = operator_container(d)
+        c["ports"] = [p for p in c["ports"] if p["name"] != "webhook"]
+        self.assertEqual(rules.webhook_problems(d), [f"Service/{OPERATOR}-webhook: the operator pods have no port webhook"] * 2)
+
+    def test_on_a_webhook_that_applies_to_kube_system(self):
+        d = webhook_docs()
+        webhook = find(d, "ValidatingWebhookConfiguration", OPERATOR)["webhooks"][1]
+        webhook["namespaceSelector"]["matchExpressions"][0]["values"].remove("kube-system")
+        self.assertEqual(rules.webhook_problems(d), [f"{self.CONFIGURATION} webhook broadcasts.crm.borcelle.io: applies to ['kube-system']"])
+
+    def test_on_the_operator_told_another_service(self):
+        d = webhook_docs()
+        env = next(e for e in operator_container(d)["env"] if e["name"] == "BORCELLE_WEBHOOK_SERVICE")
+        env["value"] = "borcelle-operator-webhook"
+        problems = rules.webhook_problems(d)
+        self.assertEqual(len(problems), 1)
+        self.assertIn("BORCELLE_WEBHOOK_SERVICE 'borcelle-operator-webhook' is not the Service the webhooks call", problems[0])
+
+    def test_on_the_webhook_served_without_a_configuration(self):
+        d = [x for x in webhook_docs() if x["kind"] != "ValidatingWebhookConfiguration"]
+        problems = rules.webhook_problems(d)
+        self.assertEqual(problems, [f"Deployment/{OPERATOR} container operator: BORCELLE_WEBHOOK is 'true' with 0 webhook configuration(s)"])
+
+    def test_on_a_cert_dir_mounting_a_secret_no_certificate_issues(self):
+        d = webhook_docs("webhook with cert-manager")
+        volume = find(d, "Deployment", OPERATOR)["spec"]["template"]["spec"]["volumes"][0]
+        volume["secret"]["secretName"] = "elsewhere"
+        problems = rules.webhook_problems(d)
+        self.assertEqual(len(problems), 1)
+        self.assertIn("mounts Secret 'elsewhere' at /etc/borcelle/webhook-tls, which no Certificate issues", problems[0])
+
+    def test_on_a_ca_injected_from_another_certificate(self):
+        d = webhook_docs("webhook with cert-manager")
+        annotations = find(d, "ValidatingWebhookConfiguration", OPERATOR)["metadata"]["annotations"]
+        annotations["cert-manager.io/inject-ca-from"] = "crm/other"
+        problems = rules.webhook_problems(d)
+        self.assertEqual(len(problems), 1)
+        self.assertIn("inject the CA of ['crm/other']", problems[0])
 
 
 class SecurityCheckFails(unittest.TestCase):
@@ -161,3 +260,16 @@ class MetricsCheckFails(unittest.TestCase):
         ingress = next(x for x in d if x["kind"] == "Ingress")
         ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {"name": "metrics"}
         self.assertEqual(len(rules.metrics_problems(d)), 1)
+
+
+class ApiVersionsFail(unittest.TestCase):
+    def test_on_an_api_that_no_template_checks(self):
+        # helm.render makes an API served by rewriting the templates' checks of it: a kind the
+        # chart stopped checking would otherwise go unnoticed.
+        with self.assertRaisesRegex(ValueError, r"example\.com/v1/Nothing"):
+            helm.render({}, ["example.com/v1/Nothing"])
+
+    def test_on_a_lookup_that_no_template_makes(self):
+        # Likewise for the objects `lookup` is made to find.
+        with self.assertRaisesRegex(ValueError, r"no template looks up \[\('v1', 'Secret'\)\]"):
+            helm.render({}, lookups={("v1", "Secret"): {}})

@@ -6,9 +6,15 @@ import hashlib
 import unittest
 
 import helm
+import rules
 from chart import (
+    CERT_MANAGER_API,
     FULLNAME,
     OPERATOR_ACCOUNT,
+    RELEASE_NAMESPACE,
+    SERVICE_MONITOR_API,
+    WEBHOOK_CONFIGURATION,
+    WEBHOOK_SECRET,
     WORKER_ACCOUNT,
     container,
     env_of,
@@ -21,6 +27,10 @@ API = FULLNAME
 OPERATOR = f"{FULLNAME}-operator"
 WORKER = f"{FULLNAME}-worker"
 CONFIG = f"{FULLNAME}-config"
+WEBHOOK_SERVICE = f"{FULLNAME}-operator-webhook"
+WEBHOOKS = ["scheduledreminders.crm.borcelle.io", "broadcasts.crm.borcelle.io"]
+SYSTEM_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease"]
+VWC = ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
 
 
 def config(r: helm.Rendered) -> dict:
@@ -69,6 +79,20 @@ class Operator(unittest.TestCase):
         self.assertEqual(env["POD_NAMESPACE"], {"fieldRef": {"fieldPath": "metadata.namespace"}})
         self.assertNotIn("BORCELLE_OPERATOR_NAMESPACE", env)
 
+    def test_the_operator_hands_its_jobs_the_image_pull_secrets_as_names_joined_by_commas(self):
+        pull_secrets = [{"name": "a"}, {"name": "b"}]
+        r = render({"imagePullSecrets": pull_secrets})
+        self.assertEqual(env_of(container(r, OPERATOR))["BORCELLE_WORKER_IMAGE_PULL_SECRETS"], "a,b")
+        for d in r.of_kind("Deployment") + r.of_kind("Job"):
+            self.assertEqual(d["spec"]["template"]["spec"]["imagePullSecrets"], pull_secrets, d["metadata"]["name"])
+        self.assertIn("imagePullSecrets a,b, which must exist in that namespace too", r.files["NOTES.txt"])
+
+    def test_without_image_pull_secrets_the_operator_passes_none_to_its_jobs(self):
+        r = rendered("defaults")
+        self.assertNotIn("BORCELLE_WORKER_IMAGE_PULL_SECRETS", env_of(container(r, OPERATOR)))
+        self.assertNotIn("imagePullSecrets", r.one("Deployment", OPERATOR)["spec"]["template"]["spec"])
+        self.assertNotIn("imagePullSecrets", r.files["NOTES.txt"])
+
     def test_two_replicas_elect_a_leader_through_the_lease_their_role_names(self):
         r = rendered("defaults")
         deployment = r.one("Deployment", OPERATOR)
@@ -81,7 +105,8 @@ class Operator(unittest.TestCase):
 
     def test_the_operator_is_probed_on_its_health_port(self):
         c = container(rendered("defaults"), OPERATOR)
-        self.assertEqual(c["ports"], [{"name": "http", "containerPort": 8081, "protocol": "TCP"}])
+        self.assertEqual(c["ports"], [{"name": "http", "containerPort": 8081, "protocol": "TCP"},
+                                      {"name": "webhook", "containerPort": 8443, "protocol": "TCP"}])
         self.assertEqual(env_of(c)["BORCELLE_OPERATOR_LISTEN"], "0.0.0.0:8081")
         self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "http"})
         self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http"})
@@ -90,7 +115,209 @@ class Operator(unittest.TestCase):
         r = rendered("operator watching one namespace")
         self.assertEqual(env_of(container(r, OPERATOR))["BORCELLE_OPERATOR_NAMESPACE"], "crm")
         self.assertEqual(r.one("Role", OPERATOR)["metadata"]["namespace"], "crm")
+        # Nothing cluster-wide but the webhook's: its configuration is cluster-scoped.
+        self.assertEqual([(d["kind"], d["metadata"]["name"]) for d in r.of_kind("ClusterRole") + r.of_kind("ClusterRoleBinding")],
+                         [("ClusterRole", f"{OPERATOR}-webhook"), ("ClusterRoleBinding", f"{OPERATOR}-webhook")])
+        self.assertEqual(r.one("ClusterRole", f"{OPERATOR}-webhook")["rules"], [{
+            "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+            "resourceNames": [WEBHOOK_CONFIGURATION], "verbs": ["get", "update"],
+        }])
+        r = render({"operator": {"watchNamespace": "crm"}}, [CERT_MANAGER_API])
         self.assertEqual(r.of_kind("ClusterRole") + r.of_kind("ClusterRoleBinding"), [])
+
+
+def webhook_configuration(r: helm.Rendered) -> dict:
+    return r.one("ValidatingWebhookConfiguration", WEBHOOK_CONFIGURATION)
+
+
+def webhooks(r: helm.Rendered) -> dict:
+    return {w["name"]: w for w in webhook_configuration(r)["webhooks"]}
+
+
+def operator_pod(r: helm.Rendered) -> dict:
+    return r.one("Deployment", OPERATOR)["spec"]["template"]["spec"]
+
+
+class Webhook(unittest.TestCase):
+    def test_the_webhook_configuration_checks_both_kinds_on_create_and_update(self):
+        r = rendered("defaults")
+        self.assertEqual(list(webhooks(r)), WEBHOOKS)
+        for resource in ("scheduledreminders", "broadcasts"):
+            with self.subTest(resource):
+                w = webhooks(r)[f"{resource}.crm.borcelle.io"]
+                self.assertEqual(w["rules"], [{
+                    "apiGroups": ["crm.borcelle.io"], "apiVersions": ["v1alpha1"], "resources": [resource],
+                    "operations": ["CREATE", "UPDATE"], "scope": "Namespaced",
+                }])
+                self.assertEqual((w["admissionReviewVersions"], w["sideEffects"], w["matchPolicy"]), (["v1"], "None", "Equivalent"))
+                self.assertEqual((w["failurePolicy"], w["timeoutSeconds"]), ("Fail", 5))
+                # No caBundle: the operator writes it (nothing to keep without a cluster to look it up in).
+                self.assertEqual(w["clientConfig"], {"service": {
+                    "name": WEBHOOK_SERVICE, "namespace": RELEASE_NAMESPACE, "path": "/validate", "port": 443,
+                }})
+        self.assertNotIn("annotations", webhook_configuration(r)["metadata"])
+
+    def test_the_selectors_spare_the_clusters_namespaces_and_the_apis_own_resources(self):
+        def selectors(r):
+            return [w["namespaceSelector"] for w in webhooks(r).values()]
+
+        # The release namespace is checked (production watches only it); the API's own resources
+        # are not, whatever namespace they are in: the API must not wait for the operator.
+        api_written = {"matchExpressions": [{"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["borcelle"]}]}
+        for scenario in ("defaults", "values-production.yaml"):
+            self.assertEqual([w["objectSelector"] for w in webhooks(rendered(scenario)).values()], [api_written] * 2)
+
+        def not_in(names):
+            return {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": names}]}
+
+        self.assertEqual(selectors(rendered("defaults")), [not_in(SYSTEM_NAMESPACES)] * 2)
+        r = render({"operator": {"webhook": {"excludeNamespaces": ["monitoring", "kube-system"]}}})
+        self.assertEqual(selectors(r), [not_in(SYSTEM_NAMESPACES + ["monitoring"])] * 2)
+
+    def test_failure_policy_and_timeout_follow_the_values(self):
+        r = render({"operator": {"webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10}}})
+        self.assertEqual({(w["failurePolicy"], w["timeoutSeconds"]) for w in webhooks(r).values()}, {("Ignore", 10)})
+        self.assertIn("failurePolicy Ignore", r.files["NOTES.txt"])
+
+    def test_the_service_sends_port_443_to_the_operators_webhook_port(self):
+        r = rendered("defaults")
+        service = r.one("Service", WEBHOOK_SERVICE)
+        self.assertEqual(service["spec"]["ports"], [{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}])
+        self.assertEqual(service["spec"]["selector"], r.one("Deployment", OPERATOR)["spec"]["selector"]["matchLabels"])
+        self.assertIn({"name": "webhook", "containerPort": 8443, "protocol": "TCP"}, container(r, OPERATOR)["ports"])
+        # The operator's metrics Service stays as it was, and only it is scraped.
+        self.assertEqual([p["name"] for p in r.one("Service", OPERATOR)["spec"]["ports"]], ["http"])
+        production = rendered("values-production.yaml")
+        monitor = production.one("ServiceMonitor", OPERATOR)["spec"]["selector"]["matchLabels"]
+        labels = production.one("Service", WEBHOOK_SERVICE)["metadata"]["labels"]
+        self.assertFalse(all(labels.get(k) == v for k, v in monitor.items()), "the ServiceMonitor selects the webhook Service")
+
+    def test_the_operator_serves_the_webhook_with_a_certificate_of_its_own(self):
+        r = rendered("defaults")
+        env = env_of(container(r, OPERATOR))
+        self.assertEqual({k: v for k, v in env.items() if k.startswith("BORCELLE_WEBHOOK")}, {
+            "BORCELLE_WEBHOOK": "true",
+            "BORCELLE_WEBHOOK_LISTEN": "0.0.0.0:8443",
+            "BORCELLE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "BORCELLE_WEBHOOK_SERVICE": WEBHOOK_SERVICE,
+            "BORCELLE_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION,
+        })
+        # The Secret is in the operator's namespace, which it learns from POD_NAMESPACE.
+        self.assertEqual(env["POD_NAMESPACE"], {"fieldRef": {"fieldPath": "metadata.namespace"}})
+        self.assertEqual(r.of_kind("Issuer") + r.of_kind("Certificate") + r.of_kind("Secret"), [])
+        self.assertNotIn("volumes", operator_pod(r))
+        self.assertNotIn("volumeMounts", container(r, OPERATOR))
+
+    def test_its_own_certificate_lets_the_operator_read_only_its_secret_and_write_only_its_configuration(self):
+        r = rendered("defaults")
+        self.assertEqual(r.one("Role", f"{OPERATOR}-webhook")["rules"], [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [WEBHOOK_SECRET], "verbs": ["get"]},
+        ])
+        self.assertEqual(r.one("ClusterRole", f"{OPERATOR}-webhook")["rules"], [{
+            "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+            "resourceNames": [WEBHOOK_CONFIGURATION], "verbs": ["get", "update"],
+        }])
+        for kind in ("RoleBinding", "ClusterRoleBinding"):
+            binding = r.one(kind, f"{OPERATOR}-webhook")
+            self.assertEqual(binding["roleRef"]["name"], f"{OPERATOR}-webhook")
+            self.assertEqual([s["name"] for s in binding["subjects"]], [OPERATOR_ACCOUNT])
+        granted = set().union(*rules.rendered_roles(r.documents()).values())
+        self.assertEqual({a for a in granted if a[1] == "secrets"},
+                         {("", "secrets", "create", ""), ("", "secrets", "get", WEBHOOK_SECRET)})
+
+    def test_cert_manager_issues_the_certificate_mounted_into_the_operator(self):
+        r = rendered("webhook with cert-manager")
+        name = WEBHOOK_SERVICE
+        self.assertEqual(r.one("Issuer", name)["spec"], {"selfSigned": {}})
+        certificate = r.one("Certificate", name)["spec"]
+        ns = RELEASE_NAMESPACE
+        self.assertEqual(certificate["dnsNames"], [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"])
+        self.assertEqual(certificate["issuerRef"], {"group": "cert-manager.io", "kind": "Issuer", "name": name})
+        pod, c = operator_pod(r), container(r, OPERATOR)
+        self.assertEqual(pod["volumes"], [{"name": "webhook-tls", "secret": {"secretName": certificate["secretName"]}}])
+        self.assertNotEqual(certificate["secretName"], WEBHOOK_SECRET)
+        self.assertEqual(c["volumeMounts"], [{"name": "webhook-tls", "mountPath": "/etc/borcelle/webhook-tls", "readOnly": True}])
+        env = env_of(c)
+        self.assertEqual(env["BORCELLE_WEBHOOK_CERT_DIR"], "/etc/borcelle/webhook-tls")
+        self.assertEqual(env["BORCELLE_WEBHOOK"], "true")
+        self.assertNotIn("BORCELLE_WEBHOOK_SECRET", env)
+        self.assertEqual(webhook_configuration(r)["metadata"]["annotations"],
+                         {"cert-manager.io/inject-ca-from": f"{RELEASE_NAMESPACE}/{name}"})
+        # The operator then touches no Secret and no webhook configuration.
+        roles = rules.rendered_roles(r.documents())
+        self.assertNotIn(("Role", "", f"{OPERATOR}-webhook"), roles)
+        self.assertNotIn(("ClusterRole", "", f"{OPERATOR}-webhook"), roles)
+        self.assertFalse([a for atoms in roles.values() for a in atoms
+                          if a[1] in ("secrets", "validatingwebhookconfigurations")])
+        self.assertIn("Its certificate comes from cert-manager", " ".join(r.files["NOTES.txt"].split()))
+
+    def test_cert_manager_auto_follows_the_cluster_while_true_and_false_decide_alone(self):
+        for scenario, cert_manager in (("defaults", False), ("webhook with cert-manager", True),
+                                       ("webhook with cert-manager asked for", True),
+                                       ("webhook without cert-manager although served", False),
+                                       ("values-production.yaml", True),
+                                       ("values-production.yaml without the Prometheus Operator", False)):
+            with self.subTest(scenario):
+                r = rendered(scenario)
+                env = env_of(container(r, OPERATOR))
+                self.assertEqual(len(r.of_kind("Certificate")), int(cert_manager))
+                self.assertEqual("BORCELLE_WEBHOOK_CERT_DIR" in env, cert_manager)
+                self.assertEqual("BORCELLE_WEBHOOK_SECRET" in env, not cert_manager)
+                roles = rules.rendered_roles(r.documents())
+                self.assertEqual(("Role", "", f"{OPERATOR}-webhook") in roles, not cert_manager)
+                self.assertEqual(("ClusterRole", "", f"{OPERATOR}-webhook") in roles, not cert_manager)
+
+    def test_an_upgrade_keeps_the_ca_bundle_the_cluster_holds(self):
+        existing = {"apiVersion": VWC[0], "kind": VWC[1], "metadata": {"name": WEBHOOK_CONFIGURATION}, "webhooks": [
+            {"name": WEBHOOKS[0], "clientConfig": {"service": {"name": WEBHOOK_SERVICE}, "caBundle": "Q0EtMQ=="}},
+            {"name": WEBHOOKS[1], "clientConfig": {"service": {"name": WEBHOOK_SERVICE}}},
+            {"name": "gone.crm.borcelle.io", "clientConfig": {"caBundle": "eA=="}},
+        ]}
+        r = render({}, lookups={VWC: existing})
+        self.assertEqual([w["clientConfig"].get("caBundle") for w in webhooks(r).values()], ["Q0EtMQ==", None])
+        self.assertEqual([str(m) for m in r.problems], [])
+        existing["webhooks"][1]["clientConfig"]["caBundle"] = "Q0EtMQ=="
+        r = render({}, [CERT_MANAGER_API], lookups={VWC: existing})
+        self.assertEqual([w["clientConfig"].get("caBundle") for w in webhooks(r).values()], ["Q0EtMQ==", "Q0EtMQ=="])
+        self.assertEqual(sorted(webhooks(r)), sorted(WEBHOOKS))
+
+    def test_without_the_webhook_nothing_of_it_is_rendered(self):
+        for r in (rendered("no webhook"), render({"operator": {"webhook": {"enabled": False}}}, [CERT_MANAGER_API])):
+            kinds = {d["kind"] for d in r.documents()}
+            self.assertFalse(kinds & {"ValidatingWebhookConfiguration", "Issuer", "Certificate"}, kinds)
+            names = {d["metadata"]["name"] for d in r.documents()}
+            self.assertFalse({WEBHOOK_SERVICE, f"{OPERATOR}-webhook"} & names)
+            c = container(r, OPERATOR)
+            self.assertEqual([k for k in env_of(c) if k.startswith("BORCELLE_WEBHOOK")], [])
+            self.assertEqual([p["name"] for p in c["ports"]], ["http"])
+            self.assertNotIn("volumes", operator_pod(r))
+            self.assertNotIn("admission webhook", r.files["NOTES.txt"])
+            self.assertEqual(r.files["operator-webhook.yaml"].strip(), "")
+            self.assertEqual(r.files["operator-webhook-certificate.yaml"].strip(), "")
+        policy = rendered("no webhook").one("NetworkPolicy", OPERATOR)
+        self.assertEqual([p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]], ["http"])
+
+    def test_without_the_operator_there_is_no_webhook(self):
+        r = rendered("no operator")
+        self.assertEqual(r.of_kind("ValidatingWebhookConfiguration"), [])
+        self.assertNotIn(WEBHOOK_SERVICE, [d["metadata"]["name"] for d in r.of_kind("Service")])
+
+    def test_the_network_policy_opens_the_webhook_port_to_every_source(self):
+        r = rendered("values-production.yaml")
+        ingress = r.one("NetworkPolicy", OPERATOR)["spec"]["ingress"]
+        self.assertIn({"ports": [{"port": "webhook", "protocol": "TCP"}]}, ingress)
+        metrics = next(rule for rule in ingress if rule["ports"][0]["port"] == "http")
+        self.assertEqual(metrics["from"], r.values["networkPolicy"]["metricsFrom"])
+        notes = " ".join(r.files["NOTES.txt"].split())
+        self.assertIn("The operator's NetworkPolicy lets every source reach the webhook port (8443)", notes)
+        self.assertNotIn("NetworkPolicy", rendered("defaults").files["NOTES.txt"])
+
+    def test_the_notes_tell_where_the_webhook_applies_and_where_its_certificate_is(self):
+        notes = " ".join(rendered("defaults").files["NOTES.txt"].split())
+        self.assertIn(f"ValidatingWebhookConfiguration {WEBHOOK_CONFIGURATION}, failurePolicy Fail", notes)
+        self.assertIn("in every namespace but kube-system, kube-public, kube-node-lease", notes)
+        self.assertIn(f"the Secret {WEBHOOK_SECRET} (made by the operator, so `helm uninstall` leaves it behind)", notes)
 
 
 class Delivery(unittest.TestCase):
@@ -151,6 +378,33 @@ class Production(unittest.TestCase):
             resources = d["spec"]["template"]["spec"]["containers"][0]["resources"]
             self.assertTrue(resources["requests"] and resources["limits"]["memory"], d["metadata"]["name"])
 
+    def test_production_values_with_the_prometheus_operator_render_both_service_monitors(self):
+        r = rendered("values-production.yaml")
+        monitors = {d["metadata"]["name"]: d for d in r.of_kind("ServiceMonitor")}
+        self.assertEqual(sorted(monitors), [API, OPERATOR])
+        self.assertEqual({m["apiVersion"] for m in monitors.values()}, {"monitoring.coreos.com/v1"})
+        self.assertEqual({m["metadata"]["labels"]["release"] for m in monitors.values()}, {"prometheus"})
+        self.assertIn("scrapes them through ServiceMonitors", r.files["NOTES.txt"])
+        self.assertNotIn("No ServiceMonitor was created", r.files["NOTES.txt"])
+
+    def test_production_values_without_the_prometheus_operator_render_no_service_monitor(self):
+        r = rendered("values-production.yaml without the Prometheus Operator")
+        self.assertTrue(r.values["metrics"]["serviceMonitor"]["enabled"])
+        self.assertEqual(r.of_kind("ServiceMonitor"), [])
+        self.assertEqual(r.files["servicemonitor.yaml"].strip(), "")
+        self.assertEqual([str(m) for m in r.problems], [])
+        notes = " ".join(r.files["NOTES.txt"].split())
+        self.assertIn("No ServiceMonitor was created although metrics.serviceMonitor.enabled is true", notes)
+        self.assertIn("(the Prometheus Operator is not installed), so they are skipped", notes)
+        # Everything else of the production setup is still there.
+        self.assertEqual(len(r.of_kind("NetworkPolicy")), 3)
+        self.assertEqual(len(r.of_kind("Deployment")), 3)
+
+    def test_service_monitors_stay_off_unless_asked_even_with_the_prometheus_operator(self):
+        r = render({}, [SERVICE_MONITOR_API])
+        self.assertEqual(r.of_kind("ServiceMonitor"), [])
+        self.assertNotIn("ServiceMonitor", r.files["NOTES.txt"])
+
     def test_the_public_url_follows_the_ingress_host_when_unset(self):
         r = render({"ingress": {"enabled": True, "tls": [{"secretName": "t", "hosts": ["crm.example.com"]}]}})
         self.assertEqual(config(r)["BORCELLE_PUBLIC_URL"], "https://crm.example.com")
@@ -200,6 +454,14 @@ REFUSED = [
     ("two operators without leader election", {"operator": {"leaderElection": False}}),
     ("scheduler kubernetes without the operator", {"scheduler": "kubernetes", "operator": {"enabled": False}}),
     ("an API keeping resources in the cluster without its own account", {"serviceAccount": {"create": False}}),
+    ("a bare name in imagePullSecrets", {"imagePullSecrets": ["regcred"]}),
+    ("an unknown webhook failurePolicy", {"operator": {"webhook": {"failurePolicy": "Retry"}}}),
+    ("a webhook timeout of 0", {"operator": {"webhook": {"timeoutSeconds": 0}}}),
+    ("a webhook timeout over 30 seconds", {"operator": {"webhook": {"timeoutSeconds": 31}}}),
+    ("a string for operator.webhook.enabled", {"operator": {"webhook": {"enabled": "yes"}}}),
+    ("an unknown certManager.enabled", {"operator": {"webhook": {"certManager": {"enabled": "maybe"}}}}),
+    ("a namespace name that is no DNS label", {"operator": {"webhook": {"excludeNamespaces": ["Kube_System"]}}}),
+    ("a misspelt webhook key", {"operator": {"webhook": {"failurePolcy": "Ignore"}}}),
 ]
 
 

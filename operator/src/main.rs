@@ -33,6 +33,9 @@ struct Args {
     /// Service account the worker pods run as.
     #[arg(long, env = "BORCELLE_WORKER_SERVICE_ACCOUNT", default_value = "borcelle-worker")]
     worker_service_account: String,
+    /// Secrets the worker pods pull the image with (comma-separated names, in the Jobs' namespace).
+    #[arg(long, env = "BORCELLE_WORKER_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    worker_image_pull_secrets: Vec<String>,
     /// Retries of a failed occurrence pod (Job backoffLimit).
     #[arg(long, env = "BORCELLE_JOB_BACKOFF_LIMIT", default_value_t = 3)]
     job_backoff_limit: i32,
@@ -57,6 +60,25 @@ struct Args {
     /// Log format.
     #[arg(long, env = "BORCELLE_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Serve the validating admission webhook that refuses unschedulable resources at `kubectl apply`.
+    #[arg(long, env = "BORCELLE_WEBHOOK", default_value_t = false, action = clap::ArgAction::Set)]
+    webhook: bool,
+    /// Address of the webhook's TLS listener.
+    #[arg(long, env = "BORCELLE_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    webhook_listen: SocketAddr,
+    /// Directory with `tls.crt` and `tls.key` (a mounted cert-manager Secret); without it the
+    /// operator keeps a certificate of its own in `--webhook-secret` and publishes its CA.
+    #[arg(long, env = "BORCELLE_WEBHOOK_CERT_DIR")]
+    webhook_cert_dir: Option<std::path::PathBuf>,
+    /// The Secret (in the operator's namespace) holding the operator's own webhook certificate.
+    #[arg(long, env = "BORCELLE_WEBHOOK_SECRET", default_value = "borcelle-operator-webhook-tls")]
+    webhook_secret: String,
+    /// The Service the API server reaches the webhook through (the certificate's names).
+    #[arg(long, env = "BORCELLE_WEBHOOK_SERVICE", default_value = "borcelle-operator-webhook")]
+    webhook_service: String,
+    /// The ValidatingWebhookConfiguration whose `caBundle` gets the operator's CA.
+    #[arg(long, env = "BORCELLE_WEBHOOK_CONFIGURATION", default_value = "borcelle-operator")]
+    webhook_configuration: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -101,6 +123,10 @@ async fn operate(args: Args) -> anyhow::Result<()> {
     let server =
         tokio::spawn(server::serve(listener, server::router(health.clone(), metrics.clone()), shutdown.clone()));
 
+    if args.webhook {
+        start_webhook(&args, &client, shutdown.clone()).await?;
+    }
+
     let host =
         args.pod_name.clone().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "borcelle-operator".into());
     let identity = format!("{host}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -111,6 +137,12 @@ async fn operate(args: Args) -> anyhow::Result<()> {
         env_secret: args.worker_env_secret,
         env_configmap: args.worker_env_configmap,
         service_account: args.worker_service_account,
+        image_pull_secrets: args
+            .worker_image_pull_secrets
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
     };
     let lease = args.leader_election.then(|| {
         let namespace = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
@@ -127,6 +159,32 @@ async fn operate(args: Args) -> anyhow::Result<()> {
     shutdown.cancel();
     server.await.context("the listener task")?.context("the listener")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Sets up the webhook's certificate and serves it until shutdown.
+async fn start_webhook(args: &Args, client: &kube::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use borcelle_operator::webhook::{self, CertSource};
+    let source = match &args.webhook_cert_dir {
+        Some(dir) => CertSource::Files(dir.clone()),
+        None => {
+            let namespace = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+            let names = webhook::service_names(&args.webhook_service, &namespace);
+            let pems = webhook::secret_certificate(client.clone(), &namespace, &args.webhook_secret, &names)
+                .await
+                .context("the webhook's certificate")?;
+            webhook::publish_ca(client.clone(), &args.webhook_configuration, &pems.ca)
+                .await
+                .context("publishing the webhook's CA")?;
+            CertSource::Pems(pems)
+        }
+    };
+    let config = webhook::tls_config(source).context("the webhook's TLS configuration")?;
+    let listener = tokio::net::TcpListener::bind(args.webhook_listen)
+        .await
+        .with_context(|| format!("binding {}", args.webhook_listen))?;
+    tracing::info!(address = %args.webhook_listen, "admission webhook listening");
+    tokio::spawn(webhook::serve(listener, webhook::router(), config, shutdown));
     Ok(())
 }
 

@@ -229,8 +229,108 @@ imagePullSecrets:
 {{- end }}
 
 {{/*
+Names of the imagePullSecrets, comma-separated (empty without any): the operator puts them into the
+pod spec of its occurrence Jobs (BORCELLE_WORKER_IMAGE_PULL_SECRETS), as borcelle.scheduling does
+into the chart's own pods.
+*/}}
+{{- define "borcelle.imagePullSecretNames" -}}
+{{- $names := list }}
+{{- range .Values.imagePullSecrets }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/*
+Whether the ServiceMonitors are rendered: asked for (metrics.serviceMonitor.enabled) and the
+cluster serves their kind (the Prometheus Operator's CRD). Without it, installing them would fail
+with `no matches for kind "ServiceMonitor"`. `helm template` knows only the built-in kinds unless
+given `--api-versions monitoring.coreos.com/v1/ServiceMonitor`.
+*/}}
+{{- define "borcelle.serviceMonitors" -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") }}true{{ end }}
+{{- end }}
+
+{{/*
 Name of the operator's leader-election Lease.
 */}}
 {{- define "borcelle.leaseName" -}}
 {{- default (include "borcelle.componentName" (list . "operator")) .Values.operator.leaseName }}
+{{- end }}
+
+{{/*
+Whether the operator's validating admission webhook is rendered (operator.webhook.enabled, with
+the operator): its ValidatingWebhookConfiguration, Service, certificate and RBAC.
+*/}}
+{{- define "borcelle.webhook" -}}
+{{- if and .Values.operator.enabled .Values.operator.webhook.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether cert-manager issues the webhook's certificate: operator.webhook.certManager.enabled true,
+or auto (the default) on a cluster that serves cert-manager.io/v1 Certificate (`helm template`
+needs --api-versions cert-manager.io/v1/Certificate to see it). Otherwise the operator keeps a
+certificate of its own in a Secret and writes its CA into the webhook configuration.
+*/}}
+{{- define "borcelle.webhookCertManager" -}}
+{{- if include "borcelle.webhook" . }}
+{{- $mode := toString .Values.operator.webhook.certManager.enabled }}
+{{- if or (eq $mode "true") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate")) }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the ValidatingWebhookConfiguration (cluster-scoped): "<fullname>-operator".
+*/}}
+{{- define "borcelle.webhookConfigurationName" -}}
+{{- include "borcelle.componentName" (list . "operator") }}
+{{- end }}
+
+{{/*
+Name of the Service the API server reaches the webhook through (the certificate's DNS names).
+*/}}
+{{- define "borcelle.webhookServiceName" -}}
+{{- include "borcelle.componentName" (list . "operator-webhook") }}
+{{- end }}
+
+{{/*
+Name of the Secret the operator keeps its own webhook certificate in (without cert-manager).
+*/}}
+{{- define "borcelle.webhookSecretName" -}}
+{{- include "borcelle.componentName" (list . "operator-webhook-tls") }}
+{{- end }}
+
+{{/*
+Name of cert-manager's Issuer and Certificate for the webhook, and of the Certificate's Secret.
+*/}}
+{{- define "borcelle.webhookCertificateName" -}}
+{{- include "borcelle.componentName" (list . "operator-webhook") }}
+{{- end }}
+
+{{- define "borcelle.webhookCertificateSecretName" -}}
+{{- include "borcelle.componentName" (list . "operator-webhook-cert") }}
+{{- end }}
+
+{{/*
+Where the operator reads the cert-manager certificate (tls.crt, tls.key) from.
+*/}}
+{{- define "borcelle.webhookCertDir" -}}
+/etc/borcelle/webhook-tls
+{{- end }}
+
+{{/*
+The DNS names of the webhook Service, as the operator puts them in its own certificate.
+*/}}
+{{- define "borcelle.webhookDnsNames" -}}
+{{- $svc := include "borcelle.webhookServiceName" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
+{{- end }}
+
+{{/*
+The namespaces the webhook never applies to, as a JSON list: the cluster's own, the release's (the
+operator's absence can never lock them out), and operator.webhook.excludeNamespaces.
+*/}}
+{{- define "borcelle.webhookExcludedNamespaces" -}}
+{{- concat (list "kube-system" "kube-public" "kube-node-lease") .Values.operator.webhook.excludeNamespaces | uniq | toJson }}
 {{- end }}

@@ -134,6 +134,8 @@ impl ScheduleStore for Cluster {
                 [
                     (OWNER_LABEL.to_owned(), scope.owner.unwrap_or(creator).to_string()),
                     (NAME_LABEL.to_owned(), name.to_owned()),
+                    // The operator's admission webhook skips objects with this label (the chart's
+                    // objectSelector): they were checked here, and must not wait for the operator.
                     ("app.kubernetes.io/managed-by".to_owned(), "borcelle".to_owned()),
                 ]
                 .into(),
@@ -263,6 +265,8 @@ mod tests {
         assert_eq!(body["metadata"]["name"], "weekly-0195f0a1");
         assert_eq!(body["metadata"]["labels"][OWNER_LABEL], OWNER);
         assert_eq!(body["metadata"]["labels"][NAME_LABEL], "weekly");
+        // The chart's admission webhook skips what carries it (the API checks its own objects).
+        assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "borcelle");
         assert_eq!(body["spec"]["schedule"], "@daily");
         let view = work.await.unwrap().unwrap();
         assert_eq!((view.name.as_str(), view.kind.as_str()), ("weekly", "ScheduledReminder"));
