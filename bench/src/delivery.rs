@@ -40,16 +40,19 @@ impl Run {
 
 /// The server's SMTP client, built the way `serve` builds it.
 pub fn transport(port: u16, pool_size: u32) -> anyhow::Result<SmtpTransport> {
-    SmtpTransport::new(&SmtpSettings {
-        host: "127.0.0.1".to_owned(),
-        port,
-        tls: SmtpTls::None,
-        username: None,
-        password: None,
-        pool_size,
-        timeout: Duration::from_secs(30),
-        ca_file: None,
-    })
+    SmtpTransport::new(
+        &SmtpSettings {
+            host: "127.0.0.1".to_owned(),
+            port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            pool_size,
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+        },
+        None,
+    )
     .map_err(Into::into)
 }
 
@@ -61,7 +64,7 @@ pub async fn baseline(
     concurrency: usize,
     tag: &str,
 ) -> anyhow::Result<Run> {
-    let rendered = templates::message("Bench Sender", SUBJECT, BODY)?;
+    let rendered = templates::message("Bench Sender", SUBJECT, BODY, None)?;
     let template = Arc::new(OutgoingEmail {
         from: Mailbox {
             name: Some("Bench Sender via Borcelle".to_owned()),
@@ -70,6 +73,8 @@ pub async fn baseline(
         to: Mailbox { name: None, email: String::new() },
         reply_to: Some(Mailbox { name: Some("Bench Sender".to_owned()), email: "sender@bench.example".to_owned() }),
         attachments: Vec::new(),
+        unsubscribe: None,
+        ledger_id: None,
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,
@@ -94,6 +99,8 @@ pub async fn baseline(
                     to: Mailbox { name: Some(format!("Recipient {i}")), email: format!("r{i}@{tag}.sink.example") },
                     reply_to: template.reply_to.clone(),
                     attachments: Vec::new(),
+                    unsubscribe: None,
+                    ledger_id: None,
                     subject: template.subject.clone(),
                     text: template.text.clone(),
                     html: template.html.clone(),

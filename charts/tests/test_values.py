@@ -356,6 +356,50 @@ class Storage(unittest.TestCase):
         self.assertFalse([k for k in data if "SECRET" in k or "PASSWORD" in k or "KEY" in k], data)
 
 
+class Dkim(unittest.TestCase):
+    # Workers and in-process scheduling: the pods that send mail are the API and the worker.
+    MOUNTED = {
+        "operator": {"enabled": False},
+        "storage": {"backend": "s3", "s3": {"bucket": "b"}},
+        "worker": {"enabled": True},
+        "mail": {"transport": "smtp", "dkim": {"existingSecret": "borcelle-dkim", "selector": "s1",
+                                               "domain": "example.com"}},
+    }
+
+    def test_the_key_secret_is_mounted_read_only_into_the_api_and_the_worker_and_named_in_their_env(self):
+        r = render(self.MOUNTED)
+        self.assertEqual([str(m) for m in r.problems] + r.failures, [])
+        for name in (API, WORKER):
+            with self.subTest(name):
+                pod = r.one("Deployment", name)["spec"]["template"]["spec"]
+                mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "dkim")
+                self.assertIs(mount["readOnly"], True)
+                volume = next(v for v in pod["volumes"] if v["name"] == "dkim")
+                self.assertEqual(volume["secret"], {"secretName": "borcelle-dkim", "defaultMode": 0o440,
+                                                    "items": [{"key": "dkim.pem", "path": "private-key.pem"}]})
+                key_file = env_of(pod["containers"][0])["BORCELLE_DKIM_KEY_FILE"]
+                self.assertEqual(key_file, f"{mount['mountPath']}/private-key.pem")
+        data = config(r)
+        self.assertEqual((data["BORCELLE_DKIM_SELECTOR"], data["BORCELLE_DKIM_DOMAIN"]), ("s1", "example.com"))
+        self.assertNotIn("BORCELLE_DKIM_KEY_FILE", data)
+
+    def test_without_dkim_nothing_is_mounted_or_set(self):
+        r = rendered("values-production.yaml")
+        self.assertFalse([k for k in config(r) if k.startswith("BORCELLE_DKIM")])
+        for d in r.of_kind("Deployment"):
+            pod = d["spec"]["template"]["spec"]
+            self.assertNotIn("dkim", [v["name"] for v in pod.get("volumes") or []], d["metadata"]["name"])
+            self.assertFalse([k for k in env_of(pod["containers"][0]) if k.startswith("BORCELLE_DKIM")])
+
+    def test_with_the_operator_the_selector_alone_goes_to_the_configmap_its_jobs_read_too(self):
+        r = render({"mail": {"dkim": {"selector": "s1"}}})
+        self.assertEqual([str(m) for m in r.problems] + r.failures, [])
+        self.assertEqual(config(r)["BORCELLE_DKIM_SELECTOR"], "s1")
+        self.assertNotIn("BORCELLE_DKIM_DOMAIN", config(r))
+        pod = r.one("Deployment", API)["spec"]["template"]["spec"]
+        self.assertNotIn("dkim", [v["name"] for v in pod["volumes"]])
+
+
 class Production(unittest.TestCase):
     def test_production_values_publish_the_ui_over_tls_and_send_through_smtp(self):
         r = rendered("values-production.yaml")
@@ -462,6 +506,12 @@ REFUSED = [
     ("an unknown certManager.enabled", {"operator": {"webhook": {"certManager": {"enabled": "maybe"}}}}),
     ("a namespace name that is no DNS label", {"operator": {"webhook": {"excludeNamespaces": ["Kube_System"]}}}),
     ("a misspelt webhook key", {"operator": {"webhook": {"failurePolcy": "Ignore"}}}),
+    ("a DKIM key Secret without a selector",
+     {"operator": {"enabled": False}, "mail": {"dkim": {"existingSecret": "borcelle-dkim"}}}),
+    ("a DKIM key Secret the operator's Jobs cannot mount",
+     {"mail": {"dkim": {"existingSecret": "borcelle-dkim", "selector": "s1"}}}),
+    ("a DKIM selector that is no DNS name", {"mail": {"dkim": {"selector": "bad_selector"}}}),
+    ("a misspelt DKIM key", {"mail": {"dkim": {"secret": "borcelle-dkim"}}}),
 ]
 
 

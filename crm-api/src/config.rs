@@ -31,6 +31,25 @@ pub struct Settings {
     /// The operations port: `/metrics` (and `/healthz`, `/readyz` again) on their own listener,
     /// never on the public one; none when unset.
     pub operations_listen: Option<SocketAddr>,
+    /// Unsubscribe links and the MailJet event webhook.
+    pub consent: ConsentSettings,
+}
+
+/// Consent: which mail carries unsubscribe links, and who may call the MailJet event webhook.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentSettings {
+    /// One-to-one messages carry the List-Unsubscribe headers and link too (bulk mail always does).
+    pub unsubscribe_one_to_one: bool,
+    /// The HTTP basic credentials MailJet's event webhook must present; the endpoint refuses
+    /// every call when unset.
+    pub mailjet_webhook: Option<WebhookCredentials>,
+}
+
+/// User name and password a webhook caller presents (HTTP basic auth).
+#[derive(Debug, Clone)]
+pub struct WebhookCredentials {
+    pub username: String,
+    pub password: SecretString,
 }
 
 #[derive(Debug, Clone)]

@@ -40,4 +40,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Answers 503 at once while the database is down (see [`crate::http::db_gate`]).
     pub db_gate: Arc<DbGate>,
+    /// Checks the unsubscribe links mail carries.
+    pub unsubscribe_links: borcelle_engine::consent::UnsubscribeLinks,
+    /// The owners' suppression lists.
+    pub suppressions: borcelle_engine::consent::Suppressions,
 }

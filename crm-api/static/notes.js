@@ -11,15 +11,17 @@
   var retry = document.getElementById("retry-form");
 
   function show(task) {
-    var done = task.sent + task.failed;
+    var suppressed = task.suppressed || 0;
+    var done = task.sent + task.failed + suppressed;
+    var skipped = suppressed > 0 ? ", " + suppressed + " suppressed (unsubscribed or bounced)" : "";
     bar.max = Math.max(1, task.total);
     bar.value = done;
     if (task.status === "done") {
-      text.textContent = task.sent + " sent, " + task.failed + " failed" + (task.failed > 0 ? " — retry below" : "");
+      text.textContent = task.sent + " sent, " + task.failed + " failed" + skipped + (task.failed > 0 ? " — retry below" : "");
       card.dataset.state = "done";
       if (retry) retry.hidden = task.failed === 0;
     } else {
-      text.textContent = done + " of " + task.total + " done: " + task.sent + " sent, " + task.failed + " failed";
+      text.textContent = done + " of " + task.total + " done: " + task.sent + " sent, " + task.failed + " failed" + skipped;
       card.dataset.state = "running";
       if (retry) retry.hidden = true;
     }

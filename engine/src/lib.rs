@@ -8,10 +8,12 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod consent;
 pub mod contacts;
 pub mod delivery;
 mod error;
 pub mod events;
+pub mod feedback;
 pub mod input;
 pub mod messaging;
 pub mod metrics;

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use borcelle_mail::merge::{MergeTemplate, Part};
+
 use crate::events::{Envelope, EventBus, LiveEvent};
 use crate::{Error, Result};
 
@@ -88,7 +90,21 @@ pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str)
             format!("{body_field} must be at most {BODY_MAX} characters, without control characters"),
         ));
     }
+    merge_fields(subject, body, subject_field, body_field)?;
     Ok((subject.to_owned(), body.to_owned()))
+}
+
+/// Checks the merge fields of a subject and body (`{{ contact.first_name }}`…) when they are
+/// saved or sent, never at delivery: a syntax error, an unknown field, or a template that would
+/// run too long or grow too large is refused, naming the field, the position and the problem.
+pub fn merge_fields(subject: &str, body: &str, subject_field: &str, body_field: &str) -> Result<MergeTemplate> {
+    MergeTemplate::parse(subject, body).map_err(|err| {
+        let field = match err.part {
+            Part::Subject => subject_field,
+            Part::Body => body_field,
+        };
+        Error::invalid(field, err.to_string())
+    })
 }
 
 /// A queued send.
@@ -97,6 +113,8 @@ pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str)
 pub struct Queued {
     pub task_id: Uuid,
     pub total: i32,
+    /// Recipients not mailed: on the sender's suppression list.
+    pub suppressed: i32,
 }
 
 /// One send, its content checked.
@@ -138,8 +156,8 @@ impl Messaging {
             Chosen::Contacts(ids) => Recipients::Contacts(ids),
             Chosen::Tag(tag) => Recipients::Tag(tag),
         };
-        let total = match tasks::enqueue(&mut tx, &task, chosen).await? {
-            Ok(total) => total,
+        let enqueued = match tasks::enqueue(&mut tx, &task, chosen).await? {
+            Ok(enqueued) => enqueued,
             // Another user's contact is simply not one of ours: not found, as everywhere.
             Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
             Err(EnqueueError::NoRecipients) => {
@@ -149,10 +167,51 @@ impl Messaging {
         if !attachments.is_empty() {
             borcelle_store::attachments::attach_to_task(&mut tx, task.id, &attachments).await?;
         }
+        let finished = crate::delivery::finished_at_once(&mut tx, &[task.id]).await?;
         tx.commit().await?;
+        let total = enqueued.total;
         self.wake_delivery.notify_one();
         self.events.publish(Envelope::to_user(owner.id(), &LiveEvent::task_started(task.id, total))).await;
-        tracing::info!(task = %task.id, total, kind, attachments = attachments.len(), "send queued");
-        Ok(Queued { task_id: task.id, total })
+        for (_, event) in finished {
+            self.events.publish(event).await;
+        }
+        tracing::info!(task = %task.id, total, suppressed = enqueued.suppressed, kind, attachments = attachments.len(), "send queued");
+        Ok(Queued { task_id: task.id, total, suppressed: enqueued.suppressed })
+    }
+}
+
+/// A subject and body as `contact` would receive them from `sender`: the merge fields filled, and
+/// the text and HTML parts built (with the unsubscribe footer bulk mail carries, its link left
+/// out). Checks the template as a send would.
+pub fn preview(
+    contact: &borcelle_store::contacts::Contact,
+    sender: borcelle_mail::merge::SenderFields,
+    subject: &str,
+    body: &str,
+) -> Result<borcelle_mail::Rendered> {
+    let template = merge_fields(subject, body, "subject", "body")?;
+    let fields = borcelle_mail::merge::MergeFields { contact: merge_contact(contact), sender };
+    let merged = template.render(&fields).map_err(|err| {
+        let field = match err.part {
+            Part::Subject => "subject",
+            Part::Body => "body",
+        };
+        Error::invalid(field, err.to_string())
+    })?;
+    borcelle_mail::templates::message(&fields.sender.name, &merged.subject, &merged.body, Some("#unsubscribe"))
+        .map_err(|err| Error::Internal(Box::new(err)))
+}
+
+/// A contact's fields as a personalised email sees them (what queuing a send stores per recipient).
+pub fn merge_contact(contact: &borcelle_store::contacts::Contact) -> borcelle_mail::merge::ContactFields {
+    borcelle_mail::merge::ContactFields {
+        first_name: contact.first_name.clone(),
+        last_name: contact.last_name.clone(),
+        name: contact.name.clone(),
+        email: contact.email.clone(),
+        company: contact.company.clone(),
+        phone: contact.phone.clone(),
+        address: contact.address.clone(),
+        tags: contact.tags.clone(),
     }
 }

@@ -2,7 +2,9 @@
 //! (SMTP, the MailJet Send API v3.1, and the dev outbox), how an email is built, and the templates
 //! every email is rendered from.
 
+pub mod dkim;
 mod mailjet;
+pub mod merge;
 mod outbox;
 mod settings;
 mod smtp;
@@ -16,6 +18,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use settings::{MailSettings, MailjetSettings, SmtpSettings, SmtpTls, TransportSettings};
+
+pub use dkim::{DkimKey, DkimSettings};
 
 pub use mailjet::MailjetTransport;
 pub use outbox::OutboxTransport;
@@ -59,6 +63,33 @@ pub struct OutgoingEmail {
     pub date: SystemTime,
     /// Files sent along (cheap to clone: the bytes are shared between recipients).
     pub attachments: Vec<MailAttachment>,
+    /// How the recipient stops this kind of mail: `List-Unsubscribe` (RFC 2369) with one-click
+    /// `List-Unsubscribe-Post` (RFC 8058). Bulk mail always carries it; account mail never does.
+    pub unsubscribe: Option<Unsubscribe>,
+    /// The ledger row this email is for (MailJet's `CustomID`, which its event webhook returns).
+    pub ledger_id: Option<String>,
+}
+
+/// The unsubscribe addresses of one email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribe {
+    /// The one-click link: `POST` to it unsubscribes without a session.
+    pub https: String,
+    /// `mailto:` address, once inbound mail is configured.
+    pub mailto: Option<String>,
+}
+
+impl Unsubscribe {
+    /// The `List-Unsubscribe` header value: `<https://…>` and, when there is one, `<mailto:…>`.
+    pub fn header(&self) -> String {
+        match &self.mailto {
+            Some(mailto) => format!("<{}>, <mailto:{}>", header_line(&self.https), header_line(mailto)),
+            None => format!("<{}>", header_line(&self.https)),
+        }
+    }
+
+    /// The `List-Unsubscribe-Post` header value (RFC 8058).
+    pub const POST: &'static str = "List-Unsubscribe=One-Click";
 }
 
 /// A file carried by an email.
@@ -85,6 +116,8 @@ impl OutgoingEmail {
             message_id: format!("<{}@{}>", uuid::Uuid::now_v7().simple(), domain),
             date: SystemTime::now(),
             attachments: Vec::new(),
+            unsubscribe: None,
+            ledger_id: None,
         }
     }
 }
@@ -105,6 +138,10 @@ pub enum MailError {
     /// Retrying will not help: SMTP 5xx, MailJet per-message errors, rejected credentials.
     #[error("permanent mail failure: {0}")]
     Permanent(String),
+    /// The recipient's server refused this address for good (SMTP 5xx on `RCPT` or `DATA`, a
+    /// provider's hard bounce): a hard bounce, so the address is suppressed for its sender.
+    #[error("recipient refused: {0}")]
+    Rejected(String),
 }
 
 impl MailError {
@@ -136,13 +173,15 @@ pub enum SetupError {
     MailjetUrl(#[from] url::ParseError),
     #[error("building the MailJet HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    Dkim(#[from] dkim::DkimError),
 }
 
 /// Builds the transport that the settings select.
 pub fn build_mailer(settings: &MailSettings, db: PgPool) -> Result<Mailer, SetupError> {
     Ok(match &settings.transport {
         TransportSettings::Outbox => Arc::new(OutboxTransport::new(db)),
-        TransportSettings::Smtp(smtp) => Arc::new(SmtpTransport::new(smtp)?),
+        TransportSettings::Smtp(smtp) => Arc::new(SmtpTransport::new(smtp, dkim::DkimSigner::for_mail(settings)?)?),
         TransportSettings::Mailjet(mailjet) => Arc::new(MailjetTransport::new(mailjet.clone())?),
     })
 }

@@ -25,6 +25,7 @@ impl MailTransport for OutboxTransport {
     fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>> {
         Box::pin(async move {
             let id = Uuid::now_v7();
+            let headers = headers(email);
             let kept = NewOutboxMessage {
                 id,
                 message_id: &email.message_id,
@@ -34,6 +35,7 @@ impl MailTransport for OutboxTransport {
                 subject: &email.subject,
                 text_body: &email.text,
                 html_body: &email.html,
+                headers: &headers,
             };
             borcelle_store::outbox::insert(&self.db, &kept)
                 .await
@@ -41,4 +43,23 @@ impl MailTransport for OutboxTransport {
             Ok(Delivery { provider_id: id.to_string() })
         })
     }
+}
+
+/// The headers the email would carry, one `Name: value` line each (what the outbox page shows).
+fn headers(email: &OutgoingEmail) -> String {
+    let mailbox = |m: &crate::Mailbox| match &m.name {
+        Some(name) => format!("\"{}\" <{}>", crate::header_line(name), m.email),
+        None => format!("<{}>", m.email),
+    };
+    let mut lines = vec![format!("From: {}", mailbox(&email.from)), format!("To: {}", mailbox(&email.to))];
+    if let Some(reply_to) = &email.reply_to {
+        lines.push(format!("Reply-To: {}", mailbox(reply_to)));
+    }
+    lines.push(format!("Subject: {}", crate::header_line(&email.subject)));
+    lines.push(format!("Message-ID: {}", email.message_id));
+    if let Some(unsubscribe) = &email.unsubscribe {
+        lines.push(format!("List-Unsubscribe: {}", unsubscribe.header()));
+        lines.push(format!("List-Unsubscribe-Post: {}", crate::Unsubscribe::POST));
+    }
+    lines.join("\n")
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::dkim::DkimSettings;
+
 #[derive(Debug, Clone)]
 pub struct MailSettings {
     /// Address in `From`.
@@ -13,6 +15,8 @@ pub struct MailSettings {
     /// Display name in `From`.
     pub from_name: String,
     pub transport: TransportSettings,
+    /// DKIM signing of what the SMTP transport sends (MailJet signs with the key set up there).
+    pub dkim: Option<DkimSettings>,
 }
 
 impl MailSettings {

@@ -58,7 +58,7 @@ static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> = L
 
 /// The five characters that mean something in HTML text and attribute values, as entities (a `/`
 /// stays as it is, so links in the HTML part read as links).
-fn escape_html(text: &str) -> String {
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     for c in text.chars() {
         match c {
@@ -91,8 +91,8 @@ fn pair(
 }
 
 /// A CRM user's message (or note) to a contact: the body as typed, escaped in HTML, with
-/// blank lines as paragraph breaks.
-pub fn message(sender: &str, subject: &str, body: &str) -> Result<Rendered, TemplateError> {
+/// blank lines as paragraph breaks, and, for bulk mail, the visible unsubscribe link.
+pub fn message(sender: &str, subject: &str, body: &str, unsubscribe: Option<&str>) -> Result<Rendered, TemplateError> {
     let normalized = body.replace("\r\n", "\n");
     let paragraphs: Vec<Vec<String>> = normalized
         .split("\n\n")
@@ -100,8 +100,8 @@ pub fn message(sender: &str, subject: &str, body: &str) -> Result<Rendered, Temp
         .filter(|p| !p.trim().is_empty())
         .map(|p| p.split('\n').map(str::to_owned).collect())
         .collect();
-    let html = render("emails/message.html", context! { subject, paragraphs, sender })?;
-    let text = render("emails/message.txt", context! { body, sender })?;
+    let html = render("emails/message.html", context! { subject, paragraphs, sender, unsubscribe })?;
+    let text = render("emails/message.txt", context! { body, sender, unsubscribe })?;
     Ok(Rendered { subject: subject.to_owned(), text, html })
 }
 
@@ -157,11 +157,20 @@ mod tests {
 
     #[test]
     fn a_message_keeps_its_lines_and_paragraphs() {
-        let mail = message("Ada <a@b>", "Q3 & more", "Hello,\r\nline two\n\n\nThird <b>para</b>\n").unwrap();
+        let mail = message("Ada <a@b>", "Q3 & more", "Hello,\r\nline two\n\n\nThird <b>para</b>\n", None).unwrap();
         assert!(mail.html.contains("<p>Hello,<br>line two</p>"), "{}", mail.html);
         assert!(mail.html.contains("<p>Third &lt;b&gt;para&lt;/b&gt;</p>"), "{}", mail.html);
         assert!(mail.html.contains("<title>Q3 &amp; more</title>"));
         assert!(mail.text.starts_with("Hello,\r\nline two\n\n\nThird <b>para</b>\n"));
         assert!(mail.text.contains("Ada <a@b> sent you this message with Borcelle."));
+        assert!(!mail.text.contains("unsubscribe") && !mail.html.contains("Unsubscribe"));
+    }
+
+    #[test]
+    fn bulk_mail_shows_its_unsubscribe_link_in_both_parts() {
+        let link = "https://crm.example/unsubscribe/abc?x=1&y=2";
+        let mail = message("Ada", "News", "Hello", Some(link)).unwrap();
+        assert!(mail.text.ends_with(&format!("unsubscribe: {link}")), "{}", mail.text);
+        assert!(mail.html.contains(r#"<a href="https://crm.example/unsubscribe/abc?x=1&amp;y=2""#), "{}", mail.html);
     }
 }

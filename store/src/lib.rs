@@ -21,6 +21,7 @@ pub mod rate_limits;
 pub mod rfc3339;
 pub mod schedules;
 pub mod sessions;
+pub mod suppressions;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;

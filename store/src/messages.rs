@@ -19,6 +19,12 @@ pub struct Claimed {
     pub to_name: Option<String>,
     pub message_id: String,
     pub attempts: i32,
+    /// The recipient's fields as they were queued (see `borcelle_mail::merge::ContactFields`);
+    /// none for rows written before personalised mail.
+    pub merge: Option<serde_json::Value>,
+    /// Why the address is on the owner's suppression list, when it is (checked as the row is
+    /// claimed: it is then recorded as `suppressed`, never sent).
+    pub suppressed: Option<String>,
 }
 
 /// Claims up to `limit` due rows (queued, retrying past their time, or sending with an expired
@@ -42,7 +48,9 @@ pub async fn claim_due(
          UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
                 lease_until = now() + make_interval(secs => $2), claimed_by = $3, updated_at = now()
          FROM due WHERE m.id = due.id
-         RETURNING m.id, m.owner_id, m.task_id, m.to_email, m.to_name, m.message_id, m.attempts",
+         RETURNING m.id, m.owner_id, m.task_id, m.to_email, m.to_name, m.message_id, m.attempts, m.merge,
+                   (SELECT s.reason FROM suppressions s WHERE s.owner_id = m.owner_id AND s.email = lower(m.to_email))
+                       AS suppressed",
         limit,
         lease_secs,
         claimer
@@ -63,9 +71,25 @@ pub struct Outcome {
 
 #[derive(Debug, Clone)]
 pub enum OutcomeKind {
-    Sent { provider_id: String },
-    Retry { error: String, after_secs: f64 },
-    Failed { error: String },
+    Sent {
+        provider_id: String,
+    },
+    Retry {
+        error: String,
+        after_secs: f64,
+    },
+    Failed {
+        error: String,
+    },
+    /// The recipient's server refused the address for good: failed, and the address goes on the
+    /// owner's suppression list (a hard bounce).
+    Rejected {
+        error: String,
+    },
+    /// Not sent: the address is on the owner's suppression list for this reason.
+    Suppressed {
+        reason: String,
+    },
 }
 
 /// A task's counters after an outcome batch.
@@ -77,6 +101,8 @@ pub struct TaskProgress {
     pub subject: String,
     pub sent: i32,
     pub failed: i32,
+    /// Not sent: on the owner's suppression list.
+    pub suppressed: i32,
     pub total: i32,
     pub status: String,
     /// This batch finished the task.
@@ -95,24 +121,29 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Res
     let mut provider_ids: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
     let mut errors: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
     let mut delays = Vec::with_capacity(outcomes.len());
+    let mut bounces = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         ids.push(outcome.id);
         attempts.push(outcome.attempt);
         let (status, provider, error, delay) = match &outcome.result {
             OutcomeKind::Sent { provider_id } => ("sent", Some(provider_id.clone()), None, 0.0),
             OutcomeKind::Retry { error, after_secs } => ("retrying", None, Some(error.clone()), *after_secs),
-            OutcomeKind::Failed { error } => ("failed", None, Some(error.clone()), 0.0),
+            OutcomeKind::Failed { error } | OutcomeKind::Rejected { error } => {
+                ("failed", None, Some(error.clone()), 0.0)
+            }
+            OutcomeKind::Suppressed { reason } => ("suppressed", None, Some(format!("suppressed: {reason}")), 0.0),
         };
         statuses.push(status.to_owned());
         provider_ids.push(provider);
         errors.push(error);
         delays.push(delay);
+        bounces.push(matches!(outcome.result, OutcomeKind::Rejected { .. }));
     }
     sqlx::query_as!(
         TaskProgress,
         "WITH outcome AS (
-             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::float8[])
-                 AS o(id, attempt, status, provider_id, error, delay)
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::bool[])
+                 AS o(id, attempt, status, provider_id, error, delay, hard_bounce)
          ), updated AS (
              UPDATE messages m SET
                  status = o.status,
@@ -125,27 +156,37 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Res
                  updated_at = now()
              FROM outcome o
              WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt
-             RETURNING m.task_id, m.status
+             RETURNING m.id, m.owner_id, m.to_email, m.task_id, m.status, o.hard_bounce, o.error
+         ), bounced AS (
+             INSERT INTO suppressions (owner_id, email, reason, detail, message_id)
+             SELECT DISTINCT ON (owner_id, lower(to_email)) owner_id, lower(to_email), 'hard_bounce', left(error, 1000), id
+             FROM updated WHERE hard_bounce ORDER BY owner_id, lower(to_email), id
+             ON CONFLICT (owner_id, email) DO NOTHING
          ), deltas AS (
              SELECT task_id,
                     count(*) FILTER (WHERE status = 'sent')::int4 AS sent,
-                    count(*) FILTER (WHERE status = 'failed')::int4 AS failed
+                    count(*) FILTER (WHERE status = 'failed')::int4 AS failed,
+                    count(*) FILTER (WHERE status = 'suppressed')::int4 AS suppressed
              FROM updated GROUP BY task_id
          )
          UPDATE tasks t SET
              sent = t.sent + d.sent,
              failed = t.failed + d.failed,
-             status = CASE WHEN t.sent + d.sent + t.failed + d.failed >= t.total THEN 'done' ELSE 'running' END,
-             finished_at = CASE WHEN t.sent + d.sent + t.failed + d.failed >= t.total THEN now() ELSE NULL END
+             suppressed = t.suppressed + d.suppressed,
+             status = CASE WHEN t.sent + d.sent + t.failed + d.failed + t.suppressed + d.suppressed >= t.total
+                           THEN 'done' ELSE 'running' END,
+             finished_at = CASE WHEN t.sent + d.sent + t.failed + d.failed + t.suppressed + d.suppressed >= t.total
+                                THEN now() ELSE NULL END
          FROM deltas d WHERE t.id = d.task_id
-         RETURNING t.id AS task_id, t.owner_id, t.kind, t.subject, t.sent, t.failed, t.total, t.status,
-                   (t.status = 'done' AND d.sent + d.failed > 0) AS \"just_finished!\"",
+         RETURNING t.id AS task_id, t.owner_id, t.kind, t.subject, t.sent, t.failed, t.suppressed, t.total, t.status,
+                   (t.status = 'done' AND d.sent + d.failed + d.suppressed > 0) AS \"just_finished!\"",
         &ids,
         &attempts,
         &statuses,
         &provider_ids as &[Option<String>],
         &errors as &[Option<String>],
-        &delays
+        &delays,
+        &bounces
     )
     .fetch_all(db)
     .await
@@ -282,4 +323,107 @@ pub async fn status_of(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate
         .fetch_optional(db)
         .await
         .map_err(crate::Error::from)
+}
+
+/// What a provider reported about sent messages (a MailJet event), ready to apply.
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    /// The ledger row's id (the `CustomID` the message was sent with), when the report has it.
+    pub ledger_id: Option<Uuid>,
+    /// Else the provider's id for the message, as recorded when it was sent.
+    pub provider_id: Option<String>,
+    /// The message did not arrive: its row becomes `bounced` with `detail`.
+    pub bounced: bool,
+    /// The address goes on the owner's suppression list for this reason (`hard_bounce`,
+    /// `complaint`, `unsubscribed`).
+    pub suppress: Option<&'static str>,
+    pub detail: String,
+}
+
+/// What applying a batch of reports did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedbackApplied {
+    /// Reports whose message was found.
+    pub matched: i64,
+    /// Rows that became `bounced` (a replayed report finds them bounced already).
+    pub bounced: i64,
+    /// Addresses added to a suppression list.
+    pub suppressed: i64,
+}
+
+/// Applies provider reports in one statement: rows found by ledger id or provider id become
+/// `bounced` (only from `sent`, so that a replay changes nothing), their tasks count them, and
+/// the addresses named for suppression go on their owners' lists (an address already there keeps
+/// its first entry). Reports naming no known message are ignored.
+pub async fn apply_feedback(db: impl PgExecutor<'_>, reports: &[Feedback]) -> crate::Result<FeedbackApplied> {
+    if reports.is_empty() {
+        return Ok(FeedbackApplied::default());
+    }
+    let ledger_ids: Vec<Option<Uuid>> = reports.iter().map(|r| r.ledger_id).collect();
+    let provider_ids: Vec<Option<String>> = reports.iter().map(|r| r.provider_id.clone()).collect();
+    let bounced: Vec<bool> = reports.iter().map(|r| r.bounced).collect();
+    let reasons: Vec<Option<String>> = reports.iter().map(|r| r.suppress.map(str::to_owned)).collect();
+    let details: Vec<String> = reports.iter().map(|r| r.detail.chars().take(1000).collect()).collect();
+    let applied = sqlx::query!(
+        "WITH f AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[])
+                 AS f(ledger_id, provider_id, bounced, reason, detail)
+         ), target AS (
+             SELECT m.id, m.owner_id, m.to_email, f.bounced, f.reason, f.detail
+             FROM f JOIN messages m ON m.id = f.ledger_id
+             UNION ALL
+             SELECT m.id, m.owner_id, m.to_email, f.bounced, f.reason, f.detail
+             FROM f JOIN messages m ON m.provider_id = f.provider_id
+             WHERE f.ledger_id IS NULL AND f.provider_id IS NOT NULL
+         ), bounce AS (
+             UPDATE messages m SET status = 'bounced', last_error = b.detail, updated_at = now()
+             FROM (SELECT DISTINCT ON (id) id, detail FROM target WHERE bounced ORDER BY id) b
+             WHERE m.id = b.id AND m.status = 'sent'
+             RETURNING m.task_id
+         ), counted AS (
+             UPDATE tasks t SET bounced = t.bounced + c.n
+             FROM (SELECT task_id, count(*)::int4 AS n FROM bounce GROUP BY task_id) c
+             WHERE t.id = c.task_id
+             RETURNING c.n
+         ), suppressed AS (
+             INSERT INTO suppressions (owner_id, email, reason, detail, message_id)
+             SELECT DISTINCT ON (owner_id, lower(to_email)) owner_id, lower(to_email), reason, detail, id
+             FROM target WHERE reason IS NOT NULL ORDER BY owner_id, lower(to_email), id
+             ON CONFLICT (owner_id, email) DO NOTHING
+             RETURNING 1 AS one
+         )
+         SELECT (SELECT count(*) FROM target) AS \"matched!\",
+                (SELECT coalesce(sum(n), 0)::int8 FROM counted) AS \"bounced!\",
+                (SELECT count(*) FROM suppressed) AS \"suppressed!\"",
+        &ledger_ids as &[Option<Uuid>],
+        &provider_ids as &[Option<String>],
+        &bounced,
+        &reasons as &[Option<String>],
+        &details
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(FeedbackApplied { matched: applied.matched, bounced: applied.bounced, suppressed: applied.suppressed })
+}
+
+/// Whom a ledger row was for: what an unsubscribe link needs to act on.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub owner_id: Uuid,
+    pub owner_name: String,
+    pub to_email: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The recipient of a ledger row, whoever owns it (the caller proved it may ask: a signed link).
+pub async fn recipient(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Option<Recipient>> {
+    sqlx::query_as!(
+        Recipient,
+        "SELECT m.owner_id, u.display_name AS owner_name, m.to_email, m.created_at
+         FROM messages m JOIN users u ON u.id = m.owner_id WHERE m.id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(crate::Error::from)
 }

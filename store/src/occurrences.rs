@@ -198,26 +198,33 @@ pub async fn queue_contacts_many(
 ) -> crate::Result<Vec<Queued>> {
     let rows = sqlx::query!(
         "WITH wanted AS (
-             SELECT t.id AS task_id, t.owner_id, c.id AS contact_id, c.email, c.name
+             SELECT t.id AS task_id, t.owner_id, c.id AS contact_id, c.email, c.name, c.first_name, c.last_name,
+                    c.company, c.phone, c.address, c.tags
              FROM unnest($1::uuid[], $2::uuid[]) w(task_id, contact_id)
              JOIN tasks t ON t.id = w.task_id
              JOIN contacts c ON c.id = w.contact_id AND c.owner_id = t.owner_id
              UNION ALL
-             SELECT t.id, t.owner_id, c.id, c.email, c.name
+             SELECT t.id, t.owner_id, c.id, c.email, c.name, c.first_name, c.last_name, c.company, c.phone,
+                    c.address, c.tags
              FROM unnest($3::uuid[], $4::text[]) w(task_id, email)
              JOIN tasks t ON t.id = w.task_id
              JOIN contacts c ON c.owner_id = t.owner_id AND c.email = w.email
              UNION ALL
-             SELECT t.id, t.owner_id, c.id, c.email, c.name
+             SELECT t.id, t.owner_id, c.id, c.email, c.name, c.first_name, c.last_name, c.company, c.phone,
+                    c.address, c.tags
              FROM unnest($5::uuid[], $6::text[]) w(task_id, tag)
              JOIN tasks t ON t.id = w.task_id
              JOIN contacts c ON c.owner_id = t.owner_id AND c.tags @> ARRAY[w.tag]
          ), chosen AS (
-             SELECT DISTINCT ON (task_id, email) gen_random_uuid() AS mid, task_id, owner_id, contact_id, email, name
+             SELECT DISTINCT ON (task_id, email) gen_random_uuid() AS mid, task_id, owner_id, contact_id, email, name,
+                    -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
+                    jsonb_build_object('first_name', first_name, 'last_name', last_name, 'name', name,
+                        'email', email, 'company', company, 'phone', phone, 'address', address,
+                        'tags', to_jsonb(tags)) AS merge
              FROM wanted ORDER BY task_id, email, contact_id
          )
-         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
-         SELECT mid, owner_id, task_id, contact_id, email, name, '<' || replace(mid::text, '-', '') || '@' || $7 || '>'
+         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
+         SELECT mid, owner_id, task_id, contact_id, email, name, '<' || replace(mid::text, '-', '') || '@' || $7 || '>', merge
          FROM chosen
          ON CONFLICT (task_id, to_email) DO NOTHING
          RETURNING task_id, contact_id AS \"contact_id!\", to_email",

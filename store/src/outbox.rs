@@ -16,6 +16,8 @@ pub struct OutboxMessage {
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
+    /// The email's headers as sent (`Name: value` lines), MIME structure aside.
+    pub headers: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -29,14 +31,15 @@ pub struct NewOutboxMessage<'a> {
     pub subject: &'a str,
     pub text_body: &'a str,
     pub html_body: &'a str,
+    pub headers: &'a str,
 }
 
 /// Keeps a message; one already kept under its Message-ID (a send repeated after a crash) is not
 /// kept twice.
 pub async fn insert(db: impl PgExecutor<'_>, email: &NewOutboxMessage<'_>) -> crate::Result<()> {
     sqlx::query!(
-        "INSERT INTO outbox (id, message_id, from_address, to_address, to_name, subject, text_body, html_body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO outbox (id, message_id, from_address, to_address, to_name, subject, text_body, html_body, headers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (message_id) DO NOTHING",
         email.id,
         email.message_id,
@@ -45,7 +48,8 @@ pub async fn insert(db: impl PgExecutor<'_>, email: &NewOutboxMessage<'_>) -> cr
         email.to_name,
         email.subject,
         email.text_body,
-        email.html_body
+        email.html_body,
+        email.headers
     )
     .execute(db)
     .await?;
@@ -56,7 +60,7 @@ pub async fn insert(db: impl PgExecutor<'_>, email: &NewOutboxMessage<'_>) -> cr
 pub async fn list(db: impl PgExecutor<'_>, to: Option<&str>, limit: i64) -> crate::Result<Vec<OutboxMessage>> {
     sqlx::query_as!(
         OutboxMessage,
-        "SELECT id, message_id, from_address, to_address, to_name, subject, text_body, html_body, created_at
+        "SELECT id, message_id, from_address, to_address, to_name, subject, text_body, html_body, headers, created_at
          FROM outbox WHERE ($1::text IS NULL OR to_address = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
         to,
         limit
@@ -69,7 +73,7 @@ pub async fn list(db: impl PgExecutor<'_>, to: Option<&str>, limit: i64) -> crat
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Option<OutboxMessage>> {
     sqlx::query_as!(
         OutboxMessage,
-        "SELECT id, message_id, from_address, to_address, to_name, subject, text_body, html_body, created_at
+        "SELECT id, message_id, from_address, to_address, to_name, subject, text_body, html_body, headers, created_at
          FROM outbox WHERE id = $1",
         id
     )

@@ -17,6 +17,10 @@ pub struct Task {
     pub total: i32,
     pub sent: i32,
     pub failed: i32,
+    /// Not sent: on the owner's suppression list.
+    pub suppressed: i32,
+    /// Sent, then reported back as undeliverable.
+    pub bounced: i32,
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -50,13 +54,22 @@ pub enum EnqueueError {
     NoRecipients,
 }
 
-/// Writes the task and one `queued` ledger row per recipient, in the caller's transaction:
-/// the ledger exists before anything is sent. Returns the number of recipients.
+/// What [`enqueue`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub total: i32,
+    /// Rows written as `suppressed`: their address is on the owner's list.
+    pub suppressed: i32,
+}
+
+/// Writes the task and one ledger row per recipient, in the caller's transaction: the ledger
+/// exists before anything is sent. A recipient on the owner's suppression list gets a
+/// `suppressed` row. Returns the number of recipients.
 pub async fn enqueue(
     tx: &mut PgConnection,
     task: &NewTask<'_>,
     recipients: Recipients<'_>,
-) -> crate::Result<Result<i32, EnqueueError>> {
+) -> crate::Result<Result<Enqueued, EnqueueError>> {
     insert(tx, task).await?;
     let (ids, tag): (Option<&[Uuid]>, Option<&str>) = match recipients {
         Recipients::Contacts(ids) => (Some(ids), None),
@@ -64,13 +77,18 @@ pub async fn enqueue(
     };
     let inserted: Vec<Uuid> = sqlx::query_scalar!(
         "WITH chosen AS (
-             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name FROM contacts c
+             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name,
+                    -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
+                    jsonb_build_object('first_name', c.first_name, 'last_name', c.last_name, 'name', c.name,
+                        'email', c.email, 'company', c.company, 'phone', c.phone, 'address', c.address,
+                        'tags', to_jsonb(c.tags)) AS merge
+             FROM contacts c
              WHERE c.owner_id = $1
                AND ($3::uuid[] IS NULL OR c.id = ANY($3))
                AND ($4::text IS NULL OR c.tags @> ARRAY[$4]::text[])
          )
-         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
-         SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>' FROM chosen
+         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
+         SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>', merge FROM chosen
          ON CONFLICT (task_id, to_email) DO NOTHING
          RETURNING contact_id AS \"contact_id!\"",
         task.owner.id(),
@@ -91,8 +109,9 @@ pub async fn enqueue(
         return Ok(Err(EnqueueError::NoRecipients));
     }
     let total = inserted.len() as i32;
+    let suppressed = crate::suppressions::mark_queued(tx, &[task.id]).await? as i32;
     set_total(tx, task.id, total).await?;
-    Ok(Ok(total))
+    Ok(Ok(Enqueued { total, suppressed }))
 }
 
 /// Writes the task row with a provisional total of 1; [`set_total`] sets the real one once the
@@ -141,7 +160,10 @@ pub async fn set_totals(tx: &mut PgConnection, ids: &[Uuid], totals: &[i32]) -> 
     sqlx::query!(
         "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(id, total)),
               emptied AS (DELETE FROM tasks t USING u WHERE t.id = u.id AND u.total = 0)
-         UPDATE tasks t SET total = u.total FROM u WHERE t.id = u.id AND u.total > 0",
+         UPDATE tasks t SET total = u.total,
+             status = CASE WHEN t.suppressed >= u.total THEN 'done' ELSE t.status END,
+             finished_at = CASE WHEN t.suppressed >= u.total THEN now() ELSE t.finished_at END
+         FROM u WHERE t.id = u.id AND u.total > 0",
         ids,
         totals
     )
@@ -150,9 +172,19 @@ pub async fn set_totals(tx: &mut PgConnection, ids: &[Uuid], totals: &[i32]) -> 
     Ok(())
 }
 
-/// Sets the task's total to the number of ledger rows written for it.
+/// Sets the task's total to the number of ledger rows written for it; a task whose every row is
+/// suppressed is done at once.
 pub async fn set_total(tx: &mut PgConnection, id: Uuid, total: i32) -> crate::Result<()> {
-    sqlx::query!("UPDATE tasks SET total = $2 WHERE id = $1", id, total).execute(&mut *tx).await?;
+    sqlx::query!(
+        "UPDATE tasks SET total = $2,
+             status = CASE WHEN suppressed >= $2 THEN 'done' ELSE status END,
+             finished_at = CASE WHEN suppressed >= $2 THEN now() ELSE finished_at END
+         WHERE id = $1",
+        id,
+        total
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -168,7 +200,7 @@ pub async fn delete_empty(tx: &mut PgConnection, id: Uuid) -> crate::Result<()> 
 pub async fn progress(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Option<Task>> {
     sqlx::query_as!(
         Task,
-        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at FROM tasks WHERE id = $1",
+        "SELECT id, kind, note_id, subject, total, sent, failed, suppressed, bounced, status, created_at, finished_at FROM tasks WHERE id = $1",
         id
     )
     .fetch_optional(db)
@@ -179,7 +211,7 @@ pub async fn progress(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Option
 pub async fn get(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<Option<Task>> {
     sqlx::query_as!(
         Task,
-        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at
+        "SELECT id, kind, note_id, subject, total, sent, failed, suppressed, bounced, status, created_at, finished_at
          FROM tasks WHERE owner_id = $1 AND id = $2",
         owner.id(),
         id
@@ -193,7 +225,7 @@ pub async fn get(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Resu
 pub async fn list(db: impl PgExecutor<'_>, owner: Owner, running_only: bool, limit: i64) -> crate::Result<Vec<Task>> {
     sqlx::query_as!(
         Task,
-        "SELECT id, kind, note_id, subject, total, sent, failed, status, created_at, finished_at
+        "SELECT id, kind, note_id, subject, total, sent, failed, suppressed, bounced, status, created_at, finished_at
          FROM tasks WHERE owner_id = $1 AND (NOT $2 OR status = 'running')
          ORDER BY created_at DESC, id DESC LIMIT $3",
         owner.id(),
@@ -212,6 +244,7 @@ pub struct TaskContent {
     pub kind: String,
     pub subject: String,
     pub body: String,
+    pub total: i32,
     pub owner_name: String,
     pub owner_email: String,
 }
@@ -219,11 +252,26 @@ pub struct TaskContent {
 pub async fn contents(db: impl PgExecutor<'_>, ids: &[Uuid]) -> crate::Result<Vec<TaskContent>> {
     sqlx::query_as!(
         TaskContent,
-        "SELECT t.id, t.kind, t.subject, t.body, u.display_name AS owner_name, u.email AS owner_email
+        "SELECT t.id, t.kind, t.subject, t.body, t.total, u.display_name AS owner_name, u.email AS owner_email
          FROM tasks t JOIN users u ON u.id = t.owner_id WHERE t.id = ANY($1)",
         ids
     )
     .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// The tasks among `ids` that are already done (every ledger row suppressed when written), as
+/// progress: their completion is told at once, since no delivery will.
+pub async fn done_among(tx: &mut PgConnection, ids: &[Uuid]) -> crate::Result<Vec<crate::messages::TaskProgress>> {
+    sqlx::query_as!(
+        crate::messages::TaskProgress,
+        "SELECT id AS task_id, owner_id, kind, subject, sent, failed, suppressed, total, status,
+                true AS \"just_finished!\"
+         FROM tasks WHERE id = ANY($1) AND status = 'done'",
+        ids
+    )
+    .fetch_all(&mut *tx)
     .await
     .map_err(crate::Error::from)
 }

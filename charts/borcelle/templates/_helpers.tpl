@@ -185,6 +185,16 @@ Volumes of the API and the worker: a scratch /tmp, and the attachment directory 
 - name: tmp
   emptyDir:
     sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- with .Values.mail.dkim.existingSecret }}
+- name: dkim
+  secret:
+    secretName: {{ . }}
+    # Readable by the pod's group (fsGroup) only.
+    defaultMode: 0440
+    items:
+      - key: {{ $.Values.mail.dkim.key }}
+        path: {{ base (include "borcelle.dkimKeyFile" $) }}
+{{- end }}
 {{- if include "borcelle.localStorage" . }}
 - name: attachments
   {{- if .Values.storage.local.existingClaim }}
@@ -200,9 +210,29 @@ Volumes of the API and the worker: a scratch /tmp, and the attachment directory 
 {{- define "borcelle.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if .Values.mail.dkim.existingSecret }}
+- name: dkim
+  mountPath: {{ dir (include "borcelle.dkimKeyFile" .) }}
+  readOnly: true
+{{- end }}
 {{- if include "borcelle.localStorage" . }}
 - name: attachments
   mountPath: {{ .Values.storage.local.dir }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the API and the worker read the DKIM key (mail.dkim.existingSecret); empty without one.
+*/}}
+{{- define "borcelle.dkimKeyFile" -}}
+{{- if .Values.mail.dkim.existingSecret }}
+{{- if not .Values.mail.dkim.selector }}
+{{- fail "mail.dkim.existingSecret needs mail.dkim.selector: the name the public key is published under" }}
+{{- end }}
+{{- if eq (include "borcelle.schedulerMode" .) "kubernetes" }}
+{{- fail "mail.dkim.existingSecret is mounted into the API and worker pods only, and the operator's Jobs send mail too: put the PEM into existingSecret as BORCELLE_DKIM_PRIVATE_KEY instead (keep mail.dkim.selector), or use scheduler in-process" }}
+{{- end }}
+{{- "/etc/borcelle/dkim/private-key.pem" }}
 {{- end }}
 {{- end }}
 

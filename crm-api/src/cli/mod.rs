@@ -14,6 +14,7 @@ use borcelle_store::users::Role;
 use crate::config::DatabaseSettings;
 use serve::{ServeArgs, WorkerAction, WorkerArgs};
 
+mod dkim;
 mod parts;
 mod serve;
 
@@ -70,6 +71,9 @@ enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// DKIM keys for signing outgoing mail.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +170,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 delivery: args.delivery.settings(&role)?,
                 redis_url: cli.global.redis_url.clone().map(SecretString::from),
                 storage: args.storage.settings()?,
+                public_url: args.public_url.clone(),
+                unsubscribe_one_to_one: args.consent.unsubscribe_one_to_one,
             };
             match args.action {
                 None => crate::startup::run_worker(settings, crate::startup::shutdown_signal()).await,
@@ -189,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(())
         }
         Command::Admin(command) => admin(&cli.global, command).await,
+        Command::Dkim(command) => dkim::run(command),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

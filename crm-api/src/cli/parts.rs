@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use borcelle_mail::{DkimKey, DkimSettings};
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
@@ -261,6 +262,22 @@ pub(super) struct MailArgs {
     /// MailJet sandbox mode: validated, never delivered.
     #[arg(long, env = "BORCELLE_MAILJET_SANDBOX", default_value_t = false, action = clap::ArgAction::Set)]
     pub(super) mailjet_sandbox: bool,
+    /// DKIM selector: receivers find the public key at <selector>._domainkey.<domain>. Required
+    /// with a DKIM key.
+    #[arg(long, env = "BORCELLE_DKIM_SELECTOR")]
+    pub(super) dkim_selector: Option<String>,
+    /// DKIM signing domain (d=): the From address's domain or a parent of it. Default: the From
+    /// address's domain.
+    #[arg(long, env = "BORCELLE_DKIM_DOMAIN")]
+    pub(super) dkim_domain: Option<String>,
+    /// PEM file of the DKIM private key: RSA (PKCS#1 or PKCS#8) or Ed25519 (PKCS#8), e.g. a
+    /// mounted Kubernetes Secret; `borcelle dkim generate` makes one. With a key, mail sent over
+    /// SMTP is signed. MailJet signs with the key of the domain configured in MailJet instead.
+    #[arg(long, env = "BORCELLE_DKIM_KEY_FILE")]
+    pub(super) dkim_key_file: Option<std::path::PathBuf>,
+    /// The DKIM private key PEM itself, instead of BORCELLE_DKIM_KEY_FILE.
+    #[arg(long, env = "BORCELLE_DKIM_PRIVATE_KEY", hide_env_values = true)]
+    pub(super) dkim_private_key: Option<String>,
 }
 
 impl MailArgs {
@@ -304,10 +321,42 @@ impl MailArgs {
                 })
             }
         };
-        Ok(MailSettings {
-            from_address: self.mail_from.trim().to_owned(),
-            from_name: self.mail_from_name.clone(),
-            transport,
-        })
+        let from_address = self.mail_from.trim().to_owned();
+        let dkim = self.dkim(&from_address)?;
+        if dkim.is_some() && self.mail_transport != Transport::Smtp {
+            tracing::warn!(
+                transport = ?self.mail_transport,
+                "a DKIM key is configured but only the smtp transport signs with it (MailJet signs with the key configured in MailJet)"
+            );
+        }
+        Ok(MailSettings { from_address, from_name: self.mail_from_name.clone(), transport, dkim })
+    }
+
+    /// DKIM is on when a key is given; it then needs a selector. An empty value counts as unset.
+    fn dkim(&self, from_address: &str) -> anyhow::Result<Option<DkimSettings>> {
+        let set = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let (selector, domain) = (set(&self.dkim_selector), set(&self.dkim_domain));
+        let file = self.dkim_key_file.clone().filter(|path| !path.as_os_str().is_empty());
+        let pem = self.dkim_private_key.clone().filter(|pem| !pem.trim().is_empty());
+        let key = match (file, pem) {
+            (Some(_), Some(_)) => {
+                bail!("give the DKIM key once: BORCELLE_DKIM_KEY_FILE or BORCELLE_DKIM_PRIVATE_KEY, not both")
+            }
+            (Some(path), None) => DkimKey::File(path),
+            (None, Some(pem)) => DkimKey::Pem(SecretString::from(pem)),
+            (None, None) if selector.is_some() || domain.is_some() => bail!(
+                "BORCELLE_DKIM_SELECTOR or BORCELLE_DKIM_DOMAIN is set but there is no DKIM key: set \
+                 BORCELLE_DKIM_KEY_FILE or BORCELLE_DKIM_PRIVATE_KEY (or unset both to send unsigned)"
+            ),
+            (None, None) => return Ok(None),
+        };
+        let Some(selector) = selector else {
+            bail!(
+                "a DKIM key is given but no selector: set BORCELLE_DKIM_SELECTOR (--dkim-selector), the name the \
+                 public key is published under (<selector>._domainkey.<domain>)"
+            );
+        };
+        let domain = domain.unwrap_or_else(|| from_address.rsplit_once('@').map_or("", |(_, d)| d).to_owned());
+        Ok(Some(DkimSettings { selector, domain, key }))
     }
 }

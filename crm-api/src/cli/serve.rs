@@ -9,7 +9,9 @@ use url::Url;
 
 use super::GlobalArgs;
 use super::parts::{DeliveryArgs, MailArgs, StorageArgs};
-use crate::config::{AuthSettings, HttpSettings, Settings, Throttle, TransportSettings};
+use crate::config::{
+    AuthSettings, ConsentSettings, HttpSettings, Settings, Throttle, TransportSettings, WebhookCredentials,
+};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -60,6 +62,24 @@ pub(super) struct ServeArgs {
     pub(super) delivery: DeliveryArgs,
     #[command(flatten)]
     pub(super) storage: StorageArgs,
+    #[command(flatten)]
+    pub(super) consent: ConsentArgs,
+    /// User name MailJet's event webhook must present (HTTP basic auth) at
+    /// /api/v1/webhooks/mailjet; the endpoint refuses every call without it.
+    #[arg(long, env = "BORCELLE_MAILJET_WEBHOOK_USERNAME")]
+    pub(super) mailjet_webhook_username: Option<String>,
+    /// Password MailJet's event webhook must present.
+    #[arg(long, env = "BORCELLE_MAILJET_WEBHOOK_PASSWORD", hide_env_values = true)]
+    pub(super) mailjet_webhook_password: Option<String>,
+}
+
+/// The unsubscribe links of outgoing mail (`serve` and `worker`).
+#[derive(Debug, Args)]
+pub(super) struct ConsentArgs {
+    /// One-to-one messages (to a single contact) carry the List-Unsubscribe headers and link too;
+    /// bulk mail (notes and messages to several contacts, reminders, broadcast emails) always does.
+    #[arg(long, env = "BORCELLE_UNSUBSCRIBE_ONE_TO_ONE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(super) unsubscribe_one_to_one: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,12 +91,18 @@ pub(super) struct WorkerArgs {
     /// Serve `/healthz`, `/readyz` and `/metrics` on this address (e.g. 0.0.0.0:8082); none when unset.
     #[arg(long, env = "BORCELLE_WORKER_LISTEN")]
     pub(super) listen: Option<SocketAddr>,
+    /// The URL users reach `borcelle serve` at: the unsubscribe links in the mail this worker sends
+    /// point there. Set it as for serve (default http://127.0.0.1:8080, fit for one machine only).
+    #[arg(long, env = "BORCELLE_PUBLIC_URL", default_value = "http://127.0.0.1:8080/")]
+    pub(super) public_url: Url,
     #[command(flatten)]
     pub(super) mail: MailArgs,
     #[command(flatten)]
     pub(super) delivery: DeliveryArgs,
     #[command(flatten)]
     pub(super) storage: StorageArgs,
+    #[command(flatten)]
+    pub(super) consent: ConsentArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +186,21 @@ impl ServeArgs {
             redis_url: global.redis_url.clone().map(SecretString::from),
             storage: self.storage.settings()?,
             operations_listen: self.operations_listen,
+            consent: ConsentSettings {
+                unsubscribe_one_to_one: self.consent.unsubscribe_one_to_one,
+                mailjet_webhook: match (&self.mailjet_webhook_username, &self.mailjet_webhook_password) {
+                    (Some(username), Some(password)) if !username.is_empty() && !password.is_empty() => {
+                        Some(WebhookCredentials {
+                            username: username.clone(),
+                            password: SecretString::from(password.clone()),
+                        })
+                    }
+                    (None, None) => None,
+                    _ => anyhow::bail!(
+                        "set both BORCELLE_MAILJET_WEBHOOK_USERNAME and BORCELLE_MAILJET_WEBHOOK_PASSWORD, or neither"
+                    ),
+                },
+            },
         })
     }
 }

@@ -137,7 +137,12 @@ async fn authenticate(state: &AppState, mut request: Request) -> Result<Request,
     };
 
     let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
+    // Authorised by what they carry, never by a session: an unsubscribe link's signed token
+    // (posted by a mailbox provider's one-click button, from anywhere) and a provider's webhook
+    // credentials. Their handlers ignore any session the request may also have.
+    let path = request.uri().path();
+    let carries_own_authority = path.starts_with("/unsubscribe/") || path.starts_with("/api/v1/webhooks/");
+    if !safe && !carries_own_authority {
         let via_token = matches!(identity, Some(Identity { via: AuthVia::ApiToken { .. }, .. }));
         if !via_token {
             check_origin(state, request.headers())?;

@@ -83,6 +83,8 @@ pub struct MessageAnswer {
         (name = "tasks", description = "Sends and their counters"),
         (name = "notifications", description = "The bell"),
         (name = "attachments", description = "Files to send with messages"),
+        (name = "suppressions", description = "Addresses never mailed again: unsubscribed, bounced, complained, or added by hand"),
+        (name = "webhooks", description = "Reports from mail providers (their own credentials, no session)"),
         (name = "reminders", description = "Scheduled reminder emails (ScheduledReminder resources)"),
         (name = "admin", description = "Broadcasts and the dev outbox (administrators)"),
         (name = "meta", description = "This document"),

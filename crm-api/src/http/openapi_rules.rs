@@ -117,6 +117,9 @@ pub fn declare(doc: &mut Value) {
     // Contacts: the same rules on create and on a partial update (where `null` is "no change").
     for schema in ["ContactInput", "ContactPatch"] {
         set(doc, schema, "name", line(200));
+        for names in ["first_name", "last_name"] {
+            set(doc, schema, names, json!({ "pattern": one_line_or_blank(), "maxLength": 100 }));
+        }
         set(doc, schema, "email", email.clone());
         set(doc, schema, "company", json!({ "pattern": one_line_or_blank(), "maxLength": 200 }));
         set(doc, schema, "tax_id", json!({ "pattern": one_line_or_blank(), "maxLength": 64 }));

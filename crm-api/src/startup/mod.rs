@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use borcelle_engine::accounts::{AccountMail, Accounts};
-use borcelle_engine::delivery::DeliveryEngine;
+use borcelle_engine::consent::UnsubscribeLinks;
+use borcelle_engine::delivery::{DeliveryEngine, UnsubscribeSettings};
 use borcelle_engine::events::EventBus;
 use borcelle_engine::messaging::Messaging;
 use borcelle_engine::scheduler::Scheduler;
@@ -51,6 +52,7 @@ pub struct Application {
 struct Background {
     mailer: Mailer,
     wake_scheduler: Arc<Notify>,
+    unsubscribe: Arc<UnsubscribeSettings>,
 }
 
 /// The event bus the settings select: Redis when configured, else in-process.
@@ -73,6 +75,7 @@ pub fn delivery_engine(
     store: Store,
     metrics: Arc<borcelle_engine::metrics::EngineMetrics>,
     wake: Arc<Notify>,
+    unsubscribe: Arc<UnsubscribeSettings>,
 ) -> DeliveryEngine {
     DeliveryEngine {
         db,
@@ -84,7 +87,19 @@ pub fn delivery_engine(
         wake,
         store,
         attachments_max_bytes: storage.message_attachments_max_bytes,
+        unsubscribe,
     }
+}
+
+/// The unsubscribe links of outgoing mail, signed with the installation's key (created in the
+/// database on first use, shared by every process).
+pub async fn unsubscribe_settings(
+    db: &PgPool,
+    public_url: url::Url,
+    one_to_one: bool,
+) -> anyhow::Result<Arc<UnsubscribeSettings>> {
+    let links = UnsubscribeLinks::load(db, public_url).await.context("loading the unsubscribe links' key")?;
+    Ok(Arc::new(UnsubscribeSettings { links, one_to_one, mailto: None }))
 }
 
 impl Application {
@@ -106,6 +121,9 @@ impl Application {
             None => None,
         };
         let mailer = borcelle_mail::build_mailer(&settings.mail, db.clone())?;
+        let unsubscribe =
+            unsubscribe_settings(&db, settings.http.public_url.clone(), settings.consent.unsubscribe_one_to_one)
+                .await?;
         let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
         let store = storage::build_store(&settings.storage).await?;
         let metrics = Arc::new(Metrics::default());
@@ -138,7 +156,7 @@ impl Application {
             attachments_max_bytes: settings.storage.message_attachments_max_bytes,
         };
         let state = AppState {
-            db,
+            db: db.clone(),
             contact_pages,
             settings: Arc::new(settings),
             accounts,
@@ -150,8 +168,10 @@ impl Application {
             metrics,
             tasks,
             db_gate: Arc::default(),
+            unsubscribe_links: unsubscribe.links.clone(),
+            suppressions: borcelle_engine::consent::Suppressions { db: db.clone() },
         };
-        let background = Background { mailer, wake_scheduler };
+        let background = Background { mailer, wake_scheduler, unsubscribe };
         Ok(Self { listener, operations, state, background, stop })
     }
 
@@ -181,6 +201,7 @@ impl Application {
             state.store.clone(),
             state.metrics.engine.clone(),
             state.wake_delivery.clone(),
+            self.background.unsubscribe.clone(),
         )
     }
 

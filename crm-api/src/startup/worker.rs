@@ -34,6 +34,10 @@ pub struct WorkerSettings {
     pub delivery: DeliverySettings,
     pub redis_url: Option<secrecy::SecretString>,
     pub storage: StorageSettings,
+    /// Where `borcelle serve` is reached: the unsubscribe links point there.
+    pub public_url: url::Url,
+    /// One-to-one messages carry unsubscribe links too.
+    pub unsubscribe_one_to_one: bool,
 }
 
 /// Runs a delivery engine on its own (`borcelle worker`) until `shutdown` completes.
@@ -74,6 +78,7 @@ async fn worker_engine(
     events: EventBus,
     metrics: &Metrics,
 ) -> anyhow::Result<DeliveryEngine> {
+    let db_for_keys = db.clone();
     Ok(delivery_engine(
         db.clone(),
         borcelle_mail::build_mailer(&settings.mail, db)?,
@@ -84,6 +89,7 @@ async fn worker_engine(
         storage::build_store(&settings.storage).await?,
         metrics.engine.clone(),
         Arc::new(Notify::new()),
+        super::unsubscribe_settings(&db_for_keys, settings.public_url.clone(), settings.unsubscribe_one_to_one).await?,
     ))
 }
 

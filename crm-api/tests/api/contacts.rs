@@ -69,6 +69,45 @@ async fn a_contact_is_created_read_updated_and_deleted() {
 }
 
 #[tokio::test]
+async fn first_and_last_names_come_from_the_name_unless_given_and_survive_a_rename() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("names@example.com").await;
+    let split = create_ok(&app, "Ada Lovelace", "ada@example.com").await;
+    assert_eq!((&split["first_name"], &split["last_name"]), (&json!("Ada"), &json!("Lovelace")), "{split}");
+
+    let given = json!({
+        "name": "Countess of Lovelace", "email": "countess@example.com", "first_name": " Augusta ", "last_name": "King"
+    });
+    let response = create(&app, given).await;
+    assert_eq!(response.status(), 201);
+    let given: Value = response.json().await.unwrap();
+    assert_eq!((&given["first_name"], &given["last_name"]), (&json!("Augusta"), &json!("King")), "kept, trimmed");
+    let blank = create(&app, json!({ "name": "Grace Hopper", "email": "grace@example.com", "first_name": "" })).await;
+    let blank: Value = blank.json().await.unwrap();
+    assert_eq!((&blank["first_name"], &blank["last_name"]), (&json!("Grace"), &json!("Hopper")), "blank is none");
+
+    let id = split["id"].as_str().unwrap().to_owned();
+    let renamed: Value = patch(&app, &id, json!({ "name": "Augusta Ada King" })).await.json().await.unwrap();
+    assert_eq!(renamed["name"], "Augusta Ada King");
+    assert_eq!((&renamed["first_name"], &renamed["last_name"]), (&json!("Ada"), &json!("Lovelace")), "not re-split");
+
+    let cleared: Value = patch(&app, &id, json!({ "first_name": null })).await.json().await.unwrap();
+    assert_eq!((&cleared["first_name"], &cleared["last_name"]), (&Value::Null, &json!("Lovelace")), "null clears");
+    let edited: Value =
+        patch(&app, &id, json!({ "first_name": "Augusta", "last_name": " " })).await.json().await.unwrap();
+    assert_eq!((&edited["first_name"], &edited["last_name"]), (&json!("Augusta"), &Value::Null));
+    let read: Value = app.get(&format!("/api/v1/contacts/{id}")).await.json().await.unwrap();
+    assert_eq!(read, edited);
+
+    for field in ["first_name", "last_name"] {
+        let (status, _, named) = error_of(patch(&app, &id, json!({ field: "n".repeat(101) })).await).await;
+        assert_eq!((status, named.as_deref()), (422, Some(field)));
+    }
+    let ok: Value = patch(&app, &id, json!({ "last_name": "n".repeat(100) })).await.json().await.unwrap();
+    assert_eq!(ok["last_name"].as_str().map(str::len), Some(100), "100 characters are allowed");
+}
+
+#[tokio::test]
 async fn a_duplicate_email_is_a_409_naming_the_existing_contact() {
     let mut app = spawn_app().await;
     app.signed_in_user("dupes@example.com").await;
@@ -193,7 +232,8 @@ async fn unicode_names_page_one_by_one_and_export_every_row() {
     let walked = page_through(&app, "name", 200, |_| None).await;
     assert_eq!(walked.len(), 1005);
     let export = app.get("/api/v1/contacts/export").await.text().await.unwrap();
-    let exported: Vec<String> = export.lines().skip(1).map(|line| line.split(',').nth(1).unwrap().to_owned()).collect();
+    // name,first_name,last_name,email,…
+    let exported: Vec<String> = export.lines().skip(1).map(|line| line.split(',').nth(3).unwrap().to_owned()).collect();
     assert_eq!(exported, walked, "the export is the walk by name, row for row");
 }
 
@@ -294,6 +334,9 @@ async fn bad_contact_input_gets_a_4xx_naming_the_problem() {
         (json!({ "name": "X", "email": "x@example.com", "phone": "06 12 34 56 78" }), "phone"),
         (json!({ "name": "X", "email": "x@example.com", "phone": "+33 abc" }), "phone"),
         (json!({ "name": "n".repeat(201), "email": "x@example.com" }), "name"),
+        (json!({ "name": "X", "email": "x@example.com", "first_name": "n".repeat(101) }), "first_name"),
+        (json!({ "name": "X", "email": "x@example.com", "last_name": "n".repeat(101) }), "last_name"),
+        (json!({ "name": "X", "email": "x@example.com", "first_name": "Ada\r\nBcc: y@example.com" }), "first_name"),
         (json!({ "name": "X", "email": "x@example.com", "tags": ["a,b"] }), "tags"),
         (json!({ "name": "X", "email": "x@example.com", "tags": "vip" }), "tags"),
         (json!({ "name": "X", "email": "x@example.com", "notes": "n".repeat(10_001) }), "notes"),

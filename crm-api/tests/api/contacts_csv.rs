@@ -39,7 +39,54 @@ async fn an_import_creates_and_updates_by_email_and_reports_bad_rows() {
     assert_eq!(grace["name"], "Grace Hopper", "updated by email");
     assert_eq!(grace["company"], "Navy", "an empty cell keeps what was there");
     assert_eq!(grace["tags"], json!(["compilers"]));
+    assert_eq!((&grace["first_name"], &grace["last_name"]), (&json!("Old"), &json!("Name")), "names are kept");
+    let ada: Value = app.get("/api/v1/contacts?q=ada").await.json().await.unwrap();
+    let ada = &ada["contacts"][0];
+    assert_eq!((&ada["first_name"], &ada["last_name"]), (&json!("Ada"), &json!("Lovelace")), "split when created");
     assert_eq!(count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn first_and_last_name_columns_are_imported_and_empty_cells_keep_existing_names() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("names-importer@example.com").await;
+    for (name, email) in [("Grace Hopper", "grace@example.com"), ("Alan Turing", "alan@example.com")] {
+        let response = app.post_json("/api/v1/contacts", &json!({ "name": name, "email": email })).await;
+        assert_eq!(response.status(), 201);
+    }
+
+    let csv = format!(
+        "Name,Email,First Name,Surname\n\
+         Ada Lovelace,ada@example.com,Augusta,King\n\
+         Linus Torvalds,linus@example.com,,\n\
+         Mary Ellis,mary@example.com,,Ellis-Smith\n\
+         Rear Admiral Grace Hopper,grace@example.com,Amazing,Grace\n\
+         Alan M. Turing,alan@example.com,,\n\
+         Too Long,long@example.com,,{}\n",
+        "L".repeat(101)
+    );
+    let report: Value = import(&app, "", csv).await.json().await.unwrap();
+    assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(3), Some(2)), "{report}");
+    assert_eq!(report["columns"]["First Name"], "first_name");
+    assert_eq!(report["columns"]["Surname"], "last_name");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!((errors[0]["line"].as_i64(), errors[0]["field"].as_str()), (Some(7), Some("last_name")));
+
+    let names = |email: &'static str| {
+        let app = &app;
+        async move {
+            let found: Value = app.get(&format!("/api/v1/contacts?q={email}")).await.json().await.unwrap();
+            let contact = &found["contacts"][0];
+            (contact["first_name"].as_str().map(str::to_owned), contact["last_name"].as_str().map(str::to_owned))
+        }
+    };
+    let some = |first: &str, last: &str| (Some(first.to_owned()), Some(last.to_owned()));
+    assert_eq!(names("ada@").await, some("Augusta", "King"), "given: kept");
+    assert_eq!(names("linus@").await, some("Linus", "Torvalds"), "created without: split");
+    assert_eq!(names("mary@").await, (None, Some("Ellis-Smith".to_owned())), "one given: no split");
+    assert_eq!(names("grace@").await, some("Amazing", "Grace"), "an update writes given names");
+    assert_eq!(names("alan@").await, some("Alan", "Turing"), "an update keeps names over empty cells");
 }
 
 #[tokio::test]
@@ -93,6 +140,7 @@ async fn the_export_streams_every_own_contact_and_defuses_formulas() {
         &json!({ "name": "=HYPERLINK(\"http://evil\")", "email": "formula@example.com" }),
     )
     .await;
+    app.post_json("/api/v1/contacts", &json!({ "name": "Ada Lovelace", "email": "ada@example.com" })).await;
     app.client = browser_client();
     app.signed_in_user("other-exporter@example.com").await;
     app.post_json("/api/v1/contacts", &json!({ "name": "Not Yours", "email": "notyours@example.com" })).await;
@@ -105,16 +153,21 @@ async fn the_export_streams_every_own_contact_and_defuses_formulas() {
     assert!(response.headers()["content-disposition"].to_str().unwrap().contains("contacts.csv"));
     let text = response.text().await.unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("name,email,phone,company,address,tax_id,tags,notes,created_at,updated_at"));
+    assert_eq!(
+        lines.next(),
+        Some("name,first_name,last_name,email,phone,company,address,tax_id,tags,notes,created_at,updated_at")
+    );
     let rows: Vec<&str> = lines.collect();
-    assert_eq!(rows.len(), 2501, "every contact once, across chunks");
+    assert_eq!(rows.len(), 2502, "every contact once, across chunks");
     assert!(!text.contains("notyours@example.com"), "only the owner's contacts");
     assert!(text.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""), "a formula is defused");
+    assert!(text.contains("\nAda Lovelace,Ada,Lovelace,ada@example.com,"), "first and last names are exported");
+    assert!(text.contains("\nContact 1,,,bulk1@example.com,"), "absent names are empty cells");
 
     // What was exported imports back as updates, not duplicates.
     let response = import(&app, "", text).await;
     let report: Value = response.json().await.unwrap();
-    assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(0), Some(2501)), "{report}");
+    assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(0), Some(2502)), "{report}");
 }
 
 /// Imports of the same addresses in different orders, at once: each one succeeds (the rows are

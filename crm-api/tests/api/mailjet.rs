@@ -2,15 +2,15 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::post;
 use base64::Engine;
 use borcelle::config::{MailjetSettings, TransportSettings};
-use borcelle_mail::{MailTransport, Mailbox, MailjetTransport, OutgoingEmail};
+use borcelle_mail::{MailError, MailTransport, Mailbox, MailjetTransport, OutgoingEmail};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
@@ -22,15 +22,46 @@ use crate::helpers::*;
 pub struct StandIn {
     pub received: Mutex<Vec<(HeaderMap, Value)>>,
     pub answers: Mutex<VecDeque<(u16, String)>>,
+    /// When each call arrived.
+    pub calls: Mutex<Vec<Instant>>,
+    /// The `Retry-After` every 429 answer carries, if any.
+    pub retry_after: Mutex<Option<&'static str>>,
 }
 
-const SUCCESS: &str = r#"{"Messages":[{"Status":"success","CustomID":"","To":[{"Email":"x@example.com","MessageUUID":"1ab23cd4","MessageID":288230379631515999,"MessageHref":"https://api.mailjet.com/v3/REST/message/288230379631515999"}],"Cc":[],"Bcc":[]}]}"#;
+/// The first message MailJet accepts gets this `MessageID`; each later one the next number.
+pub const FIRST_MESSAGE_ID: u64 = 288230379631515999;
 
-async fn send(State(stand_in): State<Arc<StandIn>>, headers: HeaderMap, body: String) -> (StatusCode, String) {
+fn success(message_id: u64) -> String {
+    json!({"Messages": [{
+        "Status": "success", "CustomID": "",
+        "To": [{
+            "Email": "x@example.com", "MessageUUID": "1ab23cd4", "MessageID": message_id,
+            "MessageHref": format!("https://api.mailjet.com/v3/REST/message/{message_id}")
+        }],
+        "Cc": [], "Bcc": []
+    }]})
+    .to_string()
+}
+
+async fn send(
+    State(stand_in): State<Arc<StandIn>>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, HeaderMap, String) {
+    let call = {
+        let mut calls = stand_in.calls.lock().unwrap();
+        calls.push(Instant::now());
+        calls.len() as u64 - 1
+    };
     let value = serde_json::from_str(&body).unwrap_or(Value::Null);
     stand_in.received.lock().unwrap().push((headers, value));
-    let (status, body) = stand_in.answers.lock().unwrap().pop_front().unwrap_or((200, SUCCESS.to_owned()));
-    (StatusCode::from_u16(status).unwrap(), body)
+    let (status, body) =
+        stand_in.answers.lock().unwrap().pop_front().unwrap_or_else(|| (200, success(FIRST_MESSAGE_ID + call)));
+    let mut answer_headers = HeaderMap::new();
+    if let (429, Some(after)) = (status, *stand_in.retry_after.lock().unwrap()) {
+        answer_headers.insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+    }
+    (StatusCode::from_u16(status).unwrap(), answer_headers, body)
 }
 
 pub async fn start_stand_in() -> (Url, Arc<StandIn>) {
@@ -63,6 +94,8 @@ fn email() -> OutgoingEmail {
         message_id: "<m-1@borcelle.test>".to_owned(),
         date: SystemTime::now(),
         attachments: Vec::new(),
+        unsubscribe: None,
+        ledger_id: None,
     }
 }
 
@@ -94,7 +127,7 @@ async fn the_request_body_is_exactly_the_v3_1_send_shape() {
 }
 
 #[tokio::test]
-async fn throttling_and_server_errors_are_transient_and_rejections_permanent() {
+async fn throttling_and_server_errors_are_transient_an_invalid_recipient_rejected_and_a_bad_key_permanent() {
     let (url, stand_in) = start_stand_in().await;
     let transport = MailjetTransport::new(settings(url, false)).unwrap();
     let rejection = r#"{"Messages":[{"Status":"error","Errors":[{"ErrorIdentifier":"f987008f","ErrorCode":"mj-0013","StatusCode":400,"ErrorMessage":"\"ada@\" is an invalid email address.","ErrorRelatedTo":["To[0].Email"]}]}]}"#;
@@ -109,13 +142,13 @@ async fn throttling_and_server_errors_are_transient_and_rejections_permanent() {
     let down = transport.send(&email()).await.unwrap_err();
     assert!(down.is_transient(), "{down}");
     let rejected = transport.send(&email()).await.unwrap_err();
-    assert!(!rejected.is_transient());
+    assert!(matches!(rejected, MailError::Rejected(_)), "an invalid recipient is a hard bounce: {rejected:?}");
     assert!(
         rejected.to_string().contains("mj-0013") && rejected.to_string().contains("invalid email address"),
         "{rejected}"
     );
     let unauthorized = transport.send(&email()).await.unwrap_err();
-    assert!(!unauthorized.is_transient());
+    assert!(matches!(unauthorized, MailError::Permanent(_)), "{unauthorized:?}");
     assert!(unauthorized.to_string().contains("BORCELLE_MAILJET_API_KEY"), "{unauthorized}");
 }
 
@@ -138,4 +171,80 @@ async fn registration_mail_goes_through_mailjet_when_configured() {
     assert_eq!(message["Subject"], "Verify your email for Borcelle");
     assert!(message["TextPart"].as_str().unwrap().contains(&app.url("/verify?token=")));
     assert!(message["HTMLPart"].as_str().unwrap().contains("Jet &lt;Setter&gt;"), "user content is escaped in HTML");
+}
+
+#[tokio::test]
+async fn after_a_429_no_send_of_the_transport_reaches_mailjet_until_retry_after_has_passed() {
+    let (url, stand_in) = start_stand_in().await;
+    *stand_in.retry_after.lock().unwrap() = Some("1");
+    stand_in.answers.lock().unwrap().push_back((429, r#"{"ErrorMessage":"Too many requests"}"#.to_owned()));
+    let transport = Arc::new(MailjetTransport::new(settings(url, false)).unwrap());
+
+    let throttled = transport.send(&email()).await.unwrap_err();
+    assert!(throttled.is_transient(), "the engine retries the throttled message: {throttled}");
+    let started = Instant::now();
+    let others: Vec<_> = (0..4)
+        .map(|i| {
+            let transport = transport.clone();
+            let mut email = email();
+            email.message_id = format!("<m-{i}@borcelle.test>");
+            email.ledger_id = Some(format!("row-{i}"));
+            tokio::spawn(async move { transport.send(&email).await })
+        })
+        .collect();
+    for sent in futures::future::join_all(others).await {
+        sent.unwrap().expect("sent once the pause has passed");
+    }
+
+    let calls = stand_in.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 5, "one call each: the pause is waited out, not answered with more calls");
+    for later in &calls[1..] {
+        let after = later.duration_since(calls[0]);
+        assert!(after >= Duration::from_secs(1), "a call {after:?} after the 429, within its Retry-After");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "the pause ends: {:?}", started.elapsed());
+    let received = stand_in.received.lock().unwrap();
+    let mut custom_ids: Vec<&str> =
+        received[1..].iter().map(|(_, body)| body["Messages"][0]["CustomID"].as_str().unwrap()).collect();
+    custom_ids.sort_unstable();
+    assert_eq!(custom_ids, ["row-0", "row-1", "row-2", "row-3"]);
+}
+
+#[tokio::test]
+async fn bulk_mail_through_mailjet_names_its_ledger_row_and_offers_one_click_unsubscribe() {
+    let (url, stand_in) = start_stand_in().await;
+    let mut app = spawn_app_with(|s| s.mail.transport = TransportSettings::Mailjet(settings(url, false))).await;
+    app.signed_in_user("bulk-jet@example.com").await;
+    let contacts = seed_contacts(&app.db, "bulk-jet@example.com", "jet", 2, "x").await;
+    let queued = app
+        .post_json("/api/v1/messages", &json!({ "contact_ids": contacts, "subject": "News", "body": "Hello" }))
+        .await;
+    assert_eq!(queued.status(), 202);
+    app.deliver_all().await;
+
+    let rows: Vec<(uuid::Uuid, String, Option<String>, String)> =
+        sqlx::query_as("SELECT id, to_email, provider_id, status FROM messages ORDER BY to_email")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    let received = stand_in.received.lock().unwrap();
+    assert_eq!(received.len(), 2);
+    for (id, to_email, _, status) in &rows {
+        assert_eq!(status, "sent");
+        let message = received
+            .iter()
+            .map(|(_, body)| &body["Messages"][0])
+            .find(|m| m["To"][0]["Email"] == to_email.as_str())
+            .unwrap_or_else(|| panic!("MailJet got the message to {to_email}"));
+        assert_eq!(message["CustomID"], id.to_string(), "the ledger row, which MailJet's events carry back");
+        let unsubscribe = message["Headers"]["List-Unsubscribe"].as_str().expect("bulk mail carries List-Unsubscribe");
+        assert!(unsubscribe.starts_with(&format!("<{}", app.url("/unsubscribe/"))), "{unsubscribe}");
+        assert_eq!(message["Headers"]["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click");
+        assert!(message["Headers"]["X-Borcelle-Message-ID"].is_string());
+    }
+    let mut provider_ids: Vec<String> = rows.iter().map(|r| r.2.clone().unwrap()).collect();
+    provider_ids.sort();
+    let expected = [FIRST_MESSAGE_ID.to_string(), (FIRST_MESSAGE_ID + 1).to_string()];
+    assert_eq!(provider_ids, expected, "MailJet's MessageID is the provider id, as its events name it");
 }

@@ -82,6 +82,71 @@ async fn a_contact_is_created_edited_and_deleted_through_the_forms() {
 }
 
 #[tokio::test]
+async fn the_form_takes_first_and_last_names_and_splits_the_name_when_both_are_empty() {
+    let (app, csrf) = signed_in("form-names@example.com").await;
+    let html = app.get("/contacts/new").await.text().await.unwrap();
+    assert!(
+        html.contains("<label for=\"first_name\">First name") && html.contains("<label for=\"last_name\">Last name")
+    );
+
+    let id = create_through_form(&app, &csrf, "Ada Lovelace", "ada@example.com").await;
+    let page = app.get(&format!("/contacts/{id}")).await.text().await.unwrap();
+    assert!(page.contains("<dt>First name</dt><dd>Ada</dd>") && page.contains("<dt>Last name</dt><dd>Lovelace</dd>"));
+    let edit = app.get(&format!("/contacts/{id}/edit")).await.text().await.unwrap();
+    assert!(edit.contains("value=\"Ada\"") && edit.contains("value=\"Lovelace\""), "the form shows them: {edit}");
+
+    // An edit stores the form as it is: a new name and an emptied first name are not re-split.
+    let response = app
+        .post_form(
+            &format!("/contacts/{id}/edit"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Augusta Ada King"),
+                ("email", "ada@example.com"),
+                ("first_name", ""),
+                ("last_name", "Lovelace"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let read: Value = app.get(&format!("/api/v1/contacts/{id}")).await.json().await.unwrap();
+    assert_eq!((&read["first_name"], &read["last_name"]), (&Value::Null, &json!("Lovelace")));
+
+    let response = app
+        .post_form(
+            "/contacts/new",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Grace Hopper"),
+                ("email", "grace@example.com"),
+                ("first_name", &"g".repeat(101)),
+                ("last_name", "Hopper"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<p class=\"error\" id=\"first_name-error\">"), "the error sits next to the field: {html}");
+    assert!(html.contains("value=\"Hopper\""), "typed values are kept");
+
+    let response = app
+        .post_form(
+            "/contacts/new",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Grace Hopper"),
+                ("email", "grace@example.com"),
+                ("first_name", "Amazing"),
+                ("last_name", ""),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let page = app.get(&location(&response)).await.text().await.unwrap();
+    assert!(page.contains("<dd>Amazing</dd>") && !page.contains("<dt>Last name</dt>"), "given: kept, no split");
+}
+
+#[tokio::test]
 async fn forms_without_the_csrf_token_change_nothing() {
     let (app, _) = signed_in("nocsrf@example.com").await;
     let response = app.post_form("/contacts/new", &[("name", "Eve"), ("email", "eve@example.com")]).await;
@@ -232,6 +297,7 @@ async fn a_csv_file_is_imported_and_reported_row_by_row() {
     assert!(html.contains("<td>3</td><td>email</td>"), "the bad row is reported with its line and field: {html}");
     let list: Value = app.get("/api/v1/contacts").await.json().await.unwrap();
     assert_eq!(list["contacts"].as_array().unwrap().len(), 2);
+    assert_eq!(list["contacts"][0]["first_name"], "Ada", "names split from the name: {list}");
 
     let response = import_csv(&app, &csrf, "just,one\n").await;
     assert_eq!(response.status(), 422);

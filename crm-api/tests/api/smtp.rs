@@ -53,6 +53,8 @@ fn email(to: &str) -> OutgoingEmail {
         message_id: format!("<{}@borcelle.test>", unique("m")),
         date: SystemTime::now(),
         attachments: Vec::new(),
+        unsubscribe: None,
+        ledger_id: None,
     }
 }
 
@@ -63,12 +65,12 @@ async fn starttls_with_auth_delivers_with_the_right_password_and_fails_permanent
     settings.tls = SmtpTls::Starttls;
     settings.username = Some("borcelle".to_owned());
     settings.password = Some(SecretString::from("s3cret-pass".to_owned()));
-    let transport = SmtpTransport::new(&settings).unwrap();
+    let transport = SmtpTransport::new(&settings, None).unwrap();
     transport.send(&email("auth-ok@example.com")).await.unwrap();
     smtp.wait_for("auth-ok@example.com").await;
 
     settings.password = Some(SecretString::from("wrong".to_owned()));
-    let transport = SmtpTransport::new(&settings).unwrap();
+    let transport = SmtpTransport::new(&settings, None).unwrap();
     let err = transport.send(&email("auth-bad@example.com")).await.unwrap_err();
     assert!(!err.is_transient(), "a refused login is permanent: {err}");
 }
@@ -81,7 +83,7 @@ async fn starttls_refuses_a_certificate_from_an_untrusted_ca() {
     settings.ca_file = None;
     settings.username = Some("borcelle".to_owned());
     settings.password = Some(SecretString::from("s3cret-pass".to_owned()));
-    let transport = SmtpTransport::new(&settings).unwrap();
+    let transport = SmtpTransport::new(&settings, None).unwrap();
     let err = transport.send(&email("mitm@example.com")).await.unwrap_err();
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
     assert!(smtp.messages().await.is_empty(), "nothing was sent over an unverified connection");
@@ -93,7 +95,7 @@ async fn an_unreachable_smtp_server_is_a_transient_failure() {
     let mut settings = smtp.smtp_settings();
     drop(smtp);
     settings.timeout = Duration::from_secs(2);
-    let transport = SmtpTransport::new(&settings).unwrap();
+    let transport = SmtpTransport::new(&settings, None).unwrap();
     let err = transport.send(&email("nobody@example.com")).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
 }

@@ -7,18 +7,22 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::Error;
-use crate::contacts::{ContactFields, ContactInput};
-use borcelle_store::contacts::Contact;
+use crate::contacts::{ContactFields, ContactInput, split_name};
+use borcelle_store::contacts::{self, Contact};
+use borcelle_store::{Owner, PgConnection};
 
 /// Most data rows one import may carry.
 pub const IMPORT_ROWS_MAX: usize = 50_000;
 /// The columns an import can fill, in export order.
-pub const FIELDS: [&str; 8] = ["name", "email", "phone", "company", "address", "tax_id", "tags", "notes"];
+pub const FIELDS: [&str; 10] =
+    ["name", "first_name", "last_name", "email", "phone", "company", "address", "tax_id", "tags", "notes"];
 
 /// Header names recognised for each field (compared lower-cased, spaces, dashes and underscores ignored).
 fn aliases(field: &str) -> &'static [&'static str] {
     match field {
         "name" => &["name", "fullname", "contact", "contactname", "displayname"],
+        "first_name" => &["firstname", "givenname", "forename"],
+        "last_name" => &["lastname", "surname", "familyname"],
         "email" => &["email", "emailaddress", "mail"],
         "phone" => &["phone", "phonenumber", "telephone", "tel", "mobile"],
         "company" => &["company", "organization", "organisation", "org", "employer"],
@@ -48,10 +52,22 @@ pub struct RowError {
 /// What an import will write, and what it will not.
 #[derive(Debug, Default)]
 pub struct ImportPlan {
+    /// The valid rows, their first and last names as the file gives them (see [`write`]).
     pub rows: Vec<ContactFields>,
     pub errors: Vec<RowError>,
     /// Which field each header column feeds.
     pub mapping: Vec<(String, String)>,
+}
+
+/// Writes a plan's rows: creates or updates the owner's contacts by email, empty cells keeping
+/// what an existing contact has; a contact created without a first or last name gets them from
+/// its name ([`split_name`]). Two statements: `db` should be a transaction. Returns (created,
+/// updated).
+pub async fn write(db: &mut PgConnection, owner: Owner, plan: &ImportPlan) -> borcelle_store::Result<(i64, i64)> {
+    if plan.rows.is_empty() {
+        return Ok((0, 0));
+    }
+    contacts::upsert_many(db, owner, &plan.rows, split_name).await
 }
 
 fn file_error(message: impl Into<String>) -> Error {
@@ -139,8 +155,12 @@ pub fn plan_import(bytes: &[u8], overrides: &HashMap<String, String>) -> Result<
         let cell = |field: &str| -> Option<String> {
             columns.get(field).and_then(|i| record.get(*i)).filter(|v| !v.is_empty()).map(str::to_owned)
         };
+        // Not split here: a contact this row creates without a first or last name gets them from
+        // its name when written, and an existing one keeps its own (see `write`).
         let input = ContactInput {
             name: cell("name").unwrap_or_default(),
+            first_name: cell("first_name"),
+            last_name: cell("last_name"),
             email: cell("email").unwrap_or_default(),
             phone: cell("phone"),
             company: cell("company"),
@@ -187,6 +207,8 @@ pub fn export_rows(contacts: &[Contact]) -> Result<Vec<u8>, csv::Error> {
     for c in contacts {
         writer.write_record([
             defuse(&c.name),
+            defuse(c.first_name.as_deref().unwrap_or_default()),
+            defuse(c.last_name.as_deref().unwrap_or_default()),
             defuse(&c.email),
             c.phone.clone().unwrap_or_default(),
             defuse(c.company.as_deref().unwrap_or_default()),
@@ -241,6 +263,50 @@ mod tests {
             plan.mapping,
             vec![("Nom".to_owned(), "name".to_owned()), ("Courriel".to_owned(), "email".to_owned())]
         );
+    }
+
+    #[test]
+    fn first_and_last_name_columns_are_recognised_and_checked() {
+        for (first, last) in [("First name", "Last name"), ("first_name", "surname"), ("Given Name", "Family-Name")] {
+            let csv = format!("Name,Email,{first},{last}\nAda Lovelace,ada@example.com,Augusta,King\n");
+            let plan = plan_import(csv.as_bytes(), &HashMap::new()).unwrap();
+            let row = &plan.rows[0];
+            assert_eq!((row.first_name.as_deref(), row.last_name.as_deref()), (Some("Augusta"), Some("King")), "{csv}");
+            assert_eq!(row.name, "Ada Lovelace", "the display name stays");
+        }
+        let csv =
+            format!("name,email,first_name,last_name\nAda,ada@example.com,{},\nBo,bo@example.com,,\n", "a".repeat(101));
+        let plan = plan_import(csv.as_bytes(), &HashMap::new()).unwrap();
+        let fields: Vec<Option<&str>> = plan.errors.iter().map(|e| e.field.as_deref()).collect();
+        assert_eq!(fields, vec![Some("first_name")]);
+        // Empty cells, and files without the columns, leave them absent: split only when created.
+        assert_eq!((plan.rows[0].first_name.as_deref(), plan.rows[0].last_name.as_deref()), (None, None));
+        let plan = plan_import(b"name,email\nAda Lovelace,ada@example.com\n", &HashMap::new()).unwrap();
+        assert_eq!((plan.rows[0].first_name.as_deref(), plan.rows[0].last_name.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn exports_carry_first_and_last_names() {
+        let header = String::from_utf8(export_header()).unwrap();
+        assert!(header.starts_with("name,first_name,last_name,email,"), "{header}");
+        let now = chrono::Utc::now();
+        let contact = Contact {
+            id: uuid::Uuid::nil(),
+            name: "Ada Lovelace".into(),
+            first_name: Some("Ada".into()),
+            last_name: None,
+            email: "ada@example.com".into(),
+            phone: None,
+            company: None,
+            address: None,
+            tax_id: None,
+            tags: vec![],
+            notes: String::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let row = String::from_utf8(export_rows(&[contact]).unwrap()).unwrap();
+        assert!(row.starts_with("Ada Lovelace,Ada,,ada@example.com,"), "{row}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::{Error, validate};
 
 pub const NAME_MAX: usize = 200;
+pub const FIRST_NAME_MAX: usize = 100;
+pub const LAST_NAME_MAX: usize = 100;
 pub const COMPANY_MAX: usize = 200;
 pub const ADDRESS_MAX: usize = 1000;
 pub const TAX_ID_MAX: usize = 64;
@@ -23,8 +25,17 @@ pub const TAGS_MAX: usize = 50;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
+    /// The display name, as in the recipient's address.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
+    /// For personalised mail (`{{ contact.first_name }}`). When neither it nor `last_name` is
+    /// given, both are taken from `name` ("Ada Lovelace", "Lovelace, Ada": Ada and Lovelace).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 100))]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 100))]
+    pub last_name: Option<String>,
     #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: String,
     /// With its country code, like `+33 6 12 34 56 78`; stored in E.164.
@@ -48,13 +59,18 @@ pub struct ContactInput {
     pub notes: Option<String>,
 }
 
-/// A partial update: an absent field stays, `null` clears an optional one.
+/// A partial update: an absent field stays, `null` clears an optional one. A new `name` leaves
+/// `first_name` and `last_name` as they are.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub last_name: Option<Option<String>>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -150,7 +166,32 @@ pub fn tags(raw: &[String]) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
+/// The first and last name personalised mail uses for a contact named `name` that has neither:
+/// [`borcelle_mail::merge::split_name`]'s reading of it, each part kept to what a contact may
+/// hold (one line of at most 100 characters; nothing rather than blank).
+pub fn split_name(name: &str) -> (Option<String>, Option<String>) {
+    let fit = |part: Option<String>, max: usize| {
+        let part: String = part?.chars().filter(|c| !c.is_control()).take(max).collect();
+        let part = part.trim();
+        (!part.is_empty()).then(|| part.to_owned())
+    };
+    let (first, last) = borcelle_mail::merge::split_name(name);
+    (fit(first, FIRST_NAME_MAX), fit(last, LAST_NAME_MAX))
+}
+
 impl ContactInput {
+    /// Checks a new contact's fields: as [`ContactInput::validate`], and without a first or a
+    /// last name, both are taken from the name ([`split_name`]).
+    pub fn validate_new(self) -> Result<ContactFields, Error> {
+        let mut fields = self.validate()?;
+        if fields.first_name.is_none() && fields.last_name.is_none() {
+            (fields.first_name, fields.last_name) = split_name(&fields.name);
+        }
+        Ok(fields)
+    }
+
+    /// Checks and normalises the fields as given (a blank optional field is absent): what an
+    /// edit stores.
     pub fn validate(self) -> Result<ContactFields, Error> {
         // The name is the display name of the recipient's address: one line.
         let name = validate::one_line("name", &self.name, NAME_MAX)?;
@@ -161,6 +202,8 @@ impl ContactInput {
         };
         Ok(ContactFields {
             name,
+            first_name: line("first_name", self.first_name.as_deref(), FIRST_NAME_MAX)?,
+            last_name: line("last_name", self.last_name.as_deref(), LAST_NAME_MAX)?,
             email,
             phone,
             company: line("company", self.company.as_deref(), COMPANY_MAX)?,
@@ -181,6 +224,8 @@ impl ContactPatch {
         };
         ContactInput {
             name: self.name.unwrap_or(current.name),
+            first_name: pick(self.first_name, current.first_name),
+            last_name: pick(self.last_name, current.last_name),
             email: self.email.unwrap_or(current.email),
             phone: pick(self.phone, current.phone),
             company: pick(self.company, current.company),
@@ -316,6 +361,66 @@ mod tests {
         assert_eq!(next.name, "Ada L.");
         assert_eq!(next.company, None);
         assert_eq!(next.phone.as_deref(), Some("+33612345678"));
+    }
+
+    fn ada() -> ContactInput {
+        ContactInput { name: "Ada Lovelace".into(), email: "ada@example.com".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_new_contact_without_first_or_last_name_gets_both_from_its_name() {
+        let fields = ada().validate_new().unwrap();
+        assert_eq!((fields.first_name.as_deref(), fields.last_name.as_deref()), (Some("Ada"), Some("Lovelace")));
+        let blank = ContactInput { first_name: Some("  ".into()), last_name: Some(String::new()), ..ada() };
+        let fields = blank.validate_new().unwrap();
+        assert_eq!((fields.first_name.as_deref(), fields.last_name.as_deref()), (Some("Ada"), Some("Lovelace")));
+        // Checked and stored as given, without a split, for an edit.
+        let fields = ada().validate().unwrap();
+        assert_eq!((fields.first_name, fields.last_name), (None, None));
+    }
+
+    #[test]
+    fn given_first_or_last_names_are_kept_as_given() {
+        let input = ContactInput { first_name: Some(" Augusta ".into()), last_name: Some("King".into()), ..ada() };
+        let fields = input.validate_new().unwrap();
+        assert_eq!((fields.first_name.as_deref(), fields.last_name.as_deref()), (Some("Augusta"), Some("King")));
+        let only_first = ContactInput { first_name: Some("Augusta".into()), ..ada() }.validate_new().unwrap();
+        assert_eq!((only_first.first_name.as_deref(), only_first.last_name), (Some("Augusta"), None));
+    }
+
+    #[test]
+    fn first_and_last_names_are_one_line_of_at_most_100_characters() {
+        for field in ["first_name", "last_name"] {
+            let with = |value: String| {
+                let mut input = ada();
+                *(if field == "first_name" { &mut input.first_name } else { &mut input.last_name }) = Some(value);
+                input.validate_new()
+            };
+            assert!(with("a".repeat(100)).is_ok());
+            for bad in ["a".repeat(101), "Ada\nBcc: x@example.com".to_owned(), "Ada\t".to_owned()] {
+                let err = with(bad.clone()).unwrap_err();
+                assert_eq!(err.field(), Some(field), "{bad:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_names_fit_what_a_contact_may_hold() {
+        let (first, last) = split_name(&format!("{} Lovelace", "A".repeat(150)));
+        assert_eq!(first.map(|f| f.chars().count()), Some(FIRST_NAME_MAX));
+        assert_eq!(last.as_deref(), Some("Lovelace"));
+    }
+
+    #[test]
+    fn a_patch_of_the_name_keeps_first_and_last_names_and_null_clears_them() {
+        let current = ada().validate_new().unwrap();
+        let patch: ContactPatch = serde_json::from_str(r#"{"name": "Augusta Ada King"}"#).unwrap();
+        let next = patch.apply(current.clone()).unwrap();
+        assert_eq!(next.name, "Augusta Ada King");
+        assert_eq!((next.first_name.as_deref(), next.last_name.as_deref()), (Some("Ada"), Some("Lovelace")));
+        let patch: ContactPatch = serde_json::from_str(r#"{"first_name": null, "last_name": "King"}"#).unwrap();
+        let next = patch.apply(current).unwrap();
+        assert_eq!((next.first_name, next.last_name.as_deref()), (None, Some("King")));
     }
 
     #[test]

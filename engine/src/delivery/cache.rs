@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use borcelle_mail::merge::{MergeTemplate, SenderFields};
 use borcelle_mail::{MailAttachment, Mailbox};
 
 /// Task contents kept between batches.
@@ -12,14 +13,29 @@ const CONTENT_CACHE: usize = 256;
 /// Attachment bytes the cache keeps between batches, in per-message limits.
 pub(super) const CACHED_MESSAGES_OF_ATTACHMENTS: u64 = 4;
 
-/// A task's rendered email and attachments, shared by all its recipients.
+/// What stands for the recipient's unsubscribe link in content rendered once for every
+/// recipient (no `&`, `<`, `>` or quotes: HTML escaping leaves it as it is).
+pub(super) const LINK_PLACEHOLDER: &str = "https://unsubscribe.borcelle.invalid/LINK";
+
+/// A task's email and attachments, shared by all its recipients.
 pub(super) struct Prepared {
     pub from_name: String,
     pub reply_to: Mailbox,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
+    pub sender: SenderFields,
+    pub content: Content,
+    /// Bulk mail (to more than one recipient, a reminder, a broadcast) carries the unsubscribe
+    /// headers and link.
+    pub unsubscribe: bool,
     pub attachments: Vec<MailAttachment>,
+}
+
+/// The content of a task's emails.
+pub(super) enum Content {
+    /// Without merge fields: rendered once; only the unsubscribe link (in place of
+    /// [`LINK_PLACEHOLDER`]) differs between recipients.
+    Fixed { subject: String, text: String, html: String },
+    /// With merge fields: rendered for each recipient from these templates.
+    Personal(Box<MergeTemplate>),
 }
 
 /// Prepared tasks kept between claimed batches, so that a task's attachments are read from the
@@ -67,9 +83,9 @@ mod tests {
         Prepared {
             from_name: String::new(),
             reply_to: Mailbox { name: None, email: String::new() },
-            subject: String::new(),
-            text: String::new(),
-            html: String::new(),
+            sender: SenderFields { name: String::new(), email: String::new() },
+            content: Content::Fixed { subject: String::new(), text: String::new(), html: String::new() },
+            unsubscribe: false,
             attachments: vec![MailAttachment {
                 filename: "f".into(),
                 content_type: "application/pdf".into(),

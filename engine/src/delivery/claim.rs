@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use borcelle_mail::merge::{MergeTemplate, SenderFields};
 use borcelle_mail::{MailError, Mailbox, templates};
 use borcelle_store::messages::{self, Claimed};
 use borcelle_store::tasks;
 use uuid::Uuid;
 
 use super::DeliveryEngine;
-use super::cache::{CACHED_MESSAGES_OF_ATTACHMENTS, ContentCache, Prepared};
+use super::cache::{CACHED_MESSAGES_OF_ATTACHMENTS, Content, ContentCache, LINK_PLACEHOLDER, Prepared};
 
 /// A claimed row and the email it carries (or why that email could not be prepared).
 pub(super) type Batched = (Claimed, Result<Arc<Prepared>, MailError>);
@@ -66,21 +67,24 @@ impl DeliveryEngine {
                         continue;
                     }
                 };
-                let rendered = match templates::message(&task.owner_name, &task.subject, &task.body) {
-                    Ok(rendered) => rendered,
+                let unsubscribe = self.unsubscribe.one_to_one
+                    || task.total > 1
+                    || matches!(task.kind.as_str(), "reminder" | "broadcast");
+                let content = match self.content(&task, unsubscribe) {
+                    Ok(content) => content,
                     Err(err) => {
                         // It would fail the same way every time: the task's rows fail with the reason.
-                        tracing::error!(task = %task.id, error = %err, "rendering the message failed");
-                        unreadable.insert(task.id, MailError::Permanent(format!("rendering the message: {err}")));
+                        tracing::error!(task = %task.id, error = %err, "preparing the message failed");
+                        unreadable.insert(task.id, MailError::Permanent(format!("preparing the message: {err}")));
                         continue;
                     }
                 };
                 let prepared = Prepared {
                     from_name: format!("{} via Borcelle", task.owner_name),
                     reply_to: Mailbox { name: Some(task.owner_name.clone()), email: task.owner_email.clone() },
-                    subject: rendered.subject,
-                    text: rendered.text,
-                    html: rendered.html,
+                    sender: SenderFields { name: task.owner_name.clone(), email: task.owner_email.clone() },
+                    content,
+                    unsubscribe,
                     attachments,
                 };
                 contents.insert(task.id, prepared);
@@ -99,5 +103,22 @@ impl DeliveryEngine {
             }
         }
         Ok(batch)
+    }
+
+    /// A task's content: rendered once when it has no merge fields (a broadcast's never has:
+    /// its text is an administrator's notice, not a template), else its templates, checked.
+    fn content(&self, task: &tasks::TaskContent, unsubscribe: bool) -> Result<Content, String> {
+        // A subject stored before the checks may hold a line break: the last guard makes it one line.
+        let subject = borcelle_mail::header_line(&task.subject);
+        if task.kind != "broadcast" {
+            let template = MergeTemplate::parse(&subject, &task.body).map_err(|err| err.to_string())?;
+            if !template.is_plain() {
+                return Ok(Content::Personal(Box::new(template)));
+            }
+        }
+        let link = unsubscribe.then_some(LINK_PLACEHOLDER);
+        let rendered =
+            templates::message(&task.owner_name, &subject, &task.body, link).map_err(|err| err.to_string())?;
+        Ok(Content::Fixed { subject: rendered.subject, text: rendered.text, html: rendered.html })
     }
 }

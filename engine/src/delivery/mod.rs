@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use borcelle_mail::{MailError, MailSettings, Mailbox, Mailer, OutgoingEmail};
+use borcelle_mail::merge::{ContactFields, MergeFields, split_name};
+use borcelle_mail::{MailError, MailSettings, Mailbox, Mailer, OutgoingEmail, Unsubscribe, templates};
 use borcelle_store::PgPool;
 use borcelle_store::messages::{self, Claimed, Outcome, OutcomeKind};
 use rand::RngExt;
@@ -31,10 +32,10 @@ use crate::events::EventBus;
 use crate::metrics::EngineMetrics;
 use crate::settings::DeliverySettings;
 use crate::storage::Store;
-use cache::{ContentCache, Prepared};
+use cache::{Content, ContentCache, LINK_PLACEHOLDER, Prepared};
 use claim::ClaimError;
 
-pub use record::completion_text;
+pub use record::{completion_text, finished_at_once};
 
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -46,6 +47,8 @@ pub struct Drained {
     /// Put back for a later attempt.
     pub retrying: usize,
     pub failed: usize,
+    /// Not sent: on the owner's suppression list.
+    pub suppressed: usize,
 }
 
 /// What it takes to run an engine.
@@ -63,6 +66,68 @@ pub struct DeliveryEngine {
     pub store: Store,
     /// The per-message attachment limit (`BORCELLE_MESSAGE_ATTACHMENTS_MAX_BYTES`); it sizes the cache.
     pub attachments_max_bytes: u64,
+    /// The unsubscribe links bulk mail carries.
+    pub unsubscribe: Arc<UnsubscribeSettings>,
+}
+
+/// How emails let their recipients unsubscribe.
+#[derive(Debug, Clone)]
+pub struct UnsubscribeSettings {
+    pub links: crate::consent::UnsubscribeLinks,
+    /// Also one-to-one messages (a message or note to a single contact) carry them; bulk mail
+    /// always does.
+    pub one_to_one: bool,
+    /// The `mailto:` address of `List-Unsubscribe`, once inbound mail is configured.
+    pub mailto: Option<String>,
+}
+
+/// One recipient's email from the task's prepared content.
+fn personalise(
+    prepared: &Prepared,
+    claimed: &Claimed,
+    unsubscribe: Option<&str>,
+) -> Result<(String, String, String), MailError> {
+    match &prepared.content {
+        Content::Fixed { subject, text, html } => {
+            let (text, html) = match unsubscribe {
+                Some(link) => (
+                    text.replace(LINK_PLACEHOLDER, link),
+                    html.replace(LINK_PLACEHOLDER, &templates::escape_html(link)),
+                ),
+                None => (text.clone(), html.clone()),
+            };
+            Ok((subject.clone(), text, html))
+        }
+        Content::Personal(template) => {
+            let fields = MergeFields { contact: recipient_fields(claimed), sender: prepared.sender.clone() };
+            let merged = template
+                .render(&fields)
+                .map_err(|err| MailError::Permanent(format!("personalising the message: {err}")))?;
+            let rendered = templates::message(&prepared.sender.name, &merged.subject, &merged.body, unsubscribe)
+                .map_err(|err| MailError::Permanent(err.to_string()))?;
+            Ok((rendered.subject, rendered.text, rendered.html))
+        }
+    }
+}
+
+/// The recipient's fields as queued; a row written before personalised mail (or to a user rather
+/// than a contact) has its name and address only.
+fn recipient_fields(claimed: &Claimed) -> ContactFields {
+    if let Some(fields) = claimed.merge.as_ref().and_then(|m| serde_json::from_value::<ContactFields>(m.clone()).ok()) {
+        return fields;
+    }
+    let name = claimed.to_name.clone().unwrap_or_else(|| claimed.to_email.clone());
+    let (first_name, last_name) = split_name(&name);
+    ContactFields {
+        first_name,
+        last_name,
+        name,
+        email: claimed.to_email.clone(),
+        company: None,
+        phone: None,
+        address: None,
+        tags: Vec::new(),
+    }
 }
 
 /// Spaces sends evenly to stay under a rate.
@@ -209,23 +274,41 @@ impl DeliveryEngine {
         prepared: Result<Arc<Prepared>, MailError>,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Outcome {
+        if let Some(reason) = &claimed.suppressed {
+            // On the owner's list since it was queued: never sent.
+            self.metrics.mail_sent(self.mailer.name(), "suppressed");
+            let result = OutcomeKind::Suppressed { reason: reason.clone() };
+            return Outcome { id: claimed.id, attempt: claimed.attempts, result };
+        }
         let sent = match prepared {
             Ok(prepared) => {
-                if let Some(limiter) = limiter {
-                    limiter.acquire().await;
+                let link = prepared.unsubscribe.then(|| self.unsubscribe.links.link(claimed.id));
+                match personalise(&prepared, &claimed, link.as_deref()) {
+                    Ok((subject, text, html)) => {
+                        if let Some(limiter) = limiter {
+                            limiter.acquire().await;
+                        }
+                        let email = OutgoingEmail {
+                            from: Mailbox {
+                                name: Some(prepared.from_name.clone()),
+                                email: self.mail.from_address.clone(),
+                            },
+                            to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
+                            reply_to: Some(prepared.reply_to.clone()),
+                            subject,
+                            text,
+                            html,
+                            message_id: claimed.message_id.clone(),
+                            date: std::time::SystemTime::now(),
+                            attachments: prepared.attachments.clone(),
+                            unsubscribe: link
+                                .map(|https| Unsubscribe { https, mailto: self.unsubscribe.mailto.clone() }),
+                            ledger_id: Some(claimed.id.to_string()),
+                        };
+                        self.mailer.send(&email).await
+                    }
+                    Err(err) => Err(err),
                 }
-                let email = OutgoingEmail {
-                    from: Mailbox { name: Some(prepared.from_name.clone()), email: self.mail.from_address.clone() },
-                    to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
-                    reply_to: Some(prepared.reply_to.clone()),
-                    subject: prepared.subject.clone(),
-                    text: prepared.text.clone(),
-                    html: prepared.html.clone(),
-                    message_id: claimed.message_id.clone(),
-                    date: std::time::SystemTime::now(),
-                    attachments: prepared.attachments.clone(),
-                };
-                self.mailer.send(&email).await
             }
             Err(err) => Err(err),
         };
@@ -248,6 +331,11 @@ impl DeliveryEngine {
                 self.metrics.mail_sent(self.mailer.name(), "failed");
                 OutcomeKind::Failed { error }
             }
+            Err(MailError::Rejected(error)) => {
+                // A hard bounce: the address goes on the owner's suppression list as this is recorded.
+                self.metrics.mail_sent(self.mailer.name(), "rejected");
+                OutcomeKind::Rejected { error }
+            }
         };
         Outcome { id: claimed.id, attempt: claimed.attempts, result }
     }
@@ -266,6 +354,7 @@ impl DeliveryEngine {
             drained.sent += batch.sent;
             drained.retrying += batch.retrying;
             drained.failed += batch.failed;
+            drained.suppressed += batch.suppressed;
         }
     }
 
@@ -296,7 +385,8 @@ impl DeliveryEngine {
             match outcome.result {
                 OutcomeKind::Sent { .. } => drained.sent += 1,
                 OutcomeKind::Retry { .. } => drained.retrying += 1,
-                OutcomeKind::Failed { .. } => drained.failed += 1,
+                OutcomeKind::Failed { .. } | OutcomeKind::Rejected { .. } => drained.failed += 1,
+                OutcomeKind::Suppressed { .. } => drained.suppressed += 1,
             }
         }
         self.record(&mut outcomes).await?;

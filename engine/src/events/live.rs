@@ -35,9 +35,16 @@ pub struct TaskProgress {
     pub task_id: Uuid,
     pub sent: i32,
     pub failed: i32,
+    /// Not sent: on the owner's suppression list (left out while none is).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: i32,
     pub total: i32,
     /// `running` or `done`.
     pub status: String,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// A broadcast as the pages show it.
@@ -63,7 +70,14 @@ pub struct Snapshot {
 impl LiveEvent {
     /// A send just queued: nothing sent yet.
     pub fn task_started(task_id: Uuid, total: i32) -> Self {
-        LiveEvent::TaskProgress(TaskProgress { task_id, sent: 0, failed: 0, total, status: "running".to_owned() })
+        LiveEvent::TaskProgress(TaskProgress {
+            task_id,
+            sent: 0,
+            failed: 0,
+            suppressed: 0,
+            total,
+            status: "running".to_owned(),
+        })
     }
 
     /// A send's counters as the ledger recorded them.
@@ -72,6 +86,7 @@ impl LiveEvent {
             task_id: task.task_id,
             sent: task.sent,
             failed: task.failed,
+            suppressed: task.suppressed,
             total: task.total,
             status: task.status.clone(),
         })
@@ -141,6 +156,7 @@ mod tests {
             subject: "Q3".into(),
             sent: 45,
             failed: 3,
+            suppressed: 0,
             total: 48,
             status: "done".into(),
             just_finished: true,

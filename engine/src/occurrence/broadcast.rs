@@ -88,10 +88,13 @@ pub(super) async fn start(
                 if queued == 0 {
                     tasks::delete_empty(tx, id).await?;
                 } else {
+                    borcelle_store::suppressions::mark_queued(tx, &[id]).await?;
                     tasks::set_total(tx, id, queued).await?;
                     recipients = recipients.max(queued);
                     task_id = Some(id);
                     announcements.push(Envelope::to_user(sender, &LiveEvent::task_started(id, queued)));
+                    let finished = crate::delivery::finished_at_once(tx, &[id]).await?;
+                    announcements.extend(finished.into_iter().map(|(_, event)| event));
                 }
             }
             None => skipped.push("email channel: no administrator account exists to send from".to_owned()),

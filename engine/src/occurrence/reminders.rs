@@ -152,7 +152,9 @@ pub async fn start_reminders(
             }
         }
     }
+    borcelle_store::suppressions::mark_queued(tx, &task_ids).await?;
     tasks::set_totals(tx, &task_ids, &totals).await?;
+    let finished_at_once = crate::delivery::finished_at_once(tx, &task_ids).await?;
     let task_of: Vec<Option<Uuid>> =
         task_ids.iter().zip(&totals).map(|(id, total)| (*total > 0).then_some(*id)).collect();
     for (k, i) in fresh.iter().enumerate() {
@@ -172,6 +174,7 @@ pub async fn start_reminders(
         let mut events = Vec::new();
         if let Some(task_id) = task_of[k] {
             events.push(Envelope::to_user(owner.id(), &LiveEvent::task_started(task_id, totals[k])));
+            events.extend(finished_at_once.iter().filter(|(id, _)| *id == task_id).map(|(_, e)| e.clone()));
         }
         let skipped = std::mem::take(&mut skipped_of[k]);
         if !skipped.is_empty() || task_of[k].is_none() {

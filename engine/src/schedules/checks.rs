@@ -94,12 +94,16 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     parsed.check_fields().map_err(field_problem)?;
     check_schedule("spec.schedule", &parsed.schedule, "spec.timeZone", parsed.time_zone.as_deref())?;
     match (&parsed.body, &parsed.note_id) {
-        (Some(body), None) => check_len("spec.body", body, 1, 100_000)?,
+        (Some(body), None) => {
+            check_len("spec.body", body, 1, 100_000)?;
+            crate::messaging::merge_fields(&parsed.subject, body, "spec.subject", "spec.body")?;
+        }
         (None, Some(note)) => {
             let note = id("spec.noteId", note, "a note")?;
-            if borcelle_store::notes::get(db, owner, note).await?.is_none() {
+            let Some(note) = borcelle_store::notes::get(db, owner, note).await? else {
                 return Err(Error::NothingNamed { field: "spec.noteId", message: "you have no note with this id" });
-            }
+            };
+            crate::messaging::merge_fields(&parsed.subject, &note.body, "spec.subject", "spec.noteId")?;
         }
         _ => return Err(Error::invalid("spec.body", "set exactly one of body and noteId")),
     }

@@ -61,7 +61,8 @@ impl Listed {
     }
 }
 
-const COLUMNS: &str = "id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, first_name, last_name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at";
 
 /// What a list asks for.
 pub struct ListQuery<'a> {

@@ -17,6 +17,9 @@ pub use list::{After, ListError, ListQuery, Listing, Sort, SortKey, list};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContactFields {
     pub name: String,
+    /// What personalised mail greets the contact by (`{{ contact.first_name }}`).
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
     pub email: String,
     pub phone: Option<String>,
     pub company: Option<String>,
@@ -31,7 +34,12 @@ pub struct ContactFields {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contact {
     pub id: Uuid,
+    /// The display name, as in the recipient's address.
     pub name: String,
+    /// For personalised mail (`{{ contact.first_name }}`); on creation without a first or last
+    /// name, both are taken from `name`.
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
     pub email: String,
     /// E.164, like `+33612345678`.
     pub phone: Option<String>,
@@ -51,6 +59,8 @@ impl Contact {
     pub fn fields(&self) -> ContactFields {
         ContactFields {
             name: self.name.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
             email: self.email.clone(),
             phone: self.phone.clone(),
             company: self.company.clone(),
@@ -71,13 +81,17 @@ pub async fn insert(
 ) -> crate::Result<Result<Contact, Uuid>> {
     let inserted = sqlx::query_as!(
         Contact,
-        "INSERT INTO contacts (id, owner_id, name, email, phone, company, address, tax_id, tags, notes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        "INSERT INTO contacts (id, owner_id, name, first_name, last_name, email, phone, company, address, tax_id,
+                               tags, notes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (owner_id, email) DO NOTHING
-         RETURNING id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at",
+         RETURNING id, name, first_name, last_name, email, phone, company, address, tax_id, tags, notes, created_at,
+                   updated_at",
         id,
         owner.id(),
         f.name,
+        f.first_name,
+        f.last_name,
         f.email,
         f.phone,
         f.company,
@@ -112,7 +126,8 @@ pub async fn count_owned(db: impl PgExecutor<'_>, owner: Owner, ids: &[Uuid]) ->
 pub async fn get(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<Option<Contact>> {
     sqlx::query_as!(
         Contact,
-        "SELECT id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at
+        "SELECT id, name, first_name, last_name, email, phone, company, address, tax_id, tags, notes, created_at,
+                updated_at
          FROM contacts WHERE owner_id = $1 AND id = $2",
         owner.id(),
         id
@@ -126,7 +141,8 @@ pub async fn get(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Resu
 pub async fn get_for_update(db: &mut PgConnection, owner: Owner, id: Uuid) -> crate::Result<Option<Contact>> {
     sqlx::query_as!(
         Contact,
-        "SELECT id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at
+        "SELECT id, name, first_name, last_name, email, phone, company, address, tax_id, tags, notes, created_at,
+                updated_at
          FROM contacts WHERE owner_id = $1 AND id = $2 FOR UPDATE",
         owner.id(),
         id
@@ -148,13 +164,16 @@ pub async fn update(
     }
     let contact = sqlx::query_as!(
         Contact,
-        "UPDATE contacts SET name = $3, email = $4, phone = $5, company = $6, address = $7, tax_id = $8,
-                tags = $9, notes = $10, updated_at = now()
+        "UPDATE contacts SET name = $3, first_name = $4, last_name = $5, email = $6, phone = $7, company = $8,
+                address = $9, tax_id = $10, tags = $11, notes = $12, updated_at = now()
          WHERE owner_id = $1 AND id = $2
-         RETURNING id, name, email, phone, company, address, tax_id, tags, notes, created_at, updated_at",
+         RETURNING id, name, first_name, last_name, email, phone, company, address, tax_id, tags, notes, created_at,
+                   updated_at",
         owner.id(),
         id,
         f.name,
+        f.first_name,
+        f.last_name,
         f.email,
         f.phone,
         f.company,
@@ -173,13 +192,27 @@ pub async fn delete(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::R
     Ok(done.rows_affected() == 1)
 }
 
-/// Creates or updates contacts by email in one statement (an import's valid rows). Empty optional
-/// fields keep what an existing contact has. Returns (created, updated).
+/// A first and last name, either of which may be absent.
+pub type NameParts = (Option<String>, Option<String>);
+
+/// Creates or updates contacts by email (an import's valid rows). Empty optional fields keep what
+/// an existing contact has. A contact created without a first or a last name gets both from
+/// `split_name(name)`. Returns (created, updated).
+///
+/// Two statements: run it in a transaction, so that no one sees a new contact without the names
+/// it is about to get.
 ///
 /// Rows are written in email order whatever the file's order, so that concurrent imports of the
 /// same addresses lock them in the same order and wait for each other instead of deadlocking.
-pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactFields]) -> crate::Result<(i64, i64)> {
+pub async fn upsert_many(
+    db: &mut PgConnection,
+    owner: Owner,
+    rows: &[ContactFields],
+    split_name: impl Fn(&str) -> NameParts,
+) -> crate::Result<(i64, i64)> {
     let mut names = Vec::with_capacity(rows.len());
+    let mut first_names: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut last_names: Vec<Option<String>> = Vec::with_capacity(rows.len());
     let mut emails = Vec::with_capacity(rows.len());
     let mut phones: Vec<Option<String>> = Vec::with_capacity(rows.len());
     let mut companies: Vec<Option<String>> = Vec::with_capacity(rows.len());
@@ -189,6 +222,8 @@ pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactF
     let mut notes = Vec::with_capacity(rows.len());
     for row in rows {
         names.push(row.name.clone());
+        first_names.push(row.first_name.clone());
+        last_names.push(row.last_name.clone());
         emails.push(row.email.clone());
         phones.push(row.phone.clone());
         companies.push(row.company.clone());
@@ -197,16 +232,23 @@ pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactF
         tags.push(row.tags.join(","));
         notes.push(row.notes.clone());
     }
-    let counts = sqlx::query!(
+    // The names split for new contacts are written afterwards: in `ON CONFLICT DO UPDATE` only the
+    // proposed row is known, and it could not tell a split name (keep the existing contact's) from
+    // one the file gives (write it).
+    let upserted = sqlx::query!(
         "WITH upserted AS (
-             INSERT INTO contacts (id, owner_id, name, email, phone, company, address, tax_id, tags, notes)
-             SELECT gen_random_uuid(), $1, r.name, r.email, r.phone, r.company, r.address, r.tax_id,
-                    coalesce(string_to_array(nullif(r.tags, ''), ','), '{}'), r.notes
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-                  AS r(name, email, phone, company, address, tax_id, tags, notes)
+             INSERT INTO contacts (id, owner_id, name, first_name, last_name, email, phone, company, address, tax_id,
+                                   tags, notes)
+             SELECT gen_random_uuid(), $1, r.name, r.first_name, r.last_name, r.email, r.phone, r.company, r.address,
+                    r.tax_id, coalesce(string_to_array(nullif(r.tags, ''), ','), '{}'), r.notes
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                         $9::text[], $10::text[], $11::text[])
+                  AS r(name, first_name, last_name, email, phone, company, address, tax_id, tags, notes)
              ORDER BY r.email COLLATE \"C\"
              ON CONFLICT (owner_id, email) DO UPDATE SET
                  name = EXCLUDED.name,
+                 first_name = coalesce(EXCLUDED.first_name, contacts.first_name),
+                 last_name = coalesce(EXCLUDED.last_name, contacts.last_name),
                  phone = coalesce(EXCLUDED.phone, contacts.phone),
                  company = coalesce(EXCLUDED.company, contacts.company),
                  address = coalesce(EXCLUDED.address, contacts.address),
@@ -214,12 +256,18 @@ pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactF
                  tags = CASE WHEN EXCLUDED.tags = '{}' THEN contacts.tags ELSE EXCLUDED.tags END,
                  notes = CASE WHEN EXCLUDED.notes = '' THEN contacts.notes ELSE EXCLUDED.notes END,
                  updated_at = now()
-             RETURNING (xmax = 0) AS created
+             RETURNING id, name, first_name, last_name, (xmax = 0) AS created
+         ), unnamed AS (
+             SELECT id, name FROM upserted WHERE created AND first_name IS NULL AND last_name IS NULL
          )
-         SELECT count(*) FILTER (WHERE created) AS \"created!\", count(*) FILTER (WHERE NOT created) AS \"updated!\"
-         FROM upserted",
+         SELECT (SELECT count(*) FROM upserted WHERE created) AS \"created!\",
+                (SELECT count(*) FROM upserted WHERE NOT created) AS \"updated!\",
+                (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM unnamed) AS \"unnamed_ids!\",
+                (SELECT coalesce(array_agg(name ORDER BY id), '{}') FROM unnamed) AS \"unnamed_names!\"",
         owner.id(),
         &names,
+        &first_names as &[Option<String>],
+        &last_names as &[Option<String>],
         &emails,
         &phones as &[Option<String>],
         &companies as &[Option<String>],
@@ -228,9 +276,34 @@ pub async fn upsert_many(db: impl PgExecutor<'_>, owner: Owner, rows: &[ContactF
         &tags,
         &notes
     )
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
-    Ok((counts.created, counts.updated))
+
+    let mut ids = Vec::with_capacity(upserted.unnamed_ids.len());
+    let mut firsts: Vec<Option<String>> = Vec::with_capacity(upserted.unnamed_ids.len());
+    let mut lasts: Vec<Option<String>> = Vec::with_capacity(upserted.unnamed_ids.len());
+    for (id, name) in upserted.unnamed_ids.iter().zip(&upserted.unnamed_names) {
+        let (first, last) = split_name(name);
+        if first.is_some() || last.is_some() {
+            ids.push(*id);
+            firsts.push(first);
+            lasts.push(last);
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query!(
+            "UPDATE contacts c SET first_name = s.first_name, last_name = s.last_name
+             FROM unnest($2::uuid[], $3::text[], $4::text[]) AS s(id, first_name, last_name)
+             WHERE c.owner_id = $1 AND c.id = s.id",
+            owner.id(),
+            &ids,
+            &firsts as &[Option<String>],
+            &lasts as &[Option<String>]
+        )
+        .execute(&mut *db)
+        .await?;
+    }
+    Ok((upserted.created, upserted.updated))
 }
 
 /// Escapes `%`, `_` and `\\` so user text matches literally in a LIKE pattern.

@@ -27,6 +27,8 @@ fn duplicate(existing: Uuid) -> AppError {
 }
 
 /// Creates a contact
+///
+/// Without `first_name` and `last_name`, both are taken from `name`.
 #[utoipa::path(
     post,
     path = "/contacts",
@@ -43,7 +45,7 @@ pub async fn create(
     CurrentUser(user): CurrentUser,
     ApiJson(input): ApiJson<ContactInput>,
 ) -> AppResult<Response> {
-    let fields = input.validate()?;
+    let fields = input.validate_new()?;
     let mut db = state.db.acquire().await?;
     match contacts::insert(&mut db, Uuid::now_v7(), user.owner(), &fields).await? {
         Ok(contact) => Ok((StatusCode::CREATED, Json(contact)).into_response()),
@@ -70,6 +72,8 @@ pub async fn show(
 }
 
 /// Changes some fields of a contact: an absent field stays, `null` clears an optional one
+///
+/// A new `name` leaves `first_name` and `last_name` as they are.
 #[utoipa::path(
     patch,
     path = "/contacts/{id}",
@@ -303,6 +307,8 @@ mod tests {
         let contact = Contact {
             id: Uuid::nil(),
             name: "Ada".into(),
+            first_name: None,
+            last_name: None,
             email: "ada@example.com".into(),
             phone: None,
             company: None,

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::extract::CurrentUser;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
-use borcelle_engine::contacts::csv::{RowError, export_header, export_rows};
+use borcelle_engine::contacts::csv::{self, RowError, export_header, export_rows};
 use borcelle_store::contacts::{self, After, ListQuery, Sort, SortKey};
 
 /// Largest CSV file an import accepts.
@@ -37,9 +37,11 @@ pub struct ImportReport {
 /// Imports contacts from a CSV file
 ///
 /// The body is the file (`Content-Type: text/csv`, UTF-8, with a header row). Query parameters
-/// `column.<field>=<header>` map columns whose header is not recognised (`field`: `name`, `email`,
-/// `phone`, `company`, `address`, `tax_id`, `tags`, `notes`). Answers the counts and
-/// the row-level errors; a file-level error imports nothing.
+/// `column.<field>=<header>` map columns whose header is not recognised (`field`: `name`,
+/// `first_name`, `last_name`, `email`, `phone`, `company`, `address`, `tax_id`, `tags`, `notes`).
+/// An empty cell keeps what an existing contact has; a contact created without a first or last
+/// name gets both from its name. Answers the counts and the row-level errors; a file-level error
+/// imports nothing.
 #[utoipa::path(
     post,
     path = "/contacts/import",
@@ -78,9 +80,10 @@ pub async fn import(
             }
         }
     }
-    let plan = borcelle_engine::contacts::csv::plan_import(&body, &overrides)?;
-    let (created, updated) =
-        if plan.rows.is_empty() { (0, 0) } else { contacts::upsert_many(&state.db, user.owner(), &plan.rows).await? };
+    let plan = csv::plan_import(&body, &overrides)?;
+    let mut tx = state.db.begin().await?;
+    let (created, updated) = csv::write(&mut tx, user.owner(), &plan).await?;
+    tx.commit().await?;
     let mapping: HashMap<String, String> = plan.mapping.into_iter().collect();
     tracing::info!(created, updated, rejected = plan.errors.len(), "contacts imported");
     Ok(Json(ImportReport { created, updated, errors: plan.errors, columns: mapping }).into_response())

@@ -79,12 +79,67 @@ pub async fn send(
     Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
 }
 
+/// A subject and body to show as one contact would receive them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    /// The caller's contact whose fields fill the merge fields.
+    contact_id: Uuid,
+    /// One line; may use merge fields such as `{{ contact.first_name }}`.
+    #[schema(min_length = 1, max_length = 200)]
+    subject: String,
+    #[schema(min_length = 1, max_length = 100000)]
+    body: String,
+}
+
+/// A message as one recipient receives it.
+#[derive(Serialize, ToSchema)]
+pub struct Preview {
+    subject: String,
+    /// The text part.
+    text: String,
+    /// The HTML part.
+    html: String,
+}
+
+/// Shows a message or note as one contact would receive it
+///
+/// The merge fields (`{{ contact.first_name }}`, `{{ contact.name }}`, `{{ contact.email }}`,
+/// `{{ contact.company }}`, `{{ sender.name }}`, … with `| default("there")` for a missing value)
+/// are filled from the contact and the caller; nothing is sent or stored. A template that a send
+/// would refuse is refused here with the same answer.
+#[utoipa::path(
+    post,
+    path = "/messages/preview",
+    operation_id = "preview_message",
+    tag = "messages",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "The message as the contact would receive it", body = Preview),
+        (status = 404, description = "The contact is not the caller's", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid, or the template is (`field`, the position and the name say what)", body = ErrorBody),
+    )
+)]
+pub async fn preview(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(input): ApiJson<PreviewBody>,
+) -> AppResult<Json<Preview>> {
+    let (subject, body) = messaging::content(&input.subject, &input.body, "subject", "body")?;
+    let contact = contacts::get(&state.db, user.owner(), input.contact_id)
+        .await?
+        .ok_or(AppError::Domain(borcelle_engine::Error::NotFound("contact")))?;
+    let sender = borcelle_mail::merge::SenderFields { name: user.display_name.clone(), email: user.email.clone() };
+    let rendered = messaging::preview(&contact, sender, &subject, &body)?;
+    Ok(Json(Preview { subject: rendered.subject, text: rendered.text, html: rendered.html }))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Only messages in this state.
-    #[param(pattern = "^(queued|sending|sent|retrying|failed)$")]
+    #[param(pattern = "^(queued|sending|sent|retrying|failed|suppressed|bounced)$")]
     status: Option<String>,
     /// Only messages to this contact.
     #[param(value_type = Option<Uuid>)]
@@ -113,7 +168,7 @@ pub struct HistoryPage {
     next_cursor: Option<String>,
 }
 
-const STATUSES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
+const STATUSES: [&str; 7] = ["queued", "sending", "sent", "retrying", "failed", "suppressed", "bounced"];
 
 fn time(field: &str, raw: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
     raw.map(|raw| {

@@ -9,11 +9,13 @@ mod messages;
 mod notes;
 mod notifications;
 pub mod reminders;
+mod suppressions;
 mod tasks;
 pub use auth::REGISTER_ANSWER;
 pub use outbox::may_read_outbox;
 mod outbox;
 mod tokens;
+mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::{Extension, Router};
@@ -62,6 +64,7 @@ pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
         .routes(routes!(contacts::show, contacts::update, contacts::remove))
         .routes(routes!(messages::contact_timeline))
         .routes(routes!(messages::history, messages::send))
+        .routes(routes!(messages::preview))
         .routes(routes!(messages::retry))
         .routes(routes!(notes::list, notes::create))
         .routes(routes!(notes::show, notes::update, notes::remove))
@@ -73,6 +76,9 @@ pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::mark_read))
         .routes(routes!(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .routes(routes!(attachments::download))
+        .routes(routes!(suppressions::list, suppressions::add))
+        .routes(routes!(suppressions::show, suppressions::remove))
+        .routes(routes!(webhooks::mailjet).layer(DefaultBodyLimit::max(webhooks::BODY_MAX)))
 }
 
 /// The API mounted at [`PREFIX`] (unknown routes under it answer a JSON 404), serving its own

@@ -10,7 +10,7 @@ mod show;
 pub use edit::{confirm_delete, create, delete, edit_form, new_form, update};
 pub use import::{IMPORT_BODY_MAX, import, import_form};
 pub use list::list;
-pub use show::{send_message, show};
+pub use show::{resubscribe, send_message, show, suppress};
 
 use axum::response::{IntoResponse, Response};
 use borcelle_engine::contacts::ContactInput;
@@ -25,7 +25,8 @@ use crate::http::access::Id;
 use crate::state::AppState;
 
 /// The fields of the contact form, in page order.
-const FIELDS: [&str; 8] = ["name", "email", "phone", "company", "address", "tax_id", "tags", "notes"];
+const FIELDS: [&str; 10] =
+    ["name", "email", "first_name", "last_name", "phone", "company", "address", "tax_id", "tags", "notes"];
 
 /// The contact form as submitted: every field text, tags comma-separated.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +35,10 @@ pub struct ContactForm {
     name: String,
     #[serde(default)]
     email: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
     #[serde(default)]
     phone: String,
     #[serde(default)]
@@ -54,6 +59,8 @@ impl ContactForm {
         let some = |value: &str| Some(value.to_owned());
         ContactInput {
             name: self.name.clone(),
+            first_name: some(&self.first_name),
+            last_name: some(&self.last_name),
             email: self.email.clone(),
             phone: some(&self.phone),
             company: some(&self.company),
@@ -69,6 +76,8 @@ impl ContactForm {
         ContactForm {
             name: contact.name.clone(),
             email: contact.email.clone(),
+            first_name: text(&contact.first_name),
+            last_name: text(&contact.last_name),
             phone: text(&contact.phone),
             company: text(&contact.company),
             address: text(&contact.address),
@@ -80,8 +89,18 @@ impl ContactForm {
 
     /// The values to show again in the form.
     fn state(&self) -> FormState {
-        let values =
-            [&self.name, &self.email, &self.phone, &self.company, &self.address, &self.tax_id, &self.tags, &self.notes];
+        let values = [
+            &self.name,
+            &self.email,
+            &self.first_name,
+            &self.last_name,
+            &self.phone,
+            &self.company,
+            &self.address,
+            &self.tax_id,
+            &self.tags,
+            &self.notes,
+        ];
         FIELDS.iter().zip(values).fold(FormState::default(), |state, (name, value)| state.with_value(name, value))
     }
 }

@@ -9,6 +9,7 @@ mod notes;
 mod notifications;
 mod outbox;
 mod reminders;
+mod unsubscribe;
 mod users;
 
 use std::collections::HashMap;
@@ -67,6 +68,9 @@ pub fn router() -> Router<AppState> {
         .route("/contacts/{id}/edit", get(contacts::edit_form).post(contacts::update))
         .route("/contacts/{id}/delete", get(contacts::confirm_delete).post(contacts::delete))
         .route("/contacts/{id}/messages", post(contacts::send_message))
+        .route("/contacts/{id}/suppression", post(contacts::suppress))
+        .route("/contacts/{id}/suppression/delete", post(contacts::resubscribe))
+        .route("/unsubscribe/{token}", get(unsubscribe::confirm).post(unsubscribe::unsubscribe))
         .route("/outbox", get(outbox::list))
         .route("/outbox/{id}", get(outbox::show))
         .route("/static/{file}", get(static_file))
@@ -267,6 +271,7 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
     ("compose.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/compose.js")),
     ("notes.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/notes.js")),
+    ("preview.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/preview.js")),
     ("reminders.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/reminders.js")),
     ("contacts.css", "text/css; charset=utf-8", include_bytes!("../../../static/contacts.css")),
     ("contacts.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/contacts.js")),

@@ -78,6 +78,7 @@ pub fn base_settings(database_url: &str, listen: SocketAddr) -> Settings {
             from_address: "noreply@borcelle.test".to_owned(),
             from_name: "Borcelle".to_owned(),
             transport: TransportSettings::Outbox,
+            dkim: None,
         },
         dev_mode: true,
         delivery: DeliverySettings {
@@ -93,6 +94,7 @@ pub fn base_settings(database_url: &str, listen: SocketAddr) -> Settings {
         redis_url: None,
         storage: StorageSettings::local(std::env::temp_dir().join(unique("borcelle-files-"))),
         operations_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        consent: borcelle::config::ConsentSettings::default(),
     }
 }
 

@@ -254,3 +254,27 @@ impl SmtpSink {
         messages
     }
 }
+
+impl SmtpSink {
+    /// Starts `refusing_smtp.py` (aiosmtpd): it refuses `refuse…@` recipients with 550 5.1.1 every
+    /// time and `greylist…@` recipients with 451 4.7.1 the first time, and stores the rest in `dir`.
+    pub async fn start_refusing(port: u16, dir: &std::path::Path) -> SmtpSink {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/helpers/refusing_smtp.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {script} ({err}); `scripts/test` installs aiosmtpd"));
+        let sink = SmtpSink { child, port, dir: dir.to_owned() };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return sink;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{script} did not start on port {port}");
+    }
+}

@@ -1,4 +1,6 @@
 //! Creating, editing and deleting a contact through forms; field errors stay next to their field.
+//! A new contact without a first or last name gets them from its name; an edit stores the form as
+//! it is (emptied names stay empty).
 
 use askama::Template;
 use axum::extract::State;
@@ -30,6 +32,11 @@ impl FormPage {
             None => "/contacts/new".to_owned(),
         }
     }
+
+    /// The first name's hint: on the create form, what empty names become.
+    fn first_name_hint(&self) -> &'static str {
+        if self.contact.is_some() { "" } else { "Leave first and last name empty to take them from the name" }
+    }
 }
 
 fn form_page(layout: Layout, contact: Option<Contact>, form: FormState, status: StatusCode) -> Response {
@@ -46,7 +53,7 @@ pub async fn create(
     FormBody(form): FormBody<ContactForm>,
 ) -> Response {
     let layout = Layout::new(&state, Some(&identity));
-    let fields = match form.input().validate().map_err(AppError::from) {
+    let fields = match form.input().validate_new().map_err(AppError::from) {
         Ok(fields) => fields,
         Err(err) => return form_page(layout, None, form.state().with_error(&err, &FIELDS), err.status()),
     };

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 
 use borcelle_engine::Error as DomainError;
 use borcelle_engine::contacts::csv::{self, RowError};
-use borcelle_store::contacts;
 
 use crate::error::AppError;
 use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
@@ -105,13 +104,15 @@ pub async fn import(
         Ok(plan) => plan,
         Err(err) => return refused(layout, err),
     };
-    let (created, updated) = if plan.rows.is_empty() {
-        (0, 0)
-    } else {
-        match contacts::upsert_many(&state.db, identity.owner(), &plan.rows).await {
-            Ok(counts) => counts,
-            Err(err) => return PageError::new(layout, err).into_response(),
-        }
+    let written = async {
+        let mut tx = state.db.begin().await?;
+        let counts = csv::write(&mut tx, identity.owner(), &plan).await?;
+        tx.commit().await?;
+        Ok::<_, borcelle_store::Error>(counts)
+    };
+    let (created, updated) = match written.await {
+        Ok(counts) => counts,
+        Err(err) => return PageError::new(layout, err).into_response(),
     };
     tracing::info!(created, updated, rejected = plan.errors.len(), "contacts imported from the page");
     let report = Report { created, updated, errors: plan.errors, columns: plan.mapping };

@@ -17,6 +17,7 @@ use crate::state::AppState;
 use borcelle_engine::messaging::{self, Chosen, Outgoing};
 use borcelle_store::contacts::Contact;
 use borcelle_store::messages::{self, HistoryFilter, Message};
+use borcelle_store::suppressions::Suppression;
 
 /// Messages the timeline shows (the newest).
 const TIMELINE_SIZE: i64 = 50;
@@ -31,12 +32,16 @@ struct ShowPage {
     more: bool,
     compose: FormState,
     notice: &'static str,
+    /// Why Borcelle no longer mails this address for the owner, when it does not.
+    suppression: Option<Suppression>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ShowParams {
     saved: Option<String>,
     sent: Option<String>,
+    suppressed: Option<String>,
+    resubscribed: Option<String>,
 }
 
 async fn show_page(
@@ -63,7 +68,40 @@ async fn show_page(
     };
     let more = rows.len() as i64 > TIMELINE_SIZE;
     rows.truncate(TIMELINE_SIZE as usize);
-    render(ShowPage { layout, contact, messages: rows, more, compose, notice }, status)
+    let suppression = match state.suppressions.find(identity.owner(), &contact.email).await {
+        Ok(suppression) => suppression,
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
+    render(ShowPage { layout, contact, messages: rows, more, compose, notice, suppression }, status)
+}
+
+/// Stops mailing this contact (the owner's hand-made suppression).
+pub async fn suppress(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Contact>) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let contact = match owned_contact(&state, identity.owner(), id, layout).await {
+        Ok(contact) => contact,
+        Err(response) => return response,
+    };
+    match state.suppressions.add(identity.owner(), &contact.email, Some("stopped by hand on the contact's page")).await
+    {
+        Ok(_) => Redirect::to(&format!("/contacts/{}?suppressed=1", contact.id)).into_response(),
+        Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
+    }
+}
+
+/// Mails this contact again: the owner's explicit re-subscription.
+pub async fn resubscribe(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Contact>) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let contact = match owned_contact(&state, identity.owner(), id, layout).await {
+        Ok(contact) => contact,
+        Err(response) => return response,
+    };
+    match state.suppressions.remove(identity.owner(), &contact.email).await {
+        Ok(()) | Err(borcelle_engine::Error::NotFound(_)) => {
+            Redirect::to(&format!("/contacts/{}?resubscribed=1", contact.id)).into_response()
+        }
+        Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
+    }
 }
 
 pub async fn show(
@@ -82,6 +120,10 @@ pub async fn show(
         "Message queued: its delivery shows in the timeline below."
     } else if params.saved.is_some() {
         "Contact saved."
+    } else if params.suppressed.is_some() {
+        "Borcelle will not email this contact any more."
+    } else if params.resubscribed.is_some() {
+        "This contact can be emailed again."
     } else {
         ""
     };
