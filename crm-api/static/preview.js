@@ -20,9 +20,11 @@
   var contact = section.getAttribute("data-contact") || "";
   var byLabel = {};
   var timer = null;
+  var asked = 0; // the latest request: an older answer arriving after it is dropped
   section.hidden = false;
 
   function render() {
+    var mine = ++asked;
     if (!contact || !subject.value.trim() || !body.value.trim()) {
       out.hidden = true;
       problem.hidden = true;
@@ -35,6 +37,7 @@
     }).then(function (response) {
       return response.json().then(function (json) { return { ok: response.ok, json: json }; });
     }).then(function (answer) {
+      if (mine !== asked) return;
       if (answer.ok) {
         problem.textContent = "";
         problem.hidden = true;
@@ -47,6 +50,7 @@
         out.hidden = true;
       }
     }).catch(function () {
+      if (mine !== asked) return;
       problem.textContent = "The preview is not available right now.";
       problem.hidden = false;
     });

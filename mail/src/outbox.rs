@@ -40,6 +40,21 @@ impl MailTransport for OutboxTransport {
             borcelle_store::outbox::insert(&self.db, &kept)
                 .await
                 .map_err(|err| MailError::Transient(format!("storing in the outbox: {err}")))?;
+            if email.ledger_id.is_none() {
+                // Account mail (verification, password reset): whoever runs the server reads its
+                // links here, as with Django's console backend; the outbox page is for admins.
+                let links: Vec<&str> = email
+                    .text
+                    .split_whitespace()
+                    .filter(|word| word.starts_with("http://") || word.starts_with("https://"))
+                    .collect();
+                tracing::info!(
+                    to = %email.to.email,
+                    subject = %email.subject,
+                    "dev outbox: account email kept, not sent; its links: {}",
+                    links.join(" ")
+                );
+            }
             Ok(Delivery { provider_id: id.to_string() })
         })
     }

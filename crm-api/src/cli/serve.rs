@@ -9,9 +9,7 @@ use url::Url;
 
 use super::GlobalArgs;
 use super::parts::{DeliveryArgs, MailArgs, StorageArgs};
-use crate::config::{
-    AuthSettings, ConsentSettings, HttpSettings, Settings, Throttle, TransportSettings, WebhookCredentials,
-};
+use crate::config::{AuthSettings, ConsentSettings, HttpSettings, Settings, Throttle, WebhookCredentials};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -35,8 +33,10 @@ pub(super) struct ServeArgs {
     /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "BORCELLE_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub(super) trust_proxy: bool,
-    /// Dev mode opens the outbox page to everyone. Default: on when mail goes to the outbox and
-    /// the server listens on a loopback address only.
+    /// Dev mode opens the outbox page to everyone, even strangers (it shows every account's links:
+    /// never where anyone else can reach the port). Off by default: administrators read the
+    /// outbox, and with the outbox transport the links of account emails (verification, password
+    /// reset) are printed in serve's log for whoever runs it.
     #[arg(long, env = "BORCELLE_DEV_MODE", action = clap::ArgAction::Set)]
     pub(super) dev_mode: Option<bool>,
     /// A session ends after this many hours without activity.
@@ -148,10 +148,8 @@ impl ServeArgs {
             None => default_public_url(self.listen)?,
         };
         extra_origins.extend(self.allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_owned()));
-        // The outbox shows every account link, so it is open to all only on a loopback listener.
-        let dev_mode = self
-            .dev_mode
-            .unwrap_or(matches!(mail.transport, TransportSettings::Outbox) && self.listen.ip().is_loopback());
+        // The outbox shows every account's links: open to all only when asked for.
+        let dev_mode = self.dev_mode.unwrap_or(false);
         let defaults = AuthSettings::default();
         let auth = AuthSettings {
             session_idle: Duration::from_secs(self.session_idle_hours.max(1) * 3600),

@@ -15,6 +15,8 @@ struct Served {
     child: Child,
     base: String,
     db_name: String,
+    /// serve's log (its standard error).
+    log: std::path::PathBuf,
 }
 
 impl Drop for Served {
@@ -22,6 +24,7 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
         drop_database(&self.db_name);
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -38,6 +41,7 @@ async fn serve_binary_with_soft_open_files(soft_limit: Option<u32>) -> Served {
 async fn serve_binary_with(soft_limit: Option<u32>, envs: &[(&str, String)]) -> Served {
     let (db_name, url) = fresh_database();
     let port = free_port();
+    let log = std::env::temp_dir().join(unique("borcelle-serve-log-"));
     let mut command = match soft_limit {
         None => Command::new(BIN),
         Some(limit) => {
@@ -54,10 +58,10 @@ async fn serve_binary_with(soft_limit: Option<u32>, envs: &[(&str, String)]) -> 
         .env("BORCELLE_LISTEN", format!("127.0.0.1:{port}"))
         .envs(envs.iter().map(|(key, value)| (*key, value)))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start borcelle serve");
-    let served = Served { child, base: format!("http://127.0.0.1:{port}"), db_name };
+    let served = Served { child, base: format!("http://127.0.0.1:{port}"), db_name, log };
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if let Ok(response) = client.get(format!("{}/readyz", served.base)).send().await
@@ -84,20 +88,21 @@ async fn with_nothing_configured_serve_creates_the_database_and_a_user_can_sign_
     let response = browser.post(url("/register")).header("Origin", &origin).form(&form).send().await.unwrap();
     assert_eq!(response.status(), 200);
 
-    // The dev outbox is the default transport and is open in dev mode.
-    let mut message_link = None;
+    // The dev outbox is the default transport. Its page is for administrators only: a visitor
+    // can read nobody's mail. Whoever runs serve reads the verification link in its log.
+    let outbox = browser.get(url("/api/v1/admin/outbox")).send().await.unwrap();
+    assert_eq!(outbox.status(), 401, "a stranger cannot read the outbox");
+    let page = browser.get(url("/outbox")).send().await.unwrap();
+    assert!(!page.text().await.unwrap().contains("/verify?token="), "nor its page");
+    let mut logged = String::new();
     for _ in 0..50 {
-        let outbox = browser.get(url("/outbox")).send().await.unwrap().text().await.unwrap();
-        if let Some(start) = outbox.find("href=\"/outbox/") {
-            let rest = &outbox[start + 6..];
-            message_link = Some(rest[..rest.find('"').unwrap()].to_owned());
+        logged = std::fs::read_to_string(&served.log).unwrap_or_default();
+        if logged.contains("/verify?token=") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let message =
-        browser.get(url(&message_link.expect("a message in the outbox"))).send().await.unwrap().text().await.unwrap();
-    let token = token_from_text(&message, &url("/verify"));
+    let token = token_from_text(&logged, &url("/verify"));
 
     let response =
         browser.post(url("/verify")).header("Origin", &origin).form(&[("token", &token)]).send().await.unwrap();
@@ -156,8 +161,7 @@ async fn sigterm_stops_serve_gracefully() {
     for _ in 0..100 {
         if let Some(exit) = served.child.try_wait().unwrap() {
             assert!(exit.success(), "serve exited with {exit}");
-            let mut log = String::new();
-            std::io::Read::read_to_string(served.child.stderr.as_mut().unwrap(), &mut log).unwrap();
+            let log = std::fs::read_to_string(&served.log).unwrap();
             assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
             return;
         }
