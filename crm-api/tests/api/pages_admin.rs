@@ -47,8 +47,11 @@ async fn an_admin_sends_a_broadcast_from_the_page_and_users_find_it_in_their_not
             ],
         )
         .await;
-    assert_eq!(response.status(), 201);
-    assert!(response.text().await.unwrap().contains("Broadcast hello-all created."));
+    // POST/redirect/GET: a reload of the page that follows posts nothing again.
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/admin/broadcasts?created=hello-all");
+    let html = admin.get("/admin/broadcasts?created=hello-all").await.text().await.unwrap();
+    assert!(html.contains("Broadcast hello-all created."));
 
     // The scheduler delivers it at once; the list shows it Delivered with the count.
     assert_eq!(admin.scheduler().run_due(chrono::Utc::now()).await.unwrap(), 1);
@@ -140,8 +143,10 @@ async fn a_user_creates_suspends_resumes_and_deletes_a_reminder_from_the_page() 
             ],
         )
         .await;
-    assert_eq!(response.status(), 201);
-    let html = response.text().await.unwrap();
+    assert_eq!(response.status(), 303, "POST/redirect/GET");
+    assert_eq!(response.headers()["location"], "/reminders?created=standup");
+    let html = app.get("/reminders?created=standup").await.text().await.unwrap();
+    assert!(html.contains("Reminder standup created."));
     assert!(html.contains(r#"data-name="standup""#) && html.contains("Europe/Berlin"));
     let shown: Value = app.get("/api/v1/reminders/standup").await.json().await.unwrap();
     assert!(shown["status"]["nextScheduleTime"].is_string(), "a next run is shown: {shown}");

@@ -3,7 +3,8 @@
 //! delivery counts, and cancel them. The same rules as the JSON API (`borcelle_engine::schedules`).
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use borcelle_crds::schedule::{parse_time_zone, resolve_local};
@@ -92,8 +93,23 @@ async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &s
     }
 }
 
-pub async fn list(State(state): State<AppState>, Admin(identity): Admin) -> Response {
-    page(&state, &identity, FormState::default(), "", StatusCode::OK).await
+/// What the list page says after a change (a redirect's query).
+#[derive(Deserialize, Default)]
+pub struct ListNotice {
+    /// The name of the broadcast just created.
+    created: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Admin(identity): Admin,
+    notice: Result<Query<ListNotice>, QueryRejection>,
+) -> Response {
+    let notice = match notice.ok().and_then(|Query(n)| n.created) {
+        Some(name) => format!("Broadcast {} created.", name.chars().take(253).collect::<String>()),
+        None => String::new(),
+    };
+    page(&state, &identity, FormState::default(), &notice, StatusCode::OK).await
 }
 
 #[derive(Deserialize, Default)]
@@ -217,9 +233,10 @@ pub async fn create(
         Err(err) => Err(err),
     };
     match result {
+        // POST/redirect/GET: reloading the page that follows does not post the form again.
         Ok(view) => {
-            let notice = format!("Broadcast {} created.", view.name);
-            page(&state, &identity, FormState::default(), &notice, StatusCode::CREATED).await
+            let query = serde_urlencoded::to_string([("created", view.name.as_str())]).unwrap_or_default();
+            Redirect::to(&format!("/admin/broadcasts?{query}")).into_response()
         }
         Err(err) => {
             let status = err.status();

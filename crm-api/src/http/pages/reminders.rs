@@ -3,7 +3,8 @@
 //! suspend, resume and delete. The same rules as the JSON API (`crate::schedules`).
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -110,8 +111,23 @@ async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &s
     }
 }
 
-pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
-    page(&state, &identity, FormState::default(), "", StatusCode::OK).await
+/// What the list page says after a change (a redirect's query).
+#[derive(Deserialize, Default)]
+pub struct ListNotice {
+    /// The name of the reminder just created.
+    created: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    notice: Result<Query<ListNotice>, QueryRejection>,
+) -> Response {
+    let notice = match notice.ok().and_then(|Query(n)| n.created) {
+        Some(name) => format!("Reminder {} created.", name.chars().take(253).collect::<String>()),
+        None => String::new(),
+    };
+    page(&state, &identity, FormState::default(), &notice, StatusCode::OK).await
 }
 
 #[derive(Deserialize, Default)]
@@ -191,9 +207,10 @@ pub async fn create(
         Err(err) => Err(err),
     };
     match result {
+        // POST/redirect/GET: reloading the page that follows does not post the form again.
         Ok(view) => {
-            let notice = format!("Reminder {} created.", view.name);
-            page(&state, &identity, FormState::default(), &notice, StatusCode::CREATED).await
+            let query = serde_urlencoded::to_string([("created", view.name.as_str())]).unwrap_or_default();
+            Redirect::to(&format!("/reminders?{query}")).into_response()
         }
         Err(err) => {
             let status = err.status();
