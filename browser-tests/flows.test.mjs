@@ -148,7 +148,7 @@ browserTest("a message with an attachment is composed on the contact's page", ()
     const page = await open();
     await stack.login(page, "filer@example.com");
     await page.goto("/contacts/new");
-    await page.getByLabel("Name").fill("Olga Owner");
+    await page.getByLabel("Name", { exact: true }).fill("Olga Owner");
     await page.getByLabel("Email").fill("olga@example.com");
     await page.getByRole("button", { name: "Create contact" }).click();
     await page.waitForURL(/\/contacts\/[0-9a-f-]{36}\?saved=1$/);

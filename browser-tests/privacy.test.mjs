@@ -17,7 +17,7 @@ browserTest("another user's contact URL answers the not-found page", () => stack
   const alice = await open();
   await stack.login(alice, "alice@example.com");
   await alice.goto("/contacts/new");
-  await alice.getByLabel("Name").fill("Secret Source");
+  await alice.getByLabel("Name", { exact: true }).fill("Secret Source");
   await alice.getByLabel("Email").fill("source@example.com");
   await alice.getByRole("button", { name: "Create contact" }).click();
   await alice.waitForURL(/\/contacts\/[0-9a-f-]{36}\?saved=1$/);

@@ -21,13 +21,19 @@
   var byLabel = {};
   var timer = null;
   var asked = 0; // the latest request: an older answer arriving after it is dropped
-  section.hidden = false;
+  // With a chooser the section shows at once; for a fixed contact, only once there is a preview.
+  var fixed = !!contact;
+  function show() {
+    section.hidden = fixed && out.hidden && problem.hidden;
+  }
+  show();
 
   function render() {
     var mine = ++asked;
     if (!contact || !subject.value.trim() || !body.value.trim()) {
       out.hidden = true;
       problem.hidden = true;
+      show();
       return;
     }
     fetch("/api/v1/messages/preview", {
@@ -49,10 +55,12 @@
         problem.hidden = false;
         out.hidden = true;
       }
+      show();
     }).catch(function () {
       if (mine !== asked) return;
       problem.textContent = "The preview is not available right now.";
       problem.hidden = false;
+      show();
     });
   }
 

@@ -215,3 +215,24 @@ pub fn merge_contact(contact: &borcelle_store::contacts::Contact) -> borcelle_ma
         tags: contact.tags.clone(),
     }
 }
+
+/// Shows each ledger row's subject as its recipient received it: a personalised subject is
+/// rendered with the fields stored on the row (each distinct subject parsed once).
+pub fn personal_subjects(rows: &mut [borcelle_store::messages::Message], sender: &borcelle_mail::merge::SenderFields) {
+    let mut templates: std::collections::HashMap<String, Option<MergeTemplate>> = std::collections::HashMap::new();
+    for row in rows.iter_mut() {
+        if !(row.subject.contains("{{") || row.subject.contains("{%") || row.subject.contains("{#")) {
+            continue;
+        }
+        let template = templates
+            .entry(row.subject.clone())
+            .or_insert_with(|| MergeTemplate::parse(&row.subject, "").ok())
+            .as_ref();
+        let Some(template) = template else { continue };
+        let contact = crate::delivery::recipient_fields(row.merge.as_ref(), row.to_name.as_deref(), &row.to_email);
+        let fields = borcelle_mail::merge::MergeFields { contact, sender: sender.clone() };
+        if let Ok(merged) = template.render(&fields) {
+            row.subject = merged.subject;
+        }
+    }
+}

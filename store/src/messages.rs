@@ -244,6 +244,9 @@ pub struct Message {
     pub sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The recipient's fields as queued: what a personalised subject is shown with.
+    #[serde(skip)]
+    pub merge: Option<serde_json::Value>,
 }
 
 /// Filters of the message history.
@@ -264,7 +267,7 @@ pub async fn history(db: impl PgExecutor<'_>, owner: Owner, filter: &HistoryFilt
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT m.id, m.task_id, m.contact_id, m.to_email, m.to_name, t.subject, m.message_id, m.status, m.attempts,
                 CASE WHEN m.status IN ('queued', 'retrying') THEN m.next_attempt_at END AS next_attempt_at,
-                m.last_error, m.provider_id, m.sent_at, m.created_at, m.updated_at
+                m.last_error, m.provider_id, m.sent_at, m.created_at, m.updated_at, m.merge
          FROM messages m JOIN tasks t ON t.id = m.task_id WHERE m.owner_id = ",
     );
     sql.push_bind(owner);

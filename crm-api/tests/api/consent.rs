@@ -110,6 +110,14 @@ async fn a_note_is_personalised_carries_one_click_unsubscribe_and_the_list_is_ho
         links.insert(mail.to.clone(), link);
     }
     assert_eq!(links.values().collect::<std::collections::HashSet<_>>().len(), 3, "one link per recipient");
+    // The history shows each recipient's subject as it was sent.
+    let timeline: Value = app.get(&format!("/api/v1/contacts/{emilie}/messages")).await.json().await.unwrap();
+    assert_eq!(timeline["messages"][0]["subject"], "Hello Émilie", "{timeline}");
+    let page = app.get(&format!("/contacts/{grace}")).await.text().await.unwrap();
+    assert!(
+        page.contains("Hello Grace") && !page.contains("contact.first_name }}</strong>"),
+        "the timeline of the page"
+    );
 
     // A mailbox provider's one-click POST: no session, no CSRF token, from another site.
     let stranger = reqwest::Client::new();

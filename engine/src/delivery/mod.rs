@@ -99,7 +99,8 @@ fn personalise(
             Ok((subject.clone(), text, html))
         }
         Content::Personal(template) => {
-            let fields = MergeFields { contact: recipient_fields(claimed), sender: prepared.sender.clone() };
+            let contact = recipient_fields(claimed.merge.as_ref(), claimed.to_name.as_deref(), &claimed.to_email);
+            let fields = MergeFields { contact, sender: prepared.sender.clone() };
             let merged = template
                 .render(&fields)
                 .map_err(|err| MailError::Permanent(format!("personalising the message: {err}")))?;
@@ -112,17 +113,17 @@ fn personalise(
 
 /// The recipient's fields as queued; a row written before personalised mail (or to a user rather
 /// than a contact) has its name and address only.
-fn recipient_fields(claimed: &Claimed) -> ContactFields {
-    if let Some(fields) = claimed.merge.as_ref().and_then(|m| serde_json::from_value::<ContactFields>(m.clone()).ok()) {
+pub fn recipient_fields(merge: Option<&serde_json::Value>, to_name: Option<&str>, to_email: &str) -> ContactFields {
+    if let Some(fields) = merge.and_then(|m| serde_json::from_value::<ContactFields>(m.clone()).ok()) {
         return fields;
     }
-    let name = claimed.to_name.clone().unwrap_or_else(|| claimed.to_email.clone());
+    let name = to_name.unwrap_or(to_email).to_owned();
     let (first_name, last_name) = split_name(&name);
     ContactFields {
         first_name,
         last_name,
         name,
-        email: claimed.to_email.clone(),
+        email: to_email.to_owned(),
         company: None,
         phone: None,
         address: None,

@@ -13,7 +13,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use borcelle_engine::messaging::{self, Outgoing, Queued, RecipientsInput};
-use borcelle_store::Owner;
 use borcelle_store::contacts::{self, Contact};
 use borcelle_store::messages::{self, HistoryFilter, Message};
 
@@ -21,6 +20,7 @@ use super::contacts::{page_size, query_error};
 use crate::error::{AppError, AppResult};
 use crate::http::access::Id;
 use crate::http::extract::{ApiJson, CurrentUser};
+use crate::http::identity::Identity;
 use crate::http::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -198,9 +198,12 @@ fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     Ok((DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc), id.parse().map_err(|_| bad())?))
 }
 
-async fn history_page(state: &AppState, owner: Owner, filter: HistoryFilter) -> AppResult<Json<HistoryPage>> {
+async fn history_page(state: &AppState, user: &Identity, filter: HistoryFilter) -> AppResult<Json<HistoryPage>> {
     let limit = filter.limit;
-    let mut rows = messages::history(&state.db, owner, &filter).await?;
+    let mut rows = messages::history(&state.db, user.owner(), &filter).await?;
+    // A personalised subject as its recipient received it.
+    let sender = borcelle_mail::merge::SenderFields { name: user.display_name.clone(), email: user.email.clone() };
+    messaging::personal_subjects(&mut rows, &sender);
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|last| {
@@ -250,7 +253,7 @@ pub async fn history(
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> AppResult<Json<HistoryPage>> {
     let Query(params) = params.map_err(query_error)?;
-    history_page(&state, user.owner(), filter_from(&params)?).await
+    history_page(&state, &user, filter_from(&params)?).await
 }
 
 /// One contact's messages, newest first (the same filters as `GET /messages`)
@@ -278,7 +281,7 @@ pub async fn contact_timeline(
     }
     let mut filter = filter_from(&params)?;
     filter.contact_id = Some(id);
-    history_page(&state, user.owner(), filter).await
+    history_page(&state, &user, filter).await
 }
 
 /// A message queued again.

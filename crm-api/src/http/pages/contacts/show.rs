@@ -68,6 +68,9 @@ async fn show_page(
     };
     let more = rows.len() as i64 > TIMELINE_SIZE;
     rows.truncate(TIMELINE_SIZE as usize);
+    let sender =
+        borcelle_mail::merge::SenderFields { name: identity.display_name.clone(), email: identity.email.clone() };
+    messaging::personal_subjects(&mut rows, &sender);
     let suppression = match state.suppressions.find(identity.owner(), &contact.email).await {
         Ok(suppression) => suppression,
         Err(err) => return PageError::new(layout, err).into_response(),
