@@ -48,14 +48,23 @@
   // The newest event id this tab has seen (the snapshot carries the one it reflects).
   var lastId = "";
 
+  // The unread notifications already counted, by id: a notification that the snapshot counted
+  // and that then also arrives as a live event (a reconnect) is not counted twice.
+  var counted = {};
+
   function handle(event) {
     if (typeof event.id === "string" && event.id) lastId = event.id;
     document.dispatchEvent(new CustomEvent("borcelle:event", { detail: event }));
     switch (event.type) {
       case "snapshot":
+        counted = {};
+        (event.notifications || []).forEach(function (n) { if (n && n.id) counted[n.id] = true; });
         setUnread(event.unread);
         break;
       case "notification":
+        var id = event.notification && event.notification.id;
+        if (id && counted[id]) break;
+        if (id) counted[id] = true;
         setUnread(unread + 1);
         if (event.notification) toast(event.notification.title, event.notification.body, "info");
         break;

@@ -207,8 +207,21 @@
         })
         .catch(function () { /* the Refresh link still works */ });
     }
+    // Messages whose state may still change.
+    function unsettled() {
+      return section.querySelector(".status-queued, .status-sending, .status-retrying") !== null;
+    }
     document.addEventListener("borcelle:event", function (e) {
       var event = e.detail || {};
+      // A snapshot comes when the socket (re)connects: whatever happened before it (a send that
+      // finished before this page's socket was open) is read again if the timeline still waits.
+      if (event.type === "snapshot" || event.type === "resync") {
+        if (unsettled()) {
+          clearTimeout(timer);
+          timer = setTimeout(reload, 300);
+        }
+        return;
+      }
       if (event.type !== "task_progress" || !event.task_id) return;
       if (!section.querySelector('[data-task="' + event.task_id + '"]')) return;
       clearTimeout(timer);

@@ -1,0 +1,230 @@
+// (8) Issue #16's defects of the live pages, each with its timing forced through Playwright's
+//     WebSocket routing rather than hoped for:
+//     - a message sent from a contact's page before the page's socket connected shows "sent" once
+//       the socket connects (its snapshot makes the timeline read again), without a reload;
+//     - creating a reminder or a broadcast redirects (POST/redirect/GET): reloading the list posts
+//       nothing again;
+//     - the bell counts a notification once when the snapshot and a live event both carry it.
+
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before } from "node:test";
+
+import { browserTest, snap, startStack, waitUntil } from "./harness.mjs";
+
+let stack;
+before(async () => { stack = await startStack(); });
+after(async () => { await stack?.close(); });
+
+/** The live socket, `/ws` and `/ws?after=…` (a reconnect). */
+const liveSocket = (url) => url.pathname === "/ws";
+
+/** The JSON API with the page's session (its cookie and CSRF token); `post` checks the status. */
+async function api(page) {
+  const session = await (await page.request.get("/api/v1/auth/session")).json();
+  const headers = { "X-CSRF-Token": session.csrf_token, Origin: stack.baseUrl };
+  return {
+    async post(path, data, status) {
+      const response = await page.request.post(`/api/v1${path}`, { headers, data });
+      assert.equal(response.status(), status, `POST ${path}: ${await response.text()}`);
+      return response.json();
+    },
+    async get(path) {
+      const response = await page.request.get(`/api/v1${path}`);
+      assert.equal(response.status(), 200, `GET ${path}: ${await response.text()}`);
+      return response.json();
+    },
+  };
+}
+
+/** A promise with its resolve function. */
+function deferred() {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
+browserTest("a message sent before the page's socket connects shows 'sent' once it connects", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("writer@example.com", { name: "Wes Writer" });
+    const page = await open();
+    await stack.login(page, "writer@example.com");
+    const { id } = await (await api(page)).post("/contacts", { name: "Tess Timeline", email: "tess@example.com" }, 201);
+
+    // Every /ws of this page connects to the server at once, except while `hold` is set: that
+    // socket stays CONNECTING in the page until the test releases it.
+    let hold = null;
+    await page.routeWebSocket(liveSocket, async (ws) => {
+      const gate = hold;
+      if (gate) {
+        gate.arrived.resolve(ws.url());
+        await gate.released.promise;
+      }
+      ws.connectToServer();
+    });
+    await page.goto(`/contacts/${id}`);
+    await page.locator('body[data-live="1"]').waitFor();
+
+    // Send, holding the next page's socket. The SMTP server is paused meanwhile, so the page after
+    // the redirect cannot render the message as sent already: it renders it waiting.
+    hold = { arrived: deferred(), released: deferred() };
+    const badge = page.locator("#timeline li[data-task] .badge");
+    let shown;
+    const smtp = stack.mail.proc.child;
+    smtp.kill("SIGSTOP");
+    try {
+      await page.getByLabel("Subject").fill("Our meeting");
+      await page.getByLabel("Message", { exact: true }).fill("See you on Tuesday.");
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.waitForURL(/\?sent=1#timeline$/);
+      await hold.arrived.promise;
+      shown = (await badge.textContent()).trim();
+      assert.match(shown, /^(queued|sending)$/, "the page after the redirect shows the message waiting");
+    } finally {
+      smtp.kill("SIGCONT");
+    }
+    assert.notEqual(await page.locator("body").getAttribute("data-live"), "1", "the page's socket is held");
+    await page.evaluate(() => { window.sameDocument = true; });
+
+    // The mail goes out while the page has no socket: its progress events reach no one.
+    await waitUntil("the message to be sent", async () => {
+      const { messages } = await (await api(page)).get(`/contacts/${id}/messages`);
+      return messages.length === 1 && messages[0].status === "sent";
+    }, 30000);
+    assert.equal((await badge.textContent()).trim(), shown, "nothing told the page yet");
+
+    // The socket connects now: its snapshot alone must bring the timeline up to date.
+    const released = Date.now();
+    hold.released.resolve();
+    await page.locator('body[data-live="1"]').waitFor();
+    await waitUntil("the timeline to show the message sent", async () =>
+      (await badge.textContent()).trim() === "sent", 10000);
+    t.diagnostic(`rendered "${shown}"; "sent" ${Date.now() - released} ms after the socket was let through`);
+    assert.equal(await page.locator("#timeline li[data-task]").count(), 1);
+    assert.equal(await page.evaluate(() => window.sameDocument), true, "the page was not reloaded");
+    await snap(page, "contact-sent-live");
+  });
+
+browserTest("creating a reminder or a broadcast redirects, and reloading the list posts nothing", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("boss@example.com", { name: "Bo Boss", admin: true });
+    const page = await open();
+    await stack.login(page, "boss@example.com");
+    await (await api(page)).post("/contacts", { name: "Team Mate", email: "mate@example.com", tags: ["team"] }, 201);
+    const posts = [];
+    page.on("request", (request) => {
+      if (request.method() === "POST" && request.isNavigationRequest()) posts.push(request.url());
+    });
+
+    /** After a create: the list with the notice; a reload is a GET of it, with no error, and one row. */
+    async function createdThenReload(path, name, notice) {
+      await page.waitForURL(`${stack.baseUrl}${path}?created=${name}`);
+      await page.getByRole("status").filter({ hasText: notice }).waitFor();
+      assert.equal(posts.length, 1, "the form was posted once");
+      const row = page.locator(`tr[data-name="${name}"]`);
+      assert.equal(await row.count(), 1);
+
+      const reloaded = await page.reload();
+      assert.equal(reloaded.request().method(), "GET", "the reload does not post the form again");
+      assert.equal(reloaded.status(), 200);
+      assert.equal(posts.length, 1, "no second POST");
+      assert.equal(page.url(), `${stack.baseUrl}${path}?created=${name}`);
+      assert.equal(await page.getByRole("alert").count(), 0, "no error on the page");
+      assert.equal(await page.getByText(/already/i).count(), 0, "no 'exists already'");
+      await page.getByRole("status").filter({ hasText: notice }).waitFor();
+      assert.equal(await row.count(), 1, `still exactly one ${name}`);
+      posts.length = 0;
+    }
+
+    await page.goto("/reminders");
+    await page.getByLabel("Name (lowercase letters, digits and dashes)").fill("monday-report");
+    await page.getByLabel("Subject").fill("Monday report");
+    await page.getByLabel("Text").fill("The report is due today.");
+    await page.getByLabel(/^To:/).fill("tag:team");
+    await page.getByLabel("When").selectOption("0 9 * * 1");
+    await page.getByLabel("Time zone (IANA, e.g. Europe/Berlin)").fill("Europe/Berlin");
+    await page.getByRole("button", { name: "Create reminder" }).click();
+    await createdThenReload("/reminders", "monday-report", "Reminder monday-report created.");
+
+    await page.goto("/admin/broadcasts");
+    await page.getByLabel("Name (lowercase letters, digits and dashes)").fill("window-cleaning");
+    await page.getByLabel("Title", { exact: true }).fill("Window cleaning");
+    await page.getByLabel("Message", { exact: true }).fill("The windows are cleaned on Thursday.");
+    // The administrators only: the other tests' users get no notification from it.
+    await page.getByLabel("The administrators").check();
+    await page.getByRole("button", { name: "Send broadcast" }).click();
+    await createdThenReload("/admin/broadcasts", "window-cleaning", "Broadcast window-cleaning created.");
+  });
+
+browserTest("the bell counts a notification once when the snapshot and a live event both carry it", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("reader@example.com", { name: "Rae Reader" });
+    const page = await open();
+    await stack.login(page, "reader@example.com");
+
+    // A real completion notification, without mail: a message to a contact whose address is on the
+    // suppression list is done as soon as it is queued.
+    const client = await api(page);
+    const contact = await client.post("/contacts", { name: "Sid Suppressed", email: "sid@example.com" }, 201);
+    await client.post("/suppressions", { email: "sid@example.com", detail: "asked us to stop" }, 201);
+    await client.post("/messages", { contact_ids: [contact.id], subject: "Hello", body: "Hello Sid." }, 202);
+    await waitUntil("the completion notification", async () => (await client.get("/notifications")).unread === 1);
+
+    // The page talks to the real server; every frame the server sends is kept and passed on, and
+    // the test can send frames of its own to the page.
+    const frames = [];
+    let toPage;
+    await page.routeWebSocket(liveSocket, (ws) => {
+      toPage = ws;
+      const server = ws.connectToServer();
+      server.onMessage((message) => {
+        frames.push(JSON.parse(message));
+        ws.send(message);
+      });
+    });
+    await page.goto("/contacts");
+    await waitUntil("the snapshot", async () => frames.some((f) => f.type === "snapshot"));
+    const snapshot = frames.find((f) => f.type === "snapshot");
+    const unread = snapshot.unread;
+    assert.ok(unread >= 1, "the snapshot counts the notification");
+    const known = snapshot.notifications[0];
+    assert.ok(known?.id, "the snapshot lists it");
+    const bell = page.locator("#bell-count");
+    await waitUntil(`the bell to show ${unread}`, async () => (await bell.textContent()) === String(unread));
+
+    // What the page did with each event: app.js dispatches `borcelle:event` before it acts on the
+    // event, so the bell is read in a microtask, once app.js is done with that event.
+    await page.evaluate(() => {
+      window.handled = [];
+      const count = document.getElementById("bell-count");
+      document.addEventListener("borcelle:event", (e) => {
+        const event = e.detail || {};
+        queueMicrotask(() => window.handled.push({
+          type: event.type, id: event.notification ? event.notification.id : null, bell: count.textContent,
+        }));
+      });
+    });
+    /** Sends a `notification` event to the page; the bell's count once the page has handled it. */
+    async function inject(notification) {
+      const from = await page.evaluate(() => window.handled.length);
+      toPage.send(JSON.stringify({ type: "notification", notification }));
+      let entry;
+      await waitUntil(`the page to handle notification ${notification.id}`, async () => {
+        entry = await page.evaluate(({ from, id }) =>
+          window.handled.slice(from).find((h) => h.type === "notification" && h.id === id), { from, id: notification.id });
+        return Boolean(entry);
+      });
+      return entry.bell;
+    }
+
+    // The notification the snapshot counted arrives again as a live event (as after a reconnect).
+    assert.equal(await inject(known), String(unread), "a notification the snapshot counted is not counted again");
+    assert.equal(await page.locator(".toast", { hasText: known.title }).count(), 0, "nor shown again");
+
+    // A new one counts.
+    const fresh = { ...known, id: randomUUID(), title: "Message sent to 3 contacts", created_at: new Date().toISOString() };
+    assert.equal(await inject(fresh), String(unread + 1), "a new notification counts");
+    await page.locator(".toast", { hasText: fresh.title }).waitFor();
+    // And the same new one once more does not.
+    assert.equal(await inject(fresh), String(unread + 1), "a live event repeated is counted once");
+  });
