@@ -332,6 +332,15 @@ async fn bad_templates_are_refused_when_saved_or_sent_naming_the_problem() {
         let note_field = if field == "subject" { "title" } else { field };
         assert_eq!((status, got_field.as_deref()), (422, Some(note_field)), "note {subject} / {body}");
     }
+    // A reminder is refused when saved, naming the spec's field.
+    let spec = json!({ "recipients": { "tag": "team" }, "subject": "Weekly {{ contact.first_name }}",
+        "body": "Hi {{ contact.nope }}", "schedule": "0 9 * * 1" });
+    let response = app.post_json("/api/v1/reminders", &json!({ "name": "weekly", "spec": spec })).await;
+    let status = response.status().as_u16();
+    let error: Value = response.json().await.unwrap();
+    assert_eq!((status, error["error"]["field"].as_str()), (422, Some("spec.body")), "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("contact.nope"), "{error}");
+    assert_eq!(app.get("/api/v1/reminders/weekly").await.status(), 404, "nothing was stored");
     let count: (i64,) = sqlx::query_as("SELECT count(*) FROM tasks").fetch_one(&app.db).await.unwrap();
     assert_eq!(count.0, 0, "nothing was queued");
 
