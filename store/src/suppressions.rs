@@ -178,7 +178,8 @@ pub async fn list(
 
 /// Marks the `queued` rows of these tasks whose address is on their owner's list as `suppressed`
 /// (with the reason) and counts them on their tasks, in one statement: the check made when the
-/// ledger rows are written. Returns how many rows it marked.
+/// ledger rows are written, after the tasks' totals are set (a task whose every row is suppressed
+/// is done at once). Returns how many rows it marked.
 pub async fn mark_queued(tx: &mut PgConnection, tasks: &[Uuid]) -> crate::Result<u64> {
     let marked = sqlx::query_scalar!(
         "WITH marked AS (
@@ -188,7 +189,12 @@ pub async fn mark_queued(tx: &mut PgConnection, tasks: &[Uuid]) -> crate::Result
                AND s.owner_id = m.owner_id AND s.email = lower(m.to_email)
              RETURNING m.task_id
          ), counts AS (SELECT task_id, count(*)::int4 AS n FROM marked GROUP BY task_id),
-         counted AS (UPDATE tasks t SET suppressed = t.suppressed + c.n FROM counts c WHERE t.id = c.task_id RETURNING c.n)
+         counted AS (
+             UPDATE tasks t SET suppressed = t.suppressed + c.n,
+                 status = CASE WHEN t.sent + t.failed + t.suppressed + c.n >= t.total THEN 'done' ELSE t.status END,
+                 finished_at = CASE WHEN t.sent + t.failed + t.suppressed + c.n >= t.total THEN now() ELSE t.finished_at END
+             FROM counts c WHERE t.id = c.task_id RETURNING c.n
+         )
          SELECT coalesce(sum(n), 0)::int8 AS \"n!\" FROM counted",
         tasks
     )

@@ -109,8 +109,9 @@ pub async fn enqueue(
         return Ok(Err(EnqueueError::NoRecipients));
     }
     let total = inserted.len() as i32;
-    let suppressed = crate::suppressions::mark_queued(tx, &[task.id]).await? as i32;
+    // The total first: the suppressed rows are counted against it.
     set_total(tx, task.id, total).await?;
+    let suppressed = crate::suppressions::mark_queued(tx, &[task.id]).await? as i32;
     Ok(Ok(Enqueued { total, suppressed }))
 }
 

@@ -357,3 +357,35 @@ async fn bad_templates_are_refused_when_saved_or_sent_naming_the_problem() {
     assert_eq!(preview["subject"], "Hi Ada");
     assert!(preview["text"].as_str().unwrap().starts_with("Dear Lovelace"), "{preview}");
 }
+
+#[tokio::test]
+async fn a_send_whose_recipients_are_mostly_or_all_suppressed_is_queued_and_finishes() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("a@example.com").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let email = format!("c{i}@example.com");
+        ids.push(contact(&app, &format!("Contact {i}"), &email).await);
+        if i > 0 {
+            let added = app.post_json("/api/v1/suppressions", &json!({ "email": email, "detail": "asked" })).await;
+            assert_eq!(added.status(), 201);
+        }
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let queued = send(&app, &refs, "News", "Hi {{ contact.first_name }}").await;
+    assert_eq!((queued["total"].as_i64(), queued["suppressed"].as_i64()), (Some(4), Some(3)));
+    app.deliver_all().await;
+    let done = task(&app, &queued["task_id"]).await;
+    assert_eq!(
+        (done["status"].as_str(), done["sent"].as_i64(), done["suppressed"].as_i64()),
+        (Some("done"), Some(1), Some(3))
+    );
+
+    // Every recipient suppressed: done at once, with its notification, nothing to deliver.
+    let queued = send(&app, &refs[1..], "More news", "Hi").await;
+    assert_eq!((queued["total"].as_i64(), queued["suppressed"].as_i64()), (Some(3), Some(3)));
+    let done = task(&app, &queued["task_id"]).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let notifications: Value = app.get("/api/v1/notifications").await.json().await.unwrap();
+    assert_eq!(notifications["notifications"][0]["title"], "Message sent to 0 of 3 contacts; 3 suppressed");
+}

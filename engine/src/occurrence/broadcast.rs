@@ -88,8 +88,8 @@ pub(super) async fn start(
                 if queued == 0 {
                     tasks::delete_empty(tx, id).await?;
                 } else {
-                    borcelle_store::suppressions::mark_queued(tx, &[id]).await?;
                     tasks::set_total(tx, id, queued).await?;
+                    borcelle_store::suppressions::mark_queued(tx, &[id]).await?;
                     recipients = recipients.max(queued);
                     task_id = Some(id);
                     announcements.push(Envelope::to_user(sender, &LiveEvent::task_started(id, queued)));

@@ -152,8 +152,8 @@ pub async fn start_reminders(
             }
         }
     }
-    borcelle_store::suppressions::mark_queued(tx, &task_ids).await?;
     tasks::set_totals(tx, &task_ids, &totals).await?;
+    borcelle_store::suppressions::mark_queued(tx, &task_ids).await?;
     let finished_at_once = crate::delivery::finished_at_once(tx, &task_ids).await?;
     let task_of: Vec<Option<Uuid>> =
         task_ids.iter().zip(&totals).map(|(id, total)| (*total > 0).then_some(*id)).collect();
