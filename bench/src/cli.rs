@@ -1,5 +1,5 @@
 //! The command line and the order of the run: database and users, `serve`, the load phases, the
-//! seed, autocomplete, delivery against each sink, then the table.
+//! seed, autocomplete, delivery against each sink, the consent overhead, then the table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Parser;
 use sqlx::PgPool;
 
-use crate::delivery::{self, Run};
+use crate::consent::{self, Comparison, ConsentSpec, Variant};
+use crate::delivery::{self, PLAIN, Run};
 use crate::load::{self, LoadSpec, Target, Workload};
 use crate::probe::{self, CpuMeter, DbCounters, RssMonitor};
 use crate::report::{Delivery, Phase, Report, thousands};
@@ -83,6 +84,21 @@ pub struct Args {
     /// report nothing to --output: a quick run for work on those two phases.
     #[arg(long)]
     contacts_only: bool,
+    /// Run only the consent comparison (end-to-end delivery with personalisation, suppression
+    /// checks and DKIM against the same without, interleaved rounds of --messages each) and, with
+    /// --output, replace its row and section in that file, keeping the rest.
+    #[arg(long, conflicts_with = "contacts_only")]
+    consent_only: bool,
+    /// Entries on the consent run's suppression list.
+    #[arg(long, default_value_t = 10_000)]
+    consent_suppressions: i64,
+    /// Recipients of the consent run on its suppression list. Default: 1 % of --messages.
+    #[arg(long)]
+    consent_suppressed: Option<usize>,
+    /// Variants of the consent comparison run besides plain and rsa, printed but not judged:
+    /// ed25519 (B with an Ed25519 key), unsigned (B without DKIM); the flag alone for none.
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 0.., default_values_t = [Variant::Ed25519])]
+    consent_also: Vec<Variant>,
     /// Where serve's log goes.
     #[arg(long, default_value = "target/borcelle-bench-serve.log")]
     serve_log: PathBuf,
@@ -148,6 +164,9 @@ async fn phase<W: Workload>(
 
 async fn run(args: Args) -> anyhow::Result<bool> {
     wait_for_quiet_machine(args.max_load, Duration::from_secs(args.load_wait_secs)).await;
+    if args.consent_only {
+        return consent_alone(&args).await;
+    }
     let load_at_start = probe::load_average();
     let database_url = format!("{}/{}", args.postgres, args.database);
     say(&format!("fresh database {}", args.database));
@@ -168,6 +187,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         delivery_concurrency: args.delivery_concurrency,
         smtp_pool_size: args.smtp_pool_size,
         log: args.serve_log.clone(),
+        dkim: None,
     };
     say(&format!("starting {} serve on port {}", args.borcelle.display(), config.port));
     let serve = Serve::start(&args.borcelle, &config).await?;
@@ -232,6 +252,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !args.keep_database {
         server::drop_database(&args.postgres, &args.database).await?;
     }
+    // A failure here costs this row only, not the figures measured before it.
+    let consent = consent_phase(&args).await.map_err(|err| {
+        eprintln!("error: the consent comparison failed: {err:#}");
+        format!("{err:#}")
+    });
     let load_at_end = probe::load_average();
     let conditions =
         crate::conditions::collect(&args_summary(&args), load_at_start, load_at_end, &postgres_version).await;
@@ -246,6 +271,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         deliveries,
         rss_hwm_kib,
         rss_sampled_kib,
+        consent,
     };
     println!("\n{}", report.text_table());
     if let Some(path) = &args.output {
@@ -278,7 +304,7 @@ async fn deliver(
     let transport = Arc::new(delivery::transport(smtp_port, args.smtp_pool_size)?);
     let accepted_before = sink.accepted();
     delivery::baseline(transport.clone(), WARMUP_MESSAGES, args.delivery_concurrency, "warmup").await?;
-    delivery::end_to_end(sender, "warmup", WARMUP_MESSAGES, timeout).await?;
+    delivery::end_to_end(sender, "warmup", PLAIN, WARMUP_MESSAGES, timeout).await?;
     let mut result =
         Delivery { sink: kind, baseline: Vec::new(), end_to_end: Vec::new(), verified: None, rss_peak_kib: 0 };
     for round in 0..args.delivery_rounds {
@@ -287,7 +313,7 @@ async fn deliver(
         raw.sink_cpu_pct = sink_cpu_pct(sink, sink_cpu, &raw);
         let sink_cpu = sink.pid().map(probe::process_cpu_secs);
         let cpu = CpuMeter::start(serve.pid, &serve.database);
-        let mut e2e = delivery::end_to_end(sender, "bench", args.messages, timeout).await?;
+        let mut e2e = delivery::end_to_end(sender, "bench", PLAIN, args.messages, timeout).await?;
         let cpu = cpu.finish();
         e2e.server_cpu_pct = Some(cpu.server_pct);
         e2e.postgres_cpu_pct = Some(cpu.postgres_pct);
@@ -307,6 +333,52 @@ async fn deliver(
     }
     result.rss_peak_kib = rss.take_phase_peak();
     Ok(result)
+}
+
+/// The consent comparison on its own databases and servers (the main ones are stopped by then).
+async fn consent_phase(args: &Args) -> anyhow::Result<Comparison> {
+    say(&format!(
+        "consent overhead: {} recipients × {} interleaved rounds of A (plain) and B (personalised, {} suppressions \
+         of which {} recipients, DKIM RSA-2048{})",
+        thousands(args.messages as f64),
+        args.delivery_rounds,
+        thousands(args.consent_suppressions as f64),
+        args.consent_suppressed.unwrap_or(args.messages / 100),
+        args.consent_also.iter().map(|v| format!("; and {}", v.label())).collect::<String>()
+    ));
+    let spec = ConsentSpec {
+        borcelle: args.borcelle.clone(),
+        postgres: args.postgres.clone(),
+        database: args.database.clone(),
+        keep_databases: args.keep_database,
+        messages: args.messages,
+        rounds: args.delivery_rounds,
+        suppressions: args.consent_suppressions,
+        suppressed_recipients: args.consent_suppressed.unwrap_or(args.messages / 100),
+        also: args.consent_also.clone(),
+        delivery_concurrency: args.delivery_concurrency,
+        smtp_pool_size: args.smtp_pool_size,
+        serve_log: args.serve_log.clone(),
+    };
+    let comparison = consent::run(&spec).await?;
+    println!("\n{}", comparison.text());
+    Ok(comparison)
+}
+
+/// `--consent-only`: the comparison, printed and spliced into --output.
+async fn consent_alone(args: &Args) -> anyhow::Result<bool> {
+    let comparison = consent_phase(args).await?;
+    if let Some(path) = &args.output {
+        let existing = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("reading {}", path.display()))),
+        };
+        std::fs::write(path, consent::splice(&existing, &comparison))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("the consent row and section written to {}", path.display());
+    }
+    Ok(comparison.pass())
 }
 
 fn sink_cpu_pct(sink: &Sink, before: Option<f64>, run: &Run) -> Option<f64> {

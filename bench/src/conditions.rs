@@ -17,14 +17,9 @@ fn memory_total() -> String {
         .map_or_else(|| "unknown".to_owned(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
 }
 
-/// The machine, the build, the database and the run's settings, as `(name, value)` lines.
-pub async fn collect(
-    run: &[(String, String)],
-    load_at_start: (f64, f64, f64),
-    load_at_end: (f64, f64, f64),
-    postgres_version: &str,
-) -> Vec<(String, String)> {
-    let commit = match output_of("git", &["rev-parse", "--short", "HEAD"]).await {
+/// The commit measured, and whether the tree had changes besides the reports.
+pub async fn commit() -> String {
+    match output_of("git", &["rev-parse", "--short", "HEAD"]).await {
         Some(hash) => {
             let dirty = output_of("git", &["status", "--porcelain", "--untracked-files=no"])
                 .await
@@ -32,7 +27,17 @@ pub async fn collect(
             if dirty { format!("{hash} (with uncommitted changes)") } else { hash }
         }
         None => "unknown".to_owned(),
-    };
+    }
+}
+
+/// The machine, the build, the database and the run's settings, as `(name, value)` lines.
+pub async fn collect(
+    run: &[(String, String)],
+    load_at_start: (f64, f64, f64),
+    load_at_end: (f64, f64, f64),
+    postgres_version: &str,
+) -> Vec<(String, String)> {
+    let commit = commit().await;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let rustc = output_of("rustc", &["--version"]).await.unwrap_or_else(|| "unknown".to_owned());
     let load = |(a, b, c): (f64, f64, f64)| format!("{a:.2} / {b:.2} / {c:.2}");

@@ -16,14 +16,19 @@ use crate::server::Session;
 pub const SUBJECT: &str = "Quarterly update";
 pub const BODY: &str = "Hello,\n\nHere is what changed this quarter: new contacts, faster search, and the delivery \
                         ledger you asked for.\n\nSee you soon,\nThe sender";
+/// The subject and body of the plain (unpersonalised) end-to-end runs.
+pub const PLAIN: (&str, &str) = (SUBJECT, BODY);
 const POLL_EVERY: Duration = Duration::from_millis(10);
 
 /// One delivery measurement.
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
+    /// Recipients of the run (suppressed ones included: they are handled too).
     pub messages: usize,
     pub elapsed: Duration,
     pub failed: usize,
+    /// Recipients not mailed: on the sender's suppression list (end-to-end only).
+    pub suppressed: usize,
     /// Serve's CPU over the run (end-to-end only), % of one core.
     pub server_cpu_pct: Option<f64>,
     /// The benchmark database's PostgreSQL backends over the run (end-to-end only).
@@ -33,8 +38,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// Recipients handled (sent or suppressed) per second.
     pub fn per_sec(&self) -> f64 {
         (self.messages - self.failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Messages the sink accepted.
+    pub fn sent(&self) -> usize {
+        self.messages - self.failed - self.suppressed
     }
 }
 
@@ -121,18 +132,25 @@ pub async fn baseline(
         messages: count,
         elapsed: started.elapsed(),
         failed,
+        suppressed: 0,
         server_cpu_pct: None,
         postgres_cpu_pct: None,
         sink_cpu_pct: None,
     })
 }
 
-/// One `POST /api/v1/messages` to every contact with `tag`, timed until `GET /api/v1/tasks/{id}`
-/// says the task is done.
-pub async fn end_to_end(session: &Session, tag: &str, expected: usize, timeout: Duration) -> anyhow::Result<Run> {
+/// One `POST /api/v1/messages` of this subject and body to every contact with `tag`, timed until
+/// `GET /api/v1/tasks/{id}` says the task is done.
+pub async fn end_to_end(
+    session: &Session,
+    tag: &str,
+    (subject, body): (&str, &str),
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Run> {
     let started = Instant::now();
     let (status, queued) =
-        session.post("/api/v1/messages", &json!({ "tag": tag, "subject": SUBJECT, "body": BODY })).await?;
+        session.post("/api/v1/messages", &json!({ "tag": tag, "subject": subject, "body": body })).await?;
     if status != 202 {
         bail!("POST /api/v1/messages answered {status}: {queued}");
     }
@@ -152,6 +170,7 @@ pub async fn end_to_end(session: &Session, tag: &str, expected: usize, timeout: 
                 messages: total,
                 elapsed: started.elapsed(),
                 failed,
+                suppressed: body["suppressed"].as_u64().unwrap_or(0) as usize,
                 server_cpu_pct: None,
                 postgres_cpu_pct: None,
                 sink_cpu_pct: None,

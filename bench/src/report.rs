@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::consent::{self, Comparison};
 use crate::delivery::{self, Run};
 use crate::load::{LoadSpec, Stats};
 use crate::probe::CpuUse;
@@ -50,6 +51,9 @@ pub struct Report {
     /// VmHWM of the serve process at the end of the run, KiB.
     pub rss_hwm_kib: u64,
     pub rss_sampled_kib: u64,
+    /// Delivery with personalisation, suppression checks and DKIM against without, or why it
+    /// could not be measured.
+    pub consent: Result<Comparison, String>,
 }
 
 /// One line of the main table.
@@ -134,6 +138,10 @@ impl Report {
                 pass: ratio >= 0.8 && failed == 0 && d.verified.is_none_or(|(got, sent)| got == sent),
             });
         }
+        rows.push(match &self.consent {
+            Ok(comparison) => comparison.row(),
+            Err(error) => consent::not_measured(error).0,
+        });
         rows.push(Row {
             metric: "peak RSS of serve over the whole run (VmHWM)".to_owned(),
             target: "< 150 MB".to_owned(),
@@ -145,24 +153,9 @@ impl Report {
 
     /// The table as aligned text for the terminal.
     pub fn text_table(&self) -> String {
-        let rows = self.rows();
-        let header = ["metric", "target", "measured", "result"];
-        let cells: Vec<[String; 4]> = rows
-            .iter()
-            .map(|r| [r.metric.clone(), r.target.clone(), r.measured.clone(), verdict(r.pass).to_owned()])
-            .collect();
-        let width = |i: usize| cells.iter().map(|c| c[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0);
-        let widths = [width(0), width(1), width(2), width(3)];
-        let line = |c: [&str; 4]| {
-            let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
-            format!("{}  {}  {}  {}\n", pad(c[0], widths[0]), pad(c[1], widths[1]), pad(c[2], widths[2]), c[3])
-        };
-        let mut out = line(header);
-        out.push_str(&line(["-".repeat(widths[0]).as_str(), &"-".repeat(widths[1]), &"-".repeat(widths[2]), "------"]));
-        for c in &cells {
-            out.push_str(&line([&c[0], &c[1], &c[2], &c[3]]));
-        }
-        out
+        let cells: Vec<Vec<String>> =
+            self.rows().into_iter().map(|r| vec![r.metric, r.target, r.measured, verdict(r.pass).to_owned()]).collect();
+        aligned(&["metric", "target", "measured", "result"], &cells)
     }
 
     pub fn all_pass(&self) -> bool {
@@ -189,6 +182,11 @@ impl Report {
             let _ = writeln!(md, "- **{k}:** {v}");
         }
         self.details(&mut md);
+        let section = match &self.consent {
+            Ok(comparison) => comparison.markdown(),
+            Err(error) => consent::not_measured(error).1,
+        };
+        let _ = write!(md, "\n{section}");
         md
     }
 
@@ -300,6 +298,33 @@ impl Report {
     }
 }
 
-fn verdict(pass: bool) -> &'static str {
+/// Rows of cells as text in aligned columns under a header and a rule.
+pub fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+    let width =
+        |i: usize| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).fold(header[i].len(), usize::max);
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == widths.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell}{}  ", " ".repeat(widths[i].saturating_sub(cell.chars().count()))));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    let mut out = line(&mut header.iter().copied());
+    out.push_str(&line(&mut rule.iter().map(String::as_str)));
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// `pass` or `FAIL`, as the tables write a result.
+pub fn verdict(pass: bool) -> &'static str {
     if pass { "pass" } else { "FAIL" }
 }

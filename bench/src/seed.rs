@@ -1,6 +1,6 @@
 //! Bulk data, written straight into the database with one `INSERT … SELECT generate_series` per
-//! set (not through the API): the 100,000 contacts that list and autocomplete run against, and
-//! the recipients of the delivery runs.
+//! set (not through the API): the 100,000 contacts that list and autocomplete run against,
+//! the recipients of the delivery runs and their sender's suppression list.
 
 use std::time::{Duration, Instant};
 
@@ -159,5 +159,68 @@ pub async fn recipients(db: &PgPool, owner_email: &str, tag: &str, count: i64) -
 /// and a hint-bit write on every page read for the first time), which no steady-state request does.
 pub async fn analyze(db: &PgPool) -> anyhow::Result<()> {
     sqlx::raw_sql("VACUUM (ANALYZE) contacts, contact_words, contact_vocabulary").execute(db).await?;
+    Ok(())
+}
+
+/// `count` delivery recipients `r{N}@{tag}.sink.example` tagged `tag`, with the fields a
+/// personalised email uses: a first and last name, and a company for four in five.
+pub async fn named_recipients(db: &PgPool, owner_email: &str, tag: &str, count: i64) -> anyhow::Result<()> {
+    let done = sqlx::query(
+        "INSERT INTO contacts (id, owner_id, name, first_name, last_name, email, company, tags)
+         SELECT gen_random_uuid(), u.id, f || ' ' || l, f, l, 'r' || i || '@' || $3 || '.sink.example', c, ARRAY[$3]
+         FROM users u, generate_series(1, $2::int8) i,
+              LATERAL (SELECT ($4::text[])[1 + i % cardinality($4::text[])] AS f,
+                              ($5::text[])[1 + (i / cardinality($4::text[])) % cardinality($5::text[])] AS l,
+                              CASE WHEN i % 5 = 0 THEN NULL
+                                   ELSE ($6::text[])[1 + (i * 7) % cardinality($6::text[])] END AS c) AS pick
+         WHERE u.email = $1",
+    )
+    .bind(owner_email)
+    .bind(count)
+    .bind(tag)
+    .bind(FIRST_NAMES.as_slice())
+    .bind(LAST_NAMES.as_slice())
+    .bind(COMPANIES.as_slice())
+    .execute(db)
+    .await
+    .context("seeding named delivery recipients")?;
+    anyhow::ensure!(done.rows_affected() == count as u64, "seeded {} recipients, not {count}", done.rows_affected());
+    Ok(())
+}
+
+/// A suppression list of `entries` addresses for the owner: `among` of the `recipients`
+/// recipients tagged `tag`, evenly spread (`among` = 1 % of them puts `r100@…`, `r200@…` on it),
+/// and addresses elsewhere for the rest.
+pub async fn suppressions(
+    db: &PgPool,
+    owner_email: &str,
+    tag: &str,
+    (recipients, among): (i64, i64),
+    entries: i64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(among <= recipients.min(entries), "{among} suppressed recipients do not fit");
+    let step = if among > 0 { recipients / among } else { 1 };
+    let done = sqlx::query(
+        "INSERT INTO suppressions (owner_id, email, reason, detail)
+         SELECT u.id, list.email, 'unsubscribed', 'seeded by borcelle-bench'
+         FROM users u,
+              (SELECT 'r' || ($3::int8 * i) || '@' || $2 || '.sink.example' AS email FROM generate_series(1, $4::int8) i
+               UNION ALL
+               SELECT 'gone' || i || '@elsewhere.example' FROM generate_series(1, $5::int8) i) AS list
+         WHERE u.email = $1",
+    )
+    .bind(owner_email)
+    .bind(tag)
+    .bind(step)
+    .bind(among)
+    .bind(entries - among)
+    .execute(db)
+    .await
+    .context("seeding the suppression list")?;
+    anyhow::ensure!(
+        done.rows_affected() == entries as u64,
+        "seeded {} suppressions, not {entries}",
+        done.rows_affected()
+    );
     Ok(())
 }

@@ -13,6 +13,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 pub const PASSWORD: &str = "benchmark password, long enough";
+/// The domain of serve's From address (`noreply@…`), which a DKIM signature must align with.
+pub const MAIL_DOMAIN: &str = "borcelle.bench";
 
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -60,6 +62,15 @@ pub struct ServeConfig {
     pub delivery_concurrency: usize,
     pub smtp_pool_size: u32,
     pub log: PathBuf,
+    /// Sign outgoing mail with this key; unsigned when absent.
+    pub dkim: Option<ServeDkim>,
+}
+
+/// A DKIM key for serve (`borcelle dkim generate`'s file), published under `selector` for
+/// [`MAIL_DOMAIN`].
+pub struct ServeDkim {
+    pub selector: String,
+    pub key_file: PathBuf,
 }
 
 /// `borcelle serve` running as a child process.
@@ -79,13 +90,14 @@ impl Serve {
         let addr: SocketAddr = ([127, 0, 0, 1], config.port).into();
         let ops_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let log = std::fs::File::create(&config.log).with_context(|| format!("creating {}", config.log.display()))?;
-        let child = Command::new(borcelle)
+        let mut command = Command::new(borcelle);
+        command
             .arg("serve")
             .env("DATABASE_URL", &config.database_url)
             .env("BORCELLE_LISTEN", addr.to_string())
             .env("BORCELLE_OPERATIONS_LISTEN", ops_addr.to_string())
             .env("BORCELLE_MAIL_TRANSPORT", "smtp")
-            .env("BORCELLE_MAIL_FROM", "noreply@borcelle.bench")
+            .env("BORCELLE_MAIL_FROM", format!("noreply@{MAIL_DOMAIN}"))
             .env("BORCELLE_SMTP_HOST", "127.0.0.1")
             .env("BORCELLE_SMTP_PORT", config.smtp_port.to_string())
             .env("BORCELLE_SMTP_TLS", "none")
@@ -93,12 +105,22 @@ impl Serve {
             .env("BORCELLE_SMTP_POOL_SIZE", config.smtp_pool_size.to_string())
             .env_remove("REDIS_URL")
             .env_remove("RUST_LOG")
+            .env_remove("BORCELLE_DKIM_PRIVATE_KEY")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {} serve", borcelle.display()))?;
+            .kill_on_drop(true);
+        match &config.dkim {
+            Some(dkim) => command
+                .env("BORCELLE_DKIM_SELECTOR", &dkim.selector)
+                .env("BORCELLE_DKIM_DOMAIN", MAIL_DOMAIN)
+                .env("BORCELLE_DKIM_KEY_FILE", &dkim.key_file),
+            None => command
+                .env_remove("BORCELLE_DKIM_SELECTOR")
+                .env_remove("BORCELLE_DKIM_DOMAIN")
+                .env_remove("BORCELLE_DKIM_KEY_FILE"),
+        };
+        let child = command.spawn().with_context(|| format!("starting {} serve", borcelle.display()))?;
         let pid = child.id().context("serve exited at once")?;
         let database = config.database_url.rsplit('/').next().unwrap_or_default().to_owned();
         let mut serve = Serve { child, pid, addr, ops_addr, database };

@@ -1,11 +1,13 @@
 //! Local SMTP servers that accept and discard every message: Python's aiosmtpd (its `Sink`
 //! handler) as a child process, and a small one of our own on tokio that speaks just enough SMTP
 //! (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) to find out whether aiosmtpd, which is
-//! single-threaded Python, is what limits the delivery figures.
+//! single-threaded Python, is what limits the delivery figures. Ours also counts the messages
+//! that carry a DKIM signature and keeps the headers of the last one, so that a run can show
+//! what it sent.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,7 +44,31 @@ impl SinkKind {
 /// A running sink; stopping it closes its port and every connection to it.
 pub enum Sink {
     Aiosmtpd { child: Child },
-    Rust { stop: CancellationToken, accepted: Arc<AtomicU64> },
+    Rust { stop: CancellationToken, tally: Arc<Tally> },
+}
+
+/// What the Rust sink has received.
+#[derive(Default)]
+pub struct Tally {
+    accepted: AtomicU64,
+    /// Messages with a `DKIM-Signature` header.
+    signed: AtomicU64,
+    last_headers: Mutex<Vec<u8>>,
+}
+
+impl Tally {
+    fn record(&self, headers: Vec<u8>) {
+        let signed = headers
+            .split(|&b| b == b'\n')
+            .any(|line| line.get(..15).is_some_and(|name| name.eq_ignore_ascii_case(b"DKIM-Signature:")));
+        if signed {
+            self.signed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = self.last_headers.lock() {
+            *last = headers;
+        }
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Sink {
@@ -64,8 +90,8 @@ impl Sink {
                 socket.bind(([127, 0, 0, 1], port).into()).with_context(|| format!("binding the sink to {port}"))?;
                 let listener = socket.listen(1024)?;
                 let stop = CancellationToken::new();
-                let accepted = Arc::new(AtomicU64::new(0));
-                let (token, count) = (stop.clone(), accepted.clone());
+                let tally = Arc::new(Tally::default());
+                let (token, count) = (stop.clone(), tally.clone());
                 tokio::spawn(async move {
                     loop {
                         let stream = tokio::select! {
@@ -84,7 +110,7 @@ impl Sink {
                         });
                     }
                 });
-                Sink::Rust { stop, accepted }
+                Sink::Rust { stop, tally }
             }
         };
         for _ in 0..200 {
@@ -107,7 +133,25 @@ impl Sink {
     pub fn accepted(&self) -> Option<u64> {
         match self {
             Sink::Aiosmtpd { .. } => None,
-            Sink::Rust { accepted, .. } => Some(accepted.load(Ordering::Relaxed)),
+            Sink::Rust { tally, .. } => Some(tally.accepted.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Messages accepted so far that carried a DKIM signature (only the Rust sink counts).
+    pub fn signed(&self) -> Option<u64> {
+        match self {
+            Sink::Aiosmtpd { .. } => None,
+            Sink::Rust { tally, .. } => Some(tally.signed.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The header section of the last message accepted (Rust sink only).
+    pub fn last_headers(&self) -> Option<String> {
+        match self {
+            Sink::Aiosmtpd { .. } => None,
+            Sink::Rust { tally, .. } => {
+                tally.last_headers.lock().ok().map(|h| String::from_utf8_lossy(&h).into_owned())
+            }
         }
     }
 
@@ -122,7 +166,7 @@ impl Sink {
 }
 
 /// One SMTP conversation: every command succeeds, every message is discarded and counted.
-async fn session(stream: TcpStream, accepted: Arc<AtomicU64>) -> std::io::Result<()> {
+async fn session(stream: TcpStream, tally: Arc<Tally>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -140,6 +184,7 @@ async fn session(stream: TcpStream, accepted: Arc<AtomicU64>) -> std::io::Result
             b"MAIL" | b"RCPT" | b"RSET" | b"NOOP" => b"250 2.0.0 OK\r\n",
             b"DATA" => {
                 write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                let (mut headers, mut in_headers) = (Vec::with_capacity(2048), true);
                 loop {
                     line.clear();
                     if read.read_until(b'\n', &mut line).await? == 0 {
@@ -148,8 +193,12 @@ async fn session(stream: TcpStream, accepted: Arc<AtomicU64>) -> std::io::Result
                     if line == b".\r\n" || line == b".\n" {
                         break;
                     }
+                    if in_headers {
+                        in_headers = line != b"\r\n" && line != b"\n";
+                        headers.extend_from_slice(&line);
+                    }
                 }
-                accepted.fetch_add(1, Ordering::Relaxed);
+                tally.record(headers);
                 b"250 2.0.0 OK: discarded\r\n"
             }
             b"QUIT" => {

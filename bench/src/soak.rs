@@ -112,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         delivery_concurrency: 16,
         smtp_pool_size: 4,
         log: args.serve_log.clone(),
+        dkim: None,
     };
     let serve = Serve::start(&args.borcelle, &config).await?;
     println!(
