@@ -92,12 +92,23 @@ impl JobCache {
     /// Records a Job this process just created or adopted, before the watch shows it: a reconcile
     /// that runs in between then sees it rather than creating it again.
     pub fn created(&self, owner_uid: &str, job: OwnedJob) {
-        self.write().index.entry(owner_uid.to_owned()).or_default().insert(job.name.clone(), job);
+        let mut state = self.write();
+        // A relist in progress replaces the index when it ends: it must keep this Job too, which
+        // its pages may have been read before.
+        if let Some(relist) = state.relist.as_mut() {
+            relist.entry(owner_uid.to_owned()).or_default().insert(job.name.clone(), job.clone());
+        }
+        state.index.entry(owner_uid.to_owned()).or_default().insert(job.name.clone(), job);
     }
 
     /// Marks a Job this process just asked to delete.
     pub fn deleting(&self, owner_uid: &str, name: &str) {
-        if let Some(job) = self.write().index.get_mut(owner_uid).and_then(|jobs| jobs.get_mut(name)) {
+        let mut state = self.write();
+        if let Some(job) = state.index.get_mut(owner_uid).and_then(|jobs| jobs.get_mut(name)) {
+            job.deleting = true;
+        }
+        if let Some(job) = state.relist.as_mut().and_then(|r| r.get_mut(owner_uid)).and_then(|jobs| jobs.get_mut(name))
+        {
             job.deleting = true;
         }
     }
@@ -170,6 +181,21 @@ mod tests {
             },
             ..Job::default()
         }
+    }
+
+    #[test]
+    fn a_job_created_while_a_relist_is_read_survives_the_relist() {
+        let cache = JobCache::default();
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(job("a-1", "a")));
+        // Created by this process after the list's pages were read: the list does not hold it.
+        let created = crate::job::OwnedJob::from_job(&job("a-2", "a")).unwrap();
+        cache.created("a", created);
+        cache.deleting("a", "a-1");
+        cache.apply(&Event::InitDone);
+        let jobs = cache.jobs_of("a");
+        assert_eq!(jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["a-1", "a-2"]);
+        assert!(jobs[0].deleting, "the deletion asked during the relist is kept");
     }
 
     #[test]

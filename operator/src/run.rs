@@ -126,6 +126,11 @@ async fn stop_gracefully(mut task: JoinHandle<()>) {
     }
 }
 
+/// Reconciles in flight at once, per controller.
+const RECONCILE_CONCURRENCY: u16 = 16;
+/// Jobs per page of the Job watch's lists.
+const JOB_PAGE: u32 = 100;
+
 /// Runs the ScheduledReminder and Broadcast controllers until `stop`.
 pub async fn run_controllers(ctx: Arc<Context>, namespace: Option<String>, health: Health, stop: CancellationToken) {
     health.controllers_starting();
@@ -142,7 +147,9 @@ async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, he
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let synced = Arc::new(SyncState::new(health));
-    let job_watch = watcher::Config::default().labels(&crate::job::kind_selector(K::KIND)).any_semantic();
+    // Pages of 100 Jobs: a page is read whole (managedFields and all) before it is trimmed.
+    let job_watch =
+        watcher::Config::default().labels(&crate::job::kind_selector(K::KIND)).any_semantic().page_size(JOB_PAGE);
     // The owned Jobs: folded into the cache each reconcile reads (no list per reconcile), and
     // passed on, trimmed to their owner, to queue their resource's reconcile.
     let cache = ctx.jobs_cache.of(K::KIND).clone();
@@ -177,7 +184,10 @@ async fn controller<K: Occurring>(ctx: Arc<Context>, namespace: Option<&str>, he
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // Bounded reconciles in flight: kube's client opens a connection per request in flight and
+    // keeps them, so 10,000 reconciles at once held ~7,800 connections (~375 MiB).
     let controller = Controller::for_stream(changes, store)
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .owns_stream(job_triggers)
         .graceful_shutdown_on(async move { stop.cancelled().await });
     controller
@@ -234,7 +244,38 @@ impl SyncState {
     }
 }
 
-/// Drops what the reconciler never reads from a cached object (managedFields).
+/// The annotation in which `kubectl apply` keeps a copy of the whole object it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the reconciler never reads from a cached object: managedFields, and the copy of the
+/// object that `kubectl apply` keeps in an annotation (as large as the spec again).
 pub fn strip_for_cache<K: Resource>(obj: &mut K) {
     obj.managed_fields_mut().clear();
+    if let Some(annotations) = obj.meta_mut().annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_neither_managed_fields_nor_the_last_applied_copy() {
+        let mut job = Job {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    [(LAST_APPLIED.to_owned(), "{}".to_owned()), ("team".to_owned(), "sales".to_owned())].into(),
+                ),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..ObjectMeta::default()
+            },
+            ..Job::default()
+        };
+        strip_for_cache(&mut job);
+        assert_eq!(job.metadata.managed_fields, Some(Vec::new()));
+        assert_eq!(job.metadata.annotations, Some([("team".to_owned(), "sales".to_owned())].into()));
+    }
 }

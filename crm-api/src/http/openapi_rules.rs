@@ -141,10 +141,14 @@ pub fn declare(doc: &mut Value) {
     for schema in ["TokenBody", "ResetBody"] {
         set(doc, schema, "token", json!({ "minLength": 1, "maxLength": 200 }));
     }
-    for (schema, subject) in [("SendBody", "subject"), ("NoteBody", "title"), ("NotePatch", "title")] {
+    for (schema, subject) in
+        [("SendBody", "subject"), ("NoteBody", "title"), ("NotePatch", "title"), ("PreviewBody", "subject")]
+    {
         set(doc, schema, subject, line(200));
     }
-    for schema in ["SendBody", "NoteBody", "NotePatch"] {
+    set(doc, "SuppressionBody", "email", email.clone());
+    set(doc, "SuppressionBody", "detail", json!({ "pattern": one_line_or_blank(), "maxLength": 1000 }));
+    for schema in ["SendBody", "NoteBody", "NotePatch", "PreviewBody"] {
         set(doc, schema, "body", json!({ "pattern": text(), "minLength": 1, "maxLength": 100_000 }));
     }
     for schema in ["SendBody", "NoteSendBody"] {

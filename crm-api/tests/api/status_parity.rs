@@ -307,6 +307,8 @@ impl<K: Occurring> Cluster<K> {
         let reading = clock.clone();
         let jobs = JobSettings { image: "registry.example/borcelle:test".to_owned(), ..JobSettings::default() };
         let ctx = Context::new(client, jobs, Arc::new(move || *reading.lock().unwrap()), Arc::new(Metrics::new()));
+        // As after the Job watch's first list (an empty one): reconciles may decide.
+        ctx.jobs_cache.of(K::KIND).apply(&kube::runtime::watcher::Event::InitDone);
         let watch = ctx.jobs_cache.of(K::KIND).clone();
         let object = serde_json::to_value(&object).unwrap();
         let state = Arc::new(Mutex::new(ClusterState { object, watch, ..Default::default() }));

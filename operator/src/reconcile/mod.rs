@@ -31,7 +31,15 @@ pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
 pub const MAX_REQUEUE: Duration = Duration::from_secs(3600);
 
 /// Reconciles `obj`: the function `Controller::run` calls.
+/// How soon a reconcile that came before the first list of Jobs is tried again.
+const JOBS_NOT_LISTED_YET: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub async fn reconcile<K: Occurring>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Decisions read the owned Jobs from the Job watch's cache: until its first full list is in,
+    // a resource with a running Job would look idle (Forbid would start a second run).
+    if !ctx.jobs_cache.of(K::KIND).is_synced() {
+        return Ok(Action::requeue(JOBS_NOT_LISTED_YET));
+    }
     let started = std::time::Instant::now();
     let span = tracing::info_span!(
         "reconcile",

@@ -110,6 +110,10 @@ pub fn context(now: DateTime<Utc>) -> (Arc<Context>, ApiServer) {
     let client = kube::Client::new(service, "default");
     let jobs = JobSettings { image: IMAGE.to_owned(), ..JobSettings::default() };
     let ctx = Context::new(client, jobs, fixed_clock(now), Arc::new(Metrics::new()));
+    // As after the Job watch's first list (an empty one): reconciles may decide.
+    for kind in [Kind::ScheduledReminder, Kind::Broadcast] {
+        ctx.jobs_cache.of(kind).apply(&kube::runtime::watcher::Event::InitDone);
+    }
     (Arc::new(ctx), ApiServer { handle })
 }
 

@@ -94,7 +94,7 @@ pub struct PreviewBody {
 
 /// A message as one recipient receives it.
 #[derive(Serialize, ToSchema)]
-pub struct Preview {
+pub struct MessagePreview {
     subject: String,
     /// The text part.
     text: String,
@@ -115,7 +115,7 @@ pub struct Preview {
     tag = "messages",
     request_body = PreviewBody,
     responses(
-        (status = 200, description = "The message as the contact would receive it", body = Preview),
+        (status = 200, description = "The message as the contact would receive it", body = MessagePreview),
         (status = 404, description = "The contact is not the caller's", body = ErrorBody),
         (status = 422, description = "A field is missing or invalid, or the template is (`field`, the position and the name say what)", body = ErrorBody),
     )
@@ -124,14 +124,14 @@ pub async fn preview(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiJson(input): ApiJson<PreviewBody>,
-) -> AppResult<Json<Preview>> {
+) -> AppResult<Json<MessagePreview>> {
     let (subject, body) = messaging::content(&input.subject, &input.body, "subject", "body")?;
     let contact = contacts::get(&state.db, user.owner(), input.contact_id)
         .await?
         .ok_or(AppError::Domain(borcelle_engine::Error::NotFound("contact")))?;
     let sender = borcelle_mail::merge::SenderFields { name: user.display_name.clone(), email: user.email.clone() };
     let rendered = messaging::preview(&contact, sender, &subject, &body)?;
-    Ok(Json(Preview { subject: rendered.subject, text: rendered.text, html: rendered.html }))
+    Ok(Json(MessagePreview { subject: rendered.subject, text: rendered.text, html: rendered.html }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -87,7 +87,7 @@ pub async fn list(
 /// An address to add by hand.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AddBody {
+pub struct SuppressionBody {
     #[schema(min_length = 3, max_length = 254)]
     email: String,
     /// Why, in the owner's words (one line).
@@ -106,7 +106,7 @@ pub struct AddBody {
     path = "/suppressions",
     operation_id = "add_suppression",
     tag = "suppressions",
-    request_body = AddBody,
+    request_body = SuppressionBody,
     responses(
         (status = 201, description = "Added", body = Suppression),
         (status = 200, description = "Already on the list (its first entry is kept)", body = Suppression),
@@ -116,7 +116,7 @@ pub struct AddBody {
 pub async fn add(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiJson(input): ApiJson<AddBody>,
+    ApiJson(input): ApiJson<SuppressionBody>,
 ) -> AppResult<Response> {
     let (entry, added) = state.suppressions.add(user.owner(), &input.email, input.detail.as_deref()).await?;
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
