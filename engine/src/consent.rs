@@ -113,8 +113,12 @@ pub enum LinkError {
     Expired,
 }
 
-/// What a link is about, checking its signature and age.
-pub async fn inspect(db: &PgPool, links: &UnsubscribeLinks, token: &str) -> Result<Result<LinkSubject, LinkError>> {
+/// The ledger row a link names and whom it was for, once its signature and age are checked.
+async fn resolve(
+    db: &PgPool,
+    links: &UnsubscribeLinks,
+    token: &str,
+) -> Result<Result<(Uuid, borcelle_store::messages::Recipient), LinkError>> {
     let Some(row) = links.verify(token) else { return Ok(Err(LinkError::Invalid)) };
     // The email (and its row) may have been deleted with its task: the link still proves who it was for
     // only while the row exists.
@@ -125,33 +129,38 @@ pub async fn inspect(db: &PgPool, links: &UnsubscribeLinks, token: &str) -> Resu
     if recipient.created_at + lifetime < Utc::now() {
         return Ok(Err(LinkError::Expired));
     }
+    Ok(Ok((row, recipient)))
+}
+
+/// What a link is about, checking its signature and age.
+pub async fn inspect(db: &PgPool, links: &UnsubscribeLinks, token: &str) -> Result<Result<LinkSubject, LinkError>> {
+    let (_, recipient) = match resolve(db, links, token).await? {
+        Ok(resolved) => resolved,
+        Err(err) => return Ok(Err(err)),
+    };
     let owner = Owner::new(recipient.owner_id);
     let already = suppressions::find(db, owner, &recipient.to_email).await?.is_some();
     Ok(Ok(LinkSubject { email: recipient.to_email, sender: recipient.owner_name, already }))
 }
 
 /// Follows a link: the address goes on the sending owner's suppression list at once (nothing to
-/// confirm: RFC 8058). Following it again changes nothing.
+/// confirm: RFC 8058). Following it again changes nothing (an address already on the list keeps
+/// its first entry).
 pub async fn unsubscribe(db: &PgPool, links: &UnsubscribeLinks, token: &str) -> Result<Result<LinkSubject, LinkError>> {
-    let subject = match inspect(db, links, token).await? {
-        Ok(subject) => subject,
+    let (row, recipient) = match resolve(db, links, token).await? {
+        Ok(resolved) => resolved,
         Err(err) => return Ok(Err(err)),
     };
-    let Some(row) = links.verify(token) else { return Ok(Err(LinkError::Invalid)) };
-    if !subject.already {
-        let Some(recipient) = borcelle_store::messages::recipient(db, row).await? else {
-            return Ok(Err(LinkError::Invalid));
-        };
-        let entry = NewSuppression {
-            email: &recipient.to_email,
-            reason: Reason::Unsubscribed,
-            detail: Some("unsubscribe link"),
-            message_id: Some(row),
-        };
-        suppressions::add(db, Owner::new(recipient.owner_id), &entry).await?;
+    let entry = NewSuppression {
+        email: &recipient.to_email,
+        reason: Reason::Unsubscribed,
+        detail: Some("unsubscribe link"),
+        message_id: Some(row),
+    };
+    if suppressions::add(db, Owner::new(recipient.owner_id), &entry).await? {
         tracing::info!(message = %row, "recipient unsubscribed");
     }
-    Ok(Ok(LinkSubject { already: true, ..subject }))
+    Ok(Ok(LinkSubject { email: recipient.to_email, sender: recipient.owner_name, already: true }))
 }
 
 /// The owner's suppression list and its changes.
