@@ -114,7 +114,8 @@ fn personalise(
 /// The recipient's fields as queued; a row written before personalised mail (or to a user rather
 /// than a contact) has its name and address only.
 pub fn recipient_fields(merge: Option<&serde_json::Value>, to_name: Option<&str>, to_email: &str) -> ContactFields {
-    if let Some(fields) = merge.and_then(|m| serde_json::from_value::<ContactFields>(m.clone()).ok()) {
+    // Read from the stored JSON in place (once per recipient: no copy of the value first).
+    if let Some(fields) = merge.and_then(|m| <ContactFields as serde::Deserialize>::deserialize(m).ok()) {
         return fields;
     }
     let name = to_name.unwrap_or(to_email).to_owned();
