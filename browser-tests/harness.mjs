@@ -1,15 +1,14 @@
-// Browser-test harness: a real stack per test file — an SMTP server (mailtutan, read back through
-// its HTTP API), `borcelle serve` on a fresh PostgreSQL database, and a headless Chromium driven
+// Browser-test harness: a real stack per test file — an SMTP server (mailbox.py on aiosmtpd, whose
+// mail the harness reads back from its directory), `borcelle serve` on a fresh PostgreSQL database, and a headless Chromium driven
 // by playwright-core — plus helpers to create verified users, log a browser context in, and save
 // screenshots (each main page a run visits, and the page of every failing test).
 //
-// Environment: BORCELLE_BIN (the built `borcelle` binary), MAILTUTAN_BIN (default
-// ~/.cargo/bin/mailtutan), CHROMIUM_BIN (default /usr/bin/chromium), BORCELLE_TEST_PG (default
+// Environment: BORCELLE_BIN (the built `borcelle` binary), CHROMIUM_BIN (default /usr/bin/chromium), BORCELLE_TEST_PG (default
 // postgres://postgres@127.0.0.1:5432).
 
 import { spawn, execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -29,8 +28,7 @@ const run = promisify(execFile);
 const BORCELLE_BIN =
   process.env.BORCELLE_BIN ||
   join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug", "borcelle");
-const MAILTUTAN_BIN =
-  process.env.MAILTUTAN_BIN || join(process.env.CARGO_HOME || join(homedir(), ".cargo"), "bin", "mailtutan");
+const MAILBOX_PY = join(here, "mailbox.py");
 const CHROMIUM_BIN = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const PG = (process.env.BORCELLE_TEST_PG || "postgres://postgres@127.0.0.1:5432").replace(/\/$/, "");
 
@@ -98,57 +96,67 @@ function start(name, command, args, env) {
   };
 }
 
-/** mailtutan: SMTP on one port, its HTTP API (GET /api/messages, /api/messages/:id/plain) on another. */
+/**
+ * A mailbox (browser-tests/mailbox.py on aiosmtpd): a real SMTP server that keeps every message as
+ * a JSON file in a directory of its own, written before it answers 250.
+ */
 async function startMail() {
-  if (!existsSync(MAILTUTAN_BIN)) {
-    throw new Error(`no mailtutan at ${MAILTUTAN_BIN}: scripts/test installs it (cargo install --locked mailtutan@0.3.0)`);
-  }
   const smtpPort = await freePort();
-  const httpPort = await freePort();
-  const proc = start("mailtutan", MAILTUTAN_BIN, [
-    "--ip", "127.0.0.1", "--smtp-port", String(smtpPort), "--http-port", String(httpPort),
-  ]);
-  const api = `http://127.0.0.1:${httpPort}`;
-  await waitUntil("mailtutan", async () => (await fetch(`${api}/api/messages`)).ok);
+  const dir = mkdtempSync(join(tmpdir(), "borcelle-browser-mail-"));
+  const proc = start("mailbox", "python3", [MAILBOX_PY, "127.0.0.1", String(smtpPort), dir]);
+  await waitUntilListening("the mailbox", proc, smtpPort);
+  const read = (name) => JSON.parse(readFileSync(join(dir, name), "utf8"));
   return {
     proc,
     smtpPort,
-    /** Every message the server holds (id, sender, recipients, subject…). */
+    /** Every message received so far, in order: { id, sender, recipients, subject, plain, source }. */
     async messages() {
-      return (await fetch(`${api}/api/messages`)).json();
+      return readdirSync(dir).filter((name) => name.endsWith(".json")).sort().map(read);
     },
     /** The text part of a message listed by `messages()`. */
     async plain(id) {
-      return (await fetch(`${api}/api/messages/${id}/plain`)).text();
+      return (await this.messages()).find((m) => m.id === id)?.plain;
+    },
+    /** The raw source of a message listed by `messages()`. */
+    async source(id) {
+      return (await this.messages()).find((m) => m.id === id)?.source;
     },
     /** Waits for a message to `email` and returns its text part. */
     async textTo(email, ms = 15000) {
       let found;
       await waitUntil(`a mail to ${email}`, async () => {
-        const list = await this.messages();
-        found = list.find((m) => JSON.stringify(m.recipients || []).includes(email));
+        found = (await this.messages()).find((m) => m.recipients.includes(email));
         return Boolean(found);
       }, ms);
-      return this.plain(found.id);
+      return found.plain;
     },
+    removeDir: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** Waits until a child process accepts TCP connections on a port (or fails if it exited). */
+async function waitUntilListening(what, proc, port) {
+  await waitUntil(what, () => new Promise((resolve, reject) => {
+    if (proc.exited()) {
+      reject(new Error(`${proc.name} exited:\n${proc.output()}`));
+      return;
+    }
+    const socket = createConnection(port, "127.0.0.1");
+    socket.on("connect", () => { socket.destroy(); resolve(true); });
+    socket.on("error", () => resolve(false));
+  }));
 }
 
 /**
  * A bulk SMTP sink (Python's aiosmtpd, which scripts/test installs) that accepts any number of
  * messages per connection and keeps none: for sends whose mails the test does not read.
- * (mailtutan 0.3.0 mishandles the second message on a connection, which a pooled client sends.)
  */
 async function startSink() {
   const smtpPort = await freePort();
   const proc = start("aiosmtpd", "python3", [
     "-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${smtpPort}`, "-c", "aiosmtpd.handlers.Sink",
   ]);
-  await waitUntil("aiosmtpd", () => new Promise((resolve) => {
-    const socket = createConnection(smtpPort, "127.0.0.1");
-    socket.on("connect", () => { socket.destroy(); resolve(true); });
-    socket.on("error", () => resolve(false));
-  }));
+  await waitUntilListening("aiosmtpd", proc, smtpPort);
   return {
     proc,
     smtpPort,
@@ -163,7 +171,7 @@ async function psql(sql) {
 }
 
 /**
- * Starts mailtutan and `borcelle serve` (fresh database, SMTP to mailtutan) and launches Chromium.
+ * Starts the mailbox and `borcelle serve` (fresh database, SMTP to the mailbox) and launches Chromium.
  * With `{ sink: true }` the SMTP server is a bulk sink that keeps nothing (for many mails).
  * Call `stack.close()` at the end (the test helpers below do).
  */
@@ -230,6 +238,7 @@ export async function startStack({ sink = false } = {}) {
       if (browser) await browser.close().catch(() => {});
       await server.stop();
       await mail.proc.stop();
+      mail.removeDir?.();
       await psql(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch((err) => {
         process.stderr.write(`could not drop ${dbName}: ${err.message}\n`);
       });
