@@ -1,15 +1,15 @@
-//! DKIM signing of outgoing SMTP mail (RFC 6376; RSA-SHA256, and Ed25519-SHA256 per RFC 8463)
-//! with lettre's own signer: the key is read and parsed once at start, the signing domain is
-//! checked against the From address (DMARC alignment), and new keys come with the DNS record
-//! that publishes them.
+//! DKIM signing of outgoing SMTP mail (RFC 6376; RSA-SHA256, and Ed25519-SHA256 per RFC 8463),
+//! signed with ring over the message as it goes on the wire (`sign.rs`): the key is read and
+//! parsed once at start, the signing domain is checked against the From address (DMARC
+//! alignment), and new keys come with the DNS record that publishes them.
 
 mod key;
+mod sign;
 
 use std::path::PathBuf;
 
-use lettre::Message;
-use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig};
-use lettre::message::header::{HeaderName, HeaderValue};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use secrecy::{ExposeSecret, SecretString};
 
 pub use key::{DkimAlgorithm, DkimPublicKey, GeneratedKey, generate_key};
@@ -73,14 +73,14 @@ const SIGNED_HEADERS: [&str; 10] = [
 /// Signs messages with one parsed key (parsing an RSA key costs more than a signature, so it is
 /// done once, at start).
 pub struct DkimSigner {
-    config: DkimConfig,
+    key: sign::SigningKey,
     selector: String,
     domain: String,
     public_key: DkimPublicKey,
 }
 
 impl std::fmt::Debug for DkimSigner {
-    // lettre's config would print the private key.
+    // The key is not printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DkimSigner")
             .field("selector", &self.selector)
@@ -112,12 +112,8 @@ impl DkimSigner {
         };
         let parsed =
             key::parse(pem.expose_secret()).map_err(|reason| DkimError::Key { origin: origin.clone(), reason })?;
-        let signing_key = parsed.signing_key().map_err(|reason| DkimError::Key { origin, reason })?;
-        let headers = SIGNED_HEADERS.iter().map(|name| HeaderName::new_from_ascii_str(name)).collect();
-        let canonicalization =
-            DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed };
-        let config = DkimConfig::new(selector.clone(), domain.clone(), signing_key, headers, canonicalization);
-        Ok(Self { config, selector, domain, public_key: parsed.public_key })
+        let key = parsed.signing_key().map_err(|reason| DkimError::Key { origin, reason })?;
+        Ok(Self { key, selector, domain, public_key: parsed.public_key })
     }
 
     pub fn selector(&self) -> &str {
@@ -138,20 +134,22 @@ impl DkimSigner {
         &self.public_key
     }
 
-    /// Adds a `DKIM-Signature` header. `content_type` is the MIME body's own `Content-Type`
-    /// header, exactly as the body writes it.
-    pub(crate) fn sign(&self, message: &mut Message, content_type: Option<HeaderValue>) {
-        // lettre's signer looks for the headers it signs among the message's own headers, and a
-        // MIME body writes its Content-Type itself: lend the header to the message for the
-        // signature, then take it back so that it is written once.
-        let lent = content_type.is_some() && message.headers().get_raw("Content-Type").is_none();
-        if let (true, Some(value)) = (lent, content_type) {
-            message.headers_mut().insert_raw(value);
-        }
-        message.sign(&self.config);
-        if lent {
-            message.headers_mut().remove_raw("Content-Type");
-        }
+    /// The message with its `DKIM-Signature` header first. `message` is the whole message as it
+    /// goes on the wire (CRLF line ends).
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let signing = sign::Signing {
+            key: &self.key,
+            domain: &self.domain,
+            selector: &self.selector,
+            headers: &SIGNED_HEADERS,
+            timestamp,
+        };
+        let header = sign::signature_header(&signing, message)?;
+        let mut signed = Vec::with_capacity(header.len() + message.len());
+        signed.extend_from_slice(header.as_bytes());
+        signed.extend_from_slice(message);
+        Ok(signed)
     }
 }
 

@@ -1,19 +1,20 @@
 //! DKIM keys: PEM in (RSA as PKCS#1 or PKCS#8, Ed25519 as PKCS#8), new keys out, and the DNS
-//! TXT record of the public half. lettre's signer takes RSA as PKCS#1 PEM and Ed25519 as the
-//! base64 of its 32-byte seed; this module converts.
+//! TXT record of the public half. Keys are read and made with the RustCrypto crates and handed to
+//! ring, which signs (ring takes RSA as PKCS#1 DER and Ed25519 as its 32-byte seed).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-use lettre::message::dkim::{DkimSigningAlgorithm, DkimSigningKey};
 use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
 use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding, PrivateKeyInfo};
 use rsa::rand_core::OsRng;
 use rsa::traits::PublicKeyParts as _;
 use rsa::{RsaPrivateKey, RsaPublicKey};
+use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::DkimError;
+use super::sign::SigningKey;
 
 /// RFC 8301: signers must not use RSA keys shorter than 1024 bits.
 const RSA_MIN_BITS: usize = 1024;
@@ -137,18 +138,22 @@ impl Secret {
 }
 
 impl ParsedKey {
-    /// The key as lettre's signer takes it.
-    pub(super) fn signing_key(&self) -> Result<DkimSigningKey, String> {
-        let (text, algorithm) = match &self.secret {
-            Secret::Rsa(key) => (
-                SecretString::from(
-                    key.to_pkcs1_pem(LineEnding::LF).map_err(|err| format!("re-encoding as PKCS#1: {err}"))?.as_str(),
-                ),
-                DkimSigningAlgorithm::Rsa,
-            ),
-            Secret::Ed25519(key) => (SecretString::from(BASE64.encode(key.to_bytes())), DkimSigningAlgorithm::Ed25519),
-        };
-        DkimSigningKey::new(text.expose_secret(), algorithm).map_err(|err| format!("lettre refused the key: {err}"))
+    /// The key as ring signs with it.
+    pub(super) fn signing_key(&self) -> Result<SigningKey, String> {
+        match &self.secret {
+            Secret::Rsa(key) => {
+                let der = key.to_pkcs1_der().map_err(|err| format!("re-encoding as PKCS#1: {err}"))?;
+                let pair = ring::signature::RsaKeyPair::from_der(der.as_bytes())
+                    .map_err(|err| format!("the RSA key cannot sign: {err}"))?;
+                Ok(SigningKey::Rsa { pair, rng: ring::rand::SystemRandom::new() })
+            }
+            Secret::Ed25519(key) => {
+                let seed = Zeroizing::new(key.to_bytes());
+                let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
+                    .map_err(|err| format!("the Ed25519 key cannot sign: {err}"))?;
+                Ok(SigningKey::Ed25519(pair))
+            }
+        }
     }
 }
 

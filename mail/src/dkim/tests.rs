@@ -173,8 +173,8 @@ fn email() -> OutgoingEmail {
 #[test]
 fn a_signed_message_covers_the_required_headers_and_writes_content_type_once() {
     let signer = load(generate_key(DkimAlgorithm::Ed25519).unwrap().private_key_pem.expose_secret()).unwrap();
-    let message = crate::smtp::build(&email(), Some(&signer)).unwrap();
-    let raw = String::from_utf8(message.formatted()).unwrap();
+    let (_, bytes) = crate::smtp::build(&email(), Some(&signer)).unwrap();
+    let raw = String::from_utf8(bytes).unwrap();
     let headers = &raw[..raw.find("\r\n\r\n").unwrap()];
     let unfolded = headers.replace("\r\n ", " ").replace("\r\n\t", " ");
     let signature = unfolded.lines().find_map(|line| line.strip_prefix("DKIM-Signature: ")).expect(&raw);
@@ -217,5 +217,105 @@ fn signature_cost() {
             signed / rounds,
             signed.saturating_sub(unsigned) / rounds
         );
+    }
+}
+
+/// An independent verifier (Stalwart's mail-auth) with the key published as DNS would serve it.
+fn verifies(raw: &[u8], public: &DkimPublicKey, selector: &str) -> Result<(), String> {
+    use mail_auth::common::parse::TxtRecordParser as _;
+    use mail_auth::common::verify::DomainKey;
+    use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
+
+    struct Published(String, Txt);
+    impl ResolverCache<String, Txt> for Published {
+        fn get<Q>(&self, name: &Q) -> Option<Txt>
+        where
+            String: std::borrow::Borrow<Q>,
+            Q: std::hash::Hash + Eq + ?Sized,
+        {
+            use std::borrow::Borrow as _;
+            (self.0.borrow() == name).then(|| self.1.clone())
+        }
+        fn remove<Q>(&self, _: &Q) -> Option<Txt>
+        where
+            String: std::borrow::Borrow<Q>,
+            Q: std::hash::Hash + Eq + ?Sized,
+        {
+            None
+        }
+        fn insert(&self, _: String, _: Txt, _: std::time::Instant) {}
+    }
+
+    let key = DomainKey::parse(public.txt_value().as_bytes()).map_err(|err| format!("{err:?}"))?;
+    // The verifier asks for the fully qualified name; a miss would go to real DNS.
+    let records = Published(format!("{selector}._domainkey.example.com."), Txt::from(key));
+    let message = AuthenticatedMessage::parse(raw).ok_or("an unparsable message")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let outputs = runtime.block_on(async {
+        let authenticator = MessageAuthenticator::new_cloudflare().unwrap();
+        authenticator.verify_dkim(Parameters::new(&message).with_txt_cache(&records)).await
+    });
+    match outputs.as_slice() {
+        [one] if one.result() == &DkimResult::Pass => Ok(()),
+        other => Err(format!("{:?}", other.iter().map(|o| o.result().clone()).collect::<Vec<_>>())),
+    }
+}
+
+fn ed25519_key() -> &'static GeneratedKey {
+    static KEY: OnceLock<GeneratedKey> = OnceLock::new();
+    KEY.get_or_init(|| generate_key(DkimAlgorithm::Ed25519).unwrap())
+}
+
+/// Text as users write it: any script, runs of spaces and tabs, trailing whitespace, blank lines
+/// (also at the end), long lines and lines that start with a dot or "From ".
+fn user_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        "\\PC{1,20}",
+        Just(" ".to_owned()),
+        Just("  \t ".to_owned()),
+        Just("\n".to_owned()),
+        Just(" \n\n".to_owned()),
+        Just("\n.".to_owned()),
+        Just("\nFrom ".to_owned()),
+        "[a-z]{80,200}",
+    ];
+    proptest::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Whatever a user writes as subject, text and names, the signed message verifies at an
+    /// independent verifier, with either kind of key, with or without unsubscribe headers.
+    #[test]
+    fn every_signed_message_verifies_at_an_independent_verifier(
+        subject in "\\PC{0,120}",
+        text in user_text(),
+        name in "\\PC{0,40}",
+        rsa in proptest::bool::ANY,
+        bulk in proptest::bool::ANY,
+    ) {
+        let (key, selector) = if rsa { (rsa_key(), "s-rsa") } else { (ed25519_key(), "s-ed") };
+        let with = DkimSettings { selector: selector.to_owned(), ..settings(key.private_key_pem.expose_secret(), "example.com") };
+        let signer = DkimSigner::load(&with, "news@example.com").unwrap();
+        let html = format!("<p>{}</p>", text.replace('<', "&lt;"));
+        let email = OutgoingEmail {
+            subject,
+            to: Mailbox { name: Some(name), email: "ada@example.org".to_owned() },
+            text,
+            html,
+            unsubscribe: bulk.then(|| Unsubscribe { https: "https://crm.example.com/u/abc".to_owned(), mailto: None }),
+            ..email()
+        };
+        let (_, raw) = crate::smtp::build(&email, Some(&signer)).unwrap();
+        proptest::prop_assert!(verifies(&raw, &key.public_key, selector).is_ok(), "{:?}: {}", verifies(&raw, &key.public_key, selector), String::from_utf8_lossy(&raw));
+        // One changed byte in the body breaks it.
+        let text_at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut changed = raw.clone();
+        if let Some(at) = changed[text_at..].iter().position(|b| b.is_ascii_alphanumeric()) {
+            changed[text_at + at] = if changed[text_at + at] == b'x' { b'y' } else { b'x' };
+            proptest::prop_assert!(verifies(&changed, &key.public_key, selector).is_err());
+        }
     }
 }
