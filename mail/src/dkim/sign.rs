@@ -1,7 +1,7 @@
 //! The DKIM signature itself (RFC 6376 §3.5–3.7, relaxed/relaxed), over a message as it goes on
-//! the wire, with ring's RSA and Ed25519. lettre's own signer needs the `rsa` crate, which takes
-//! about 2 ms for an RSA-2048 signature on this class of machine; ring takes a fraction of that,
-//! which is what a sender of thousands of messages a second needs.
+//! the wire, with ring's RSA and Ed25519. lettre's own signer uses the `rsa` crate, whose RSA-2048
+//! signatures held delivery at 76 % of unsigned mail in the consent benchmark; with ring it is
+//! 86 % (BENCHMARKS.md).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
