@@ -127,7 +127,7 @@ browserTest("a reminder previews its next runs and shows its next run once creat
     await page.getByLabel("Name (lowercase letters, digits and dashes)").fill("weekly-sync");
     await page.getByLabel("Subject").fill("Weekly sync");
     await page.getByLabel("Text").fill("See you at the weekly sync.");
-    await page.getByLabel(/^To:/).fill("tag:team");
+    await page.getByLabel("and every contact with the tag").selectOption("team");
     await page.getByLabel("When").selectOption("0 9 * * 1");
     await page.getByLabel("Time zone (IANA, e.g. Europe/Berlin)").fill("Europe/Berlin");
     const runs = page.locator("#preview li");

@@ -6,11 +6,12 @@
 // Environment: BORCELLE_BIN (the built `borcelle` binary), CHROMIUM_BIN (default /usr/bin/chromium), BORCELLE_TEST_PG (default
 // postgres://postgres@127.0.0.1:5432).
 
+import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -229,6 +230,27 @@ export async function startStack({ sink = false } = {}) {
       await page.getByLabel("Email").fill(email);
       await page.getByLabel("Password").fill(password);
       await Promise.all([page.waitForURL(`${baseUrl}/`), page.getByRole("button", { name: "Log in" }).click()]);
+    },
+
+    /**
+     * The JSON API (under /api/v1) with a page's session: its cookie and CSRF token. `post` and
+     * `get` check the status and return the JSON.
+     */
+    async api(page) {
+      const session = await (await page.request.get("/api/v1/auth/session")).json();
+      const headers = { "X-CSRF-Token": session.csrf_token, Origin: baseUrl };
+      return {
+        async post(path, data, status) {
+          const response = await page.request.post(`/api/v1${path}`, { headers, data });
+          assert.equal(response.status(), status, `POST ${path}: ${await response.text()}`);
+          return response.json();
+        },
+        async get(path) {
+          const response = await page.request.get(`/api/v1${path}`);
+          assert.equal(response.status(), 200, `GET ${path}: ${await response.text()}`);
+          return response.json();
+        },
+      };
     },
 
     /** The server's recent output, for failure messages. */

@@ -4,13 +4,20 @@
 //       the socket connects (its snapshot makes the timeline read again), without a reload;
 //     - creating a reminder or a broadcast redirects (POST/redirect/GET): reloading the list posts
 //       nothing again;
-//     - the bell counts a notification once when the snapshot and a live event both carry it.
+//     - the bell counts a notification once when the snapshot and a live event both carry it;
+//     - the home page shows what needs attention (first steps for a new user; sends in progress,
+//       moving live; the next reminders; unread notifications);
+//     - each notification links to what it is about, and "Mark all read" clears the bell;
+//     - a reminder's recipients are checked when it is saved (words that are no contacts are
+//       refused there, not at run time) and picked from the user's contacts and tags.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before } from "node:test";
 
 import { browserTest, snap, startStack, waitUntil } from "./harness.mjs";
+
+const api = (page) => stack.api(page);
 
 let stack;
 before(async () => { stack = await startStack(); });
@@ -19,23 +26,6 @@ after(async () => { await stack?.close(); });
 /** The live socket, `/ws` and `/ws?after=…` (a reconnect). */
 const liveSocket = (url) => url.pathname === "/ws";
 
-/** The JSON API with the page's session (its cookie and CSRF token); `post` checks the status. */
-async function api(page) {
-  const session = await (await page.request.get("/api/v1/auth/session")).json();
-  const headers = { "X-CSRF-Token": session.csrf_token, Origin: stack.baseUrl };
-  return {
-    async post(path, data, status) {
-      const response = await page.request.post(`/api/v1${path}`, { headers, data });
-      assert.equal(response.status(), status, `POST ${path}: ${await response.text()}`);
-      return response.json();
-    },
-    async get(path) {
-      const response = await page.request.get(`/api/v1${path}`);
-      assert.equal(response.status(), 200, `GET ${path}: ${await response.text()}`);
-      return response.json();
-    },
-  };
-}
 
 /** A promise with its resolve function. */
 function deferred() {
@@ -140,7 +130,7 @@ browserTest("creating a reminder or a broadcast redirects, and reloading the lis
     await page.getByLabel("Name (lowercase letters, digits and dashes)").fill("monday-report");
     await page.getByLabel("Subject").fill("Monday report");
     await page.getByLabel("Text").fill("The report is due today.");
-    await page.getByLabel(/^To:/).fill("tag:team");
+    await page.getByLabel("and every contact with the tag").selectOption("team");
     await page.getByLabel("When").selectOption("0 9 * * 1");
     await page.getByLabel("Time zone (IANA, e.g. Europe/Berlin)").fill("Europe/Berlin");
     await page.getByRole("button", { name: "Create reminder" }).click();
@@ -227,4 +217,146 @@ browserTest("the bell counts a notification once when the snapshot and a live ev
     await page.locator(".toast", { hasText: fresh.title }).waitFor();
     // And the same new one once more does not.
     assert.equal(await inject(fresh), String(unread + 1), "a live event repeated is counted once");
+  });
+
+browserTest("a reminder's recipients are checked on save and picked from contacts and tags", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("picker@example.com", { name: "Pia Picker" });
+    const page = await open();
+    await stack.login(page, "picker@example.com");
+    const client = await api(page);
+    await client.post("/contacts", { name: "Ada Lovelace", email: "ada@example.com", tags: ["vip"] }, 201);
+    await client.post("/contacts", { name: "Grace Hopper", email: "grace@example.com", tags: [] }, 201);
+
+    await page.goto("/reminders");
+    const fillRest = async (name) => {
+      await page.getByLabel("Name (lowercase letters, digits and dashes)").fill(name);
+      await page.getByLabel("Subject").fill("Renewal");
+      await page.getByLabel("Text").fill("Your plan renews next week.");
+      await page.getByLabel("When").selectOption("0 9 * * 1");
+    };
+
+    // What was accepted as "2 email(s)" and failed at run time is refused on save, by name.
+    await fillRest("renewal");
+    const contacts = page.getByLabel("Contacts", { exact: true });
+    await contacts.fill("hello world");
+    await page.getByRole("button", { name: "Create reminder" }).click();
+    const error = page.locator("#contacts-error");
+    await error.waitFor();
+    assert.match(await error.textContent(), /"hello": enter a valid email address/);
+    assert.equal(await contacts.getAttribute("aria-invalid"), "true");
+    assert.equal(await contacts.inputValue(), "hello world", "what was typed is kept");
+    assert.equal(await page.locator('tr[data-name="renewal"]').count(), 0, "nothing was saved");
+
+    // The tag picker offers the user's tags, and only those.
+    const tags = await page.getByLabel("and every contact with the tag").locator("option").allTextContents();
+    assert.deepEqual(tags, ["No tag", "vip"]);
+
+    // Pick Grace from the suggestions of what is typed, and the tag vip.
+    await contacts.fill("");
+    await contacts.pressSequentially("Gra");
+    const suggestion = page.locator('#contact-suggestions option[value="Grace Hopper <grace@example.com>, "]');
+    await suggestion.waitFor({ state: "attached" });
+    // Choosing a suggestion sets the field to the option's value (the datalist popup is the
+    // browser's own, out of a headless page's reach): fill() does the same.
+    await contacts.fill(await suggestion.getAttribute("value"));
+    await page.getByLabel("and every contact with the tag").selectOption("vip");
+    await page.getByRole("button", { name: "Create reminder" }).click();
+    await page.waitForURL(/\/reminders\?created=renewal$/);
+    const row = page.locator('tr[data-name="renewal"]');
+    assert.match(await row.textContent(), /every contact tagged vip, grace@example\.com/);
+    const saved = await client.get("/reminders/renewal");
+    assert.deepEqual(saved.spec.recipients, { contactIds: [], emails: ["grace@example.com"], tag: "vip" });
+    await snap(page, "reminders-picked");
+  });
+
+browserTest("each notification links to what it is about, and 'Mark all read' clears them", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("rita@example.com", { name: "Rita Reader" });
+    const page = await open();
+    await stack.login(page, "rita@example.com");
+    const client = await api(page);
+    const ada = await client.post("/contacts", { name: "Ada Lovelace", email: "ada.r@example.com", tags: ["club"] }, 201);
+    await client.post("/contacts", { name: "Grace Hopper", email: "grace.r@example.com", tags: ["club"] }, 201);
+    const note = await client.post("/notes", { title: "Club news", body: "The club meets on Friday." }, 201);
+    const noteTask = await client.post(`/notes/${note.id}/send`, { tag: "club" }, 202);
+    const messageTask = await client.post("/messages", { contact_ids: [ada.id], subject: "Hello Ada", body: "How are you?" }, 202);
+    await waitUntil("both sends to be done", async () => {
+      const list = await client.get("/notifications?unread=true");
+      return list.unread === 2;
+    }, 20000);
+
+    await page.goto("/notifications");
+    const items = page.locator(".notification");
+    assert.equal(await items.count(), 2);
+    const noteLink = items.filter({ hasText: "Note sent to 2 contacts" }).getByRole("link", { name: "Open the note" });
+    assert.equal(await noteLink.getAttribute("href"), `/notes/${note.id}?task=${noteTask.task_id}`);
+    const messageLink = items.filter({ hasText: "Message sent to 1 contact" }).getByRole("link", { name: "Open the conversation" });
+    assert.equal(await messageLink.getAttribute("href"), `/contacts/${ada.id}#timeline`);
+    assert.equal(messageTask.total, 1);
+    await page.locator('body[data-live="1"]').waitFor();
+    await waitUntil("the bell to count 2", async () => (await page.locator("#bell-count").textContent()).trim() === "2");
+    await snap(page, "notifications");
+
+    await page.getByRole("button", { name: "Mark all read" }).click();
+    await page.getByRole("status").filter({ hasText: "2 notifications marked read." }).waitFor();
+    assert.equal(await page.locator(".notification.unread").count(), 0);
+    assert.equal(await page.getByRole("button", { name: "Mark all read" }).count(), 0, "nothing left to mark");
+    await page.locator('body[data-live="1"]').waitFor();
+    await waitUntil("the bell to be cleared", async () => {
+      const bell = page.locator("#bell-count");
+      return (await bell.isHidden()) || (await bell.textContent()).trim() === "0";
+    });
+    assert.equal((await client.get("/notifications?unread=true")).unread, 0);
+
+    // The note's link opens the note with its send's result.
+    await page.goto(`/notes/${note.id}?task=${noteTask.task_id}`);
+    await page.locator('#progress-card[data-state="done"]').waitFor();
+  });
+
+browserTest("the home page shows what needs attention and a send's progress live", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("homer@example.com", { name: "Homer Home" });
+    const page = await open();
+    await stack.login(page, "homer@example.com");
+    // A new user is guided to the first steps.
+    await page.locator("#first-steps").getByRole("link", { name: "Add your first contact" }).waitFor();
+    assert.match(await page.locator("#running").textContent(), /Nothing is being sent/);
+    await snap(page, "home-new");
+
+    const client = await api(page);
+    const ada = await client.post("/contacts", { name: "Ada Lovelace", email: "ada.h@example.com", tags: ["home"] }, 201);
+    await client.post("/reminders", {
+      name: "weekly-call",
+      spec: { recipients: { tag: "home" }, subject: "Weekly call", body: "Tomorrow at ten.", schedule: "0 9 * * 1", timeZone: "Europe/Paris" },
+    }, 201);
+
+    // A send held at the SMTP server stays "Sending now" until the server answers.
+    const smtp = stack.mail.proc.child;
+    smtp.kill("SIGSTOP");
+    let task;
+    try {
+      task = await client.post("/messages", { contact_ids: [ada.id], subject: "Contract draft", body: "Attached soon." }, 202);
+      await page.goto("/");
+      assert.equal(await page.locator("#first-steps").count(), 0, "no first steps once there are contacts");
+      const item = page.locator(`#running li[data-task="${task.task_id}"]`);
+      await item.waitFor();
+      assert.match(await item.textContent(), /Contract draft/);
+      assert.match(await item.locator(".task-text").textContent(), /0 of 1 done/);
+      const upcoming = page.locator('#upcoming li[data-name="weekly-call"]');
+      assert.match(await upcoming.textContent(), /Weekly call/);
+      assert.match(await upcoming.locator("time").textContent(), /Mon/);
+      await page.locator('body[data-live="1"]').waitFor();
+      await page.evaluate(() => { window.sameDocument = true; });
+      await snap(page, "home");
+    } finally {
+      smtp.kill("SIGCONT");
+    }
+    // Once sent, the item says so without a reload, and the notification is listed as unread.
+    await waitUntil("the send to show done", async () =>
+      /Done: 1 sent, 0 failed/.test(await page.locator(`#running li[data-task="${task.task_id}"] .task-text`).textContent()), 15000);
+    assert.equal(await page.evaluate(() => window.sameDocument), true, "the page was not reloaded");
+    await page.reload();
+    assert.match(await page.locator("#unread").textContent(), /Message sent to 1 contact/);
+    assert.equal(await page.locator("#running li").count(), 0, "a finished send leaves 'Sending now'");
   });

@@ -5,6 +5,23 @@
 // - reconnects with backoff, sending the id of the last event it saw (`/ws?after=<id>`): the server then replays
 //   what this tab missed ("resumed"), or says "resync" and sends a fresh snapshot when it no longer can;
 //   events are hints, counts come from the server's snapshot.
+// Narrow screens show each table row as a block (app.css): every cell is labelled with its
+// column's heading, so nothing is lost without the header row.
+(function () {
+  "use strict";
+  document.querySelectorAll("table").forEach(function (table) {
+    var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      // A heading for screen readers only (an actions column) labels nothing visibly.
+      return th.querySelector(".sr-only") ? "" : th.textContent.trim();
+    });
+    table.querySelectorAll("tbody tr").forEach(function (row) {
+      Array.prototype.forEach.call(row.children, function (cell, i) {
+        if (heads[i] && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", heads[i]);
+      });
+    });
+  });
+})();
+
 (function () {
   "use strict";
   var body = document.body;

@@ -1,5 +1,7 @@
-// The reminder form: fills the time zone with the browser's, and previews the next five runs of
-// the chosen schedule in that zone (GET /api/v1/reminders/preview), as the user types.
+// The reminder form: fills the time zone with the browser's, previews the next five runs of the
+// chosen schedule in that zone (GET /api/v1/reminders/preview) as the user types, and suggests
+// contacts for the recipients: what is typed after the last comma is looked up
+// (GET /api/v1/contacts/autocomplete) and each suggestion completes the field with that contact.
 (function () {
   "use strict";
   var form = document.getElementById("reminder-form");
@@ -36,6 +38,33 @@
   document.querySelectorAll("time[data-local]").forEach(function (node) {
     if (node.dataset.local) node.textContent = format(node.dataset.local, node.dataset.zone);
   });
+
+  var contacts = document.getElementById("contacts");
+  var suggestions = document.getElementById("contact-suggestions");
+  var lookedUp = 0;
+  if (contacts && suggestions) {
+    contacts.addEventListener("input", function () {
+      var value = contacts.value;
+      var cut = value.lastIndexOf(",");
+      var before = cut < 0 ? "" : value.slice(0, cut + 1) + " ";
+      var typed = value.slice(cut + 1).trim();
+      if (typed.length < 2) { suggestions.textContent = ""; return; }
+      var mine = ++lookedUp;
+      fetch("/api/v1/contacts/autocomplete?q=" + encodeURIComponent(typed), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : { suggestions: [] }; })
+        .then(function (json) {
+          if (mine !== lookedUp) return;
+          suggestions.textContent = "";
+          (json.suggestions || []).forEach(function (s) {
+            var option = document.createElement("option");
+            option.value = (before + s.name + " <" + s.email + ">, ").replace(/^\s+/, "");
+            option.label = s.name + " <" + s.email + ">";
+            suggestions.appendChild(option);
+          });
+        })
+        .catch(function () { /* the field still takes typed emails */ });
+    });
+  }
 
   var timer = null;
   var asked = 0;

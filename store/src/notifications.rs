@@ -86,3 +86,12 @@ pub async fn mark_read(db: impl PgExecutor<'_>, user: Owner, id: Uuid) -> crate:
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Marks every unread notification of the user read; returns how many were.
+pub async fn mark_all_read(db: impl PgExecutor<'_>, user: Owner) -> crate::Result<u64> {
+    let done =
+        sqlx::query!("UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL", user.id())
+            .execute(db)
+            .await?;
+    Ok(done.rows_affected())
+}

@@ -276,3 +276,29 @@ pub async fn done_among(tx: &mut PgConnection, ids: &[Uuid]) -> crate::Result<Ve
     .await
     .map_err(crate::Error::from)
 }
+
+/// What a task's notification links to: its note, or the contact of a one-to-one message.
+#[derive(Debug, Clone)]
+pub struct TaskLink {
+    pub task_id: Uuid,
+    pub kind: String,
+    pub note_id: Option<Uuid>,
+    /// The recipient of a one-to-one message.
+    pub contact_id: Option<Uuid>,
+}
+
+/// The links of the owner's tasks among `ids`, in one statement (a page of notifications).
+pub async fn links(db: impl PgExecutor<'_>, owner: Owner, ids: &[Uuid]) -> crate::Result<Vec<TaskLink>> {
+    sqlx::query_as!(
+        TaskLink,
+        r#"SELECT t.id AS task_id, t.kind, t.note_id,
+                  CASE WHEN t.kind = 'message' AND t.total = 1
+                       THEN (SELECT m.contact_id FROM messages m WHERE m.task_id = t.id LIMIT 1) END AS contact_id
+           FROM tasks t WHERE t.owner_id = $1 AND t.id = ANY($2)"#,
+        owner.id(),
+        ids
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}

@@ -166,6 +166,32 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
             422,
             "spec.owner",
         ),
+        // Recipients are checked on save, never first at run time: words that are no addresses,
+        // addresses of no contact (another user's contact is not one of ours), a tag nobody has.
+        (
+            "ok-12",
+            json!({ "recipients": { "emails": ["hello", "world"] }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
+            422,
+            "spec.recipients.emails",
+        ),
+        (
+            "ok-13",
+            json!({ "recipients": { "emails": ["chk1@example.com", "foreign1@example.com"] }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
+            422,
+            "spec.recipients.emails",
+        ),
+        (
+            "ok-14",
+            json!({ "recipients": { "tag": "vip" }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
+            422,
+            "spec.recipients.tag",
+        ),
+        (
+            "ok-15",
+            json!({ "recipients": { "tag": "x" }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
+            422,
+            "spec.recipients.tag",
+        ),
     ];
     for (name, spec, status, field) in cases {
         let response = app.post_json("/api/v1/reminders", &json!({ "name": name, "spec": spec })).await;
@@ -179,6 +205,36 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
     create_reminder(&app, "weekday-report", good.clone()).await;
     let response = app.post_json("/api/v1/reminders", &json!({ "name": "weekday-report", "spec": good })).await;
     assert_eq!(error_of(response).await.0, 409, "a name is unique per user");
+
+    // A contact's email in any case and the user's own tag are taken; the refusal named what to fix.
+    let response = app
+        .post_json(
+            "/api/v1/reminders",
+            &json!({ "name": "by-email", "spec": { "recipients": { "emails": ["chk1@example.com", "foreign1@example.com"] }, "subject": "Hi", "body": "x", "schedule": "@daily" } }),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("foreign1@example.com") && !message.contains("chk1@"), "{message}");
+    let by_email = json!({ "recipients": { "emails": [" CHK2@Example.com "], "tag": "team" }, "subject": "Hi", "body": "x", "schedule": "@daily" });
+    create_reminder(&app, "by-email", by_email).await;
+
+    // Recipients accepted once stay accepted: with the contact deleted since, the reminder can
+    // still be suspended and resumed (changing the recipients checks them again).
+    sqlx::query("DELETE FROM contacts WHERE email = 'chk2@example.com'").execute(&app.db).await.unwrap();
+    for suspend in [true, false] {
+        let response = patch_json(&app, "/api/v1/reminders/by-email", &json!({ "spec": { "suspend": suspend } })).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    let response = patch_json(
+        &app,
+        "/api/v1/reminders/by-email",
+        &json!({ "spec": { "recipients": { "emails": ["chk2@example.com"] } } }),
+    )
+    .await;
+    let (status, code, field) = error_of(response).await;
+    assert_eq!((status, field.as_deref()), (422, Some("spec.recipients.emails")), "{code}");
 }
 
 #[tokio::test]

@@ -76,7 +76,13 @@ fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
 
 /// Checks a reminder spec against the schema's rules and the owner's data; returns it with the
 /// owner filled in.
-async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: Value) -> Result<OccurrenceSpec> {
+async fn check_reminder(
+    db: &PgPool,
+    owner: Owner,
+    owner_email: &str,
+    mut spec: Value,
+    recipients_checked: Recipients,
+) -> Result<OccurrenceSpec> {
     no_nulls(&spec, "spec")?;
     let Some(map) = spec.as_object_mut() else {
         return Err(Error::invalid("spec", "spec must be an object"));
@@ -120,18 +126,12 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     }
     ids.sort_unstable();
     ids.dedup();
-    if !ids.is_empty() {
-        let found = borcelle_store::contacts::count_owned(db, owner, &ids).await?;
-        if found != ids.len() as i64 {
-            return Err(Error::NothingNamed {
-                field: "spec.recipients.contactIds",
-                message: "some of these are not your contacts",
-            });
-        }
-    }
+    // Each is an address (the spec's own rules, above); in lower case, as contacts keep them.
+    let emails: Vec<String> = recipients.emails.iter().map(|raw| raw.trim().to_lowercase()).collect();
     if let Some(tag) = &recipients.tag {
         check_len("spec.recipients.tag", tag, 1, 50)?;
     }
+    let tag = recipients.tag.as_deref().map(|t| t.trim().to_lowercase());
     for (field, value) in [("spec.startingDeadlineSeconds", parsed.starting_deadline_seconds)] {
         if value.is_some_and(|v| v < 0) {
             return Err(Error::invalid(field, "must not be negative"));
@@ -156,6 +156,13 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
     }
     attachment_ids.sort_unstable();
     attachment_ids.dedup();
+
+    // What only the owner's data can tell: that the contacts exist and someone has the tag. When
+    // a change leaves the recipients as they were (suspend, a new subject), they are not checked
+    // again: a contact deleted since must not stop the owner from suspending the reminder.
+    if recipients_checked == Recipients::Check {
+        check_recipients_exist(db, owner, &ids, &emails, tag.as_deref()).await?;
+    }
     if !attachment_ids.is_empty() {
         let owned = borcelle_store::attachments::owned_sizes(db, owner, &attachment_ids).await?;
         if owned.len() != attachment_ids.len() {
@@ -166,6 +173,46 @@ async fn check_reminder(db: &PgPool, owner: Owner, owner_email: &str, mut spec: 
         }
     }
     Ok(OccurrenceSpec::Reminder(parsed))
+}
+
+/// That the contacts a reminder names are the owner's and that one of them has its tag.
+async fn check_recipients_exist(
+    db: &PgPool,
+    owner: Owner,
+    ids: &[Uuid],
+    emails: &[String],
+    tag: Option<&str>,
+) -> Result<()> {
+    if !emails.is_empty() {
+        let unknown = borcelle_store::contacts::unknown_emails(db, owner, emails).await?;
+        if !unknown.is_empty() {
+            return Err(Error::invalid(
+                "spec.recipients.emails",
+                format!(
+                    "not among your contacts: {}; add them as contacts first, or pick from your contacts",
+                    unknown.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(tag) = tag
+        && !borcelle_store::contacts::tag_in_use(db, owner, tag).await?
+    {
+        return Err(Error::invalid(
+            "spec.recipients.tag",
+            format!("no contact has the tag {tag:?}: tag your contacts first, or pick one of your tags"),
+        ));
+    }
+    if !ids.is_empty() {
+        let found = borcelle_store::contacts::count_owned(db, owner, ids).await?;
+        if found != ids.len() as i64 {
+            return Err(Error::NothingNamed {
+                field: "spec.recipients.contactIds",
+                message: "some of these are not your contacts",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks a broadcast spec against the schema's rules.
@@ -216,12 +263,27 @@ fn check_broadcast(spec: Value) -> Result<OccurrenceSpec> {
 }
 
 /// Checks a spec of the scope's kind for `caller` (a reminder's owner is the caller).
-pub async fn check(db: &PgPool, scope: Scope, caller: &Caller<'_>, spec: Value) -> Result<OccurrenceSpec> {
+pub async fn check(
+    db: &PgPool,
+    scope: Scope,
+    caller: &Caller<'_>,
+    spec: Value,
+    recipients: Recipients,
+) -> Result<OccurrenceSpec> {
     if scope.is_broadcast() {
         check_broadcast(spec)
     } else {
-        check_reminder(db, scope.owner.unwrap_or(caller.id), caller.email, spec).await
+        check_reminder(db, scope.owner.unwrap_or(caller.id), caller.email, spec, recipients).await
     }
+}
+
+/// Whether a reminder's recipients are checked against the owner's contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// New or changed: every email must be a contact's and the tag someone's.
+    Check,
+    /// Unchanged by a patch: kept as they were accepted.
+    Keep,
 }
 
 /// A checked spec as JSON, as it is kept.

@@ -145,15 +145,21 @@ impl Schedules {
         if !scope.is_broadcast() && name.len() > 54 {
             return Err(Error::invalid("name", "use at most 54 characters"));
         }
-        let checked = checks::check(&self.db, scope, caller, spec).await?;
+        let checked = checks::check(&self.db, scope, caller, spec, checks::Recipients::Check).await?;
         self.store.create(scope, caller.id, name, checks::spec_json(&checked)?).await
     }
 
     /// Applies a JSON merge patch (RFC 7386) to the spec and checks the result.
     pub async fn patch(&self, scope: Scope, caller: &Caller<'_>, name: &str, patch: &Value) -> Result<ScheduleView> {
         let mut spec = self.store.spec(scope, name).await?;
+        let before = spec.get("recipients").cloned();
         merge_patch(&mut spec, patch);
-        let checked = checks::check(&self.db, scope, caller, spec).await?;
+        let recipients = if spec.get("recipients") == before.as_ref() {
+            checks::Recipients::Keep
+        } else {
+            checks::Recipients::Check
+        };
+        let checked = checks::check(&self.db, scope, caller, spec, recipients).await?;
         self.store.replace_spec(scope, name, checks::spec_json(&checked)?).await
     }
 

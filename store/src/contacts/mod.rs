@@ -115,6 +115,55 @@ pub async fn id_by_email(db: impl PgExecutor<'_>, owner: Owner, email: &str) -> 
         .map_err(crate::Error::from)
 }
 
+/// Which of these emails (lower case, as contacts keep them) are no contact's of the owner, in the
+/// order given.
+pub async fn unknown_emails(db: impl PgExecutor<'_>, owner: Owner, emails: &[String]) -> crate::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT given.email AS "email!"
+           FROM unnest($2::text[]) WITH ORDINALITY AS given (email, position)
+           WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.owner_id = $1 AND c.email = given.email)
+           ORDER BY given.position"#,
+        owner.id(),
+        emails
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// Whether any of the owner's contacts has this tag (lower case, as contacts keep tags).
+pub async fn tag_in_use(db: impl PgExecutor<'_>, owner: Owner, tag: &str) -> crate::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM contacts WHERE owner_id = $1 AND tags @> ARRAY[$2::text]) AS "used!""#,
+        owner.id(),
+        tag
+    )
+    .fetch_one(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// The owner's tags in alphabetical order, at most `limit` of them.
+pub async fn tags(db: impl PgExecutor<'_>, owner: Owner, limit: i64) -> crate::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT DISTINCT tag AS "tag!" FROM contacts, unnest(tags) AS tag
+           WHERE owner_id = $1 ORDER BY 1 LIMIT $2"#,
+        owner.id(),
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// Whether the owner has any contact.
+pub async fn any(db: impl PgExecutor<'_>, owner: Owner) -> crate::Result<bool> {
+    sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM contacts WHERE owner_id = $1) AS "any!""#, owner.id())
+        .fetch_one(db)
+        .await
+        .map_err(crate::Error::from)
+}
+
 /// How many of these ids are the owner's contacts.
 pub async fn count_owned(db: impl PgExecutor<'_>, owner: Owner, ids: &[Uuid]) -> crate::Result<i64> {
     sqlx::query_scalar!("SELECT count(*) AS \"n!\" FROM contacts WHERE owner_id = $1 AND id = ANY($2)", owner.id(), ids)

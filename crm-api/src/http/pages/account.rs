@@ -12,23 +12,81 @@ use crate::http::access::Id;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
 use crate::state::AppState;
+use borcelle_engine::schedules::Scope;
 use borcelle_store::api_tokens::{self, ApiToken};
+use borcelle_store::contacts;
+use borcelle_store::notifications::{self, Notification};
+use borcelle_store::tasks::{self, Task};
 
 #[derive(Template)]
 #[template(path = "pages/home.html")]
 struct HomePage {
     layout: Layout,
     name: String,
-    email: String,
     admin: bool,
+    /// Whether the user has any contact yet (else the page guides the first steps).
+    has_contacts: bool,
+    /// Sends still going out, newest first.
+    running: Vec<Task>,
+    /// The next runs of the user's active reminders, soonest first.
+    upcoming: Vec<Upcoming>,
+    /// The latest unread notifications.
+    unread: Vec<Notification>,
+    unread_count: i64,
 }
 
+struct Upcoming {
+    name: String,
+    subject: String,
+    /// RFC 3339.
+    next: String,
+    time_zone: String,
+}
+
+/// How many of each list the home page shows.
+const HOME_ITEMS: usize = 5;
+
+/// The home page: what needs attention (sends in progress, the next reminders, unread
+/// notifications), or the first steps for a new user.
 pub async fn home(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
+    let layout = Layout::new(&state, Some(&identity));
+    let owner = identity.owner();
+    let limit = HOME_ITEMS as i64;
+    let (has_contacts, running, unread, unread_count, reminders) = match tokio::try_join!(
+        async { contacts::any(&state.db, owner).await.map_err(AppError::from) },
+        async { tasks::list(&state.db, owner, true, limit).await.map_err(AppError::from) },
+        async { notifications::list(&state.db, owner, true, limit).await.map_err(AppError::from) },
+        async { notifications::unread_count(&state.db, owner).await.map_err(AppError::from) },
+        async { state.schedules.list(Scope::reminders(owner)).await.map_err(AppError::from) },
+    ) {
+        Ok(all) => all,
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
+    let mut upcoming: Vec<Upcoming> = reminders
+        .into_iter()
+        .filter(|view| !view.spec["suspend"].as_bool().unwrap_or(false))
+        .filter_map(|view| {
+            let next = view.status["nextScheduleTime"].as_str()?.to_owned();
+            Some(Upcoming {
+                subject: view.spec["subject"].as_str().unwrap_or_default().to_owned(),
+                time_zone: view.spec["timeZone"].as_str().unwrap_or("UTC").to_owned(),
+                name: view.name,
+                next,
+            })
+        })
+        .collect();
+    // RFC 3339 instants in UTC sort as text.
+    upcoming.sort_by(|a, b| a.next.cmp(&b.next));
+    upcoming.truncate(HOME_ITEMS);
     let page = HomePage {
-        layout: Layout::new(&state, Some(&identity)),
+        layout,
         name: identity.display_name.clone(),
-        email: identity.email.clone(),
         admin: identity.is_admin(),
+        has_contacts,
+        running,
+        upcoming,
+        unread,
+        unread_count,
     };
     render(page, StatusCode::OK)
 }

@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/tokens/{id}/delete", post(account::revoke_token))
         .route("/notifications", get(notifications::list))
         .route("/notifications/{id}/read", post(notifications::mark_read))
+        .route("/notifications/read", post(notifications::mark_all_read))
         .route("/admin/broadcasts", get(broadcasts::list).post(broadcasts::create))
         .route("/admin/broadcasts/{name}/delete", post(broadcasts::cancel))
         .route("/admin/users", get(users::list))
@@ -270,6 +271,7 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
     ("compose.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/compose.js")),
+    ("home.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/home.js")),
     ("notes.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/notes.js")),
     ("preview.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/preview.js")),
     ("reminders.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/reminders.js")),

@@ -20,7 +20,10 @@ use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
 use crate::state::AppState;
 
-const FIELDS: &[&str] = &["name", "subject", "body", "recipients", "schedule", "time_zone"];
+/// The most tags the picker lists.
+const TAGS_SHOWN: i64 = 500;
+
+const FIELDS: &[&str] = &["name", "subject", "body", "contacts", "tag", "schedule", "time_zone"];
 
 /// Schedules offered in the form (the last choice lets the user type one).
 const PRESETS: &[(&str, &str)] = &[
@@ -39,6 +42,8 @@ struct RemindersPage {
     form: FormState,
     reminders: Vec<Row>,
     presets: &'static [(&'static str, &'static str)],
+    /// The owner's tags, for the recipients' picker.
+    tags: Vec<String>,
     notice: String,
 }
 
@@ -65,15 +70,21 @@ fn row(view: ScheduleView) -> Row {
     let r = &spec["recipients"];
     let mut recipients = Vec::new();
     if let Some(tag) = r["tag"].as_str() {
-        recipients.push(format!("tag {tag}"));
+        recipients.push(format!("every contact tagged {tag}"));
     }
-    let emails = r["emails"].as_array().map_or(0, Vec::len);
-    if emails > 0 {
-        recipients.push(format!("{emails} email(s)"));
+    let emails: Vec<&str> =
+        r["emails"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    const SHOWN: usize = 3;
+    if !emails.is_empty() {
+        let mut named = emails.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+        if emails.len() > SHOWN {
+            named.push_str(&format!(" and {} more", emails.len() - SHOWN));
+        }
+        recipients.push(named);
     }
     let ids = r["contactIds"].as_array().map_or(0, Vec::len);
     if ids > 0 {
-        recipients.push(format!("{ids} contact(s)"));
+        recipients.push(if ids == 1 { "1 contact".to_owned() } else { format!("{ids} contacts") });
     }
     let last_run = match status.get("lastRun") {
         Some(run) if run.is_object() => {
@@ -102,12 +113,15 @@ fn row(view: ScheduleView) -> Row {
 
 async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &str, status: StatusCode) -> Response {
     let layout = Layout::new(state, Some(identity));
-    match state.schedules.list(Scope::reminders(identity.owner())).await {
-        Ok(views) => {
+    let listed = state.schedules.list(Scope::reminders(identity.owner())).await;
+    let tags = borcelle_store::contacts::tags(&state.db, identity.owner(), TAGS_SHOWN).await;
+    match (listed, tags) {
+        (Ok(views), Ok(tags)) => {
             let reminders = views.into_iter().map(row).collect();
-            render(RemindersPage { layout, form, reminders, presets: PRESETS, notice: notice.to_owned() }, status)
+            render(RemindersPage { layout, form, reminders, presets: PRESETS, tags, notice: notice.to_owned() }, status)
         }
-        Err(err) => PageError::new(layout, err).into_response(),
+        (Err(err), _) => PageError::new(layout, err).into_response(),
+        (_, Err(err)) => PageError::new(layout, AppError::from(err)).into_response(),
     }
 }
 
@@ -138,9 +152,13 @@ pub struct ReminderForm {
     subject: String,
     #[serde(default)]
     body: String,
-    /// `tag:<tag>` or email addresses separated by commas.
+    /// Contacts' email addresses, separated by commas (or spaces, semicolons, lines); a picked
+    /// suggestion `Name <email>` counts as its email.
     #[serde(default)]
-    recipients: String,
+    contacts: String,
+    /// One of the owner's tags, or empty.
+    #[serde(default)]
+    tag: String,
     /// A preset, or `custom` with `custom_schedule`.
     #[serde(default)]
     schedule: String,
@@ -150,22 +168,33 @@ pub struct ReminderForm {
     time_zone: String,
 }
 
+/// The emails of the contacts field: each entry an address or a picked `Name <address>`.
+fn contact_emails(field: &str) -> Vec<String> {
+    field
+        .split([',', ';', '\n'])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .flat_map(|entry| match (entry.rfind('<'), entry.ends_with('>')) {
+            (Some(open), true) => vec![entry[open + 1..entry.len() - 1].trim().to_lowercase()],
+            // Without a picked form, whitespace separates too ("a@x.com b@y.com").
+            _ => entry.split_whitespace().map(str::to_lowercase).collect(),
+        })
+        .collect()
+}
+
 fn spec_of(form: &ReminderForm) -> Result<Value, AppError> {
-    let recipients = form.recipients.trim();
-    let recipients = if let Some(tag) = recipients.strip_prefix("tag:") {
-        json!({ "tag": tag.trim() })
-    } else {
-        let emails: Vec<String> = recipients
-            .split([',', '\n', ' ', ';'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_lowercase)
-            .collect();
-        if emails.is_empty() {
-            return Err(AppError::validation("recipients", "name a tag (tag:clients) or your contacts' emails"));
-        }
-        json!({ "emails": emails })
-    };
+    let emails = contact_emails(&form.contacts);
+    let tag = form.tag.trim();
+    if emails.is_empty() && tag.is_empty() {
+        return Err(AppError::validation("contacts", "choose the contacts to remind, a tag, or both"));
+    }
+    let mut recipients = json!({});
+    if !emails.is_empty() {
+        recipients["emails"] = json!(emails);
+    }
+    if !tag.is_empty() {
+        recipients["tag"] = json!(tag);
+    }
     let schedule = if form.schedule == "custom" || form.schedule.is_empty() {
         form.custom_schedule.trim()
     } else {
@@ -189,7 +218,8 @@ const SPEC_FIELDS: &[(&str, &str)] = &[
     ("spec.body", "body"),
     ("spec.schedule", "schedule"),
     ("spec.timeZone", "time_zone"),
-    ("spec.recipients", "recipients"),
+    ("spec.recipients.tag", "tag"),
+    ("spec.recipients", "contacts"),
 ];
 
 pub async fn create(
@@ -218,7 +248,8 @@ pub async fn create(
                 ("name", &form.name),
                 ("subject", &form.subject),
                 ("body", &form.body),
-                ("recipients", &form.recipients),
+                ("contacts", &form.contacts),
+                ("tag", &form.tag),
                 ("schedule", &form.schedule),
                 ("custom_schedule", &form.custom_schedule),
                 ("time_zone", &form.time_zone),
