@@ -216,9 +216,9 @@ export async function startStack({ sink = false } = {}) {
       });
     },
 
-    /** A fresh browser context (its own cookies) and page. */
-    async newPage() {
-      const context = await browser.newContext({ baseURL: baseUrl, viewport: { width: 1100, height: 800 } });
+    /** A fresh browser context (its own cookies) and page; `options` go to the context. */
+    async newPage(options = {}) {
+      const context = await browser.newContext({ baseURL: baseUrl, viewport: { width: 1100, height: 800 }, ...options });
       context.setDefaultTimeout(10000);
       const page = await context.newPage();
       return page;
@@ -311,8 +311,8 @@ export function browserTest(name, getStack, body) {
     const pages = [];
     const ctx = {
       stack,
-      async page() {
-        const page = await stack.newPage();
+      async page(options) {
+        const page = await stack.newPage(options);
         pages.push(page);
         return page;
       },

@@ -20,7 +20,7 @@ pub enum Error {
     /// A field names something the caller does not have (a tag no contact carries, another user's
     /// contact in a spec): a 404, with the field to fix.
     #[error("{message}")]
-    NothingNamed { field: &'static str, message: &'static str },
+    NothingNamed { field: &'static str, message: String },
     /// A page cursor that no list handed out (or handed out for another sort): no page starts there.
     #[error("no page starts at this cursor: use the next_cursor of the previous page, with the same sort")]
     UnknownCursor,

@@ -161,7 +161,7 @@ impl Messaging {
             // Another user's contact is simply not one of ours: not found, as everywhere.
             Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
             Err(EnqueueError::NoRecipients) => {
-                return Err(Error::NothingNamed { field: "tag", message: "no contact has this tag" });
+                return Err(Error::NothingNamed { field: "tag", message: "no contact has this tag".into() });
             }
         };
         if !attachments.is_empty() {

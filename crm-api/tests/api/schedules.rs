@@ -166,8 +166,9 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
             422,
             "spec.owner",
         ),
-        // Recipients are checked on save, never first at run time: words that are no addresses,
-        // addresses of no contact (another user's contact is not one of ours), a tag nobody has.
+        // Recipients are checked on save, never first at run time: words that are no addresses
+        // (422), addresses of no contact (another user's contact is not one of ours) and a tag
+        // nobody has (404 with the field, as for a send to such a tag).
         (
             "ok-12",
             json!({ "recipients": { "emails": ["hello", "world"] }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
@@ -177,19 +178,19 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
         (
             "ok-13",
             json!({ "recipients": { "emails": ["chk1@example.com", "foreign1@example.com"] }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
-            422,
+            404,
             "spec.recipients.emails",
         ),
         (
             "ok-14",
             json!({ "recipients": { "tag": "vip" }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
-            422,
+            404,
             "spec.recipients.tag",
         ),
         (
             "ok-15",
             json!({ "recipients": { "tag": "x" }, "subject": "Hi", "body": "x", "schedule": "@daily" }),
-            422,
+            404,
             "spec.recipients.tag",
         ),
     ];
@@ -213,7 +214,7 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
             &json!({ "name": "by-email", "spec": { "recipients": { "emails": ["chk1@example.com", "foreign1@example.com"] }, "subject": "Hi", "body": "x", "schedule": "@daily" } }),
         )
         .await;
-    assert_eq!(response.status(), 422);
+    assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("foreign1@example.com") && !message.contains("chk1@"), "{message}");
@@ -234,7 +235,7 @@ async fn reminder_specs_are_checked_and_each_refusal_names_the_field_to_fix() {
     )
     .await;
     let (status, code, field) = error_of(response).await;
-    assert_eq!((status, field.as_deref()), (422, Some("spec.recipients.emails")), "{code}");
+    assert_eq!((status, field.as_deref()), (404, Some("spec.recipients.emails")), "{code}");
 }
 
 #[tokio::test]

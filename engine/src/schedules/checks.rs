@@ -107,7 +107,10 @@ async fn check_reminder(
         (None, Some(note)) => {
             let note = id("spec.noteId", note, "a note")?;
             let Some(note) = borcelle_store::notes::get(db, owner, note).await? else {
-                return Err(Error::NothingNamed { field: "spec.noteId", message: "you have no note with this id" });
+                return Err(Error::NothingNamed {
+                    field: "spec.noteId",
+                    message: "you have no note with this id".into(),
+                });
             };
             crate::messaging::merge_fields(&parsed.subject, &note.body, "spec.subject", "spec.noteId")?;
         }
@@ -168,7 +171,7 @@ async fn check_reminder(
         if owned.len() != attachment_ids.len() {
             return Err(Error::NothingNamed {
                 field: "spec.attachments",
-                message: "some of these are not your attachments",
+                message: "some of these are not your attachments".into(),
             });
         }
     }
@@ -186,29 +189,29 @@ async fn check_recipients_exist(
     if !emails.is_empty() {
         let unknown = borcelle_store::contacts::unknown_emails(db, owner, emails).await?;
         if !unknown.is_empty() {
-            return Err(Error::invalid(
-                "spec.recipients.emails",
-                format!(
+            return Err(Error::NothingNamed {
+                field: "spec.recipients.emails",
+                message: format!(
                     "not among your contacts: {}; add them as contacts first, or pick from your contacts",
                     unknown.join(", ")
                 ),
-            ));
+            });
         }
     }
     if let Some(tag) = tag
         && !borcelle_store::contacts::tag_in_use(db, owner, tag).await?
     {
-        return Err(Error::invalid(
-            "spec.recipients.tag",
-            format!("no contact has the tag {tag:?}: tag your contacts first, or pick one of your tags"),
-        ));
+        return Err(Error::NothingNamed {
+            field: "spec.recipients.tag",
+            message: format!("no contact has the tag {tag:?}: tag your contacts first, or pick one of your tags"),
+        });
     }
     if !ids.is_empty() {
         let found = borcelle_store::contacts::count_owned(db, owner, ids).await?;
         if found != ids.len() as i64 {
             return Err(Error::NothingNamed {
                 field: "spec.recipients.contactIds",
-                message: "some of these are not your contacts",
+                message: "some of these are not your contacts".into(),
             });
         }
     }

@@ -99,14 +99,22 @@ impl Layout {
 
 /// Names a schedule rule's error after the form's field: the first `(spec path, field)` whose
 /// path is the error's field or a prefix of it (`spec.recipients.tag` → `recipients`).
+/// The form field of a spec path: the first of `fields` that is the path or a parent of it.
+fn on_form(field: &str, fields: &[(&str, &'static str)]) -> String {
+    fields
+        .iter()
+        .find(|(path, _)| field == *path || field.strip_prefix(path).is_some_and(|rest| rest.starts_with('.')))
+        .map_or_else(|| field.to_owned(), |(_, form_field)| (*form_field).to_owned())
+}
+
 pub fn spec_error_on_form(err: AppError, fields: &[(&str, &'static str)]) -> AppError {
     match err {
         AppError::Domain(DomainError::Invalid { field, message }) => {
-            let field = fields
-                .iter()
-                .find(|(path, _)| field == *path || field.strip_prefix(path).is_some_and(|rest| rest.starts_with('.')))
-                .map_or(field, |(_, form_field)| (*form_field).to_owned());
-            AppError::validation(field, message)
+            AppError::validation(on_form(&field, fields), message)
+        }
+        // Something the owner does not have (a contact, a tag): shown at its field too.
+        AppError::Domain(DomainError::NothingNamed { field, message }) => {
+            AppError::validation(on_form(field, fields), message)
         }
         other => other,
     }
@@ -271,6 +279,7 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../../static/app.css")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/app.js")),
     ("compose.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/compose.js")),
+    ("favicon.svg", "image/svg+xml", include_bytes!("../../../static/favicon.svg")),
     ("home.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/home.js")),
     ("notes.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/notes.js")),
     ("preview.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/preview.js")),
