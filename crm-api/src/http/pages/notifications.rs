@@ -42,9 +42,8 @@ struct Shown {
 /// Where a notification leads: a finished send to its note or contact, a reminder's report to the
 /// reminders, a broadcast's report to the broadcasts (for its administrator).
 fn link_of(n: &Notification, tasks: &HashMap<Uuid, TaskLink>) -> (String, &'static str) {
-    let uuid = |key: &str| n.data.get(key).and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
     match n.kind.as_str() {
-        "task_done" => match uuid("task_id").and_then(|id| tasks.get(&id)) {
+        "task_done" => match task_id(n).and_then(|id| tasks.get(&id)) {
             Some(TaskLink { task_id, note_id: Some(note), .. }) => {
                 (format!("/notes/{note}?task={task_id}"), "Open the note")
             }
@@ -60,6 +59,12 @@ fn link_of(n: &Notification, tasks: &HashMap<Uuid, TaskLink>) -> (String, &'stat
         "broadcast_done" => ("/admin/broadcasts".to_owned(), "Open the broadcasts"),
         _ => (String::new(), ""),
     }
+}
+
+/// The send a finished send's notification is about.
+fn task_id(n: &Notification) -> Option<Uuid> {
+    let id = n.data.get("task_id")?.as_str()?.parse().ok()?;
+    (n.kind == "task_done").then_some(id)
 }
 
 #[derive(Deserialize, Default)]
@@ -84,11 +89,7 @@ pub async fn list(
         Err(err) => return PageError::new(layout, err).into_response(),
     };
     // The tasks of every finished send on the page, in one query.
-    let task_ids: Vec<Uuid> = listed
-        .iter()
-        .filter(|n| n.kind == "task_done")
-        .filter_map(|n| n.data.get("task_id").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()))
-        .collect();
+    let task_ids: Vec<Uuid> = listed.iter().filter_map(task_id).collect();
     let tasks = match tasks::links(&state.db, identity.owner(), &task_ids).await {
         Ok(links) => links.into_iter().map(|link| (link.task_id, link)).collect::<HashMap<_, _>>(),
         Err(err) => return PageError::new(layout, err).into_response(),
