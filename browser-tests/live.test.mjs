@@ -4,6 +4,8 @@
 //       the socket connects (its snapshot makes the timeline read again), without a reload;
 //     - creating a reminder or a broadcast redirects (POST/redirect/GET): reloading the list posts
 //       nothing again;
+//     - a note's progress read that the server answered before the send finished, but that reaches
+//       the page after the live "done" event, does not turn "done" back into "running";
 //     - the bell counts a notification once when the snapshot and a live event both carry it;
 //     - the home page shows what needs attention (first steps for a new user; sends in progress,
 //       moving live; the next reminders; unread notifications);
@@ -93,6 +95,52 @@ browserTest("a message sent before the page's socket connects shows 'sent' once 
     assert.equal(await page.locator("#timeline li[data-task]").count(), 1);
     assert.equal(await page.evaluate(() => window.sameDocument), true, "the page was not reloaded");
     await snap(page, "contact-sent-live");
+  });
+
+browserTest("a note's progress read answered after the live 'done' event does not turn it back", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("noter@example.com", { name: "Nell Noter" });
+    const page = await open();
+    await stack.login(page, "noter@example.com");
+    const client = await api(page);
+    await client.post("/contacts", { name: "Rhea Reader", email: "rhea@example.com", tags: ["readers"] }, 201);
+    const note = await client.post("/notes", { title: "News", body: "Hello {{ contact.first_name }}." }, 201);
+
+    // The read the page makes when its socket connects is answered by the server at once, while
+    // the SMTP server is paused (so it says "running"), and handed to the page only after the
+    // live "done" event: the order a fast send and a slow response give.
+    const held = deferred();
+    const release = deferred();
+    await page.route((url) => url.pathname.startsWith("/api/v1/tasks/"), async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      held.resolve({ request: route.request(), body });
+      await release.promise;
+      await route.fulfill({ response, json: body });
+    });
+
+    const smtp = stack.mail.proc.child;
+    smtp.kill("SIGSTOP");
+    let task;
+    let stale;
+    try {
+      task = await client.post(`/notes/${note.id}/send`, { tag: "readers" }, 202);
+      await page.goto(`/notes/${note.id}?task=${task.task_id}`);
+      stale = await held.promise;
+      assert.notEqual(stale.body.status, "done", "the read was answered while the mail was held");
+    } finally {
+      smtp.kill("SIGCONT");
+    }
+    const card = page.locator("#progress-card");
+    await page.locator('#progress-card[data-state="done"]').waitFor({ timeout: 30000 });
+
+    const finished = page.waitForEvent("requestfinished", (request) => request === stale.request);
+    release.resolve();
+    await finished;
+    // Let the page's promise callbacks for that response run.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 50)));
+    assert.equal(await card.getAttribute("data-state"), "done", "the late 'running' answer was not applied");
+    assert.equal(await page.locator("#task-text").textContent(), "1 sent, 0 failed");
   });
 
 browserTest("creating a reminder or a broadcast redirects, and reloading the list posts nothing", () => stack,

@@ -197,11 +197,14 @@
 
   function liveTimeline(section) {
     var timer = null;
+    // Only the newest read is applied: an older one answered late would show older states.
+    var asked = 0;
     function reload() {
+      var mine = ++asked;
       fetch(window.location.pathname, { credentials: "same-origin" })
         .then(function (response) { return response.ok ? response.text() : null; })
         .then(function (html) {
-          if (!html) return;
+          if (!html || mine !== asked) return;
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("timeline");
           if (fresh) section.innerHTML = fresh.innerHTML;
         })

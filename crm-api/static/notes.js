@@ -27,16 +27,23 @@
     }
   }
 
+  // Counts what has been shown: a read that was in flight while a live event was shown may have
+  // been answered before that event (a send of two finishes in milliseconds), so it is dropped
+  // rather than allowed to turn "done" back into "running". The subscription was open before the
+  // read started, so any later change still arrives as an event.
+  var shown = 0;
+
   function reload() {
+    var asked = shown;
     fetch("/api/v1/tasks/" + encodeURIComponent(taskId), { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (task) { if (task) show(task); })
+      .then(function (task) { if (task && asked === shown) { shown += 1; show(task); } })
       .catch(function () { /* the next event or reconnect tries again */ });
   }
 
   document.addEventListener("borcelle:event", function (e) {
     var event = e.detail || {};
     if (event.type === "snapshot") reload();
-    if (event.type === "task_progress" && event.task_id === taskId) show(event);
+    if (event.type === "task_progress" && event.task_id === taskId) { shown += 1; show(event); }
   });
 })();
