@@ -86,6 +86,7 @@ browserTest("a previewed note is sent, and its recipient unsubscribes through th
     // Send it to the tag and wait for the result.
     await page.getByLabel("Every contact with the tag").fill(TAG);
     await page.getByRole("button", { name: "Send by email" }).click();
+    await page.getByRole("button", { name: "Send to 2 contacts" }).click();
     await page.waitForURL(/\?task=/);
     await page.locator('#progress-card[data-state="done"]').waitFor({ timeout: 30000 });
     assert.equal(await page.locator("#task-text").textContent(), "2 sent, 0 failed");

@@ -47,6 +47,10 @@ browserTest("a note sent to 50 contacts shows its progress live until the result
 
     await page.getByLabel("Every contact with the tag").fill("club");
     await page.getByRole("button", { name: "Send by email" }).click();
+    // Nothing is queued before the confirmation, which names the count.
+    await page.getByRole("heading", { level: 1, name: "Send “Club meeting” to 50 contacts?" }).waitFor();
+    await snap(page, "note-send-confirm");
+    await page.getByRole("button", { name: "Send to 50 contacts" }).click();
     await page.waitForURL(/\?task=/);
     await live(page);
     const navigations = await page.evaluate(() => performance.getEntriesByType("navigation").length);

@@ -18,7 +18,7 @@ use crate::report::{Delivery, Phase, Report, thousands};
 use crate::seed;
 use crate::server::{self, Serve, ServeConfig, Session};
 use crate::sink::{Sink, SinkKind};
-use crate::workloads::{Autocomplete, CreateContacts, ListContacts};
+use crate::workloads::{Autocomplete, CreateContacts, ListContacts, ListPages};
 
 const CREATOR: &str = "creator@bench.example";
 const READER: &str = "reader@bench.example";
@@ -220,7 +220,25 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let as_reader = Target::new(serve.addr, &reader.cookie, &reader.csrf)?;
     let list =
         phase("contact list, 50 a page", &db, &serve, &rss, &as_reader, ListContacts, spec(args.connections)).await?;
+    let pages = phase(
+        "contacts table page (HTML), 25 a page",
+        &db,
+        &serve,
+        &rss,
+        &as_reader,
+        ListPages,
+        spec(args.connections),
+    )
+    .await?;
     if args.contacts_only {
+        let row = crate::report::pages_row(&pages, args.contacts);
+        println!(
+            "\n{}: {} (target {}, {})",
+            row.metric,
+            row.measured,
+            row.target,
+            if row.pass { "pass" } else { "FAIL" }
+        );
         sink.stop().await;
         drop(rss);
         serve.stop().await?;
@@ -229,7 +247,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             server::drop_database(&args.postgres, &args.database).await?;
         }
         println!("\n--contacts-only: no report written (load at the end {:.2})", probe::load_average().0);
-        return Ok(create.stats.per_sec() >= 2000.0 && list.stats.per_sec() >= 5000.0);
+        return Ok(create.stats.per_sec() >= 2000.0 && list.stats.per_sec() >= 5000.0 && row.pass);
     }
     let autocomplete =
         phase("autocomplete", &db, &serve, &rss, &as_reader, Autocomplete, spec(args.autocomplete_connections)).await?;
@@ -264,6 +282,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         conditions,
         create,
         list,
+        pages,
         autocomplete,
         seed_contacts: args.contacts,
         seed_time,

@@ -43,6 +43,8 @@ pub struct Report {
     pub conditions: Vec<(String, String)>,
     pub create: Phase,
     pub list: Phase,
+    /// The contacts table as a page (HTML), its server time against 50 ms at p99.
+    pub pages: Phase,
     pub autocomplete: Phase,
     pub seed_contacts: i64,
     pub seed_time: Duration,
@@ -86,6 +88,28 @@ fn mb(kib: u64) -> String {
     format!("{:.1} MB ({:.1} MiB)", kib as f64 * 1024.0 / 1e6, kib as f64 / 1024.0)
 }
 
+/// The contacts table page: p99 against 50 ms, with its own rate.
+pub fn pages_row(phase: &Phase, contacts: i64) -> Row {
+    let s = &phase.stats;
+    let errors = if s.errors > 0 { format!(" · {} errors", s.errors) } else { String::new() };
+    Row {
+        metric: format!(
+            "{}, {} contacts ({} connections)",
+            phase.name,
+            thousands(contacts as f64),
+            phase.spec.connections
+        ),
+        target: "p99 < 50 ms".to_owned(),
+        measured: format!(
+            "p99 {} · p50 {} · {} pages/s{errors}",
+            ms(s.percentile(99.0)),
+            ms(s.percentile(50.0)),
+            thousands(s.per_sec())
+        ),
+        pass: s.ok > 0 && s.percentile(99.0) < Duration::from_millis(50) && s.errors == 0,
+    }
+}
+
 fn throughput_row(phase: &Phase, target: f64) -> Row {
     let s = &phase.stats;
     let errors = if s.errors > 0 { format!(" · {} errors", s.errors) } else { String::new() };
@@ -105,6 +129,7 @@ fn throughput_row(phase: &Phase, target: f64) -> Row {
 impl Report {
     pub fn rows(&self) -> Vec<Row> {
         let mut rows = vec![throughput_row(&self.create, 2000.0), throughput_row(&self.list, 5000.0)];
+        rows.push(pages_row(&self.pages, self.seed_contacts));
         let a = &self.autocomplete.stats;
         rows.push(Row {
             metric: format!(
@@ -197,7 +222,7 @@ impl Report {
             "| phase | connections | warm-up + window | answers | errors | req/s | p50 | p90 | p99 | max | CPU: serve / PostgreSQL / bench | machine busy | load at start | peak RSS |"
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for p in [&self.create, &self.list, &self.autocomplete] {
+        for p in [&self.create, &self.list, &self.pages, &self.autocomplete] {
             let s = &p.stats;
             let _ = writeln!(
                 md,

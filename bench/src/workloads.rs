@@ -66,6 +66,37 @@ impl Workload for ListContacts {
     }
 }
 
+/// `GET /contacts` (the contacts table, HTML: 25 rows, the total, each row's last email), following
+/// the page's `rel="next"` link page after page and starting again after the last.
+pub struct ListPages;
+
+impl Workload for ListPages {
+    type State = Option<String>;
+
+    fn state(&self, _connection: usize) -> Self::State {
+        None
+    }
+
+    fn next(&self, next: &mut Self::State) -> Call {
+        let path = next.clone().unwrap_or_else(|| "/contacts".to_owned());
+        Call { method: Method::GET, path, body: None, class: 0 }
+    }
+
+    fn expected(&self) -> StatusCode {
+        StatusCode::OK
+    }
+
+    fn observe(&self, next: &mut Self::State, body: &Bytes) {
+        // `<a class="button" href="/contacts?…" rel="next">`, its `&` escaped by the template.
+        const END: &str = "\" rel=\"next\"";
+        let text = std::str::from_utf8(body).unwrap_or("");
+        *next = text.find(END).and_then(|end| {
+            let start = text[..end].rfind("href=\"")? + "href=\"".len();
+            Some(text[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+        });
+    }
+}
+
 /// What autocomplete is typed with: prefixes of 1, 2, 3 and 5 characters, fragments from the middle
 /// of a word, and misspellings. All match some of the seeded contacts (see `seed`).
 pub const AUTOCOMPLETE_CLASSES: [(&str, &[&str]); 6] = [

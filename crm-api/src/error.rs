@@ -102,6 +102,17 @@ impl AppError {
         }
     }
 
+    /// Every field error, in order (one for most errors with a field, several when a form had
+    /// several wrong fields).
+    pub fn field_errors(&self) -> Vec<(&str, String)> {
+        match self {
+            AppError::Domain(err @ DomainError::InvalidFields(_)) => {
+                err.field_errors().into_iter().map(|(field, message)| (field, message.to_owned())).collect()
+            }
+            other => other.field().map(|field| vec![(field, other.message())]).unwrap_or_default(),
+        }
+    }
+
     /// Whether this is the database being down (the API's gate then answers 503 at once).
     pub fn is_database_unavailable(&self) -> bool {
         matches!(self, AppError::Domain(DomainError::Database(err)) if err.is_unavailable())
@@ -110,7 +121,7 @@ impl AppError {
 
 fn domain_status(err: &DomainError) -> StatusCode {
     match err {
-        DomainError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::Invalid { .. } | DomainError::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::NotFound(_) | DomainError::UnknownCursor | DomainError::NothingNamed { .. } => {
             StatusCode::NOT_FOUND
         }
@@ -133,9 +144,9 @@ fn domain_status(err: &DomainError) -> StatusCode {
 
 fn domain_code(err: &DomainError) -> &'static str {
     match err {
-        DomainError::Invalid { .. } | DomainError::Database(borcelle_store::Error::UnstorableText(_)) => {
-            "invalid_field"
-        }
+        DomainError::Invalid { .. }
+        | DomainError::InvalidFields(_)
+        | DomainError::Database(borcelle_store::Error::UnstorableText(_)) => "invalid_field",
         DomainError::NotFound(_) | DomainError::NothingNamed { .. } => "not_found",
         DomainError::UnknownCursor => "cursor_not_found",
         DomainError::Conflict { code, .. } | DomainError::Token { code, .. } => code,
@@ -178,6 +189,14 @@ struct ErrorDetail<'a> {
     retry_after: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     existing_id: Option<uuid::Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError<'a>>>,
+}
+
+#[derive(Serialize)]
+struct FieldError<'a> {
+    field: &'a str,
+    message: &'a str,
 }
 
 impl IntoResponse for AppError {
@@ -202,8 +221,15 @@ impl IntoResponse for AppError {
             AppError::Domain(DomainError::Conflict { existing_id, .. }) => *existing_id,
             _ => None,
         };
+        let errors = match &self {
+            AppError::Domain(err @ DomainError::InvalidFields(_)) => {
+                Some(err.field_errors().into_iter().map(|(field, message)| FieldError { field, message }).collect())
+            }
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
+                errors,
                 code: self.code(),
                 message: self.message(),
                 field: self.field(),

@@ -22,6 +22,74 @@
   });
 })();
 
+// The main menu marks the section this page is in.
+(function () {
+  "use strict";
+  var path = window.location.pathname;
+  var best = null;
+  document.querySelectorAll('nav[aria-label="Main"] a[href^="/"]').forEach(function (link) {
+    var href = link.getAttribute("href");
+    var inside = href === "/" ? path === "/" : path === href || path.indexOf(href + "/") === 0;
+    if (inside && (!best || href.length > best.getAttribute("href").length)) best = link;
+  });
+  if (best) best.setAttribute("aria-current", "page");
+})();
+
+// A form that deletes or cancels says so first (data-confirm holds the question); the server
+// redirects with a notice once it is done.
+document.addEventListener("submit", function (e) {
+  var form = e.target;
+  var question = form && form.getAttribute && form.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) e.preventDefault();
+});
+
+// Times: every <time data-local="RFC 3339"> shows in one format, in the account's time zone
+// (body[data-tz]) or else the browser's, and a thing with a zone of its own (a reminder's run,
+// data-zone) in that zone, named. The exact time, with seconds and zone, is the title (hover).
+(function () {
+  "use strict";
+  var body = document.body;
+  var account = (body && body.dataset.tz) || undefined;
+  var year = new Date().getFullYear();
+
+  function text(instant, zone) {
+    var when = new Date(instant);
+    if (isNaN(when.getTime())) return null;
+    var tz = zone || account;
+    var options = {
+      timeZone: tz, weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+      timeZoneName: zone ? "short" : undefined
+    };
+    if (when.getFullYear() !== year) options.year = "numeric";
+    return new Intl.DateTimeFormat(undefined, options).format(when);
+  }
+
+  function exact(instant, zone) {
+    return new Intl.DateTimeFormat(undefined, {
+      timeZone: zone || account, weekday: "long", year: "numeric", month: "long", day: "numeric",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "long"
+    }).format(new Date(instant));
+  }
+
+  function format(root) {
+    (root || document).querySelectorAll("time[data-local]").forEach(function (node) {
+      if (!node.dataset.local) return;
+      try {
+        var shown = text(node.dataset.local, node.dataset.zone);
+        if (shown === null) return;
+        node.textContent = shown;
+        node.title = exact(node.dataset.local, node.dataset.zone);
+      } catch (e) { /* an unknown zone: keep the server's text */ }
+    });
+  }
+
+  window.borcelleTime = function (instant, zone) {
+    try { return text(instant, zone) || instant; } catch (e) { return instant; }
+  };
+  window.borcelleTimes = format;
+  format(document);
+})();
+
 (function () {
   "use strict";
   var body = document.body;

@@ -206,7 +206,10 @@
         .then(function (html) {
           if (!html || mine !== asked) return;
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("timeline");
-          if (fresh) section.innerHTML = fresh.innerHTML;
+          if (fresh) {
+            section.innerHTML = fresh.innerHTML;
+            if (window.borcelleTimes) window.borcelleTimes(section);
+          }
         })
         .catch(function () { /* the Refresh link still works */ });
     }
@@ -232,8 +235,52 @@
     });
   }
 
+  // The table's selection: a count of the ticked rows, a box that ticks the whole page, and the
+  // tag field only for the actions that take one. The server confirms every action with its count.
+  function bulkForm(form) {
+    var rows = form.querySelectorAll('tbody input[type=checkbox][name="id"]');
+    var page = document.getElementById("select-page");
+    var count = document.getElementById("selected-count");
+    var selected = document.getElementById("apply-selected");
+    var action = document.getElementById("bulk-action");
+    var labelField = document.getElementById("bulk-label-field");
+    var total = form.querySelector("#apply-all") ? document.getElementById("total").dataset.total : "0";
+    function ticked() {
+      var n = 0;
+      for (var i = 0; i < rows.length; i++) if (rows[i].checked) n++;
+      return n;
+    }
+    function update() {
+      var n = ticked();
+      count.textContent = n === 0 ? "Tick contacts below, or apply to all " + total + "." : n + " selected";
+      selected.disabled = n === 0;
+      selected.textContent = n === 0 ? "Apply to selected…" : "Apply to " + n + " selected…";
+      page.checked = n > 0 && n === rows.length;
+      page.indeterminate = n > 0 && n < rows.length;
+      for (var i = 0; i < rows.length; i++) {
+        var row = rows[i].closest("tr");
+        if (row) row.classList.toggle("picked", rows[i].checked);
+      }
+    }
+    function showLabel() {
+      var needs = action.value === "tag" || action.value === "untag";
+      labelField.hidden = !needs;
+      document.getElementById("bulk-label").required = needs;
+    }
+    page.addEventListener("change", function () {
+      for (var i = 0; i < rows.length; i++) rows[i].checked = page.checked;
+      update();
+    });
+    for (var i = 0; i < rows.length; i++) rows[i].addEventListener("change", update);
+    action.addEventListener("change", showLabel);
+    update();
+    showLabel();
+  }
+
   var boxes = document.querySelectorAll("[data-combobox]");
   for (var i = 0; i < boxes.length; i++) combobox(boxes[i]);
+  var bulk = document.getElementById("bulk-form");
+  if (bulk) bulkForm(bulk);
   var importForm = document.getElementById("import-form");
   if (importForm) enhanceImport(importForm);
   var timeline = document.getElementById("timeline");

@@ -1,19 +1,7 @@
 // The home page: moves the progress of each send shown under "Sending now" from the tab's live
-// events (app.js re-dispatches them as `borcelle:event`), and shows each time in the reader's
-// time zone (a reminder's next run in the reminder's own zone, named).
+// events (app.js re-dispatches them as `borcelle:event`; app.js also formats every time).
 (function () {
   "use strict";
-  document.querySelectorAll("time[data-local]").forEach(function (node) {
-    try {
-      var zone = node.dataset.zone;
-      node.title = node.dataset.local;
-      node.textContent = new Intl.DateTimeFormat(undefined, {
-        timeZone: zone || undefined, weekday: "short", day: "numeric", month: "short", hour: "2-digit",
-        minute: "2-digit", timeZoneName: zone ? "short" : undefined
-      }).format(new Date(node.dataset.local));
-    } catch (e) { /* keep the server's text */ }
-  });
-
   document.addEventListener("borcelle:event", function (e) {
     var event = e.detail || {};
     if (event.type !== "task_progress") return;

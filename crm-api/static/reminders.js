@@ -23,21 +23,11 @@
     });
   }
 
+  // The preview's runs in the chosen zone, in the format of every time (app.js, which also formats
+  // the list's times, each row's in its own zone).
   function format(instant, tz) {
-    try {
-      return new Intl.DateTimeFormat(undefined, {
-        timeZone: tz || "UTC", weekday: "short", year: "numeric", month: "short", day: "numeric",
-        hour: "2-digit", minute: "2-digit", timeZoneName: "short"
-      }).format(new Date(instant));
-    } catch (e) {
-      return instant;
-    }
+    return window.borcelleTime ? window.borcelleTime(instant, tz || "UTC") : instant;
   }
-
-  // Shows the instants of the list in each row's own time zone.
-  document.querySelectorAll("time[data-local]").forEach(function (node) {
-    if (node.dataset.local) node.textContent = format(node.dataset.local, node.dataset.zone);
-  });
 
   var contacts = document.getElementById("contacts");
   var suggestions = document.getElementById("contact-suggestions");

@@ -14,6 +14,10 @@ pub enum Error {
     /// A value breaks a rule; `field` names it (`spec.schedule`, `email`, …).
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// Several values break rules: each `(field, message)`, in the order a form shows them. The
+    /// first is the one a single-error client sees (its message and field); never empty.
+    #[error("{}", .0.first().map_or("", |(_, message)| message.as_str()))]
+    InvalidFields(Vec<(String, String)>),
     /// The thing does not exist, or is not the caller's (which must look the same).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -64,6 +68,16 @@ impl Error {
         Error::Invalid { field: field.into(), message: message.into() }
     }
 
+    /// Every field error this error carries, in order: one for [`Error::Invalid`], all for
+    /// [`Error::InvalidFields`], none for the rest.
+    pub fn field_errors(&self) -> Vec<(&str, &str)> {
+        match self {
+            Error::Invalid { field, message } => vec![(field.as_str(), message.as_str())],
+            Error::InvalidFields(errors) => errors.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whatever the caller could not have avoided: a retry may succeed, or it is a bug.
     pub fn is_server_side(&self) -> bool {
         matches!(self, Error::Database(_) | Error::Unavailable(_) | Error::Internal(_))
@@ -79,6 +93,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid { field, .. } => Some(field),
+            Error::InvalidFields(errors) => errors.first().map(|(field, _)| field.as_str()),
             Error::Token { .. } => Some("token"),
             Error::WrongPassword => Some("current_password"),
             Error::UnknownCursor => Some("cursor"),

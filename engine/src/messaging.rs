@@ -32,7 +32,23 @@ pub struct RecipientsInput {
 /// A validated recipient choice.
 pub enum Chosen {
     Contacts(Vec<Uuid>),
-    Tag(String),
+    /// Every contact with any of these tags (lower case, at least one).
+    Tags(Vec<String>),
+}
+
+impl Chosen {
+    /// Tags as a form takes them, separated by commas: each checked as a contact's tag is.
+    pub fn tags(raw: &str, field: &str) -> Result<Chosen> {
+        let parts: Vec<String> = raw.split(',').map(str::to_owned).collect();
+        let tags = crate::contacts::tags(&parts).map_err(|err| match err {
+            Error::Invalid { message, .. } => Error::invalid(field, message),
+            other => other,
+        })?;
+        if tags.is_empty() {
+            return Err(Error::invalid(field, "name at least one tag, like vip (several: vip, lead)"));
+        }
+        Ok(Chosen::Tags(tags))
+    }
 }
 
 impl RecipientsInput {
@@ -63,7 +79,7 @@ impl RecipientsInput {
                 }
                 Ok(Chosen::Contacts(ids))
             }
-            (None, Some(tag)) => Ok(Chosen::Tag(tag)),
+            (None, Some(tag)) => Ok(Chosen::Tags(vec![tag])),
         }
     }
 }
@@ -154,14 +170,18 @@ impl Messaging {
         let attachments = crate::attachments::check_for_send(&mut tx, owner, attachment_ids, limit).await?;
         let chosen = match &recipients {
             Chosen::Contacts(ids) => Recipients::Contacts(ids),
-            Chosen::Tag(tag) => Recipients::Tag(tag),
+            Chosen::Tags(tags) => Recipients::Tags(tags),
         };
         let enqueued = match tasks::enqueue(&mut tx, &task, chosen).await? {
             Ok(enqueued) => enqueued,
             // Another user's contact is simply not one of ours: not found, as everywhere.
             Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
             Err(EnqueueError::NoRecipients) => {
-                return Err(Error::NothingNamed { field: "tag", message: "no contact has this tag".into() });
+                let message = match &recipients {
+                    Chosen::Tags(tags) if tags.len() > 1 => "no contact has any of these tags",
+                    _ => "no contact has this tag",
+                };
+                return Err(Error::NothingNamed { field: "tag", message: message.into() });
             }
         };
         if !attachments.is_empty() {

@@ -30,8 +30,8 @@ pub struct Task {
 pub enum Recipients<'a> {
     /// These contacts of the owner; any id that is not the owner's makes the whole send fail.
     Contacts(&'a [Uuid]),
-    /// Every contact of the owner with this tag.
-    Tag(&'a str),
+    /// Every contact of the owner with any of these tags.
+    Tags(&'a [String]),
 }
 
 pub struct NewTask<'a> {
@@ -71,9 +71,9 @@ pub async fn enqueue(
     recipients: Recipients<'_>,
 ) -> crate::Result<Result<Enqueued, EnqueueError>> {
     insert(tx, task).await?;
-    let (ids, tag): (Option<&[Uuid]>, Option<&str>) = match recipients {
+    let (ids, tags): (Option<&[Uuid]>, Option<&[String]>) = match recipients {
         Recipients::Contacts(ids) => (Some(ids), None),
-        Recipients::Tag(tag) => (None, Some(tag)),
+        Recipients::Tags(tags) => (None, Some(tags)),
     };
     let inserted: Vec<Uuid> = sqlx::query_scalar!(
         "WITH chosen AS (
@@ -85,7 +85,7 @@ pub async fn enqueue(
              FROM contacts c
              WHERE c.owner_id = $1
                AND ($3::uuid[] IS NULL OR c.id = ANY($3))
-               AND ($4::text IS NULL OR c.tags @> ARRAY[$4]::text[])
+               AND ($4::text[] IS NULL OR c.tags && $4::text[])
          )
          INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
          SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>', merge FROM chosen
@@ -94,7 +94,7 @@ pub async fn enqueue(
         task.owner.id(),
         task.id,
         ids,
-        tag,
+        tags,
         task.message_id_domain
     )
     .fetch_all(&mut *tx)

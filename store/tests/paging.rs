@@ -71,7 +71,7 @@ async fn walk(db: &PgPool, owner: Owner, sort: Sort, page: i64) -> Vec<Uuid> {
     let mut ids = Vec::new();
     let mut after: Option<After> = None;
     loop {
-        let query = ListQuery { sort, limit: page, after: after.as_ref(), search: None, tag: None };
+        let query = ListQuery { sort, limit: page, after: after.as_ref(), search: None, tag: None, backward: false };
         let listing = contacts::list(db, owner, &query).await.unwrap();
         assert!(listing.contacts.len() as i64 <= page);
         ids.extend(listing.contacts.iter().map(|c| c.id));
@@ -79,6 +79,25 @@ async fn walk(db: &PgPool, owner: Owner, sort: Sort, page: i64) -> Vec<Uuid> {
         assert!(ids.len() <= 10_000, "{sort:?} by {page}: the walk does not end");
         after = Some(next);
     }
+}
+
+/// The same list walked from its last page back to its first, by each page's `prev`.
+async fn walk_back(db: &PgPool, owner: Owner, sort: Sort, page: i64) -> Vec<Uuid> {
+    let mut pages: Vec<Vec<Uuid>> = Vec::new();
+    let mut before: Option<After> = None;
+    loop {
+        let query = ListQuery { sort, limit: page, after: before.as_ref(), search: None, tag: None, backward: true };
+        let listing = contacts::list(db, owner, &query).await.unwrap();
+        assert!(listing.contacts.len() as i64 <= page);
+        if before.is_some() {
+            assert!(listing.next.is_some(), "{sort:?}: a page before another has a next page");
+        }
+        pages.push(listing.contacts.iter().map(|c| c.id).collect());
+        let Some(prev) = listing.prev else { break };
+        assert!(pages.len() <= 10_000, "{sort:?} by {page}: the walk back does not end");
+        before = Some(prev);
+    }
+    pages.into_iter().rev().flatten().collect()
 }
 
 async fn check(db: &TestDb, names: Vec<String>) {
@@ -106,6 +125,8 @@ async fn check(db: &TestDb, names: Vec<String>) {
                     walked, whole,
                     "{sort:?}: pages of {page} walk the same order as pages of 1000; names {names:?}"
                 );
+                let back = walk_back(&db.pool, owner, sort, page).await;
+                assert_eq!(back, whole, "{sort:?}: pages of {page} walked back from the last; names {names:?}");
             }
             let seen: HashSet<Uuid> = whole.iter().copied().collect();
             assert_eq!(whole.len(), seen.len(), "{sort:?}: no contact twice; names {names:?}");
@@ -115,7 +136,7 @@ async fn check(db: &TestDb, names: Vec<String>) {
 }
 
 #[test]
-fn walking_every_page_of_every_sort_yields_each_contact_once_whatever_the_names() {
+fn walking_every_page_of_every_sort_either_way_yields_each_contact_once_whatever_the_names() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = runtime.block_on(TestDb::new("borcelle_paging_test"));
     let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });

@@ -33,7 +33,7 @@ async fn paging_reuses_one_cached_plan_per_sort() {
         let raw = format!("{key:?} descending={descending}");
         let (mut after, mut seen, mut pages) = (None::<After>, HashSet::new(), 0);
         loop {
-            let query = ListQuery { sort, limit: 50, after: after.as_ref(), search: None, tag: None };
+            let query = ListQuery { sort, limit: 50, after: after.as_ref(), search: None, tag: None, backward: false };
             let listing = contacts::list(&mut *conn, owner, &query).await.unwrap();
             assert!(listing.contacts.iter().all(|c| seen.insert(c.id)), "{raw}: no contact on two pages");
             pages += 1;
@@ -45,7 +45,7 @@ async fn paging_reuses_one_cached_plan_per_sort() {
     // Then the first page, again and again, as a user opening the contacts page does.
     for _ in 0..10 {
         let first = Sort { key: SortKey::Name, descending: false };
-        let query = ListQuery { sort: first, limit: 50, after: None, search: None, tag: None };
+        let query = ListQuery { sort: first, limit: 50, after: None, search: None, tag: None, backward: false };
         assert_eq!(contacts::list(&mut *conn, owner, &query).await.unwrap().contacts.len(), 50);
     }
     // The same connection's prepared statements: the next pages of each sort, and the first page.

@@ -110,6 +110,19 @@ fn classify(path: String, err: serde_json::Error) -> AppError {
     AppError::validation(field, message)
 }
 
+/// The body of a URL-encoded form (415 for any other type).
+async fn form_bytes(request: Request, state: &AppState) -> Result<Bytes, AppError> {
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(AppError::UnsupportedMediaType("a form (Content-Type: application/x-www-form-urlencoded)"));
+    }
+    read_body(request, state).await
+}
+
 /// A URL-encoded form body, with the same error rules as [`ApiJson`].
 pub struct FormBody<T>(pub T);
 
@@ -117,20 +130,38 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FormBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let is_form =
-            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
-                ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
-            });
-        if !is_form {
-            return Err(AppError::UnsupportedMediaType("a form (Content-Type: application/x-www-form-urlencoded)"));
-        }
-        let bytes = read_body(request, state).await?;
+        let bytes = form_bytes(request, state).await?;
         let deserializer = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(&bytes));
         serde_path_to_error::deserialize(deserializer).map(FormBody).map_err(|err| {
             let message = err.inner().to_string();
             let field = backticked(&message).map(str::to_owned).unwrap_or_else(|| err.path().to_string());
             AppError::validation(field, message)
         })
+    }
+}
+
+/// A URL-encoded form body as its pairs, in order: for forms that repeat a name (a checkbox per
+/// table row), which a struct cannot take.
+pub struct FormFields(pub Vec<(String, String)>);
+
+impl FormFields {
+    /// The first value of `name`, or "".
+    pub fn get(&self, name: &str) -> &str {
+        self.0.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+impl FromRequest<AppState> for FormFields {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = form_bytes(request, state).await?;
+        Ok(FormFields(url::form_urlencoded::parse(&bytes).into_owned().collect()))
     }
 }
 

@@ -53,6 +53,17 @@ pub struct ErrorDetail {
     /// With `duplicate_email`: the contact that already has this address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub existing_id: Option<Uuid>,
+    /// With `invalid_field` when several fields are wrong: each of them, in order (`field` and
+    /// `message` above are the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldErrorDetail>>,
+}
+
+/// One wrong field.
+#[derive(Serialize, ToSchema)]
+pub struct FieldErrorDetail {
+    pub field: String,
+    pub message: String,
 }
 
 /// A confirmation sentence.
@@ -73,7 +84,7 @@ pub struct MessageAnswer {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, FieldErrorDetail)),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "tokens", description = "Personal API tokens"),

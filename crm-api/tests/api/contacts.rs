@@ -108,6 +108,32 @@ async fn first_and_last_names_come_from_the_name_unless_given_and_survive_a_rena
 }
 
 #[tokio::test]
+async fn every_wrong_field_is_named_at_once_and_nothing_is_written() {
+    let mut app = spawn_app().await;
+    app.signed_in_user("typos@example.com").await;
+    let response = create(
+        &app,
+        json!({ "name": " ", "email": "not an address", "phone": "12 34", "company": "Fine Ltd", "tags": ["a,b"] }),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_field");
+    let fields: Vec<&str> =
+        body["error"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "email", "phone", "tags"], "each wrong field, in form order: {body}");
+    assert_eq!(body["error"]["field"], "name", "the first is also the single field older clients read");
+    assert!(body["error"]["errors"].as_array().unwrap().iter().all(|e| !e["message"].as_str().unwrap().is_empty()));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 0);
+
+    // One wrong field keeps the one-error shape.
+    let body: Value = create(&app, json!({ "name": "Ok", "email": "nope" })).await.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "email");
+    assert!(body["error"].get("errors").is_none(), "{body}");
+}
+
+#[tokio::test]
 async fn a_duplicate_email_is_a_409_naming_the_existing_contact() {
     let mut app = spawn_app().await;
     app.signed_in_user("dupes@example.com").await;

@@ -189,7 +189,15 @@ async fn a_note_is_written_sent_to_a_tag_and_its_progress_page_shows_the_result(
     assert_eq!(response.status(), 404, "the tag names no contact");
     assert!(response.text().await.unwrap().contains(r#"id="tag-error""#));
 
+    // The first POST shows the count and queues nothing; the confirmed one queues.
     let response = app.post_form(&format!("{note_url}/send"), &[("csrf_token", &csrf), ("tag", "club")]).await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Send “Club news” to 5 contacts?"), "the confirmation names the count: {html}");
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&app.db).await.unwrap();
+    assert_eq!(queued, 0, "nothing queued before the confirmation");
+    let response =
+        app.post_form(&format!("{note_url}/send"), &[("csrf_token", &csrf), ("tag", "club"), ("confirmed", "1")]).await;
     assert_eq!(response.status(), 303);
     let progress_url = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(progress_url.contains("?task="));

@@ -321,3 +321,144 @@ async fn a_message_composed_on_the_contact_page_shows_in_its_timeline() {
     assert!(page.contains("Kernel news") && page.contains("class=\"badge\">sent<"), "{page}");
     assert!(page.contains("1 attempt") && !page.contains("1 attempts"), "attempts are shown: {page}");
 }
+
+/// A bulk form: the action, the ticked ids, and more fields.
+fn bulk_form<'a>(
+    csrf: &'a str,
+    action: &'a str,
+    ids: &'a [String],
+    more: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![("csrf_token", csrf), ("action", action)];
+    form.extend(ids.iter().map(|id| ("id", id.as_str())));
+    form.extend_from_slice(more);
+    form
+}
+
+async fn tagged(app: &TestApp, owner: &str, tag: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c JOIN users u ON u.id = c.owner_id WHERE u.email = $1 AND $2 = ANY(c.tags)",
+    )
+    .bind(owner)
+    .bind(tag)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+async fn owned(app: &TestApp, owner: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM contacts c JOIN users u ON u.id = c.owner_id WHERE u.email = $1")
+        .bind(owner)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bulk_actions_confirm_the_count_first_and_never_touch_another_users_contacts() {
+    let (app, csrf) = signed_in("bulk@example.com").await;
+    let mine = seed_contacts(&app.db, "bulk@example.com", "mine", 12, "team").await;
+    app.verified_user("other@example.com", borcelle_store::users::Role::User).await;
+    let theirs = seed_contacts(&app.db, "other@example.com", "theirs", 3, "team").await;
+    let ticked: Vec<String> = mine[..10].iter().chain(&theirs).map(ToString::to_string).collect();
+
+    // Ten of mine and three of theirs ticked: the confirmation counts ten, and nothing changed yet.
+    let form = bulk_form(&csrf, "tag", &ticked, &[("scope", "selected"), ("label", " VIP ")]);
+    let response = app.post_form("/contacts/bulk", &form).await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Add the tag “vip” to 10 contacts?"), "{html}");
+    assert_eq!(tagged(&app, "bulk@example.com", "vip").await, 0, "nothing before the confirmation");
+
+    let mut confirmed = form.clone();
+    confirmed.push(("confirmed", "1"));
+    let response = app.post_form("/contacts/bulk", &confirmed).await;
+    assert_eq!(response.status(), 303);
+    assert!(location(&response).contains("done=tagged&n=10&of=10&label=vip"), "{}", location(&response));
+    assert_eq!(tagged(&app, "bulk@example.com", "vip").await, 10);
+    assert_eq!(tagged(&app, "other@example.com", "vip").await, 0, "another user's ids change nothing");
+    // Again: those who have it already are not counted as changed.
+    let response = app.post_form("/contacts/bulk", &confirmed).await;
+    assert!(location(&response).contains("n=0&of=10"), "{}", location(&response));
+    let html = app.get(&location(&response)).await.text().await.unwrap();
+    assert!(html.contains("Tag “vip” added to 0 contacts. The other 10 needed no change."), "{html}");
+    // The list counts the filter's contacts; a page size it does not offer is refused.
+    let html = app.get("/contacts?tag=vip").await.text().await.unwrap();
+    assert!(html.contains(r#"data-total="10""#), "{html}");
+    let response = app.get("/contacts?per=7").await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("per must be 25, 50 or 100"));
+
+    // Only their ids: nothing is selected, for any action.
+    let only_theirs: Vec<String> = theirs.iter().map(ToString::to_string).collect();
+    for action in ["tag", "untag", "delete", "email"] {
+        let form = bulk_form(&csrf, action, &only_theirs, &[("scope", "selected"), ("label", "x"), ("confirmed", "1")]);
+        let response = app.post_form("/contacts/bulk", &form).await;
+        assert_eq!(response.status(), 422, "{action}");
+        assert!(response.text().await.unwrap().contains("Nothing selected"), "{action}");
+    }
+    assert_eq!(owned(&app, "other@example.com").await, 3);
+
+    // All matching a search: mine1, mine10, mine11, mine12 (by email), confirmed with their count.
+    let all = [("scope", "all"), ("q", "MINE1")];
+    let html = app.post_form("/contacts/bulk", &bulk_form(&csrf, "delete", &[], &all)).await.text().await.unwrap();
+    assert!(html.contains("Delete 4 contacts?"), "{html}");
+    let mut form = bulk_form(&csrf, "delete", &[], &all);
+    form.push(("confirmed", "1"));
+    let response = app.post_form("/contacts/bulk", &form).await;
+    assert!(location(&response).contains("done=deleted&n=4&of=4"), "{}", location(&response));
+    assert_eq!(owned(&app, "bulk@example.com").await, 8);
+    assert_eq!(owned(&app, "other@example.com").await, 3, "their contacts match the search too, and stay");
+
+    // Bad input is a clear 4xx, never a 500: an unknown action, a malformed id, a missing tag.
+    let bad_id = ["not-an-id".to_owned()];
+    for (form, want) in [
+        (bulk_form(&csrf, "explode", &[], &[("scope", "all")]), "choose an action"),
+        (bulk_form(&csrf, "tag", &bad_id, &[("scope", "selected"), ("label", "x")]), "tick the contacts again"),
+        (bulk_form(&csrf, "tag", &[], &[("scope", "all"), ("label", "  ")]), "name the tag"),
+    ] {
+        let response = app.post_form("/contacts/bulk", &form).await;
+        assert_eq!(response.status(), 422, "{want}");
+        assert!(response.text().await.unwrap().contains(want), "{want}");
+    }
+}
+
+#[tokio::test]
+async fn emailing_selected_contacts_asks_for_the_text_then_the_count_then_queues_one_task() {
+    let (app, csrf) = signed_in("sender@example.com").await;
+    let mine = seed_contacts(&app.db, "sender@example.com", "to", 5, "team").await;
+    let ticked: Vec<String> = mine[..3].iter().map(ToString::to_string).collect();
+    let html = app
+        .post_form("/contacts/bulk", &bulk_form(&csrf, "email", &ticked, &[("scope", "selected")]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Email 3 contacts") && html.contains("name=\"subject\""), "the compose step: {html}");
+
+    // A template error is shown on its field, at the compose step.
+    let bad = [("scope", "selected"), ("step", "review"), ("subject", "Hi {{ contact.nope }}"), ("body", "x")];
+    let response = app.post_form("/contacts/bulk", &bulk_form(&csrf, "email", &ticked, &bad)).await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("id=\"subject-error\""));
+
+    let good =
+        [("scope", "selected"), ("step", "review"), ("subject", "Hi {{ contact.first_name }}"), ("body", "News.")];
+    let html = app.post_form("/contacts/bulk", &bulk_form(&csrf, "email", &ticked, &good)).await.text().await.unwrap();
+    assert!(html.contains("to 3 contacts?"), "{html}");
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&app.db).await.unwrap();
+    assert_eq!(queued, 0, "nothing queued before the confirmation");
+
+    let mut form = bulk_form(&csrf, "email", &ticked, &good);
+    form.push(("confirmed", "1"));
+    let response = app.post_form("/contacts/bulk", &form).await;
+    assert_eq!(response.status(), 303);
+    assert!(location(&response).contains("done=emailed&n=3&of=3"), "{}", location(&response));
+    let recipients: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT contact_id FROM messages ORDER BY contact_id").fetch_all(&app.db).await.unwrap();
+    let mut want = mine[..3].to_vec();
+    want.sort();
+    assert_eq!(recipients, want, "one ledger row per ticked contact, one task");
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&app.db).await.unwrap();
+    assert_eq!(tasks, 1);
+}

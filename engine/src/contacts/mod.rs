@@ -193,25 +193,89 @@ impl ContactInput {
     /// Checks and normalises the fields as given (a blank optional field is absent): what an
     /// edit stores.
     pub fn validate(self) -> Result<ContactFields, Error> {
+        // Every field is checked, so a form can show all its errors at once.
+        let mut errors = FieldErrors::default();
         // The name is the display name of the recipient's address: one line.
-        let name = validate::one_line("name", &self.name, NAME_MAX)?;
-        let email = validate::email("email", &self.email)?;
-        let phone = match self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            Some(raw) => Some(phone(raw)?),
-            None => None,
-        };
-        Ok(ContactFields {
-            name,
-            first_name: line("first_name", self.first_name.as_deref(), FIRST_NAME_MAX)?,
-            last_name: line("last_name", self.last_name.as_deref(), LAST_NAME_MAX)?,
-            email,
-            phone,
-            company: line("company", self.company.as_deref(), COMPANY_MAX)?,
-            address: text("address", self.address.as_deref(), ADDRESS_MAX)?,
-            tax_id: line("tax_id", self.tax_id.as_deref(), TAX_ID_MAX)?,
-            tags: tags(&self.tags)?,
-            notes: text("notes", self.notes.as_deref(), NOTES_MAX)?.unwrap_or_default(),
-        })
+        let name = errors.check(validate::one_line("name", &self.name, NAME_MAX));
+        let first_name = errors.check(line("first_name", self.first_name.as_deref(), FIRST_NAME_MAX));
+        let last_name = errors.check(line("last_name", self.last_name.as_deref(), LAST_NAME_MAX));
+        let email = errors.check(validate::email("email", &self.email));
+        let phone = errors.check(self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(phone).transpose());
+        let company = errors.check(line("company", self.company.as_deref(), COMPANY_MAX));
+        let address = errors.check(text("address", self.address.as_deref(), ADDRESS_MAX));
+        let tax_id = errors.check(line("tax_id", self.tax_id.as_deref(), TAX_ID_MAX));
+        let tags = errors.check(tags(&self.tags));
+        let notes = errors.check(text("notes", self.notes.as_deref(), NOTES_MAX));
+        match (name, first_name, last_name, email, phone, company, address, tax_id, tags, notes) {
+            (
+                Some(name),
+                Some(first_name),
+                Some(last_name),
+                Some(email),
+                Some(phone),
+                Some(company),
+                Some(address),
+                Some(tax_id),
+                Some(tags),
+                Some(notes),
+            ) => Ok(ContactFields {
+                name,
+                first_name,
+                last_name,
+                email,
+                phone,
+                company,
+                address,
+                tax_id,
+                tags,
+                notes: notes.unwrap_or_default(),
+            }),
+            _ => Err(errors.into_error()),
+        }
+    }
+}
+
+/// The field errors of one input, gathered check by check.
+#[derive(Default)]
+pub(crate) struct FieldErrors {
+    errors: Vec<(String, String)>,
+    /// An error that is not a field's (kept whole; the first one wins).
+    other: Option<Error>,
+}
+
+impl FieldErrors {
+    /// The checked value, or `None` with its error kept.
+    pub(crate) fn check<T>(&mut self, result: Result<T, Error>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(Error::Invalid { field, message }) => {
+                self.errors.push((field, message));
+                None
+            }
+            Err(Error::InvalidFields(errors)) => {
+                self.errors.extend(errors);
+                None
+            }
+            Err(other) => {
+                self.other.get_or_insert(other);
+                None
+            }
+        }
+    }
+
+    /// What failed: one field's error as [`Error::Invalid`], several as [`Error::InvalidFields`].
+    pub(crate) fn into_error(mut self) -> Error {
+        if let Some(other) = self.other {
+            return other;
+        }
+        match self.errors.len() {
+            0 => Error::internal("a check failed without saying why"),
+            1 => {
+                let (field, message) = self.errors.remove(0);
+                Error::Invalid { field, message }
+            }
+            _ => Error::InvalidFields(self.errors),
+        }
     }
 }
 

@@ -32,11 +32,15 @@ pub struct After {
     pub id: Uuid,
 }
 
-/// One page of contacts, and where the next one starts (`None` on the last page).
+/// One page of contacts, where the next one starts (`None` on the last page) and where the
+/// previous one ends (`None` on the first).
 #[derive(Debug)]
 pub struct Listing {
     pub contacts: Vec<Contact>,
     pub next: Option<After>,
+    /// The first row of this page: the page before ends just before it (a `backward` query
+    /// from here).
+    pub prev: Option<After>,
 }
 
 /// A listed row with the name sort key PostgreSQL ordered it by. The cursor must carry exactly
@@ -72,6 +76,34 @@ pub struct ListQuery<'a> {
     /// Matches name, email or company, anywhere (lower-cased).
     pub search: Option<&'a str>,
     pub tag: Option<&'a str>,
+    /// The page that ends just before `after` (the last page when there is no cursor), still
+    /// in the sort's order.
+    pub backward: bool,
+}
+
+/// Adds the filters of a list (or of a bulk action over "all matching") to a statement.
+pub(super) fn push_filters(sql: &mut QueryBuilder<Postgres>, search: Option<&str>, tag: Option<&str>) {
+    if let Some(tag) = tag {
+        sql.push(" AND tags @> ARRAY[").push_bind(tag.to_lowercase()).push("]::text[]");
+    }
+    if let Some(search) = search {
+        sql.push(" AND search LIKE ")
+            .push_bind(format!("%{}%", like_escape(&search.to_lowercase())))
+            .push(" ESCAPE '\\'");
+    }
+}
+
+/// How many contacts a list has in all (its filters, every page).
+pub async fn count(
+    db: impl PgExecutor<'_>,
+    owner: Owner,
+    search: Option<&str>,
+    tag: Option<&str>,
+) -> crate::Result<i64> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM contacts WHERE owner_id = ");
+    sql.push_bind(owner);
+    push_filters(&mut sql, search, tag);
+    Ok(sql.build_query_scalar::<i64>().fetch_one(db).await?)
 }
 
 /// One page in keyset order: rows strictly after the cursor, so inserts never shift or repeat rows,
@@ -83,7 +115,8 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
         SortKey::Created => ("created_at", true),
         SortKey::Updated => ("updated_at", true),
     };
-    let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+    // A backward page is read in the opposite order from its cursor, then turned round.
+    let (cmp, dir) = if query.sort.descending != query.backward { ("<", "DESC") } else { (">", "ASC") };
     let mut sql: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS}, lower(name) AS name_key FROM contacts WHERE owner_id = "));
     if query.tag.is_none() && query.search.is_none() {
@@ -96,14 +129,7 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     } else {
         sql.push_bind(owner);
     }
-    if let Some(tag) = query.tag {
-        sql.push(" AND tags @> ARRAY[").push_bind(tag.to_lowercase()).push("]::text[]");
-    }
-    if let Some(search) = query.search {
-        sql.push(" AND search LIKE ")
-            .push_bind(format!("%{}%", like_escape(&search.to_lowercase())))
-            .push(" ESCAPE '\\'");
-    }
+    push_filters(&mut sql, query.search, query.tag);
     if let Some(cursor) = query.after {
         // The cursor's values reach the index as sub-selects, which the planner cannot see into:
         // every page then costs the same to it, so PostgreSQL settles on one cached (generic)
@@ -130,11 +156,19 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     while let Some(row) = stream.try_next().await? {
         rows.push(row);
     }
-    // The extra row only says that there is a next page.
+    // The extra row only says that there is a page beyond (after it, or before it backward).
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next = if more { rows.last().map(|row| row.after(query.sort)) } else { None };
-    Ok(Listing { contacts: rows.into_iter().map(|row| row.contact).collect(), next })
+    let cursor = query.after.is_some();
+    let (next, prev) = if query.backward {
+        rows.reverse();
+        let next = if cursor { rows.last().map(|row| row.after(query.sort)) } else { None };
+        (next, if more { rows.first().map(|row| row.after(query.sort)) } else { None })
+    } else {
+        let next = if more { rows.last().map(|row| row.after(query.sort)) } else { None };
+        (next, if cursor { rows.first().map(|row| row.after(query.sort)) } else { None })
+    };
+    Ok(Listing { contacts: rows.into_iter().map(|row| row.contact).collect(), next, prev })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! Contacts. Every query is scoped by owner: another user's id is simply not found.
 
 mod autocomplete;
+mod bulk;
 mod list;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +12,8 @@ use uuid::Uuid;
 use crate::Owner;
 
 pub use autocomplete::{Suggestion, autocomplete};
-pub use list::{After, ListError, ListQuery, Listing, Sort, SortKey, list};
+pub use bulk::{Selection, add_tag, count_selected, delete_selected, last_emailed, remove_tag, selected_ids};
+pub use list::{After, ListError, ListQuery, Listing, Sort, SortKey, count, list};
 
 /// A contact's fields, checked and normalised (see the engine's contact rules), ready to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -208,7 +208,14 @@ pub async fn list(
     let search = optional(params.q.as_deref(), "q", 200)?;
     let tag = optional(params.tag.as_deref(), "tag", borcelle_engine::contacts::TAG_MAX)?;
     let after = cursor.as_ref().map(Cursor::after);
-    let query = ListQuery { sort, limit, after: after.as_ref(), search: search.as_deref(), tag: tag.as_deref() };
+    let query = ListQuery {
+        sort,
+        limit,
+        after: after.as_ref(),
+        search: search.as_deref(),
+        tag: tag.as_deref(),
+        backward: false,
+    };
     let mut conn = state.contact_pages.acquire().await?;
     let listed = contacts::list(&mut *conn, user.owner(), &query).await;
     conn.settle(match &listed {

@@ -107,7 +107,14 @@ pub async fn export(State(state): State<AppState>, CurrentUser(user): CurrentUse
         async move {
             let after = cursor?;
             let sort = Sort { key: SortKey::Name, descending: false };
-            let query = ListQuery { sort, limit: EXPORT_CHUNK, after: after.as_ref(), search: None, tag: None };
+            let query = ListQuery {
+                sort,
+                limit: EXPORT_CHUNK,
+                after: after.as_ref(),
+                search: None,
+                tag: None,
+                backward: false,
+            };
             let listing = match contacts::list(&db, owner, &query).await {
                 Ok(listing) => listing,
                 Err(err) => return Some((Err(std::io::Error::other(err)), None)),

@@ -128,8 +128,20 @@ async fn account_page(
     render(page, status)
 }
 
-pub async fn show(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
-    account_page(&state, &identity, FormState::default(), "", None, StatusCode::OK).await
+/// What the account page says after a change (a redirect's query).
+#[derive(Deserialize, Default)]
+pub struct AccountNotice {
+    revoked: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    notice: Result<axum::extract::Query<AccountNotice>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let revoked = notice.ok().is_some_and(|axum::extract::Query(n)| n.revoked.is_some());
+    let notice = if revoked { "Token revoked: it no longer works." } else { "" };
+    account_page(&state, &identity, FormState::default(), notice, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -191,7 +203,7 @@ pub async fn create_token(
 pub async fn revoke_token(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<ApiToken>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match api_tokens::delete(&state.db, identity.owner(), id.get()).await {
-        Ok(true) => Redirect::to("/account").into_response(),
+        Ok(true) => Redirect::to("/account?revoked=1").into_response(),
         Ok(false) => PageError::new(layout, AppError::not_found("token")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }

@@ -59,7 +59,9 @@ pub async fn register(
             StatusCode::OK,
         ),
         Err(
-            err @ (AppError::Domain(DomainError::Invalid { .. }) | AppError::Domain(DomainError::Throttled { .. })),
+            err @ (AppError::Domain(DomainError::Invalid { .. })
+            | AppError::Domain(DomainError::InvalidFields(_))
+            | AppError::Domain(DomainError::Throttled { .. })),
         ) => {
             let status = err.status();
             let form = values.with_error(&err, &["email", "display_name", "password"]);

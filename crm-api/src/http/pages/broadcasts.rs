@@ -96,8 +96,9 @@ async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &s
 /// What the list page says after a change (a redirect's query).
 #[derive(Deserialize, Default)]
 pub struct ListNotice {
-    /// The name of the broadcast just created.
+    /// The name of the broadcast just created, or cancelled.
     created: Option<String>,
+    cancelled: Option<String>,
 }
 
 pub async fn list(
@@ -105,9 +106,13 @@ pub async fn list(
     Admin(identity): Admin,
     notice: Result<Query<ListNotice>, QueryRejection>,
 ) -> Response {
-    let notice = match notice.ok().and_then(|Query(n)| n.created) {
-        Some(name) => format!("Broadcast {} created.", name.chars().take(253).collect::<String>()),
-        None => String::new(),
+    let short = |name: String| name.chars().take(253).collect::<String>();
+    let notice = match notice.ok().map(|Query(n)| n) {
+        Some(ListNotice { created: Some(name), .. }) => format!("Broadcast {} created.", short(name)),
+        Some(ListNotice { cancelled: Some(name), .. }) => {
+            format!("Broadcast {} cancelled: what was delivered stays, nothing more goes out.", short(name))
+        }
+        _ => String::new(),
     };
     page(&state, &identity, FormState::default(), &notice, StatusCode::OK).await
 }
@@ -261,7 +266,10 @@ pub async fn create(
 /// Cancels a broadcast: what is delivered stays, nothing more is.
 pub async fn cancel(State(state): State<AppState>, Admin(identity): Admin, name: Name<Broadcast>) -> Response {
     match state.schedules.delete(Scope::broadcasts(), name.as_str()).await {
-        Ok(()) => Redirect::to("/admin/broadcasts").into_response(),
+        Ok(()) => {
+            let query = serde_urlencoded::to_string([("cancelled", name.as_str())]).unwrap_or_default();
+            Redirect::to(&format!("/admin/broadcasts?{query}")).into_response()
+        }
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }
 }

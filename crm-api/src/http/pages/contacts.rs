@@ -1,12 +1,14 @@
-//! The contacts pages: the list (search with autocomplete, tag filter, sort, pages), a contact's
+//! The contacts pages: the table (search with autocomplete, tag filter, sort, pages, bulk actions), a contact's
 //! page (details, message timeline, compose), the create/edit/delete forms, and CSV import. They
 //! call the same contact rules ([`borcelle_engine::contacts`]) and queries as the JSON API.
 
+mod bulk;
 mod edit;
 mod import;
 mod list;
 mod show;
 
+pub use bulk::bulk;
 pub use edit::{confirm_delete, create, delete, edit_form, new_form, update};
 pub use import::{IMPORT_BODY_MAX, import, import_form};
 pub use list::list;

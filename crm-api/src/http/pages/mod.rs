@@ -59,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/reminders/{name}/delete", post(reminders::delete))
         .route("/contacts", get(contacts::list))
         .route("/contacts/new", get(contacts::new_form).post(contacts::create))
+        .route("/contacts/bulk", post(contacts::bulk))
         .route(
             "/contacts/import",
             get(contacts::import_form)
@@ -112,6 +113,9 @@ pub fn spec_error_on_form(err: AppError, fields: &[(&str, &'static str)]) -> App
         AppError::Domain(DomainError::Invalid { field, message }) => {
             AppError::validation(on_form(&field, fields), message)
         }
+        AppError::Domain(DomainError::InvalidFields(errors)) => AppError::Domain(DomainError::InvalidFields(
+            errors.into_iter().map(|(field, message)| (on_form(&field, fields), message)).collect(),
+        )),
         // Something the owner does not have (a contact, a tag): shown at its field too.
         AppError::Domain(DomainError::NothingNamed { field, message }) => {
             AppError::validation(on_form(field, fields), message)
@@ -120,12 +124,14 @@ pub fn spec_error_on_form(err: AppError, fields: &[(&str, &'static str)]) -> App
     }
 }
 
-/// Submitted values and the error to show, if any.
+/// Submitted values and the errors to show: each next to its field, or one at the top.
 #[derive(Default)]
 pub struct FormState {
     values: HashMap<&'static str, String>,
-    field: String,
-    message: String,
+    /// `(field, message)` for every wrong field the form has.
+    errors: Vec<(String, String)>,
+    /// What is not about one of the form's fields.
+    general: String,
 }
 
 impl FormState {
@@ -139,13 +145,24 @@ impl FormState {
         values.iter().fold(self, |form, (name, value)| form.with_value(name, value))
     }
 
-    /// Places an error next to its field when the form has that field, else at the top.
+    /// Places each of the error's field errors next to its field when the form has that field;
+    /// the rest (or an error without a field) is said at the top.
     pub fn with_error(mut self, err: &AppError, fields: &[&str]) -> Self {
-        match err.field() {
-            Some(field) if fields.contains(&field) => self.field = field.to_owned(),
-            _ => self.field.clear(),
+        self.errors.clear();
+        self.general.clear();
+        let mut elsewhere = Vec::new();
+        for (field, message) in err.field_errors() {
+            if fields.contains(&field) {
+                self.errors.push((field.to_owned(), message));
+            } else {
+                elsewhere.push(message);
+            }
         }
-        self.message = err.message();
+        if self.errors.is_empty() && elsewhere.is_empty() {
+            self.general = err.message();
+        } else {
+            self.general = elsewhere.join("; ");
+        }
         self
     }
 
@@ -154,11 +171,16 @@ impl FormState {
     }
 
     pub fn err(&self, name: &str) -> &str {
-        if self.field == name { &self.message } else { "" }
+        self.errors.iter().find(|(field, _)| field == name).map_or("", |(_, message)| message.as_str())
     }
 
     pub fn general(&self) -> &str {
-        if self.field.is_empty() { &self.message } else { "" }
+        &self.general
+    }
+
+    /// How many fields are wrong (the form's summary says so when there are several).
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
     }
 }
 

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use borcelle_engine::Error as DomainError;
-use borcelle_engine::messaging::{self, Outgoing, RecipientsInput};
+use borcelle_engine::messaging::{self, Chosen, Outgoing, RecipientsInput};
+use borcelle_store::contacts::{self, Selection};
 use borcelle_store::notes::{self, Note};
 use borcelle_store::tasks::Task;
 use borcelle_store::{messages, tasks};
@@ -30,6 +31,7 @@ struct NotesPage {
     layout: Layout,
     notes: Vec<Note>,
     form: FormState,
+    notice: &'static str,
 }
 
 #[derive(Template)]
@@ -42,16 +44,34 @@ struct NotePage {
     task: Option<Task>,
 }
 
-async fn list_page(state: &AppState, identity: &Identity, form: FormState, status: StatusCode) -> Response {
+async fn list_page(
+    state: &AppState,
+    identity: &Identity,
+    form: FormState,
+    notice: &'static str,
+    status: StatusCode,
+) -> Response {
     let layout = Layout::new(state, Some(identity));
     match notes::list(&state.db, identity.owner(), SHOWN).await {
-        Ok(notes) => render(NotesPage { layout, notes, form }, status),
+        Ok(notes) => render(NotesPage { layout, notes, form, notice }, status),
         Err(err) => PageError::new(layout, err).into_response(),
     }
 }
 
-pub async fn list(State(state): State<AppState>, PageUser(identity): PageUser) -> Response {
-    list_page(&state, &identity, FormState::default(), StatusCode::OK).await
+/// What the list says after a change (a redirect's query).
+#[derive(Deserialize, Default)]
+pub struct ListNotice {
+    deleted: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    notice: Result<Query<ListNotice>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let deleted = notice.ok().is_some_and(|Query(n)| n.deleted.is_some());
+    let notice = if deleted { "Note deleted." } else { "" };
+    list_page(&state, &identity, FormState::default(), notice, StatusCode::OK).await
 }
 
 #[derive(Deserialize, Default)]
@@ -77,7 +97,7 @@ pub async fn create(
         Ok(note) => Redirect::to(&format!("/notes/{}", note.id)).into_response(),
         Err(err) => {
             let values = FormState::default().with_value("title", &form.title).with_value("body", &form.body);
-            list_page(&state, &identity, values.with_error(&err, &["title", "body"]), err.status()).await
+            list_page(&state, &identity, values.with_error(&err, &["title", "body"]), "", err.status()).await
         }
     }
 }
@@ -151,7 +171,7 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, id: Id<Note>) -> Response {
     let layout = Layout::new(&state, Some(&identity));
     match notes::delete(&state.db, identity.owner(), id.get()).await {
-        Ok(true) => Redirect::to("/notes").into_response(),
+        Ok(true) => Redirect::to("/notes?deleted=1").into_response(),
         Ok(false) => PageError::new(layout, AppError::not_found("note")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
     }
@@ -159,12 +179,15 @@ pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser,
 
 #[derive(Deserialize, Default)]
 pub struct SendForm {
-    /// Every contact with this tag…
+    /// Every contact with one of these tags (comma-separated)…
     #[serde(default)]
     tag: String,
     /// …or these contacts, picked with the autocomplete (comma-separated ids).
     #[serde(default)]
     contact_ids: String,
+    /// `1` once the sender has seen the recipient count.
+    #[serde(default)]
+    confirmed: String,
 }
 
 pub async fn send(
@@ -173,8 +196,9 @@ pub async fn send(
     id: Id<Note>,
     FormBody(form): FormBody<SendForm>,
 ) -> Response {
+    let owner = identity.owner();
     let result = async {
-        let note = notes::get(&state.db, identity.owner(), id.get()).await?.ok_or(AppError::not_found("note"))?;
+        let note = notes::get(&state.db, owner, id.get()).await?.ok_or(AppError::not_found("note"))?;
         let ids: Vec<Uuid> = form
             .contact_ids
             .split(',')
@@ -182,8 +206,25 @@ pub async fn send(
             .filter(|s| !s.is_empty())
             .map(|s| s.parse().map_err(|_| AppError::validation("contact_ids", "pick contacts from the suggestions")))
             .collect::<Result<_, _>>()?;
-        let tag = Some(form.tag.trim().to_owned()).filter(|t| !t.is_empty());
-        let recipients = RecipientsInput { contact_ids: (!ids.is_empty()).then_some(ids), tag }.validate()?;
+        let recipients = if ids.is_empty() && !form.tag.trim().is_empty() {
+            Chosen::tags(&form.tag, "tag")?
+        } else {
+            RecipientsInput { contact_ids: (!ids.is_empty()).then_some(ids), tag: None }.validate()?
+        };
+        // Nothing is queued before the sender has seen how many contacts it goes to.
+        if form.confirmed != "1" {
+            let count = match &recipients {
+                Chosen::Contacts(ids) => contacts::count_owned(&state.db, owner, ids).await?,
+                Chosen::Tags(tags) => contacts::count_selected(&state.db, owner, Selection::AnyTag(tags)).await?,
+            };
+            if count == 0 {
+                return Err(AppError::Domain(DomainError::NothingNamed {
+                    field: "tag",
+                    message: "no contact has this tag (or any of these tags)".into(),
+                }));
+            }
+            return Ok(Sent::Confirm(note, count));
+        }
         let outgoing = Outgoing {
             kind: "note",
             note_id: Some(note.id),
@@ -192,12 +233,18 @@ pub async fn send(
             recipients,
             attachment_ids: &[],
         };
-        let queued = state.messaging.send(identity.owner(), outgoing).await?;
-        Ok::<_, AppError>((note.id, queued.task_id))
+        let queued = state.messaging.send(owner, outgoing).await?;
+        Ok::<_, AppError>(Sent::Queued(note.id, queued.task_id))
     }
     .await;
     match result {
-        Ok((note, task)) => Redirect::to(&format!("/notes/{note}?task={task}")).into_response(),
+        Ok(Sent::Queued(note, task)) => Redirect::to(&format!("/notes/{note}?task={task}")).into_response(),
+        Ok(Sent::Confirm(note, count)) => {
+            let layout = Layout::new(&state, Some(&identity));
+            let page =
+                ConfirmSend { layout, note, count, tag: form.tag.trim().to_owned(), contact_ids: form.contact_ids };
+            render(page, StatusCode::OK)
+        }
         Err(err @ AppError::Domain(DomainError::NotFound("note"))) => {
             PageError::new(Layout::new(&state, Some(&identity)), err).into_response()
         }
@@ -205,6 +252,29 @@ pub async fn send(
             let send = FormState::default().with_value("tag", &form.tag).with_error(&err, &["tag", "contact_ids"]);
             note_page(&state, &identity, &id, None, FormState::default(), send, err.status()).await
         }
+    }
+}
+
+/// What a send form led to: the confirmation (with the recipient count), or a queued send.
+enum Sent {
+    Confirm(Note, i64),
+    Queued(Uuid, Uuid),
+}
+
+/// "Send this note to N contacts?": the second, deliberate POST queues it.
+#[derive(Template)]
+#[template(path = "pages/note_send.html")]
+struct ConfirmSend {
+    layout: Layout,
+    note: Note,
+    count: i64,
+    tag: String,
+    contact_ids: String,
+}
+
+impl ConfirmSend {
+    fn contacts(&self) -> String {
+        if self.count == 1 { "1 contact".to_owned() } else { format!("{} contacts", self.count) }
     }
 }
 

@@ -128,8 +128,12 @@ async fn page(state: &AppState, identity: &Identity, form: FormState, notice: &s
 /// What the list page says after a change (a redirect's query).
 #[derive(Deserialize, Default)]
 pub struct ListNotice {
-    /// The name of the reminder just created.
+    /// The name of the reminder just created…
     created: Option<String>,
+    /// …deleted, suspended or resumed.
+    deleted: Option<String>,
+    suspended: Option<String>,
+    resumed: Option<String>,
 }
 
 pub async fn list(
@@ -137,9 +141,15 @@ pub async fn list(
     PageUser(identity): PageUser,
     notice: Result<Query<ListNotice>, QueryRejection>,
 ) -> Response {
-    let notice = match notice.ok().and_then(|Query(n)| n.created) {
-        Some(name) => format!("Reminder {} created.", name.chars().take(253).collect::<String>()),
-        None => String::new(),
+    let short = |name: String| name.chars().take(253).collect::<String>();
+    let notice = match notice.ok().map(|Query(n)| n) {
+        Some(ListNotice { created: Some(name), .. }) => format!("Reminder {} created.", short(name)),
+        Some(ListNotice { deleted: Some(name), .. }) => format!("Reminder {} deleted.", short(name)),
+        Some(ListNotice { suspended: Some(name), .. }) => {
+            format!("Reminder {} suspended: it runs again once resumed.", short(name))
+        }
+        Some(ListNotice { resumed: Some(name), .. }) => format!("Reminder {} resumed.", short(name)),
+        _ => String::new(),
     };
     page(&state, &identity, FormState::default(), &notice, StatusCode::OK).await
 }
@@ -259,25 +269,31 @@ pub async fn create(
     }
 }
 
-async fn change(state: &AppState, identity: &Identity, name: &str, patch: Value) -> Response {
+/// The list again, saying what was done to the reminder (`deleted=name`).
+fn done(what: &str, name: &str) -> Response {
+    let query = serde_urlencoded::to_string([(what, name)]).unwrap_or_default();
+    Redirect::to(&format!("/reminders?{query}")).into_response()
+}
+
+async fn change(state: &AppState, identity: &Identity, name: &str, patch: Value, what: &str) -> Response {
     let scope = Scope::reminders(identity.owner());
     match state.schedules.patch(scope, &caller(identity), name, &patch).await {
-        Ok(_) => Redirect::to("/reminders").into_response(),
+        Ok(_) => done(what, name),
         Err(err) => PageError::new(Layout::new(state, Some(identity)), err).into_response(),
     }
 }
 
 pub async fn suspend(State(state): State<AppState>, PageUser(identity): PageUser, name: Name<Reminder>) -> Response {
-    change(&state, &identity, name.as_str(), json!({ "suspend": true })).await
+    change(&state, &identity, name.as_str(), json!({ "suspend": true }), "suspended").await
 }
 
 pub async fn resume(State(state): State<AppState>, PageUser(identity): PageUser, name: Name<Reminder>) -> Response {
-    change(&state, &identity, name.as_str(), json!({ "suspend": false })).await
+    change(&state, &identity, name.as_str(), json!({ "suspend": false }), "resumed").await
 }
 
 pub async fn delete(State(state): State<AppState>, PageUser(identity): PageUser, name: Name<Reminder>) -> Response {
     match state.schedules.delete(Scope::reminders(identity.owner()), name.as_str()).await {
-        Ok(()) => Redirect::to("/reminders").into_response(),
+        Ok(()) => done("deleted", name.as_str()),
         Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }
 }

@@ -33,6 +33,22 @@ impl FormPage {
         }
     }
 
+    /// Each field's label, for the summary of what to fix.
+    fn labels(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("name", "Name"),
+            ("email", "Email"),
+            ("first_name", "First name"),
+            ("last_name", "Last name"),
+            ("phone", "Phone"),
+            ("company", "Company"),
+            ("tax_id", "Tax id"),
+            ("tags", "Tags"),
+            ("address", "Address"),
+            ("notes", "Notes"),
+        ]
+    }
+
     /// The first name's hint: on the create form, what empty names become.
     fn first_name_hint(&self) -> &'static str {
         if self.contact.is_some() { "" } else { "Leave first and last name empty to take them from the name" }

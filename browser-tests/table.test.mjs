@@ -1,0 +1,225 @@
+// (9) The contacts table (issue #16): bulk actions on selected rows, each confirmed by a page that
+//     names the count before anything changes; emailing selected contacts; pages over keyset
+//     cursors (first, previous, next, last, with the total); and a form with three wrong fields
+//     showing the three errors at once.
+
+import assert from "node:assert/strict";
+import { after, before } from "node:test";
+
+import { browserTest, snap, startStack, waitUntil } from "./harness.mjs";
+
+let stack;
+before(async () => { stack = await startStack(); });
+after(async () => { await stack?.close(); });
+
+/** Creates `n` contacts named `${prefix} 01`…, returns them in name order. */
+async function contacts(client, prefix, n, extra = {}) {
+  const made = [];
+  for (let i = 1; i <= n; i++) {
+    const number = String(i).padStart(2, "0");
+    made.push(await client.post("/contacts", {
+      name: `${prefix} ${number}`, email: `${prefix.toLowerCase()}${number}@example.com`, ...extra,
+    }, 201));
+  }
+  return made;
+}
+
+browserTest("bulk-tag 30 selected contacts after a confirmation with the count", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("tagger@example.com", { name: "Tia Tagger" });
+    const page = await open();
+    await stack.login(page, "tagger@example.com");
+    const client = await stack.api(page);
+    const made = await contacts(client, "Member", 35);
+
+    await page.goto("/contacts?per=50");
+    assert.equal((await page.locator("#total").textContent()).trim(), "35");
+    const boxes = page.locator('tbody input[type=checkbox][name="id"]');
+    assert.equal(await boxes.count(), 35);
+    for (let i = 0; i < 30; i++) await boxes.nth(i).check();
+    await page.getByRole("status").filter({ hasText: "30 selected" }).waitFor();
+    await page.getByLabel("Action").selectOption("tag");
+    await page.locator("#bulk-label").fill("VIP");
+    await snap(page, "contacts-table-selected");
+    await page.getByRole("button", { name: "Apply to 30 selected…" }).click();
+
+    // Nothing changed yet: the confirmation names the count.
+    await page.getByRole("heading", { level: 1, name: "Add the tag “vip” to 30 contacts?" }).waitFor();
+    assert.equal((await client.get("/contacts?tag=vip&limit=100")).contacts.length, 0, "nothing tagged before the confirmation");
+    await snap(page, "contacts-bulk-confirm");
+    await page.getByRole("button", { name: "Tag 30 contacts" }).click();
+    await page.getByRole("status").filter({ hasText: "Tag “vip” added to 30 contacts." }).waitFor();
+
+    const tagged = (await client.get("/contacts?tag=vip&limit=100")).contacts.map((c) => c.name).sort();
+    assert.deepEqual(tagged, made.slice(0, 30).map((c) => c.name), "exactly the 30 ticked contacts carry the tag");
+
+    // The tag filter is in the URL, with its count; removing the tag from all matching empties it.
+    await page.goto("/contacts?tag=vip");
+    assert.equal((await page.locator("#total").textContent()).trim(), "30");
+    await page.getByLabel("Action").selectOption("untag");
+    await page.locator("#bulk-label").fill("vip");
+    await page.getByRole("button", { name: "Apply to all 30 matching…" }).click();
+    await page.getByRole("heading", { level: 1, name: "Remove the tag “vip” from 30 contacts?" }).waitFor();
+    await page.getByRole("button", { name: "Untag 30 contacts" }).click();
+    await page.getByRole("status").filter({ hasText: "Tag “vip” removed from 30 contacts." }).waitFor();
+    assert.equal((await client.get("/contacts?tag=vip&limit=100")).contacts.length, 0);
+
+    // Deleting the 5 last after their confirmation.
+    await page.goto("/contacts?per=50");
+    for (let i = 30; i < 35; i++) await boxes.nth(i).check();
+    await page.getByLabel("Action").selectOption("delete");
+    await page.getByRole("button", { name: "Apply to 5 selected…" }).click();
+    await page.getByRole("heading", { level: 1, name: "Delete 5 contacts?" }).waitFor();
+    await page.getByRole("button", { name: "Delete 5 contacts" }).click();
+    await page.getByRole("status").filter({ hasText: "5 contacts deleted." }).waitFor();
+    assert.equal((await page.locator("#total").textContent()).trim(), "30");
+  });
+
+browserTest("email selected contacts after a confirmation with the count", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("mailer@example.com", { name: "Max Mailer" });
+    const page = await open();
+    await stack.login(page, "mailer@example.com");
+    const client = await stack.api(page);
+    const made = await contacts(client, "Reader", 4);
+
+    await page.goto("/contacts");
+    const boxes = page.locator('tbody input[type=checkbox][name="id"]');
+    for (let i = 0; i < 3; i++) await boxes.nth(i).check();
+    await page.getByLabel("Action").selectOption("email");
+    await page.getByRole("button", { name: "Apply to 3 selected…" }).click();
+
+    await page.getByRole("heading", { level: 1, name: "Email 3 contacts" }).waitFor();
+    await page.getByLabel("Subject").fill("Hello {{ contact.first_name }}");
+    await page.getByLabel("Message", { exact: true }).fill("Dear {{ contact.name }}, see you soon.");
+    await page.getByRole("button", { name: "Review" }).click();
+    await page.getByRole("heading", { level: 1, name: "Send “Hello {{ contact.first_name }}” to 3 contacts?" }).waitFor();
+    await snap(page, "contacts-email-confirm");
+    assert.equal((await stack.mail.messages()).filter((m) => m.recipients.some((r) => r.startsWith("reader"))).length, 0,
+      "nothing is sent before the confirmation");
+    await page.getByRole("button", { name: "Send to 3 contacts" }).click();
+    await page.getByRole("status").filter({ hasText: "to 3 contacts" }).waitFor();
+
+    let mail = [];
+    await waitUntil("three personalised mails", async () => {
+      mail = (await stack.mail.messages()).filter((m) => m.recipients.some((r) => r.startsWith("reader")));
+      return mail.length >= 3;
+    }, 30000);
+    const subjects = mail.map((m) => [m.recipients[0], m.subject]).sort();
+    assert.deepEqual(subjects, [
+      ["reader01@example.com", "Hello Reader"],
+      ["reader02@example.com", "Hello Reader"],
+      ["reader03@example.com", "Hello Reader"],
+    ]);
+    const fourth = mail.find((m) => m.recipients.includes(made[3].email));
+    assert.equal(fourth, undefined, "the contact not ticked gets nothing");
+    assert.ok(mail.find((m) => m.recipients.includes("reader02@example.com")).plain.startsWith("Dear Reader 02,"));
+  });
+
+browserTest("the table pages forward and back with the total, first and last", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("pager@example.com", { name: "Pat Pager" });
+    const page = await open();
+    await stack.login(page, "pager@example.com");
+    const made = await contacts(await stack.api(page), "Row", 60);
+    const names = async () => page.locator("tbody a.name").allTextContents();
+    const pageOf = async () => (await page.locator(".page-of").textContent()).trim();
+
+    await page.goto("/contacts");
+    assert.equal(await pageOf(), "1–25 of 60 · page 1 of 3");
+    assert.deepEqual(await names(), made.slice(0, 25).map((c) => c.name));
+    await page.getByRole("link", { name: "Last" }).click();
+    assert.equal(await pageOf(), "51–60 of 60 · page 3 of 3");
+    assert.deepEqual(await names(), made.slice(50).map((c) => c.name));
+    await page.getByRole("link", { name: "Previous" }).click();
+    assert.equal(await pageOf(), "26–50 of 60 · page 2 of 3");
+    assert.deepEqual(await names(), made.slice(25, 50).map((c) => c.name));
+    await page.getByRole("link", { name: "Next" }).click();
+    assert.deepEqual(await names(), made.slice(50).map((c) => c.name));
+    await page.getByRole("link", { name: "First" }).click();
+    assert.equal(await pageOf(), "1–25 of 60 · page 1 of 3");
+
+    // Sorting by the Name heading, then again for Z to A.
+    await page.getByRole("link", { name: "Name", exact: true }).click();
+    assert.equal(await page.locator('th[aria-sort="descending"]').count(), 1);
+    assert.equal((await names())[0], "Row 60");
+    await snap(page, "contacts-table");
+  });
+
+browserTest("a contact form with three wrong fields shows the three errors at once", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("typo@example.com", { name: "Ty Po" });
+    const page = await open();
+    await stack.login(page, "typo@example.com");
+    await page.goto("/contacts/new");
+    await page.getByLabel("Name", { exact: true }).fill("   ");
+    await page.getByLabel("Email").fill("not an address");
+    await page.getByLabel("Phone").fill("12 34");
+    await page.getByLabel("Company").fill("Kept Ltd");
+    await page.getByRole("button", { name: "Create contact" }).click();
+
+    await page.getByRole("alert").filter({ hasText: "3 fields need fixing" }).waitFor();
+    for (const field of ["name", "email", "phone"]) {
+      const error = page.locator(`#${field}-error`);
+      assert.ok((await error.textContent()).trim().length > 0, `an error under ${field}`);
+      assert.equal(await page.locator(`#${field}`).getAttribute("aria-invalid"), "true");
+    }
+    assert.equal(await page.locator("p.error").count(), 3, "three errors, no more");
+    assert.equal(await page.getByLabel("Company").inputValue(), "Kept Ltd", "what was typed stays");
+    await snap(page, "contact-three-errors");
+  });
+
+browserTest("every delete and cancel asks first, and says when it is done", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("tidy@example.com", { name: "Tid Y", admin: true });
+    const page = await open();
+    await stack.login(page, "tidy@example.com");
+    const client = await stack.api(page);
+    await client.post("/contacts", { name: "Home Body", email: "home@example.com", tags: ["home"] }, 201);
+    const note = await client.post("/notes", { title: "Old news", body: "Gone soon." }, 201);
+    await client.post("/reminders", {
+      name: "weekly-call",
+      spec: { recipients: { tag: "home" }, subject: "Weekly call", body: "Tomorrow at ten.", schedule: "0 9 * * 1", timeZone: "Europe/Paris" },
+    }, 201);
+    await client.post("/admin/broadcasts", {
+      name: "maintenance",
+      spec: { title: "Maintenance", message: "Read-only tonight.", severity: "warning", at: new Date(Date.now() + 86400000).toISOString() },
+    }, 201);
+
+    // Each dialog is answered in turn: the first "no" changes nothing, the next "yes" goes on.
+    const questions = [];
+    let answer = false;
+    page.on("dialog", async (dialog) => {
+      questions.push(dialog.message());
+      if (answer) await dialog.accept(); else await dialog.dismiss();
+    });
+
+    /** Clicks `button`: refused once (nothing happens), then accepted; waits for `notice`. */
+    async function confirmed(button, question, notice) {
+      answer = false;
+      await button.click();
+      await waitUntil(`the question ${question}`, async () => questions.at(-1)?.includes(question));
+      assert.equal(await button.isVisible(), true, "a refused confirmation leaves the page as it was");
+      answer = true;
+      await Promise.all([page.waitForEvent("load"), button.click()]);
+      await page.getByRole("status").filter({ hasText: notice }).waitFor();
+    }
+
+    await page.goto(`/notes/${note.id}`);
+    await confirmed(page.getByRole("button", { name: "Delete this note" }), "Delete the note “Old news”", "Note deleted.");
+    assert.equal((await client.get("/notes")).notes.length, 0);
+
+    await page.goto("/reminders");
+    await confirmed(page.getByRole("button", { name: "Delete weekly-call" }), "Delete the reminder “weekly-call”", "Reminder weekly-call deleted.");
+
+    await page.goto("/admin/broadcasts");
+    await confirmed(page.getByRole("button", { name: "Cancel broadcast maintenance" }), "Cancel the broadcast “maintenance”",
+      "Broadcast maintenance cancelled");
+
+    await page.goto("/account");
+    await page.getByLabel("Token name").fill("script");
+    await page.getByRole("button", { name: "Create token" }).click();
+    await page.goto("/account");
+    await confirmed(page.getByRole("button", { name: "Revoke" }), "Revoke the token “script”", "Token revoked");
+    assert.equal(questions.length, 8, questions.join("\n"));
+  });
