@@ -57,7 +57,7 @@ browserTest("every main page has no serious or critical accessibility violation,
     }, 201);
 
     const pages = [
-      "/", "/contacts", `/contacts/${ada.id}`, "/contacts/new", "/contacts/import", "/notes", `/notes/${note.id}`,
+      "/", "/contacts", `/contacts/${ada.id}`, "/contacts/new", "/contacts/import", "/messages", "/notes", `/notes/${note.id}`,
       "/reminders", "/notifications", "/account", "/admin/broadcasts", "/admin/users",
     ];
     const problems = [];

@@ -1,7 +1,8 @@
-// (9) The contacts table (issue #16): bulk actions on selected rows, each confirmed by a page that
-//     names the count before anything changes; emailing selected contacts; pages over keyset
-//     cursors (first, previous, next, last, with the total); and a form with three wrong fields
-//     showing the three errors at once.
+// (9) The contacts table and the consistency rules (issue #16): bulk actions on selected rows,
+//     each confirmed by a page that names the count before anything changes; emailing selected
+//     contacts; pages over keyset cursors (first, previous, next, last, with the total); a form
+//     with three wrong fields showing the three errors at once; every delete and cancel asked
+//     first and noticed after; one time format in the account's zone or else the browser's.
 
 import assert from "node:assert/strict";
 import { after, before } from "node:test";
@@ -222,4 +223,96 @@ browserTest("every delete and cancel asks first, and says when it is done", () =
     await page.goto("/account");
     await confirmed(page.getByRole("button", { name: "Revoke" }), "Revoke the token “script”", "Token revoked");
     assert.equal(questions.length, 8, questions.join("\n"));
+  });
+
+browserTest("times show in one format, in the browser's zone until the account sets one, exact on hover", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("zoned@example.com", { name: "Zoe Zoned" });
+    const page = await open({ timezoneId: "America/New_York" });
+    await stack.login(page, "zoned@example.com");
+    const { id } = await (await stack.api(page)).post("/contacts", { name: "Tim Zone", email: "tim@example.com" }, 201);
+
+    const added = page.locator("dl.meta time").first();
+    /** The contact's "Added" time as shown and as hovered, and what it should read in `zone`. */
+    async function shown(zone) {
+      await page.goto(`/contacts/${id}`);
+      const instant = await added.getAttribute("datetime");
+      const expected = await page.evaluate(([at, tz]) => new Intl.DateTimeFormat(undefined, {
+        timeZone: tz, weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+      }).format(new Date(at)), [instant, zone]);
+      return { text: (await added.textContent()).trim(), title: await added.getAttribute("title"), expected };
+    }
+
+    let seen = await shown("America/New_York");
+    assert.equal(seen.text, seen.expected, "the browser's zone by default");
+    assert.match(seen.title, /Eastern (Standard|Daylight) Time/, "the exact time on hover names the zone");
+    assert.match(seen.title, /\d{1,2}:\d{2}:\d{2}/, "with seconds");
+
+    // A zone that does not exist is refused, saying what to type.
+    await page.goto("/account");
+    await page.getByLabel("Show times in").fill("Mars/Olympus");
+    await page.getByRole("button", { name: "Save time zone" }).click();
+    await page.locator("#time_zone-error").filter({ hasText: "is not a time zone" }).waitFor();
+
+    await page.getByLabel("Show times in").fill("Asia/Tokyo");
+    await page.getByRole("button", { name: "Save time zone" }).click();
+    await page.getByRole("status").filter({ hasText: "Times now show in Asia/Tokyo." }).waitFor();
+    seen = await shown("Asia/Tokyo");
+    assert.equal(seen.text, seen.expected, "the account's zone wins over the browser's");
+    assert.match(seen.title, /Japan Standard Time/);
+
+    // The table and the timeline use the same format.
+    await page.goto("/contacts");
+    const updated = page.locator("tbody time").first();
+    const instant = await updated.getAttribute("datetime");
+    const expected = await page.evaluate((at) => new Intl.DateTimeFormat(undefined, {
+      timeZone: "Asia/Tokyo", weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+    }).format(new Date(at)), instant);
+    assert.equal((await updated.textContent()).trim(), expected);
+
+    // Emptied: the browser's again.
+    await page.goto("/account");
+    await page.getByLabel("Show times in").fill("");
+    await page.getByRole("button", { name: "Save time zone" }).click();
+    await page.getByRole("status").filter({ hasText: "this browser's time zone" }).waitFor();
+    seen = await shown("America/New_York");
+    assert.equal(seen.text, seen.expected);
+  });
+
+browserTest("the message history lists every send, filtered and paged, with filters in the URL", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("historian@example.com", { name: "Hal Historian" });
+    const page = await open();
+    await stack.login(page, "historian@example.com");
+    const client = await stack.api(page);
+    await contacts(client, "Crowd", 55, { tags: ["crowd"] });
+    await client.post("/messages", { tag: "crowd", subject: "Hello {{ contact.first_name }}", body: "Hi." }, 202);
+
+    await page.goto("/messages");
+    const rows = page.locator("tbody tr");
+    assert.equal(await rows.count(), 50, "a page of 50, newest first");
+    assert.match(await rows.first().textContent(), /Hello Crowd/, "the subject as its recipient got it");
+    await page.getByRole("link", { name: "Older" }).click();
+    assert.equal(await rows.count(), 5);
+    await page.getByRole("link", { name: "Newest" }).click();
+    assert.equal(await rows.count(), 50);
+
+    await page.getByLabel("Recipient").fill("crowd07@");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/to=crowd07%40/);
+    assert.equal(await rows.count(), 1);
+    assert.match(await rows.first().textContent(), /crowd07@example\.com/);
+    // The row links to the contact's conversation.
+    await rows.first().getByRole("link").click();
+    await page.waitForURL(/\/contacts\/[0-9a-f-]{36}#timeline$/);
+
+    await page.goto("/messages?kind=note");
+    await page.getByText("No messages here.").waitFor();
+    assert.equal(await page.getByLabel("Sent as").inputValue(), "note", "the filter shows as chosen");
+    const bad = await page.goto("/messages?status=lost");
+    assert.equal(bad.status(), 422);
+    await page.getByText("status must be one of").waitFor();
+    await snap(page, "messages-bad-filter");
+    await page.goto("/messages");
+    await snap(page, "messages");
   });

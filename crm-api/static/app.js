@@ -83,6 +83,12 @@ document.addEventListener("submit", function (e) {
     });
   }
 
+  // The account page names the zone an empty choice means.
+  var browserZone = document.getElementById("browser-zone");
+  if (browserZone) {
+    try { browserZone.textContent = " (" + Intl.DateTimeFormat().resolvedOptions().timeZone + ")"; } catch (e) { /* unnamed */ }
+  }
+
   window.borcelleTime = function (instant, zone) {
     try { return text(instant, zone) || instant; } catch (e) { return instant; }
   };

@@ -105,6 +105,50 @@ impl Error {
     }
 }
 
+/// The field errors of one input, gathered check by check.
+#[derive(Default)]
+pub(crate) struct FieldErrors {
+    errors: Vec<(String, String)>,
+    /// An error that is not a field's (kept whole; the first one wins).
+    other: Option<Error>,
+}
+
+impl FieldErrors {
+    /// The checked value, or `None` with its error kept.
+    pub(crate) fn check<T>(&mut self, result: Result<T, Error>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(Error::Invalid { field, message }) => {
+                self.errors.push((field, message));
+                None
+            }
+            Err(Error::InvalidFields(errors)) => {
+                self.errors.extend(errors);
+                None
+            }
+            Err(other) => {
+                self.other.get_or_insert(other);
+                None
+            }
+        }
+    }
+
+    /// What failed: one field's error as [`Error::Invalid`], several as [`Error::InvalidFields`].
+    pub(crate) fn into_error(mut self) -> Error {
+        if let Some(other) = self.other {
+            return other;
+        }
+        match self.errors.len() {
+            0 => Error::internal("a check failed without saying why"),
+            1 => {
+                let (field, message) = self.errors.remove(0);
+                Error::Invalid { field, message }
+            }
+            _ => Error::InvalidFields(self.errors),
+        }
+    }
+}
+
 impl From<borcelle_mail::TemplateError> for Error {
     fn from(err: borcelle_mail::TemplateError) -> Self {
         Error::Internal(Box::new(err))

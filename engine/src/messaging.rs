@@ -86,28 +86,39 @@ impl RecipientsInput {
 
 /// Checks a subject and body.
 pub fn content(subject: &str, body: &str, subject_field: &str, body_field: &str) -> Result<(String, String)> {
-    let sent = subject;
-    let subject = subject.trim();
+    // Both fields are checked, so a form shows both errors at once.
+    let mut errors = crate::error::FieldErrors::default();
+    let checked_subject = errors.check(check_subject(subject, subject_field));
+    let checked_body = errors.check(check_body(body, body_field));
+    let (Some(subject), Some(())) = (checked_subject, checked_body) else { return Err(errors.into_error()) };
+    merge_fields(subject, body, subject_field, body_field)?;
+    Ok((subject.to_owned(), body.to_owned()))
+}
+
+/// A subject: one line, trimmed, not empty, bounded.
+fn check_subject<'a>(sent: &'a str, field: &str) -> Result<&'a str> {
+    let subject = sent.trim();
     if subject.is_empty() && !sent.chars().any(char::is_control) {
-        return Err(Error::invalid(subject_field, format!("{subject_field} is required")));
+        return Err(Error::invalid(field, format!("{field} is required")));
     }
     if sent.chars().count() > SUBJECT_MAX || sent.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            subject_field,
-            format!("{subject_field} must be one line of at most {SUBJECT_MAX} characters"),
-        ));
+        return Err(Error::invalid(field, format!("{field} must be one line of at most {SUBJECT_MAX} characters")));
     }
+    Ok(subject)
+}
+
+/// A body: not blank, bounded, no control characters but line breaks and tabs.
+fn check_body(body: &str, field: &str) -> Result<()> {
     if body.trim().is_empty() {
-        return Err(Error::invalid(body_field, format!("{body_field} is required")));
+        return Err(Error::invalid(field, format!("{field} is required")));
     }
     if body.chars().count() > BODY_MAX || body.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
         return Err(Error::invalid(
-            body_field,
-            format!("{body_field} must be at most {BODY_MAX} characters, without control characters"),
+            field,
+            format!("{field} must be at most {BODY_MAX} characters, without control characters"),
         ));
     }
-    merge_fields(subject, body, subject_field, body_field)?;
-    Ok((subject.to_owned(), body.to_owned()))
+    Ok(())
 }
 
 /// Checks the merge fields of a subject and body (`{{ contact.first_name }}`…) when they are

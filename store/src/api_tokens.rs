@@ -91,6 +91,8 @@ pub async fn authenticate(db: impl PgExecutor<'_>, token_hash: &[u8]) -> crate::
                 email: r.email,
                 display_name: r.display_name,
                 role: Role::parse(&r.role),
+                // The JSON API answers times in UTC.
+                time_zone: None,
                 csrf_token: String::new(),
                 last_seen_at: r.now,
             },

@@ -255,6 +255,10 @@ pub struct HistoryFilter {
     pub status: Option<String>,
     pub contact_id: Option<Uuid>,
     pub task_id: Option<Uuid>,
+    /// The send's kind: `message`, `note`, `reminder` or `broadcast`.
+    pub kind: Option<String>,
+    /// Part of the recipient's address (lower case).
+    pub to: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Keyset cursor: rows created before this (time, id).
@@ -279,6 +283,14 @@ pub async fn history(db: impl PgExecutor<'_>, owner: Owner, filter: &HistoryFilt
     }
     if let Some(task) = filter.task_id {
         sql.push(" AND m.task_id = ").push_bind(task);
+    }
+    if let Some(kind) = &filter.kind {
+        sql.push(" AND t.kind = ").push_bind(kind.clone());
+    }
+    if let Some(to) = &filter.to {
+        sql.push(" AND m.to_email LIKE ")
+            .push_bind(format!("%{}%", crate::contacts::like_escape(to)))
+            .push(" ESCAPE '\\'");
     }
     if let Some(since) = filter.since {
         sql.push(" AND m.created_at >= ").push_bind(since);

@@ -13,6 +13,8 @@ pub struct ActiveSession {
     pub email: String,
     pub display_name: String,
     pub role: Role,
+    /// The account's time zone for pages (IANA), or none for the browser's.
+    pub time_zone: Option<String>,
     pub csrf_token: String,
     pub last_seen_at: DateTime<Utc>,
 }
@@ -57,7 +59,7 @@ pub async fn find_active(
     idle_secs: f64,
 ) -> crate::Result<Option<FoundSession>> {
     let row = sqlx::query!(
-        "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at, u.email, u.display_name, u.role
+        "SELECT s.user_id, s.csrf_token, s.last_seen_at, s.expires_at, u.email, u.display_name, u.role, u.time_zone
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.id_hash = $1 AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)",
         id_hash,
@@ -71,6 +73,7 @@ pub async fn find_active(
             email: r.email,
             display_name: r.display_name,
             role: Role::parse(&r.role),
+            time_zone: r.time_zone,
             csrf_token: r.csrf_token,
             last_seen_at: r.last_seen_at,
         },

@@ -136,6 +136,14 @@ pub async fn set_password(db: impl PgExecutor<'_>, id: Uuid, password_hash: &str
 }
 
 /// Sets the role of the account with this email; `false` when there is none.
+/// Sets the time zone an account's pages show times in (`None`: the browser's).
+pub async fn set_time_zone(db: impl PgExecutor<'_>, id: Uuid, time_zone: Option<&str>) -> crate::Result<bool> {
+    let updated = sqlx::query!("UPDATE users SET time_zone = $2, updated_at = now() WHERE id = $1", id, time_zone)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 pub async fn set_role(db: impl PgExecutor<'_>, email: &str, role: Role) -> crate::Result<bool> {
     let updated = sqlx::query!("UPDATE users SET role = $2, updated_at = now() WHERE email = $1", email, role.as_str())
         .execute(db)

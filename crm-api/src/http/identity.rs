@@ -41,6 +41,8 @@ pub struct Identity {
     pub email: String,
     pub display_name: String,
     pub role: Role,
+    /// The account's time zone for pages, when set.
+    pub time_zone: Option<String>,
     pub via: AuthVia,
 }
 
@@ -51,6 +53,7 @@ impl Identity {
             email: session.email,
             display_name: session.display_name,
             role: session.role,
+            time_zone: session.time_zone,
             via,
         }
     }

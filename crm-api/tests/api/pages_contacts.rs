@@ -462,3 +462,66 @@ async fn emailing_selected_contacts_asks_for_the_text_then_the_count_then_queues
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&app.db).await.unwrap();
     assert_eq!(tasks, 1);
 }
+
+#[tokio::test]
+async fn the_message_history_page_lists_only_the_users_own_messages_and_refuses_bad_filters() {
+    let (app, _csrf) = signed_in("history@example.com").await;
+    message_one_new_contact(&app).await;
+    let other = Browser::signed_in_user(&app, "nosy@example.com").await;
+
+    let html = app.get("/messages").await.text().await.unwrap();
+    assert!(html.contains("ada@example.com") && html.contains(">Hi<"), "the owner's message: {html}");
+    let theirs = other.get("/messages").await.text().await.unwrap();
+    assert!(!theirs.contains("ada@example.com"), "another user's history shows nothing of it");
+    assert!(theirs.contains("Nothing sent yet"));
+
+    let filtered = app.get("/messages?to=ADA%40&status=queued&kind=message").await.text().await.unwrap();
+    assert!(filtered.contains("ada@example.com"), "filters match, case folded: {filtered}");
+    let none = app.get("/messages?kind=note").await.text().await.unwrap();
+    assert!(none.contains("No messages here."));
+    for (query, want) in [
+        ("status=lost", "status must be one of"),
+        ("kind=fax", "kind must be one of"),
+        ("from=yesterday", "from must be a day like 2026-12-31"),
+        ("cursor=nonsense", "no page starts at this cursor"),
+    ] {
+        let response = app.get(&format!("/messages?{query}")).await;
+        assert!(response.status().is_client_error(), "{query}: {}", response.status());
+        assert!(response.text().await.unwrap().contains(want), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_account_time_zone_is_checked_saved_and_on_every_page_at_once() {
+    let (app, csrf) = signed_in("zone@example.com").await;
+    let html = app.get("/contacts").await.text().await.unwrap();
+    assert!(!html.contains("data-tz="), "no zone: the browser's");
+
+    let response = app.post_form("/account/time-zone", &[("csrf_token", &csrf), ("time_zone", "Mars/Olympus")]).await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("is not a time zone") && html.contains(r#"id="time_zone-error""#), "{html}");
+
+    let response = app.post_form("/account/time-zone", &[("csrf_token", &csrf), ("time_zone", " Asia/Tokyo ")]).await;
+    assert_eq!(response.status(), 303);
+    // The session was read (and cached) before: the next page has the new zone all the same.
+    let html = app.get(&location(&response)).await.text().await.unwrap();
+    assert!(html.contains("Times now show in Asia/Tokyo.") && html.contains(r#"data-tz="Asia/Tokyo""#), "{html}");
+    assert!(app.get("/contacts").await.text().await.unwrap().contains(r#"data-tz="Asia/Tokyo""#));
+
+    let response = app.post_form("/account/time-zone", &[("csrf_token", &csrf), ("time_zone", "")]).await;
+    assert_eq!(response.status(), 303);
+    assert!(!app.get("/contacts").await.text().await.unwrap().contains("data-tz="), "emptied: the browser's again");
+}
+
+#[tokio::test]
+async fn the_sign_up_form_shows_every_wrong_field_at_once() {
+    let app = spawn_app().await;
+    let form = [("email", "nope"), ("display_name", " "), ("password", "short")];
+    let response = app.post_form("/register", &form).await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    for field in ["email", "display_name", "password"] {
+        assert!(html.contains(&format!(r#"id="{field}-error""#)), "{field}: {html}");
+    }
+}

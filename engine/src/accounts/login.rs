@@ -113,6 +113,8 @@ impl Accounts {
                 email: user.email,
                 display_name: user.display_name,
                 role: user.role,
+                // What this answer needs; each page reads the account's zone with the session.
+                time_zone: None,
                 csrf_token,
                 last_seen_at: chrono::Utc::now(),
             },

@@ -36,9 +36,14 @@ impl Accounts {
     /// unverified one gets a link that applies this registration's credentials when used. At most a
     /// few mails an hour go to one address, whichever branch sends them.
     pub async fn register(&self, input: RegisterInput, client: &ClientInfo) -> Result<()> {
-        let email = validate::email("email", &input.email)?;
-        let display_name = validate::display_name("display_name", &input.display_name)?;
-        validate::password("password", &input.password)?;
+        // Every field is checked, so the form shows all its errors at once.
+        let mut errors = crate::error::FieldErrors::default();
+        let email = errors.check(validate::email("email", &input.email));
+        let display_name = errors.check(validate::display_name("display_name", &input.display_name));
+        let password = errors.check(validate::password("password", &input.password));
+        let (Some(email), Some(display_name), Some(())) = (email, display_name, password) else {
+            return Err(errors.into_error());
+        };
         let auth = &self.settings;
         self.throttle(&format!("mail:ip:{}", client.ip), auth.mail_requests_per_ip).await?;
 

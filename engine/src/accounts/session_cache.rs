@@ -122,6 +122,7 @@ mod tests {
                 email: "someone@example.com".to_owned(),
                 display_name: "Someone".to_owned(),
                 role: Role::User,
+                time_zone: None,
                 csrf_token: "csrf".to_owned(),
                 last_seen_at: now - last_seen,
             },

@@ -194,7 +194,7 @@ impl ContactInput {
     /// edit stores.
     pub fn validate(self) -> Result<ContactFields, Error> {
         // Every field is checked, so a form can show all its errors at once.
-        let mut errors = FieldErrors::default();
+        let mut errors = crate::error::FieldErrors::default();
         // The name is the display name of the recipient's address: one line.
         let name = errors.check(validate::one_line("name", &self.name, NAME_MAX));
         let first_name = errors.check(line("first_name", self.first_name.as_deref(), FIRST_NAME_MAX));
@@ -231,50 +231,6 @@ impl ContactInput {
                 notes: notes.unwrap_or_default(),
             }),
             _ => Err(errors.into_error()),
-        }
-    }
-}
-
-/// The field errors of one input, gathered check by check.
-#[derive(Default)]
-pub(crate) struct FieldErrors {
-    errors: Vec<(String, String)>,
-    /// An error that is not a field's (kept whole; the first one wins).
-    other: Option<Error>,
-}
-
-impl FieldErrors {
-    /// The checked value, or `None` with its error kept.
-    pub(crate) fn check<T>(&mut self, result: Result<T, Error>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(Error::Invalid { field, message }) => {
-                self.errors.push((field, message));
-                None
-            }
-            Err(Error::InvalidFields(errors)) => {
-                self.errors.extend(errors);
-                None
-            }
-            Err(other) => {
-                self.other.get_or_insert(other);
-                None
-            }
-        }
-    }
-
-    /// What failed: one field's error as [`Error::Invalid`], several as [`Error::InvalidFields`].
-    pub(crate) fn into_error(mut self) -> Error {
-        if let Some(other) = self.other {
-            return other;
-        }
-        match self.errors.len() {
-            0 => Error::internal("a check failed without saying why"),
-            1 => {
-                let (field, message) = self.errors.remove(0);
-                Error::Invalid { field, message }
-            }
-            _ => Error::InvalidFields(self.errors),
         }
     }
 }

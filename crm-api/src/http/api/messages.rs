@@ -168,7 +168,7 @@ pub struct HistoryPage {
     next_cursor: Option<String>,
 }
 
-const STATUSES: [&str; 7] = ["queued", "sending", "sent", "retrying", "failed", "suppressed", "bounced"];
+pub const STATUSES: [&str; 7] = ["queued", "sending", "sent", "retrying", "failed", "suppressed", "bounced"];
 
 fn time(field: &str, raw: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
     raw.map(|raw| {
@@ -190,7 +190,13 @@ fn uuid_param(field: &str, raw: Option<&str>) -> AppResult<Option<Uuid>> {
     .transpose()
 }
 
-fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
+/// The cursor of the page after `last`.
+pub fn encode_cursor(last: &borcelle_store::messages::Message) -> String {
+    let at = last.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    URL_SAFE_NO_PAD.encode(format!("{at}|{}", last.id))
+}
+
+pub fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     let bad = || AppError::Domain(borcelle_engine::Error::UnknownCursor);
     let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
@@ -206,10 +212,7 @@ async fn history_page(state: &AppState, user: &Identity, filter: HistoryFilter) 
     messaging::personal_subjects(&mut rows, &sender);
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|last| {
-            let at = last.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            URL_SAFE_NO_PAD.encode(format!("{at}|{}", last.id))
-        })
+        rows.last().map(encode_cursor)
     } else {
         None
     };
@@ -228,6 +231,8 @@ fn filter_from(params: &HistoryParams) -> AppResult<HistoryFilter> {
         status,
         contact_id: uuid_param("contact_id", params.contact_id.as_deref())?,
         task_id: uuid_param("task_id", params.task_id.as_deref())?,
+        kind: None,
+        to: None,
         since: time("since", params.since.as_deref())?,
         until: time("until", params.until.as_deref())?,
         before: params.cursor.as_deref().filter(|c| !c.trim().is_empty()).map(decode_cursor).transpose()?,

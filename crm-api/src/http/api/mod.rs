@@ -5,7 +5,7 @@ mod auth;
 mod broadcasts;
 pub mod contacts;
 mod contacts_csv;
-mod messages;
+pub mod messages;
 mod notes;
 mod notifications;
 pub mod reminders;

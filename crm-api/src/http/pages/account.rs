@@ -17,6 +17,7 @@ use borcelle_store::api_tokens::{self, ApiToken};
 use borcelle_store::contacts;
 use borcelle_store::notifications::{self, Notification};
 use borcelle_store::tasks::{self, Task};
+use borcelle_store::users;
 
 #[derive(Template)]
 #[template(path = "pages/home.html")]
@@ -101,6 +102,9 @@ struct AccountPage {
     form: FormState,
     tokens: Vec<ApiToken>,
     new_secret: Option<String>,
+    /// The account's time zone ("" for the browser's) and every name it may take.
+    time_zone: String,
+    zones: Vec<&'static str>,
 }
 
 async fn account_page(
@@ -124,6 +128,8 @@ async fn account_page(
         form,
         tokens,
         new_secret,
+        time_zone: identity.time_zone.clone().unwrap_or_default(),
+        zones: borcelle_crds::schedule::time_zone_names().collect(),
     };
     render(page, status)
 }
@@ -132,6 +138,8 @@ async fn account_page(
 #[derive(Deserialize, Default)]
 pub struct AccountNotice {
     revoked: Option<String>,
+    /// The time zone just saved ("" for the browser's).
+    zone: Option<String>,
 }
 
 pub async fn show(
@@ -139,9 +147,17 @@ pub async fn show(
     PageUser(identity): PageUser,
     notice: Result<axum::extract::Query<AccountNotice>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let revoked = notice.ok().is_some_and(|axum::extract::Query(n)| n.revoked.is_some());
-    let notice = if revoked { "Token revoked: it no longer works." } else { "" };
-    account_page(&state, &identity, FormState::default(), notice, None, StatusCode::OK).await
+    let notice = match notice.ok().map(|axum::extract::Query(n)| n) {
+        Some(AccountNotice { revoked: Some(_), .. }) => "Token revoked: it no longer works.".to_owned(),
+        Some(AccountNotice { zone: Some(zone), .. }) if zone.is_empty() => {
+            "Times now show in this browser's time zone.".to_owned()
+        }
+        Some(AccountNotice { zone: Some(zone), .. }) => {
+            format!("Times now show in {}.", zone.chars().take(64).collect::<String>())
+        }
+        _ => String::new(),
+    };
+    account_page(&state, &identity, FormState::default(), &notice, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -206,5 +222,44 @@ pub async fn revoke_token(State(state): State<AppState>, PageUser(identity): Pag
         Ok(true) => Redirect::to("/account?revoked=1").into_response(),
         Ok(false) => PageError::new(layout, AppError::not_found("token")).into_response(),
         Err(err) => PageError::new(layout, err).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TimeZoneForm {
+    #[serde(default)]
+    time_zone: String,
+}
+
+/// Sets the time zone the account's pages show times in; empty means the browser's.
+pub async fn set_time_zone(
+    State(state): State<AppState>,
+    PageUser(identity): PageUser,
+    FormBody(form): FormBody<TimeZoneForm>,
+) -> Response {
+    let name = form.time_zone.trim();
+    let zone = if name.is_empty() {
+        None
+    } else {
+        match borcelle_crds::schedule::parse_time_zone(name) {
+            Ok(_) => Some(name),
+            Err(_) => {
+                let err = AppError::validation(
+                    "time_zone",
+                    format!("{name:?} is not a time zone: pick one from the list, like Europe/Paris"),
+                );
+                let form = FormState::default().with_value("time_zone", name).with_error(&err, &["time_zone"]);
+                return account_page(&state, &identity, form, "", None, err.status()).await;
+            }
+        }
+    };
+    match users::set_time_zone(&state.db, identity.user_id, zone).await {
+        Ok(_) => {
+            // Pages read the zone with the session: the cached one must not keep the old zone.
+            borcelle_engine::accounts::session_cache::process().forget_user(identity.user_id);
+            let query = serde_urlencoded::to_string([("zone", zone.unwrap_or_default())]).unwrap_or_default();
+            Redirect::to(&format!("/account?{query}")).into_response()
+        }
+        Err(err) => PageError::new(Layout::new(&state, Some(&identity)), err).into_response(),
     }
 }

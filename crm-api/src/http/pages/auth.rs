@@ -297,7 +297,13 @@ pub async fn reset(
         Ok(()) => {
             let cookie = cookies::clear_session_cookie(&state.settings.http);
             let notice = Notice {
-                layout: Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode, admin: false },
+                layout: Layout {
+                    user: None,
+                    csrf: String::new(),
+                    outbox: state.settings.dev_mode,
+                    admin: false,
+                    tz: String::new(),
+                },
                 heading: "Password changed".to_owned(),
                 text: "Your password is changed and every session is signed out. Log in with the new password."
                     .to_owned(),

@@ -40,6 +40,8 @@ struct Row {
     title: String,
     severity: String,
     when: String,
+    /// The instant of a one-off broadcast (RFC 3339), shown in the reader's zone; else "".
+    at: String,
     audience: String,
     phase: String,
     recipients: String,
@@ -58,9 +60,10 @@ fn text(value: &Value) -> String {
 fn row(view: ScheduleView) -> Row {
     let spec = &view.spec;
     let status = &view.status;
+    let at = spec.get("at").and_then(Value::as_str).unwrap_or_default().to_owned();
     let when = if let Some(schedule) = spec.get("schedule").and_then(Value::as_str) {
         format!("{schedule} ({})", spec.get("timeZone").and_then(Value::as_str).unwrap_or("UTC"))
-    } else if let Some(at) = spec.get("at").and_then(Value::as_str) {
+    } else if !at.is_empty() {
         format!("at {at}")
     } else {
         "at once".to_owned()
@@ -74,6 +77,7 @@ fn row(view: ScheduleView) -> Row {
         title: text(&spec["title"]),
         severity: spec["severity"].as_str().unwrap_or("info").to_owned(),
         when,
+        at,
         audience,
         phase: status["phase"].as_str().unwrap_or("Pending").to_owned(),
         recipients: text(&status["recipients"]),

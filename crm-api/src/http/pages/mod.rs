@@ -5,6 +5,7 @@ mod account;
 mod auth;
 mod broadcasts;
 mod contacts;
+mod messages;
 mod notes;
 mod notifications;
 mod outbox;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::show))
         .route("/account/password", post(account::change_password))
         .route("/account/tokens", post(account::create_token))
+        .route("/account/time-zone", post(account::set_time_zone))
         .route("/account/tokens/{id}/delete", post(account::revoke_token))
         .route("/notifications", get(notifications::list))
         .route("/notifications/{id}/read", post(notifications::mark_read))
@@ -48,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/broadcasts/{name}/delete", post(broadcasts::cancel))
         .route("/admin/users", get(users::list))
         .route("/admin/users/{id}/role", post(users::set_role))
+        .route("/messages", get(messages::list))
         .route("/notes", get(notes::list).post(notes::create))
         .route("/notes/{id}", get(notes::show).post(notes::update))
         .route("/notes/{id}/delete", post(notes::delete))
@@ -85,6 +88,8 @@ pub struct Layout {
     pub csrf: String,
     pub outbox: bool,
     pub admin: bool,
+    /// The account's time zone (IANA), or "" for the browser's.
+    pub tz: String,
 }
 
 impl Layout {
@@ -94,6 +99,7 @@ impl Layout {
             csrf: identity.map(|i| i.csrf_token().to_owned()).unwrap_or_default(),
             outbox: state.settings.dev_mode || identity.is_some_and(Identity::is_admin),
             admin: identity.is_some_and(Identity::is_admin),
+            tz: identity.and_then(|i| i.time_zone.clone()).unwrap_or_default(),
         }
     }
 }
@@ -287,7 +293,8 @@ pub fn local_path(next: &str) -> &str {
 
 /// An error raised before a page handler ran (a CSRF refusal), shown as a page.
 pub fn error_page(state: &AppState, err: AppError) -> Response {
-    let layout = Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode, admin: false };
+    let layout =
+        Layout { user: None, csrf: String::new(), outbox: state.settings.dev_mode, admin: false, tz: String::new() };
     PageError::new(layout, err).into_response()
 }
 

@@ -57,6 +57,8 @@ async fn show_page(
         status: None,
         contact_id: Some(contact.id),
         task_id: None,
+        kind: None,
+        to: None,
         since: None,
         until: None,
         before: None,
