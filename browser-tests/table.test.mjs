@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before } from "node:test";
 
-import { browserTest, snap, startStack, waitUntil } from "./harness.mjs";
+import { PASSWORD, browserTest, snap, startStack, waitUntil } from "./harness.mjs";
 
 let stack;
 before(async () => { stack = await startStack(); });
@@ -315,4 +315,71 @@ browserTest("the message history lists every send, filtered and paged, with filt
     await snap(page, "messages-bad-filter");
     await page.goto("/messages");
     await snap(page, "messages");
+  });
+
+browserTest("every other create and change redirects: a reload posts nothing and creates nothing twice", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("reloader@example.com", { name: "Rey Loader" });
+    const page = await open();
+    await stack.login(page, "reloader@example.com");
+    const posts = [];
+    page.on("request", (request) => {
+      if (request.method() === "POST" && request.isNavigationRequest()) posts.push(new URL(request.url()).pathname);
+    });
+    /** Submits with `button`, then reloads: the reload is a GET answered 200, and nothing is posted again. */
+    async function submitThenReload(button) {
+      const before = posts.length;
+      await Promise.all([page.waitForEvent("load"), button.click()]);
+      assert.equal(posts.length, before + 1, "the form was posted once");
+      const reloaded = await page.reload();
+      assert.equal(reloaded.request().method(), "GET", `the reload of ${page.url()} posts nothing`);
+      assert.equal(reloaded.status(), 200);
+      assert.equal(posts.length, before + 1);
+    }
+    const client = await stack.api(page);
+
+    await page.goto("/contacts/new");
+    await page.getByLabel("Name", { exact: true }).fill("Once Only");
+    await page.getByLabel("Email").fill("once@example.com");
+    await submitThenReload(page.getByRole("button", { name: "Create contact" }));
+    assert.equal((await client.get("/contacts?q=once")).contacts.length, 1);
+
+    await page.goto("/notes");
+    await page.getByLabel("Title").fill("Single");
+    await page.getByLabel("Text").fill("Just one.");
+    await submitThenReload(page.getByRole("button", { name: "Save note" }));
+    assert.equal((await client.get("/notes")).notes.length, 1);
+
+    // A new API token: shown once after the redirect, gone on reload, and only one made.
+    await page.goto("/account");
+    await page.getByLabel("Token name").fill("laptop");
+    await Promise.all([page.waitForEvent("load"), page.getByRole("button", { name: "Create token" }).click()]);
+    const secret = (await page.locator("#new-token").textContent()).trim();
+    assert.ok(secret.length > 20, "the secret is shown");
+    const reloaded = await page.reload();
+    assert.equal(reloaded.request().method(), "GET");
+    assert.equal(await page.locator("#new-token").count(), 0, "shown once");
+    assert.equal(await page.locator("table").getByRole("button", { name: "Revoke" }).count(), 1, "one token");
+
+    await page.getByLabel("Current password").fill(PASSWORD);
+    await page.getByLabel("New password (10 to 128 characters)").fill("a brand new passphrase");
+    await submitThenReload(page.getByRole("button", { name: "Change password" }));
+    await page.getByRole("status").filter({ hasText: "Password changed" }).waitFor();
+
+    // Sign-up: the answer page reloads without signing up again.
+    const visitor = await open();
+    const visits = [];
+    visitor.on("request", (request) => {
+      if (request.method() === "POST" && request.isNavigationRequest()) visits.push(request.url());
+    });
+    await visitor.goto("/register");
+    await visitor.getByLabel("Email").fill("newcomer@example.com");
+    await visitor.getByLabel("Your name").fill("New Comer");
+    await visitor.getByLabel("Password (10 to 128 characters)").fill("a long enough password");
+    await Promise.all([visitor.waitForEvent("load"), visitor.getByRole("button", { name: "Sign up" }).click()]);
+    await visitor.getByRole("heading", { name: "Check your inbox" }).waitFor();
+    const again = await visitor.reload();
+    assert.equal(again.request().method(), "GET");
+    await visitor.getByRole("heading", { name: "Check your inbox" }).waitFor();
+    assert.equal(visits.length, 1);
   });

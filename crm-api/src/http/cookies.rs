@@ -46,6 +46,35 @@ pub fn clear_session_cookie(http: &HttpSettings) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+const TOKEN_FLASH_PLAIN_NAME: &str = "borcelle_new_token";
+const TOKEN_FLASH_SECURE_NAME: &str = "__Secure-borcelle_new_token";
+
+fn token_flash_name(http: &HttpSettings) -> &'static str {
+    if http.cookies_secure() { TOKEN_FLASH_SECURE_NAME } else { TOKEN_FLASH_PLAIN_NAME }
+}
+
+/// `Set-Cookie` carrying a just-created API token's secret to the account page the creation
+/// redirects to (shown once there, then cleared): only for that page, for two minutes at most,
+/// never readable by scripts nor sent by another site.
+pub fn token_flash_cookie(http: &HttpSettings, secret: &str) -> HeaderValue {
+    let secure = if http.cookies_secure() { "; Secure" } else { "" };
+    let value =
+        format!("{}={secret}; Path=/account; HttpOnly; SameSite=Strict; Max-Age=120{secure}", token_flash_name(http));
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Set-Cookie` that removes the token flash once shown.
+pub fn clear_token_flash_cookie(http: &HttpSettings) -> HeaderValue {
+    let secure = if http.cookies_secure() { "; Secure" } else { "" };
+    let value = format!("{}=; Path=/account; HttpOnly; SameSite=Strict; Max-Age=0{secure}", token_flash_name(http));
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The secret of the API token just created, from the flash cookie.
+pub fn token_flash(http: &HttpSettings, headers: &HeaderMap) -> Option<String> {
+    cookie(headers, token_flash_name(http))
+}
+
 /// The session token from the request's cookies, if any.
 pub fn session_token(http: &HttpSettings, headers: &HeaderMap) -> Option<String> {
     cookie(headers, name(http))

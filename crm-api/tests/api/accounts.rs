@@ -129,8 +129,12 @@ async fn the_html_pages_walk_a_new_user_from_sign_up_to_home() {
     let response = app
         .post_form("/register", &[("email", "pages@example.com"), ("display_name", "Page"), ("password", PASSWORD)])
         .await;
-    assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap().contains("Check your inbox"));
+    // POST/redirect/GET: a reload of the answer signs up nobody again.
+    assert_eq!(response.status(), 303);
+    let answer = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(answer, "/register/sent?email=pages%40example.com");
+    let page = app.get(&answer).await.text().await.unwrap();
+    assert!(page.contains("Check your inbox") && page.contains(r#"value="pages@example.com""#), "{page}");
 
     // The outbox page lists the mail (sent in the background); its page shows the link.
     app.outbox_for("pages@example.com", 1).await;

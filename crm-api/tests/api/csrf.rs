@@ -84,8 +84,21 @@ async fn forms_carry_the_token_in_a_hidden_field() {
     let refused = app.post_form("/account/tokens", &[("name", "no token")]).await;
     assert_eq!(refused.status(), 403);
     let accepted = app.post_form("/account/tokens", &[("name", "laptop"), ("csrf_token", &csrf)]).await;
-    assert_eq!(accepted.status(), 201);
-    assert!(accepted.text().await.unwrap().contains("id=\"new-token\""));
+    // POST/redirect/GET: the page the redirect leads to shows the secret once; a reload does not,
+    // and creates no second token.
+    assert_eq!(accepted.status(), 303);
+    let page = app.get("/account").await.text().await.unwrap();
+    let shown = page.find(r#"<code id="new-token">"#).expect("the new token, once");
+    let secret = &page[shown + r#"<code id="new-token">"#.len()..];
+    let secret = &secret[..secret.find('<').unwrap()];
+    assert!(secret.len() > 20, "{secret}");
+    let again = app.get("/account").await.text().await.unwrap();
+    assert!(!again.contains("new-token") && !again.contains(secret), "shown once only");
+    let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens").fetch_one(&app.db).await.unwrap();
+    assert_eq!(tokens, 1);
+    // The secret shown works.
+    let me = reqwest::Client::new().get(app.url("/api/v1/auth/session")).bearer_auth(secret).send().await.unwrap();
+    assert_eq!(me.status(), 200);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -138,6 +138,8 @@ async fn account_page(
 #[derive(Deserialize, Default)]
 pub struct AccountNotice {
     revoked: Option<String>,
+    /// Set after a password change.
+    password: Option<String>,
     /// The time zone just saved ("" for the browser's).
     zone: Option<String>,
 }
@@ -145,10 +147,14 @@ pub struct AccountNotice {
 pub async fn show(
     State(state): State<AppState>,
     PageUser(identity): PageUser,
+    headers: axum::http::HeaderMap,
     notice: Result<axum::extract::Query<AccountNotice>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let notice = match notice.ok().map(|axum::extract::Query(n)| n) {
         Some(AccountNotice { revoked: Some(_), .. }) => "Token revoked: it no longer works.".to_owned(),
+        Some(AccountNotice { password: Some(_), .. }) => {
+            "Password changed. Your other sessions are signed out.".to_owned()
+        }
         Some(AccountNotice { zone: Some(zone), .. }) if zone.is_empty() => {
             "Times now show in this browser's time zone.".to_owned()
         }
@@ -157,7 +163,15 @@ pub async fn show(
         }
         _ => String::new(),
     };
-    account_page(&state, &identity, FormState::default(), &notice, None, StatusCode::OK).await
+    // A token created just before is shown once: the flash cookie that carried it is cleared.
+    let http = &state.settings.http;
+    match crate::http::cookies::token_flash(http, &headers) {
+        Some(secret) => {
+            let page = account_page(&state, &identity, FormState::default(), &notice, Some(secret), StatusCode::OK);
+            ([(header::SET_COOKIE, crate::http::cookies::clear_token_flash_cookie(http))], page.await).into_response()
+        }
+        None => account_page(&state, &identity, FormState::default(), &notice, None, StatusCode::OK).await,
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,10 +193,7 @@ pub async fn change_password(
         .await
         .map_err(AppError::from);
     match result {
-        Ok(()) => {
-            let notice = "Password changed. Your other sessions are signed out.";
-            account_page(&state, &identity, FormState::default(), notice, None, StatusCode::OK).await
-        }
+        Ok(()) => Redirect::to("/account?password=changed").into_response(),
         Err(err) if err.status().is_client_error() => {
             let status = err.status();
             let form = FormState::default().with_error(&err, &["current_password", "new_password"]);
@@ -204,8 +215,10 @@ pub async fn create_token(
     FormBody(form): FormBody<TokenForm>,
 ) -> Response {
     match state.accounts.create_api_token(identity.owner(), &form.name).await.map_err(AppError::from) {
+        // POST/redirect/GET: reloading the page shows the token no more and creates none.
         Ok(created) => {
-            account_page(&state, &identity, FormState::default(), "", Some(created.secret), StatusCode::CREATED).await
+            let flash = crate::http::cookies::token_flash_cookie(&state.settings.http, &created.secret);
+            ([(header::SET_COOKIE, flash)], Redirect::to("/account")).into_response()
         }
         Err(err) if err.status().is_client_error() => {
             let status = err.status();

@@ -48,16 +48,11 @@ pub async fn register(
     let email = form.email.clone();
     let input = RegisterInput { email: form.email, display_name: form.display_name, password: form.password };
     match state.accounts.register(input, &client).await.map_err(AppError::from) {
-        Ok(()) => render(
-            Notice {
-                layout,
-                heading: "Check your inbox".to_owned(),
-                text: REGISTER_ANSWER.to_owned(),
-                resend_email: Some(email.trim().to_owned()),
-                action: None,
-            },
-            StatusCode::OK,
-        ),
+        // POST/redirect/GET: a reload shows the answer again rather than signing up again.
+        Ok(()) => {
+            let query = serde_urlencoded::to_string([("email", email.trim())]).unwrap_or_default();
+            Redirect::to(&format!("/register/sent?{query}")).into_response()
+        }
         Err(
             err @ (AppError::Domain(DomainError::Invalid { .. })
             | AppError::Domain(DomainError::InvalidFields(_))
@@ -69,6 +64,31 @@ pub async fn register(
         }
         Err(err) => PageError::new(layout, err).into_response(),
     }
+}
+
+#[derive(Deserialize, Default)]
+pub struct SentQuery {
+    #[serde(default)]
+    email: String,
+}
+
+/// The answer to a sign-up: check the inbox (with a way to have the link sent again).
+pub async fn register_sent(
+    State(state): State<AppState>,
+    MaybeUser(identity): MaybeUser,
+    query: Result<Query<SentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let email = query.map(|Query(q)| q.email).unwrap_or_default();
+    // Only what could be an address goes back into the resend form.
+    let email = Some(email.trim().to_owned()).filter(|e| e.len() <= 254 && !e.chars().any(char::is_control));
+    let notice = Notice {
+        layout: Layout::new(&state, identity.as_ref()),
+        heading: "Check your inbox".to_owned(),
+        text: REGISTER_ANSWER.to_owned(),
+        resend_email: email.filter(|e| !e.is_empty()),
+        action: None,
+    };
+    render(notice, StatusCode::OK)
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(account::home))
         .route("/register", get(auth::register_form).post(auth::register))
+        .route("/register/sent", get(auth::register_sent))
         .route("/verify", get(auth::verify_form).post(auth::verify))
         .route("/resend", post(auth::resend))
         .route("/login", get(auth::login_form).post(auth::login))
