@@ -14,6 +14,7 @@ pub mod delivery;
 mod error;
 pub mod events;
 pub mod feedback;
+pub mod inbound;
 pub mod input;
 pub mod messaging;
 pub mod metrics;

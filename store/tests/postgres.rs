@@ -148,3 +148,75 @@ async fn a_deadlock_is_reported_as_contended() {
     assert!(matches!(failed[0], borcelle_store::Error::Contended(_)), "{:?}", failed[0]);
     assert!(failed[0].to_string().contains("send the request again"));
 }
+
+/// The owner's counter equals the rows however they come and go: seeded in bulk, created by
+/// concurrent connections, deleted by selection and one by one; and deleting the account with
+/// its contacts leaves no counter behind (nor fails).
+#[tokio::test]
+async fn the_contact_counter_stays_exact_through_every_write() {
+    let db = TestDb::new("borcelle_store_counts").await;
+    let owner = db.user("counted@example.com").await;
+    let other = db.user("other-counted@example.com").await;
+    let exact = |owner: borcelle_store::Owner| {
+        let pool = db.pool.clone();
+        async move {
+            let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE owner_id = $1")
+                .bind(owner.id())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            let counted = contacts::count(&pool, owner, None, None).await.unwrap();
+            assert_eq!(counted, rows, "the counter and the rows");
+            rows
+        }
+    };
+    assert_eq!(exact(owner).await, 0);
+    db.seed_contacts(owner, "bulk", 300).await;
+    db.seed_contacts(other, "theirs", 7).await;
+    assert_eq!(exact(owner).await, 300);
+
+    // 16 connections at once, 25 single-row inserts each.
+    let mut tasks = Vec::new();
+    for connection in 0..16 {
+        let pool = db.pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                sqlx::query("INSERT INTO contacts (id, owner_id, name, email) VALUES (gen_random_uuid(), $1, 'C', $2)")
+                    .bind(owner.id())
+                    .bind(format!("c{connection}-{i}@example.com"))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(exact(owner).await, 700);
+
+    // A bulk delete of a selection, a single delete, and an insert that changed nothing.
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM contacts WHERE owner_id = $1 ORDER BY id LIMIT 120")
+        .bind(owner.id())
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(contacts::delete_selected(&db.pool, owner, contacts::Selection::Ids(&ids[..100])).await.unwrap(), 100);
+    assert!(contacts::delete(&db.pool, owner, ids[100]).await.unwrap());
+    sqlx::query("INSERT INTO contacts (id, owner_id, name, email) SELECT gen_random_uuid(), $1, 'x', 'bulk1@example.com' ON CONFLICT DO NOTHING")
+        .bind(owner.id())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(exact(owner).await, 599);
+    assert_eq!(exact(other).await, 7, "another owner's counter is its own");
+
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(owner.id()).execute(&db.pool).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_counts WHERE owner_id = $1")
+        .bind(owner.id())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(exact(other).await, 7);
+}
