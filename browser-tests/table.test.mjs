@@ -383,3 +383,24 @@ browserTest("every other create and change redirects: a reload posts nothing and
     await visitor.getByRole("heading", { name: "Check your inbox" }).waitFor();
     assert.equal(visits.length, 1);
   });
+
+browserTest("a reminder form with three wrong fields shows the three errors at once", () => stack,
+  async (t, { page: open }) => {
+    await stack.createUser("planner@example.com", { name: "Pia Planner" });
+    const page = await open();
+    await stack.login(page, "planner@example.com");
+    await page.goto("/reminders");
+    await page.getByLabel("Name (lowercase letters, digits and dashes)").fill("weekly");
+    await page.getByLabel("Text").fill("Our call.");
+    await page.getByLabel("When").selectOption("custom");
+    await page.getByLabel("Custom schedule: minute hour day-of-month month day-of-week").fill("61 * * * *");
+    await page.getByLabel("Time zone (IANA, e.g. Europe/Berlin)").fill("Mars/Olympus");
+    // No subject, no recipients, a minute that does not exist, a zone that does not exist.
+    await page.getByRole("button", { name: "Create reminder" }).click();
+    for (const field of ["subject", "contacts", "schedule", "time_zone"]) {
+      await page.locator(`#${field}-error`).waitFor();
+    }
+    assert.match(await page.locator("#contacts-error").textContent(), /choose the contacts to remind/);
+    assert.equal(await page.getByLabel("Text").inputValue(), "Our call.", "what was typed stays");
+    await snap(page, "reminder-four-errors");
+  });

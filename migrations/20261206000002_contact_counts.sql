@@ -9,29 +9,25 @@ CREATE TABLE contact_counts (
     PRIMARY KEY (owner_id, shard)
 );
 
-CREATE FUNCTION contact_counts_add(owners uuid[], deltas bigint[]) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO contact_counts (owner_id, shard, n)
-    SELECT c.owner_id, s.shard, c.delta
-    FROM unnest(owners, deltas) AS c(owner_id, delta)
-    CROSS JOIN (SELECT floor(random() * 16)::smallint AS shard) s
-    -- An owner whose account is being deleted (its contacts go with it) is counted no more.
-    WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = c.owner_id)
-    ON CONFLICT (owner_id, shard) DO UPDATE SET n = contact_counts.n + EXCLUDED.n;
-$$;
-
+-- One statement per INSERT or DELETE statement, whatever its number of rows. (Measured with
+-- pgbench, 16 connections inserting one contact each: about 10 % fewer inserts a second than
+-- without a counter; a version through a helper function cost 35 %.)
 CREATE FUNCTION contacts_counted_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM contact_counts_add(array_agg(owner_id), array_agg(n)) FROM (
-        SELECT owner_id, count(*) AS n FROM added GROUP BY owner_id
-    ) per_owner;
+    INSERT INTO contact_counts (owner_id, shard, n)
+    SELECT owner_id, floor(random() * 16)::smallint, count(*) FROM added GROUP BY owner_id
+    ON CONFLICT (owner_id, shard) DO UPDATE SET n = contact_counts.n + EXCLUDED.n;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION contacts_counted_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM contact_counts_add(array_agg(owner_id), array_agg(-n)) FROM (
-        SELECT owner_id, count(*) AS n FROM removed GROUP BY owner_id
-    ) per_owner;
+    INSERT INTO contact_counts (owner_id, shard, n)
+    SELECT r.owner_id, floor(random() * 16)::smallint, -count(*) FROM removed r
+    -- An owner whose account is being deleted (its contacts go with it) is counted no more.
+    WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = r.owner_id)
+    GROUP BY r.owner_id
+    ON CONFLICT (owner_id, shard) DO UPDATE SET n = contact_counts.n + EXCLUDED.n;
     RETURN NULL;
 END $$;
 

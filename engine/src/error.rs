@@ -119,11 +119,13 @@ impl FieldErrors {
         match result {
             Ok(value) => Some(value),
             Err(Error::Invalid { field, message }) => {
-                self.errors.push((field, message));
+                self.push(field, message);
                 None
             }
             Err(Error::InvalidFields(errors)) => {
-                self.errors.extend(errors);
+                for (field, message) in errors {
+                    self.push(field, message);
+                }
                 None
             }
             Err(other) => {
@@ -131,6 +133,18 @@ impl FieldErrors {
                 None
             }
         }
+    }
+
+    /// One error per field: the first found.
+    fn push(&mut self, field: String, message: String) {
+        if !self.errors.iter().any(|(seen, _)| *seen == field) {
+            self.errors.push((field, message));
+        }
+    }
+
+    /// `Ok` when every check passed, else [`FieldErrors::into_error`].
+    pub(crate) fn into_result(self) -> Result<(), Error> {
+        if self.errors.is_empty() && self.other.is_none() { Ok(()) } else { Err(self.into_error()) }
     }
 
     /// What failed: one field's error as [`Error::Invalid`], several as [`Error::InvalidFields`].

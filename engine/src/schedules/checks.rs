@@ -31,9 +31,11 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 fn check_schedule(field: &str, schedule: &str, tz_field: &str, time_zone: Option<&str>) -> Result<()> {
-    schedule.parse::<Schedule>().map_err(|err| Error::invalid(field, err.to_string()))?;
-    parse_time_zone(time_zone.unwrap_or("UTC")).map_err(|err| Error::invalid(tz_field, err.to_string()))?;
-    Ok(())
+    // Both, so that a wrong schedule and a wrong zone are reported together.
+    let mut errors = crate::error::FieldErrors::default();
+    errors.check(schedule.parse::<Schedule>().map_err(|err| Error::invalid(field, err.to_string())));
+    errors.check(parse_time_zone(time_zone.unwrap_or("UTC")).map_err(|err| Error::invalid(tz_field, err.to_string())));
+    errors.into_result()
 }
 
 /// `null` is not a value in a spec: a field is there or it is not (in a merge patch `null` removes
@@ -96,12 +98,31 @@ async fn check_reminder(
         }
     }
     let parsed: ScheduledReminderSpec = parse_value(spec, "spec")?;
-    check_len("spec.subject", &parsed.subject, 1, 200)?;
-    parsed.check_fields().map_err(field_problem)?;
-    check_schedule("spec.schedule", &parsed.schedule, "spec.timeZone", parsed.time_zone.as_deref())?;
+    // The fields a form shows side by side are checked together, so that all their errors show
+    // at once; what depends on them (merge fields, the owner's data) is checked after.
+    let mut errors = crate::error::FieldErrors::default();
+    errors.check(check_len("spec.subject", &parsed.subject, 1, 200));
+    errors.check(parsed.check_fields().map_err(field_problem));
+    errors.check(check_schedule("spec.schedule", &parsed.schedule, "spec.timeZone", parsed.time_zone.as_deref()));
     match (&parsed.body, &parsed.note_id) {
         (Some(body), None) => {
-            check_len("spec.body", body, 1, 100_000)?;
+            errors.check(check_len("spec.body", body, 1, 100_000));
+        }
+        (None, Some(_)) => {}
+        _ => {
+            errors.check::<()>(Err(Error::invalid("spec.body", "set exactly one of body and noteId")));
+        }
+    }
+    let named = &parsed.recipients;
+    if named.contact_ids.is_empty() && named.emails.is_empty() && named.tag.is_none() {
+        errors.check::<()>(Err(Error::invalid(
+            "spec.recipients",
+            "name at least one recipient: contactIds, emails or tag",
+        )));
+    }
+    errors.into_result()?;
+    match (&parsed.body, &parsed.note_id) {
+        (Some(body), None) => {
             crate::messaging::merge_fields(&parsed.subject, body, "spec.subject", "spec.body")?;
         }
         (None, Some(note)) => {
@@ -117,9 +138,6 @@ async fn check_reminder(
         _ => return Err(Error::invalid("spec.body", "set exactly one of body and noteId")),
     }
     let recipients = &parsed.recipients;
-    if recipients.contact_ids.is_empty() && recipients.emails.is_empty() && recipients.tag.is_none() {
-        return Err(Error::invalid("spec.recipients", "name at least one recipient: contactIds, emails or tag"));
-    }
     if recipients.contact_ids.len() > 1000 || recipients.emails.len() > 1000 {
         return Err(Error::invalid("spec.recipients", "name at most 1000 contact ids and 1000 emails"));
     }
@@ -227,19 +245,28 @@ fn check_broadcast(spec: Value) -> Result<OccurrenceSpec> {
     }
     no_nulls(&spec, "spec")?;
     let parsed: BroadcastSpec = parse_value(spec, "spec")?;
-    check_len("spec.title", &parsed.title, 1, 200)?;
-    if !borcelle_crds::text::is_one_line(&parsed.title) {
-        return Err(Error::invalid("spec.title", "must be one line, without control characters"));
-    }
-    check_len("spec.message", &parsed.message, 1, 10_000)?;
-    if parsed.at.is_some() && parsed.schedule.is_some() {
-        return Err(Error::invalid("spec.at", "set at most one of at and schedule"));
-    }
-    if let Some(schedule) = &parsed.schedule {
-        check_schedule("spec.schedule", schedule, "spec.timeZone", parsed.time_zone.as_deref())?;
+    // The form's fields are checked together, so that all their errors show at once.
+    let mut errors = crate::error::FieldErrors::default();
+    let title = check_len("spec.title", &parsed.title, 1, 200).and_then(|()| {
+        if borcelle_crds::text::is_one_line(&parsed.title) {
+            Ok(())
+        } else {
+            Err(Error::invalid("spec.title", "must be one line, without control characters"))
+        }
+    });
+    errors.check(title);
+    errors.check(check_len("spec.message", &parsed.message, 1, 10_000));
+    let when = if parsed.at.is_some() && parsed.schedule.is_some() {
+        Err(Error::invalid("spec.at", "set at most one of at and schedule"))
+    } else if let Some(schedule) = &parsed.schedule {
+        check_schedule("spec.schedule", schedule, "spec.timeZone", parsed.time_zone.as_deref())
     } else if parsed.time_zone.is_some() {
-        return Err(Error::invalid("spec.timeZone", "timeZone applies to schedule only"));
-    }
+        Err(Error::invalid("spec.timeZone", "timeZone applies to schedule only"))
+    } else {
+        Ok(())
+    };
+    errors.check(when);
+    errors.into_result()?;
     if parsed.channels.is_empty() {
         return Err(Error::invalid("spec.channels", "choose at least one channel: web or email"));
     }

@@ -19,6 +19,7 @@ use crate::http::api::reminders::caller;
 use crate::http::extract::FormBody;
 use crate::http::identity::Identity;
 use crate::state::AppState;
+use borcelle_engine::Error as DomainError;
 
 /// The most tags the picker lists.
 const TAGS_SHOWN: i64 = 500;
@@ -192,12 +193,11 @@ fn contact_emails(field: &str) -> Vec<String> {
         .collect()
 }
 
+/// The spec the form describes. Missing recipients are left for the schedule rules to report,
+/// together with every other wrong field.
 fn spec_of(form: &ReminderForm) -> Result<Value, AppError> {
     let emails = contact_emails(&form.contacts);
     let tag = form.tag.trim();
-    if emails.is_empty() && tag.is_empty() {
-        return Err(AppError::validation("contacts", "choose the contacts to remind, a tag, or both"));
-    }
     let mut recipients = json!({});
     if !emails.is_empty() {
         recipients["emails"] = json!(emails);
@@ -243,7 +243,7 @@ pub async fn create(
             .schedules
             .create(scope, &caller(&identity), form.name.trim(), spec)
             .await
-            .map_err(|err| spec_error_on_form(err.into(), SPEC_FIELDS)),
+            .map_err(|err| in_form_words(spec_error_on_form(err.into(), SPEC_FIELDS))),
         Err(err) => Err(err),
     };
     match result {
@@ -266,6 +266,28 @@ pub async fn create(
             ]);
             page(&state, &identity, values.with_error(&err, FIELDS), "", status).await
         }
+    }
+}
+
+/// The rules speak of the resource's fields; the form's contacts field says it in its own words.
+fn in_form_words(err: AppError) -> AppError {
+    const NO_RECIPIENT: &str = "choose the contacts to remind, a tag, or both";
+    let reword = |field: &str, message: String| {
+        if field == "contacts" && message.starts_with("name at least one recipient") {
+            NO_RECIPIENT.to_owned()
+        } else {
+            message
+        }
+    };
+    match err {
+        AppError::Domain(DomainError::Invalid { field, message }) => {
+            let message = reword(&field, message);
+            AppError::Domain(DomainError::Invalid { field, message })
+        }
+        AppError::Domain(DomainError::InvalidFields(errors)) => AppError::Domain(DomainError::InvalidFields(
+            errors.into_iter().map(|(field, message)| (field.clone(), reword(&field, message))).collect(),
+        )),
+        other => other,
     }
 }
 
