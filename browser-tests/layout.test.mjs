@@ -50,7 +50,11 @@ browserTest("every table's rows and actions fit a phone's width, and fields show
     await page.setViewportSize(PHONE);
     await stack.login(page, "admin@example.com");
     const client = await stack.api(page);
-    await client.post("/contacts", { name: "Team Mate", email: "mate@example.com", tags: ["team"] }, 201);
+    const mate = await client.post("/contacts", {
+      name: "Team Mate", email: "team.mate.with.a.long.address@subdomain.example.com", company: "Mates & Partners International",
+      phone: "+44 20 7946 0958", tags: ["team", "quarterly-review"],
+    }, 201);
+    await client.post("/messages", { contact_ids: [mate.id], subject: "A rather long subject line to read on a phone", body: "x" }, 202);
     await client.post("/reminders", {
       name: "quarterly-business-review-with-the-whole-team",
       spec: {
@@ -72,6 +76,8 @@ browserTest("every table's rows and actions fit a phone's width, and fields show
        VALUES (gen_random_uuid(), '<1@test>', 'noreply@example.com', '${longAddress}', 'Verify your email for Borcelle', 'x', '<p>x</p>')`]);
 
     const pages = [
+      ["/contacts", null],
+      ["/messages", null],
       ["/reminders", "Delete"],
       ["/admin/broadcasts", "Cancel"],
       ["/admin/users", null],

@@ -12,7 +12,11 @@
   document.querySelectorAll("table").forEach(function (table) {
     var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
       // A heading for screen readers only (an actions column) labels nothing visibly.
-      return th.querySelector(".sr-only") ? "" : th.textContent.trim();
+      if (th.querySelector(".sr-only")) return "";
+      // Without what is hidden from screen readers (a sort arrow).
+      var text = th.cloneNode(true);
+      text.querySelectorAll('[aria-hidden="true"]').forEach(function (node) { node.remove(); });
+      return text.textContent.trim();
     });
     table.querySelectorAll("tbody tr").forEach(function (row) {
       Array.prototype.forEach.call(row.children, function (cell, i) {
