@@ -399,6 +399,15 @@ async fn bulk_actions_confirm_the_count_first_and_never_touch_another_users_cont
     }
     assert_eq!(owned(&app, "other@example.com").await, 3);
 
+    // An order or page size the list would refuse does not follow the action back to it.
+    let mut odd = bulk_form(&csrf, "untag", &ticked, &[("scope", "selected"), ("label", "vip"), ("confirmed", "1")]);
+    odd.extend([("sort", "-nonsense"), ("per", "7")]);
+    let response = app.post_form("/contacts/bulk", &odd).await;
+    assert_eq!(response.status(), 303);
+    assert!(!location(&response).contains("per=") && !location(&response).contains("sort="), "{}", location(&response));
+    assert_eq!(app.get(&location(&response)).await.status(), 200);
+    assert_eq!(tagged(&app, "bulk@example.com", "vip").await, 0);
+
     // All matching a search: mine1, mine10, mine11, mine12 (by email), confirmed with their count.
     let all = [("scope", "all"), ("q", "MINE1")];
     let html = app.post_form("/contacts/bulk", &bulk_form(&csrf, "delete", &[], &all)).await.text().await.unwrap();

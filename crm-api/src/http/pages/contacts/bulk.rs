@@ -142,8 +142,10 @@ pub async fn bulk(State(state): State<AppState>, PageUser(identity): PageUser, f
         Ok(count) => count,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
-    let sort = form.get("sort").to_owned();
-    let per = form.get("per").to_owned();
+    // The list's order and page size go back into links only when the list would take them.
+    let sort = Some(form.get("sort")).filter(|s| borcelle_engine::contacts::parse_sort(Some(s)).is_ok());
+    let per = Some(form.get("per")).filter(|p| p.parse().is_ok_and(|n| super::list::PAGE_SIZES.contains(&n)));
+    let (sort, per) = (sort.unwrap_or_default().to_owned(), per.unwrap_or_default().to_owned());
     let mut page = BulkPage {
         layout,
         action: action.value(),
