@@ -21,10 +21,7 @@ fn device_name(http: &HttpSettings) -> &'static str {
 
 /// `Set-Cookie` for the device token of a client that just logged in, kept `max_age_secs`.
 pub fn device_cookie(http: &HttpSettings, token: &str, max_age_secs: u64) -> HeaderValue {
-    let secure = if http.cookies_secure() { "; Secure" } else { "" };
-    let value =
-        format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}", device_name(http));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    set_cookie(http, device_name(http), token, "/", "Lax", max_age_secs)
 }
 
 /// The device token from the request's cookies, if any.
@@ -34,16 +31,12 @@ pub fn device_token(http: &HttpSettings, headers: &HeaderMap) -> Option<String> 
 
 /// `Set-Cookie` for a new session that lives at most `max_age_secs`.
 pub fn session_cookie(http: &HttpSettings, token: &str, max_age_secs: u64) -> HeaderValue {
-    let secure = if http.cookies_secure() { "; Secure" } else { "" };
-    let value = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}", name(http));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    set_cookie(http, name(http), token, "/", "Lax", max_age_secs)
 }
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear_session_cookie(http: &HttpSettings) -> HeaderValue {
-    let secure = if http.cookies_secure() { "; Secure" } else { "" };
-    let value = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}", name(http));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    set_cookie(http, name(http), "", "/", "Lax", 0)
 }
 
 const TOKEN_FLASH_PLAIN_NAME: &str = "borcelle_new_token";
@@ -57,17 +50,12 @@ fn token_flash_name(http: &HttpSettings) -> &'static str {
 /// redirects to (shown once there, then cleared): only for that page, for two minutes at most,
 /// never readable by scripts nor sent by another site.
 pub fn token_flash_cookie(http: &HttpSettings, secret: &str) -> HeaderValue {
-    let secure = if http.cookies_secure() { "; Secure" } else { "" };
-    let value =
-        format!("{}={secret}; Path=/account; HttpOnly; SameSite=Strict; Max-Age=120{secure}", token_flash_name(http));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    set_cookie(http, token_flash_name(http), secret, "/account", "Strict", 120)
 }
 
 /// `Set-Cookie` that removes the token flash once shown.
 pub fn clear_token_flash_cookie(http: &HttpSettings) -> HeaderValue {
-    let secure = if http.cookies_secure() { "; Secure" } else { "" };
-    let value = format!("{}=; Path=/account; HttpOnly; SameSite=Strict; Max-Age=0{secure}", token_flash_name(http));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    set_cookie(http, token_flash_name(http), "", "/account", "Strict", 0)
 }
 
 /// The secret of the API token just created, from the flash cookie.
@@ -78,6 +66,20 @@ pub fn token_flash(http: &HttpSettings, headers: &HeaderMap) -> Option<String> {
 /// The session token from the request's cookies, if any.
 pub fn session_token(http: &HttpSettings, headers: &HeaderMap) -> Option<String> {
     cookie(headers, name(http))
+}
+
+/// `Set-Cookie` for one of ours: HttpOnly, `Secure` over https, kept `max_age_secs` (0 removes it).
+fn set_cookie(
+    http: &HttpSettings,
+    name: &str,
+    value: &str,
+    path: &str,
+    same_site: &str,
+    max_age_secs: u64,
+) -> HeaderValue {
+    let secure = if http.cookies_secure() { "; Secure" } else { "" };
+    let cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={max_age_secs}{secure}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{Layout, PageError, PageUser, render};
+use super::{Layout, PageError, PageUser, link, render};
 use crate::error::AppError;
 use crate::http::api::contacts::query_error;
 use crate::http::api::messages::{STATUSES, decode_cursor, encode_cursor};
@@ -72,12 +72,7 @@ impl MessagesPage {
 }
 
 fn href(params: &[(&str, String)]) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in params.iter().filter(|(_, v)| !v.is_empty()) {
-        query.append_pair(key, value);
-    }
-    let query = query.finish();
-    if query.is_empty() { "/messages".to_owned() } else { format!("/messages?{query}") }
+    link("/messages", params)
 }
 
 /// A day of the filter, as the start of that day (UTC), or the start of the next one for `until`.

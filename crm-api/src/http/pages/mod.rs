@@ -209,6 +209,23 @@ impl Notice {
     }
 }
 
+/// `path?…` with the parameters that are not empty, URL-encoded: the links of the lists, whose
+/// filters live in their address.
+pub fn link(path: &str, params: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params.iter().filter(|(_, v)| !v.as_ref().is_empty()) {
+        query.append_pair(key.as_ref(), value.as_ref());
+    }
+    let query = query.finish();
+    if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }
+}
+
+/// "1 contact", "30 contacts".
+pub fn contacts_phrase(n: impl Into<i64>) -> String {
+    let n = n.into();
+    if n == 1 { "1 contact".to_owned() } else { format!("{n} contacts") }
+}
+
 /// Renders a template, or a plain 500 when rendering fails.
 pub fn render(template: impl Template, status: StatusCode) -> Response {
     match template.render() {

@@ -213,10 +213,11 @@ pub async fn send(
         };
         // Nothing is queued before the sender has seen how many contacts it goes to.
         if form.confirmed != "1" {
-            let count = match &recipients {
-                Chosen::Contacts(ids) => contacts::count_owned(&state.db, owner, ids).await?,
-                Chosen::Tags(tags) => contacts::count_selected(&state.db, owner, Selection::AnyTag(tags)).await?,
+            let selection = match &recipients {
+                Chosen::Contacts(ids) => Selection::Ids(ids),
+                Chosen::Tags(tags) => Selection::AnyTag(tags),
             };
+            let count = contacts::count_selected(&state.db, owner, selection).await?;
             if count == 0 {
                 return Err(AppError::Domain(DomainError::NothingNamed {
                     field: "tag",
@@ -274,7 +275,7 @@ struct ConfirmSend {
 
 impl ConfirmSend {
     fn contacts(&self) -> String {
-        if self.count == 1 { "1 contact".to_owned() } else { format!("{} contacts", self.count) }
+        super::contacts_phrase(self.count)
     }
 }
 

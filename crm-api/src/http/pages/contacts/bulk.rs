@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::list::filters;
 use crate::error::AppError;
 use crate::http::extract::FormFields;
-use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
+use crate::http::pages::{FormState, Layout, PageError, PageUser, contacts_phrase, link, render};
 use crate::state::AppState;
 use borcelle_engine::contacts::TAGS_MAX;
 use borcelle_engine::messaging::{self, Chosen, Outgoing, RECIPIENT_IDS_MAX};
@@ -91,7 +91,7 @@ struct BulkPage {
 impl BulkPage {
     /// "30 contacts", "1 contact".
     fn contacts(&self) -> String {
-        if self.count == 1 { "1 contact".to_owned() } else { format!("{} contacts", self.count) }
+        contacts_phrase(self.count)
     }
 
     /// The list the action started from.
@@ -103,14 +103,9 @@ impl BulkPage {
 /// `/contacts?…` with the list's own parameters, then `extra`.
 fn list_href(q: &str, tag: &str, sort: &str, per: &str, extra: &[(&str, &str)]) -> String {
     let per = if per == "25" { "" } else { per };
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in [("q", q), ("tag", tag), ("sort", sort), ("per", per)].iter().chain(extra) {
-        if !value.is_empty() {
-            query.append_pair(key, value);
-        }
-    }
-    let query = query.finish();
-    if query.is_empty() { "/contacts".to_owned() } else { format!("/contacts?{query}") }
+    let mut params = vec![("q", q), ("tag", tag), ("sort", sort), ("per", per)];
+    params.extend_from_slice(extra);
+    link("/contacts", &params)
 }
 
 pub async fn bulk(State(state): State<AppState>, PageUser(identity): PageUser, form: FormFields) -> Response {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::http::api::contacts::query_error;
-use crate::http::pages::{Layout, PageError, PageUser, render};
+use crate::http::pages::{Layout, PageError, PageUser, contacts_phrase, link, render};
 use crate::state::AppState;
 use borcelle_engine::contacts::{Cursor, TAG_MAX, parse_sort};
 use borcelle_store::contacts::{self, Contact, ListError, ListQuery, Listing};
@@ -148,12 +148,7 @@ impl ListPage {
 
 /// `/contacts?…` with the non-empty parameters.
 fn href(params: &[(&str, String)]) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in params.iter().filter(|(_, v)| !v.is_empty()) {
-        query.append_pair(key, value);
-    }
-    let query = query.finish();
-    if query.is_empty() { "/contacts".to_owned() } else { format!("/contacts?{query}") }
+    link("/contacts", params)
 }
 
 /// A trimmed, bounded filter value (empty when not given).
@@ -184,23 +179,18 @@ fn page_size(raw: Option<&str>) -> Result<i64, AppError> {
 /// The notice after a bulk action, from its redirect's parameters.
 fn done_notice(params: &ListParams) -> String {
     let n: u64 = params.n.as_deref().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let contacts = if n == 1 { "1 contact".to_owned() } else { format!("{n} contacts") };
+    let contacts = contacts_phrase(i64::try_from(n).unwrap_or(i64::MAX));
     let label = params.label.as_deref().unwrap_or_default();
     let of: u64 = params.of.as_deref().and_then(|n| n.parse().ok()).unwrap_or(n);
     let rest = if of > n { format!(" The other {} needed no change.", of - n) } else { String::new() };
     match params.done.as_deref() {
         Some("tagged") => format!("Tag “{label}” added to {contacts}.{rest}"),
         Some("untagged") => format!("Tag “{label}” removed from {contacts}.{rest}"),
-        Some("deleted") => format!("{} deleted.", capitalised(&contacts)),
+        Some("deleted") => format!("{contacts} deleted."),
         Some("emailed") => format!("Sending “{label}” to {contacts}: its progress is on the home page."),
         _ if params.deleted.is_some() => "Contact deleted.".to_owned(),
         _ => String::new(),
     }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 pub async fn list(
