@@ -533,4 +533,9 @@ async fn the_sign_up_form_shows_every_wrong_field_at_once() {
     for field in ["email", "display_name", "password"] {
         assert!(html.contains(&format!(r#"id="{field}-error""#)), "{field}: {html}");
     }
+    // The answer page after a sign-up puts back only what could be an address into its resend form.
+    let html = app.get("/register/sent?email=a%0Ab%40example.com").await.text().await.unwrap();
+    assert!(html.contains("Check your inbox") && !html.contains(r#"name="email""#), "{html}");
+    let html = app.get("/register/sent?email=%20ada%40example.com%20").await.text().await.unwrap();
+    assert!(html.contains(r#"value="ada@example.com""#), "{html}");
 }
