@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use secrecy::SecretString;
 use url::Url;
 
+pub use borcelle_engine::inbound::{InboundSettings, TlsFiles};
 pub use borcelle_engine::settings::{
     ATTACHMENT_MAX_BYTES, AuthSettings, DeliverySettings, MESSAGE_ATTACHMENTS_MAX_BYTES, S3Credentials, S3Settings,
     SchedulerBackend, StorageBackend, StorageSettings, Throttle,
@@ -33,6 +34,10 @@ pub struct Settings {
     pub operations_listen: Option<SocketAddr>,
     /// Unsubscribe links and the MailJet event webhook.
     pub consent: ConsentSettings,
+    /// Inbound mail (reply, bounce and unsubscribe addresses and their SMTP receiver); off when unset.
+    pub inbound: Option<InboundSettings>,
+    /// Whether `serve` runs the SMTP receiver itself (else `borcelle inbound` does).
+    pub inbound_in_serve: bool,
 }
 
 /// Consent: which mail carries unsubscribe links, and who may call the MailJet event webhook.

@@ -44,4 +44,7 @@ pub struct AppState {
     pub unsubscribe_links: borcelle_engine::consent::UnsubscribeLinks,
     /// The owners' suppression lists.
     pub suppressions: borcelle_engine::consent::Suppressions,
+    /// Files inbound mail (from MailJet's Parse webhook here; the SMTP receiver has its own), when
+    /// inbound mail is configured.
+    pub inbox: Option<borcelle_engine::inbound::Inbox>,
 }

@@ -68,6 +68,10 @@ pub struct OutgoingEmail {
     pub unsubscribe: Option<Unsubscribe>,
     /// The ledger row this email is for (MailJet's `CustomID`, which its event webhook returns).
     pub ledger_id: Option<String>,
+    /// The envelope sender (`MAIL FROM`) when it is not the From address: Borcelle's VERP bounce
+    /// address once inbound mail is configured, so that delivery reports come back to it. SMTP
+    /// only (MailJet handles bounces itself and reports them as events).
+    pub envelope_from: Option<String>,
 }
 
 /// The unsubscribe addresses of one email.
@@ -75,7 +79,7 @@ pub struct OutgoingEmail {
 pub struct Unsubscribe {
     /// The one-click link: `POST` to it unsubscribes without a session.
     pub https: String,
-    /// `mailto:` address, once inbound mail is configured.
+    /// `mailto:` address (Borcelle's unsubscribe address), once inbound mail is configured.
     pub mailto: Option<String>,
 }
 
@@ -118,6 +122,7 @@ impl OutgoingEmail {
             attachments: Vec::new(),
             unsubscribe: None,
             ledger_id: None,
+            envelope_from: None,
         }
     }
 }

@@ -462,6 +462,7 @@ mod tests {
             attachments: Vec::new(),
             unsubscribe: None,
             ledger_id: None,
+            envelope_from: None,
         };
         let body = serde_json::to_value(request_body(&email, false)).unwrap();
         assert_eq!(body["Messages"][0]["CustomID"], "m-1@borcelle.test", "no row: the Message-ID");

@@ -109,7 +109,17 @@ pub(crate) fn build(email: &OutgoingEmail, dkim: Option<&DkimSigner>) -> Result<
         Some(dkim) => dkim.sign(&raw).map_err(|err| MailError::Permanent(format!("signing the message: {err}")))?,
         None => raw,
     };
-    Ok((message.envelope().clone(), bytes))
+    let envelope = match &email.envelope_from {
+        Some(sender) => {
+            let sender = sender
+                .parse()
+                .map_err(|err| MailError::Permanent(format!("invalid envelope sender {sender:?}: {err}")))?;
+            Envelope::new(Some(sender), message.envelope().to().to_vec())
+                .map_err(|err| MailError::Permanent(format!("building the envelope: {err}")))?
+        }
+        None => message.envelope().clone(),
+    };
+    Ok((envelope, bytes))
 }
 
 /// Builds the RFC 5322 message (see [`body`] for its MIME structure), unsigned.

@@ -10,6 +10,7 @@ pub mod attachments;
 mod connect;
 pub mod contacts;
 mod error;
+pub mod inbound;
 pub mod lane;
 pub mod login_devices;
 pub mod messages;

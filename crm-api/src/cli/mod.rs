@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use borcelle_store::users::Role;
 
 use crate::config::DatabaseSettings;
-use serve::{ServeArgs, WorkerAction, WorkerArgs};
+use serve::{InboundCommandArgs, ServeArgs, WorkerAction, WorkerArgs};
 
 mod dkim;
 mod parts;
@@ -68,6 +68,8 @@ enum Command {
     Migrate,
     /// Run only the delivery engine: send queued mail until SIGTERM.
     Worker(Box<WorkerArgs>),
+    /// Run only the SMTP receiver of inbound mail (replies, bounces) until SIGTERM.
+    Inbound(Box<InboundCommandArgs>),
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -172,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 storage: args.storage.settings()?,
                 public_url: args.public_url.clone(),
                 unsubscribe_one_to_one: args.consent.unsubscribe_one_to_one,
+                inbound_domain: args.inbound.domain()?,
             };
             match args.action {
                 None => crate::startup::run_worker(settings, crate::startup::shutdown_signal()).await,
@@ -187,6 +190,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return crate::startup::run_occurrence_job(settings, job, crate::startup::shutdown_signal()).await;
                 }
             }
+        }
+        Command::Inbound(args) => {
+            let Some(inbound) = args.inbound.settings(std::net::SocketAddr::from(([0, 0, 0, 0], 2525)))? else {
+                bail!("set BORCELLE_INBOUND_DOMAIN: the receiver accepts mail only for that domain's addresses");
+            };
+            let settings = crate::startup::InboundProcessSettings {
+                health_listen: args.health_listen,
+                database: cli.global.database(),
+                redis_url: cli.global.redis_url.clone().map(SecretString::from),
+                storage: args.storage.settings()?,
+                inbound,
+            };
+            crate::startup::run_inbound(settings, crate::startup::shutdown_signal()).await
         }
         Command::Migrate => {
             let pool = borcelle_store::connect_and_migrate(&cli.global.database()).await?;

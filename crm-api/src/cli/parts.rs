@@ -360,3 +360,96 @@ impl MailArgs {
         Ok(Some(DkimSettings { selector, domain, key }))
     }
 }
+
+/// Inbound mail: the reply, bounce and unsubscribe addresses outgoing mail carries, and the SMTP
+/// receiver that accepts mail for them (`serve`, `worker` and `inbound`).
+#[derive(Debug, Args)]
+pub(super) struct InboundArgs {
+    /// The domain of the reply and bounce addresses (`reply+<token>@<domain>`), whose MX record
+    /// points at the receiver. Unset: inbound mail is off and mail goes out as before (replies go
+    /// to the user's own address).
+    #[arg(long, env = "BORCELLE_INBOUND_DOMAIN")]
+    pub(super) inbound_domain: Option<String>,
+    /// Where the SMTP receiver listens. `serve` runs it on 127.0.0.1:2525 by default when a domain
+    /// is set; `borcelle inbound` on 0.0.0.0:2525.
+    #[arg(long, env = "BORCELLE_INBOUND_LISTEN")]
+    pub(super) inbound_listen: Option<std::net::SocketAddr>,
+    /// Whether `serve` runs the receiver itself (false when `borcelle inbound` runs apart).
+    #[arg(long, env = "BORCELLE_INBOUND_IN_SERVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(super) inbound_in_serve: bool,
+    /// The name the receiver greets with (default: the inbound domain).
+    #[arg(long, env = "BORCELLE_INBOUND_HOSTNAME")]
+    pub(super) inbound_hostname: Option<String>,
+    /// Largest message accepted, in bytes (larger ones are refused with 552).
+    #[arg(long, env = "BORCELLE_INBOUND_MAX_MESSAGE_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub(super) inbound_max_message_bytes: usize,
+    /// Connections open at once, in all.
+    #[arg(long, env = "BORCELLE_INBOUND_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub(super) inbound_max_connections: usize,
+    /// Connections open at once from one client address.
+    #[arg(long, env = "BORCELLE_INBOUND_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 50)]
+    pub(super) inbound_max_connections_per_client: usize,
+    /// New connections one client address may open per minute (0: unlimited).
+    #[arg(long, env = "BORCELLE_INBOUND_CONNECTIONS_PER_MINUTE", default_value_t = 600)]
+    pub(super) inbound_connections_per_minute: u32,
+    /// Seconds the receiver waits for a command or a line of data.
+    #[arg(long, env = "BORCELLE_INBOUND_COMMAND_TIMEOUT_SECS", default_value_t = 300)]
+    pub(super) inbound_command_timeout_secs: u64,
+    /// PEM certificate chain for STARTTLS (with the key; a Kubernetes TLS Secret mounted as files).
+    #[arg(long, env = "BORCELLE_INBOUND_TLS_CERT")]
+    pub(super) inbound_tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for STARTTLS.
+    #[arg(long, env = "BORCELLE_INBOUND_TLS_KEY")]
+    pub(super) inbound_tls_key: Option<std::path::PathBuf>,
+}
+
+impl InboundArgs {
+    /// The receiver's settings when a domain is set, listening on `default_listen` unless told.
+    pub(super) fn settings(
+        &self,
+        default_listen: std::net::SocketAddr,
+    ) -> anyhow::Result<Option<borcelle_engine::inbound::InboundSettings>> {
+        let Some(domain) = self.domain()? else { return Ok(None) };
+        let mut settings =
+            borcelle_engine::inbound::InboundSettings::new(&domain, self.inbound_listen.unwrap_or(default_listen));
+        if let Some(hostname) = &self.inbound_hostname {
+            settings.hostname = hostname.clone();
+        }
+        anyhow::ensure!(
+            self.inbound_max_message_bytes >= 1024,
+            "BORCELLE_INBOUND_MAX_MESSAGE_BYTES: give at least 1024"
+        );
+        settings.max_message_bytes = self.inbound_max_message_bytes;
+        settings.max_connections = self.inbound_max_connections.max(1);
+        settings.max_connections_per_client = self.inbound_max_connections_per_client.max(1);
+        settings.connections_per_minute =
+            (self.inbound_connections_per_minute > 0).then_some(self.inbound_connections_per_minute);
+        settings.command_timeout = std::time::Duration::from_secs(self.inbound_command_timeout_secs.max(1));
+        settings.tls = match (&self.inbound_tls_cert, &self.inbound_tls_key) {
+            (Some(certificate), Some(key)) => {
+                Some(borcelle_engine::inbound::TlsFiles { certificate: certificate.clone(), key: key.clone() })
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("set both BORCELLE_INBOUND_TLS_CERT and BORCELLE_INBOUND_TLS_KEY, or neither"),
+        };
+        Ok(Some(settings))
+    }
+
+    /// The inbound domain, checked: a host name, lower case.
+    pub(super) fn domain(&self) -> anyhow::Result<Option<String>> {
+        let Some(domain) = self.inbound_domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) else {
+            return Ok(None);
+        };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let valid = domain.len() <= 253
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        anyhow::ensure!(valid, "BORCELLE_INBOUND_DOMAIN: {domain:?} is not a domain name (like replies.example.com)");
+        Ok(Some(domain))
+    }
+}

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::GlobalArgs;
-use super::parts::{DeliveryArgs, MailArgs, StorageArgs};
+use super::parts::{DeliveryArgs, InboundArgs, MailArgs, StorageArgs};
 use crate::config::{AuthSettings, ConsentSettings, HttpSettings, Settings, Throttle, WebhookCredentials};
 
 #[derive(Debug, Args)]
@@ -64,6 +64,8 @@ pub(super) struct ServeArgs {
     pub(super) storage: StorageArgs,
     #[command(flatten)]
     pub(super) consent: ConsentArgs,
+    #[command(flatten)]
+    pub(super) inbound: InboundArgs,
     /// User name MailJet's event webhook must present (HTTP basic auth) at
     /// /api/v1/webhooks/mailjet; the endpoint refuses every call without it.
     #[arg(long, env = "BORCELLE_MAILJET_WEBHOOK_USERNAME")]
@@ -103,6 +105,8 @@ pub(super) struct WorkerArgs {
     pub(super) storage: StorageArgs,
     #[command(flatten)]
     pub(super) consent: ConsentArgs,
+    #[command(flatten)]
+    pub(super) inbound: InboundArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,8 +203,22 @@ impl ServeArgs {
                     ),
                 },
             },
+            inbound: self.inbound.settings(std::net::SocketAddr::from(([127, 0, 0, 1], 2525)))?,
+            inbound_in_serve: self.inbound.inbound_in_serve,
         })
     }
+}
+
+/// `borcelle inbound`: the SMTP receiver on its own.
+#[derive(Debug, Args)]
+pub(super) struct InboundCommandArgs {
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address (e.g. 0.0.0.0:8083); none when unset.
+    #[arg(long, env = "BORCELLE_INBOUND_HEALTH_LISTEN")]
+    pub(super) health_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(super) inbound: InboundArgs,
+    #[command(flatten)]
+    pub(super) storage: StorageArgs,
 }
 
 /// `http://<listen address>`; on a loopback or unspecified address, `localhost` works as well.

@@ -156,6 +156,9 @@ impl Named for borcelle_store::attachments::Attachment {
 impl Named for borcelle_store::users::Listed {
     const NAME: &'static str = "user";
 }
+impl Named for borcelle_store::inbound::InboundMessage {
+    const NAME: &'static str = "reply";
+}
 impl Named for borcelle_store::outbox::OutboxMessage {
     const NAME: &'static str = "message";
 }

@@ -1,6 +1,7 @@
 //! Building and running the server: the seam tests use (bind port 0, read the port, run until a
 //! shutdown future completes). `borcelle worker` and `borcelle worker occurrence` are in [`worker`].
 
+mod inbound;
 mod worker;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use borcelle_engine::accounts::{AccountMail, Accounts};
 use borcelle_engine::consent::UnsubscribeLinks;
 use borcelle_engine::delivery::{DeliveryEngine, UnsubscribeSettings};
 use borcelle_engine::events::EventBus;
+use borcelle_engine::inbound::{Addresses, Inbox, Receiver};
 use borcelle_engine::messaging::Messaging;
 use borcelle_engine::scheduler::Scheduler;
 use borcelle_engine::schedules::{Cluster, Schedules};
@@ -21,6 +23,7 @@ use borcelle_engine::storage::{self, Store};
 use borcelle_mail::{MailSettings, Mailer};
 use borcelle_store::lane::Lane;
 use borcelle_store::{PgPool, rate_limits, sessions, user_tokens};
+pub use inbound::{InboundProcessSettings, run_inbound};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +44,8 @@ pub struct Application {
     listener: TcpListener,
     /// `/metrics`, `/healthz`, `/readyz` on a port of their own, when configured.
     operations: Option<TcpListener>,
+    /// The SMTP receiver's port, when `serve` runs it.
+    inbound: Option<TcpListener>,
     state: AppState,
     /// Background parts that `run_until_stopped` starts.
     background: Background,
@@ -53,6 +58,17 @@ struct Background {
     mailer: Mailer,
     wake_scheduler: Arc<Notify>,
     unsubscribe: Arc<UnsubscribeSettings>,
+    /// Reply, bounce and unsubscribe addresses, when inbound mail is configured.
+    addresses: Option<Addresses>,
+}
+
+/// The addresses of inbound mail in `domain` (none without one), signed with the installation's
+/// key (created in the database on first use, shared by every process).
+pub async fn inbound_addresses(db: &PgPool, domain: Option<&str>) -> anyhow::Result<Option<Addresses>> {
+    match domain {
+        Some(domain) => Ok(Some(Addresses::load(db, domain).await.context("loading the inbound addresses' key")?)),
+        None => Ok(None),
+    }
 }
 
 /// The event bus the settings select: Redis when configured, else in-process.
@@ -76,6 +92,7 @@ pub fn delivery_engine(
     metrics: Arc<borcelle_engine::metrics::EngineMetrics>,
     wake: Arc<Notify>,
     unsubscribe: Arc<UnsubscribeSettings>,
+    inbound: Option<Addresses>,
 ) -> DeliveryEngine {
     DeliveryEngine {
         db,
@@ -88,6 +105,7 @@ pub fn delivery_engine(
         store,
         attachments_max_bytes: storage.message_attachments_max_bytes,
         unsubscribe,
+        inbound,
     }
 }
 
@@ -99,7 +117,7 @@ pub async fn unsubscribe_settings(
     one_to_one: bool,
 ) -> anyhow::Result<Arc<UnsubscribeSettings>> {
     let links = UnsubscribeLinks::load(db, public_url).await.context("loading the unsubscribe links' key")?;
-    Ok(Arc::new(UnsubscribeSettings { links, one_to_one, mailto: None }))
+    Ok(Arc::new(UnsubscribeSettings { links, one_to_one }))
 }
 
 impl Application {
@@ -126,6 +144,21 @@ impl Application {
                 .await?;
         let events = event_bus(settings.redis_url.as_ref(), stop.clone()).await?;
         let store = storage::build_store(&settings.storage).await?;
+        let addresses = inbound_addresses(&db, settings.inbound.as_ref().map(|i| i.domain.as_str())).await?;
+        let inbound = match &settings.inbound {
+            Some(inbound) if settings.inbound_in_serve => Some(
+                TcpListener::bind(inbound.listen)
+                    .await
+                    .with_context(|| format!("binding {} (inbound SMTP)", inbound.listen))?,
+            ),
+            _ => None,
+        };
+        let inbox = addresses.clone().map(|addresses| Inbox {
+            db: db.clone(),
+            store: store.clone(),
+            events: events.clone(),
+            addresses,
+        });
         let metrics = Arc::new(Metrics::default());
         let tasks = TaskTracker::new();
         let wake_delivery = Arc::new(Notify::new());
@@ -170,13 +203,19 @@ impl Application {
             db_gate: Arc::default(),
             unsubscribe_links: unsubscribe.links.clone(),
             suppressions: borcelle_engine::consent::Suppressions { db: db.clone() },
+            inbox,
         };
-        let background = Background { mailer, wake_scheduler, unsubscribe };
-        Ok(Self { listener, operations, state, background, stop })
+        let background = Background { mailer, wake_scheduler, unsubscribe, addresses };
+        Ok(Self { listener, operations, inbound, state, background, stop })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// Where the SMTP receiver listens, when `serve` runs it.
+    pub fn inbound_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        Ok(self.inbound.as_ref().map(TcpListener::local_addr).transpose()?)
     }
 
     /// Where `/metrics` is served, when it is.
@@ -202,6 +241,7 @@ impl Application {
             state.metrics.engine.clone(),
             state.wake_delivery.clone(),
             self.background.unsubscribe.clone(),
+            self.background.addresses.clone(),
         )
     }
 
@@ -223,7 +263,14 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let delivery = self.state.settings.delivery.in_serve.then(|| self.delivery_engine());
         let scheduler = self.state.settings.delivery.scheduler.in_process().then(|| self.scheduler());
-        let Application { listener, operations, state, background, stop } = self;
+        let Application { listener, operations, inbound, state, background, stop } = self;
+        let receiver = match (inbound, &state.inbox, &state.settings.inbound) {
+            (Some(listener), Some(inbox), Some(settings)) => {
+                let receiver = Receiver::new(inbox.clone(), settings.clone())?;
+                Some(tokio::spawn(receiver.run(listener, stop.clone())))
+            }
+            _ => None,
+        };
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
         let delivery = delivery.map(|engine| tokio::spawn(engine.run(stop.clone())));
         let scheduler = scheduler.map(|scheduler| tokio::spawn(scheduler.run(stop.clone())));
@@ -254,6 +301,9 @@ impl Application {
         }
         if let Some(scheduler) = scheduler {
             let _ = scheduler.await;
+        }
+        if let Some(receiver) = receiver {
+            let _ = receiver.await;
         }
         if let Some(delivery) = delivery {
             let _ = delivery.await;

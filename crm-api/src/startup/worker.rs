@@ -38,6 +38,8 @@ pub struct WorkerSettings {
     pub public_url: url::Url,
     /// One-to-one messages carry unsubscribe links too.
     pub unsubscribe_one_to_one: bool,
+    /// The inbound domain: messages carry reply, bounce and unsubscribe addresses in it.
+    pub inbound_domain: Option<String>,
 }
 
 /// Runs a delivery engine on its own (`borcelle worker`) until `shutdown` completes.
@@ -90,6 +92,7 @@ async fn worker_engine(
         metrics.engine.clone(),
         Arc::new(Notify::new()),
         super::unsubscribe_settings(&db_for_keys, settings.public_url.clone(), settings.unsubscribe_one_to_one).await?,
+        super::inbound_addresses(&db_for_keys, settings.inbound_domain.as_deref()).await?,
     ))
 }
 

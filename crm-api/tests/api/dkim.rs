@@ -87,6 +87,7 @@ fn bulk_email(to: &str) -> OutgoingEmail {
             mailto: Some("unsubscribe@borcelle.test".to_owned()),
         }),
         ledger_id: None,
+        envelope_from: None,
     }
 }
 

@@ -96,6 +96,7 @@ fn email() -> OutgoingEmail {
         attachments: Vec::new(),
         unsubscribe: None,
         ledger_id: None,
+        envelope_from: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod contacts_csv;
 mod csrf;
 mod dkim;
 mod hardening;
+mod inbound;
 mod mailjet;
 mod mailjet_events;
 mod messaging;

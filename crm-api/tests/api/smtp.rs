@@ -55,6 +55,7 @@ fn email(to: &str) -> OutgoingEmail {
         attachments: Vec::new(),
         unsubscribe: None,
         ledger_id: None,
+        envelope_from: None,
     }
 }
 

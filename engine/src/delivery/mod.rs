@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::EventBus;
+use crate::inbound::Kind;
 use crate::metrics::EngineMetrics;
 use crate::settings::DeliverySettings;
 use crate::storage::Store;
@@ -68,6 +69,9 @@ pub struct DeliveryEngine {
     pub attachments_max_bytes: u64,
     /// The unsubscribe links bulk mail carries.
     pub unsubscribe: Arc<UnsubscribeSettings>,
+    /// Reply, bounce and unsubscribe addresses, when inbound mail is configured: every message
+    /// then carries its own (`Reply-To`, the envelope sender, `List-Unsubscribe`'s `mailto:`).
+    pub inbound: Option<crate::inbound::Addresses>,
 }
 
 /// How emails let their recipients unsubscribe.
@@ -77,8 +81,6 @@ pub struct UnsubscribeSettings {
     /// Also one-to-one messages (a message or note to a single contact) carry them; bulk mail
     /// always does.
     pub one_to_one: bool,
-    /// The `mailto:` address of `List-Unsubscribe`, once inbound mail is configured.
-    pub mailto: Option<String>,
 }
 
 /// One recipient's email from the task's prepared content.
@@ -296,16 +298,25 @@ impl DeliveryEngine {
                                 email: self.mail.from_address.clone(),
                             },
                             to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
-                            reply_to: Some(prepared.reply_to.clone()),
+                            reply_to: Some(match &self.inbound {
+                                Some(addresses) => Mailbox {
+                                    name: prepared.reply_to.name.clone(),
+                                    email: addresses.address(Kind::Reply, claimed.id),
+                                },
+                                None => prepared.reply_to.clone(),
+                            }),
                             subject,
                             text,
                             html,
                             message_id: claimed.message_id.clone(),
                             date: std::time::SystemTime::now(),
                             attachments: prepared.attachments.clone(),
-                            unsubscribe: link
-                                .map(|https| Unsubscribe { https, mailto: self.unsubscribe.mailto.clone() }),
+                            unsubscribe: link.map(|https| Unsubscribe {
+                                https,
+                                mailto: self.inbound.as_ref().map(|a| a.address(Kind::Unsubscribe, claimed.id)),
+                            }),
                             ledger_id: Some(claimed.id.to_string()),
+                            envelope_from: self.inbound.as_ref().map(|a| a.address(Kind::Bounce, claimed.id)),
                         };
                         self.mailer.send(&email).await
                     }

@@ -21,6 +21,8 @@ pub enum LiveEvent {
     Notification { notification: Notification },
     /// An administrator's broadcast reached the user's open pages.
     Broadcast(BroadcastNotice),
+    /// Mail came back for one of the user's messages: a reply, an automatic answer, a bounce.
+    Inbound(InboundNotice),
     /// What a socket starts with: open tasks, unread notifications and their count.
     Snapshot(Snapshot),
     /// A reconnecting socket will now get exactly the events after `after` that it missed.
@@ -57,6 +59,20 @@ pub struct BroadcastNotice {
     /// The Broadcast's name (`namespace/name` in Kubernetes).
     pub broadcast: String,
     pub occurrence_id: Uuid,
+}
+
+/// Mail that came back, as the pages are told of it (the contact page re-reads its conversation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundNotice {
+    pub inbound_id: Uuid,
+    /// The contact it is filed under, when the message was to a contact.
+    pub contact_id: Option<Uuid>,
+    /// The ledger row it answers or reports on.
+    pub message_id: Option<Uuid>,
+    /// `reply`, `auto_reply`, `bounce`, `unsubscribe` or `report`.
+    pub kind: String,
+    pub from: String,
+    pub subject: String,
 }
 
 /// The state a socket starts from.

@@ -27,7 +27,7 @@ use uuid::Uuid;
 pub(crate) use envelope::with_id;
 pub use envelope::{Audience, Envelope, Event};
 pub use id::{EventId, InvalidEventId};
-pub use live::{BroadcastNotice, LiveEvent, Snapshot, TaskProgress};
+pub use live::{BroadcastNotice, InboundNotice, LiveEvent, Snapshot, TaskProgress};
 pub use redis_link::{CHANNEL, STREAM};
 
 use redis_link::RedisLink;

@@ -6,7 +6,7 @@
 //!
 //! Tokens are lower-case base32 (RFC 4648, no padding): mail systems may change the case of a
 //! local part, and `+`, `-` and `.` have meanings of their own in some of them. 16 bytes of row id
-//! and 10 of signature (80 bits) make 42 characters; with `bounces+` the local part stays under
+//! and 10 of signature (80 bits) make 42 characters; with `unsubscribe+`, the longest prefix, the local part stays under
 //! the 64 characters SMTP allows.
 
 use borcelle_store::PgPool;
@@ -32,6 +32,8 @@ pub enum Kind {
     Reply,
     /// A mail server reporting on a message (the envelope sender, where DSNs go).
     Bounce,
+    /// The `mailto:` of `List-Unsubscribe`: any mail to it unsubscribes the recipient.
+    Unsubscribe,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
         match self {
             Kind::Reply => "reply",
             Kind::Bounce => "bounces",
+            Kind::Unsubscribe => "unsubscribe",
         }
     }
 
@@ -46,6 +49,7 @@ impl Kind {
         match self {
             Kind::Reply => b'r',
             Kind::Bounce => b'b',
+            Kind::Unsubscribe => b'u',
         }
     }
 }
@@ -112,7 +116,9 @@ impl Addresses {
             return None;
         }
         let (prefix, token) = local.split_once('+')?;
-        let kind = [Kind::Reply, Kind::Bounce].into_iter().find(|kind| prefix.eq_ignore_ascii_case(kind.prefix()))?;
+        let kind = [Kind::Reply, Kind::Bounce, Kind::Unsubscribe]
+            .into_iter()
+            .find(|kind| prefix.eq_ignore_ascii_case(kind.prefix()))?;
         let raw = BASE32_NOPAD.decode(token.to_ascii_uppercase().as_bytes()).ok()?;
         if raw.len() != 16 + TAG_LEN {
             return None;
@@ -138,7 +144,7 @@ mod tests {
         fn every_row_round_trips_in_any_case(bytes in any::<[u8; 16]>(), upper in any::<bool>()) {
             let row = Uuid::from_bytes(bytes);
             let a = addresses();
-            for kind in [Kind::Reply, Kind::Bounce] {
+            for kind in [Kind::Reply, Kind::Bounce, Kind::Unsubscribe] {
                 let address = a.address(kind, row);
                 let (local, _) = address.split_once('@').unwrap();
                 prop_assert!(local.len() <= 64, "{address}");
@@ -170,6 +176,7 @@ mod tests {
         assert_eq!(a.parse(&format!("reply+{token}@in.example.com")), Some((Kind::Reply, row)));
         // The token of a reply does not open the bounce address, nor another domain, nor another key.
         assert_eq!(a.parse(&format!("bounces+{token}@in.example.com")), None);
+        assert_eq!(a.parse(&format!("unsubscribe+{token}@in.example.com")), None);
         assert_eq!(a.parse(&format!("reply+{token}@example.com")), None);
         let other = Addresses::new("in.example.com", b"another installation".to_vec());
         assert_eq!(other.parse(&format!("reply+{token}@in.example.com")), None);

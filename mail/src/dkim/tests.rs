@@ -167,6 +167,7 @@ fn email() -> OutgoingEmail {
         attachments: Vec::new(),
         unsubscribe: Some(Unsubscribe { https: "https://crm.example.com/u/abc".to_owned(), mailto: None }),
         ledger_id: None,
+        envelope_from: None,
     }
 }
 

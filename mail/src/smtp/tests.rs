@@ -83,6 +83,7 @@ async fn send_to(refuse: Refuse) -> Result<Delivery, MailError> {
         attachments: Vec::new(),
         unsubscribe: None,
         ledger_id: None,
+        envelope_from: None,
     };
     SmtpTransport::new(&settings, None).unwrap().send(&email).await
 }

@@ -9,6 +9,7 @@ pub mod messages;
 mod notes;
 mod notifications;
 pub mod reminders;
+mod replies;
 mod suppressions;
 mod tasks;
 pub use auth::REGISTER_ANSWER;
@@ -63,6 +64,9 @@ pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
         .routes(routes!(contacts_csv::export))
         .routes(routes!(contacts::show, contacts::update, contacts::remove))
         .routes(routes!(messages::contact_timeline))
+        .routes(routes!(replies::conversation))
+        .routes(routes!(replies::show))
+        .routes(routes!(replies::file))
         .routes(routes!(messages::history, messages::send))
         .routes(routes!(messages::preview))
         .routes(routes!(messages::retry))

@@ -95,12 +95,16 @@ pub fn base_settings(database_url: &str, listen: SocketAddr) -> Settings {
         storage: StorageSettings::local(std::env::temp_dir().join(unique("borcelle-files-"))),
         operations_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         consent: borcelle::config::ConsentSettings::default(),
+        inbound: None,
+        inbound_in_serve: true,
     }
 }
 
 /// A running server with its own database, and a browser-like client (cookies, no redirects).
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The SMTP receiver of inbound mail, when the settings turn it on.
+    pub inbound_addr: Option<SocketAddr>,
     /// The server's parts that the test drives, when it runs in the test's process.
     server: Option<InProcess>,
     pub db: PgPool,
@@ -158,11 +162,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let db = borcelle_store::connect_and_migrate(&settings.database).await.expect("database");
     let app = Application::with_listener(settings, db.clone(), listener).await.expect("app");
     let ops_addr = app.operations_addr().expect("operations address").expect("an operations port");
+    let inbound_addr = app.inbound_addr().expect("inbound address");
     let (engine, scheduler, accounts) = (app.delivery_engine(), app.scheduler(), app.state().accounts.clone());
     let events = app.state().events.clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         addr,
+        inbound_addr,
         server: Some(InProcess { ops_addr, engine, scheduler, accounts, events }),
         db,
         db_name,
@@ -180,6 +186,7 @@ impl TestApp {
     pub fn of_process(addr: SocketAddr, db: PgPool, db_name: &str) -> TestApp {
         TestApp {
             addr,
+            inbound_addr: None,
             server: None,
             db,
             db_name: db_name.to_owned(),
