@@ -228,6 +228,13 @@
         }
         return;
       }
+      // Mail that came back for this contact (a reply, an automatic answer, a bounce).
+      if (event.type === "inbound") {
+        if (event.contact_id !== section.getAttribute("data-contact")) return;
+        clearTimeout(timer);
+        timer = setTimeout(reload, 100);
+        return;
+      }
       if (event.type !== "task_progress" || !event.task_id) return;
       if (!section.querySelector('[data-task="' + event.task_id + '"]')) return;
       clearTimeout(timer);

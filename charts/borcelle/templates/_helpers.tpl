@@ -99,6 +99,27 @@ Name of the service account of the worker Deployment and of the operator's occur
 {{- end }}
 
 {{/*
+Name of the service account of the inbound SMTP receiver (no token, no RBAC).
+*/}}
+{{- define "borcelle.inboundServiceAccountName" -}}
+{{- default (include "borcelle.componentName" (list . "inbound")) .Values.inbound.serviceAccount.name }}
+{{- end }}
+
+{{/*
+The inbound receiver's health port: /healthz, /readyz and /metrics (BORCELLE_INBOUND_HEALTH_LISTEN).
+*/}}
+{{- define "borcelle.inboundHealthPort" -}}
+8083
+{{- end }}
+
+{{/*
+Where the inbound receiver reads its STARTTLS certificate (tls.crt, tls.key of inbound.tls.existingSecret).
+*/}}
+{{- define "borcelle.inboundTlsDir" -}}
+/etc/borcelle/inbound-tls
+{{- end }}
+
+{{/*
 Name of the ConfigMap of non-secret settings.
 */}}
 {{- define "borcelle.configMapName" -}}

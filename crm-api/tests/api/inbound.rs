@@ -194,6 +194,18 @@ async fn html_with_an_inline_image_and_a_pdf_is_sanitised_and_its_files_are_the_
     assert!(shown.contains(&format!("src=\"{image_url}\"")), "the HTML shows the inline image: {shown}");
     assert_eq!(app.get(&image_url).await.bytes().await.unwrap().to_vec(), png);
 
+    // The contact's page shows it, sanitised, under the message it answers.
+    let page = app.get(&format!("/contacts/{contact}")).await.text().await.unwrap();
+    let at = page.find(&format!("id=\"reply-{id}\"")).expect("the reply is on the contact's page");
+    assert!(page[..at].contains("Quarterly update"), "under the message it answers");
+    assert!(!page.contains("alert('x')") && !page.contains("javascript:alert"), "sanitised on the page");
+    assert!(page.contains("report.pdf") && page.contains("Formatted message"));
+    // The contacts list says who replied last.
+    let list = app.get("/contacts").await.text().await.unwrap();
+    let row = &list[list.find("jane@example.com").expect("jane's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert_eq!(row.matches("<time ").count(), 3, "updated, last emailed and last reply: {row}");
+
     // Another user finds neither the reply, nor its files, nor the conversation.
     let stranger = Browser::signed_in_user(&app, "stranger@example.com").await;
     for path in [

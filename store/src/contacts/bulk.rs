@@ -91,25 +91,40 @@ pub async fn delete_selected(db: impl PgExecutor<'_>, owner: Owner, selection: S
     Ok(sql.build().execute(db).await?.rows_affected())
 }
 
-/// When each of these contacts was last emailed (a message queued for them, not suppressed):
-/// one query for a page of contacts. Contacts never emailed are absent.
-pub async fn last_emailed(
+/// When a contact was last emailed and last replied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastActivity {
+    /// The newest message queued for the contact (not suppressed).
+    pub emailed: Option<chrono::DateTime<chrono::Utc>>,
+    /// The newest reply from the contact (automatic answers and bounces aside).
+    pub replied: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// When each of these contacts was last emailed and last replied: one query for a page of
+/// contacts (two index lookups per contact). Contacts with neither are absent.
+pub async fn last_activity(
     db: impl PgExecutor<'_>,
     owner: Owner,
     ids: &[Uuid],
-) -> crate::Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>> {
+) -> crate::Result<Vec<(Uuid, LastActivity)>> {
     let rows = sqlx::query!(
-        r#"SELECT c.id AS "id!", m.at AS "at!"
+        r#"SELECT c.id AS "id!", m.at AS emailed, r.at AS replied
            FROM unnest($2::uuid[]) AS c(id)
-           CROSS JOIN LATERAL (
+           LEFT JOIN LATERAL (
                SELECT created_at AS at FROM messages
                WHERE owner_id = $1 AND contact_id = c.id AND status <> 'suppressed'
                ORDER BY created_at DESC LIMIT 1
-           ) m"#,
+           ) m ON true
+           LEFT JOIN LATERAL (
+               SELECT received_at AS at FROM inbound_messages
+               WHERE owner_id = $1 AND contact_id = c.id AND kind = 'reply'
+               ORDER BY received_at DESC LIMIT 1
+           ) r ON true
+           WHERE m.at IS NOT NULL OR r.at IS NOT NULL"#,
         owner.id(),
         ids
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|row| (row.id, row.at)).collect())
+    Ok(rows.into_iter().map(|row| (row.id, LastActivity { emailed: row.emailed, replied: row.replied })).collect())
 }

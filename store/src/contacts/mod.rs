@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::Owner;
 
 pub use autocomplete::{Suggestion, autocomplete};
-pub use bulk::{Selection, add_tag, count_selected, delete_selected, last_emailed, remove_tag, selected_ids};
+pub use bulk::{
+    LastActivity, Selection, add_tag, count_selected, delete_selected, last_activity, remove_tag, selected_ids,
+};
 pub use list::{After, ListError, ListQuery, Listing, Sort, SortKey, count, list};
 
 /// A contact's fields, checked and normalised (see the engine's contact rules), ready to store.

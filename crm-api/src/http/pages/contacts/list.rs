@@ -65,6 +65,8 @@ pub struct ListParams {
 pub struct Row {
     pub contact: Contact,
     pub last_emailed: Option<DateTime<Utc>>,
+    /// The contact's newest reply, when it ever answered.
+    pub last_reply: Option<DateTime<Utc>>,
 }
 
 #[derive(Template)]
@@ -259,7 +261,7 @@ pub async fn list(
         Err(err) => return PageError::new(layout, err).into_response(),
     };
     let ids: Vec<Uuid> = listing.contacts.iter().map(|c| c.id).collect();
-    let emailed: HashMap<Uuid, DateTime<Utc>> = match contacts::last_emailed(&state.db, owner, &ids).await {
+    let activity: HashMap<Uuid, contacts::LastActivity> = match contacts::last_activity(&state.db, owner, &ids).await {
         Ok(rows) => rows.into_iter().collect(),
         Err(err) => return PageError::new(layout, err).into_response(),
     };
@@ -289,7 +291,10 @@ pub async fn list(
     let rows = listing
         .contacts
         .into_iter()
-        .map(|contact| Row { last_emailed: emailed.get(&contact.id).copied(), contact })
+        .map(|contact| {
+            let activity = activity.get(&contact.id).copied().unwrap_or_default();
+            Row { last_emailed: activity.emailed, last_reply: activity.replied, contact }
+        })
         .collect();
     let notice = done_notice(&params);
     let page = ListPage {

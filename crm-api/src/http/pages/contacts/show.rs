@@ -16,18 +16,89 @@ use crate::http::pages::{FormState, Layout, PageError, PageUser, render};
 use crate::state::AppState;
 use borcelle_engine::messaging::{self, Chosen, Outgoing};
 use borcelle_store::contacts::Contact;
+use borcelle_store::inbound::{self, InboundMessage};
 use borcelle_store::messages::{self, HistoryFilter, Message};
 use borcelle_store::suppressions::Suppression;
 
 /// Messages the timeline shows (the newest).
 const TIMELINE_SIZE: i64 = 50;
 
+/// One entry of the conversation, newest first.
+pub enum Entry {
+    /// A message sent to the contact, with what came back for it (oldest first).
+    Sent { message: Box<Message>, replies: Vec<InboundMessage> },
+    /// Mail whose message is not on the page (older than the timeline shows).
+    Received(Box<InboundMessage>),
+}
+
+impl Entry {
+    fn at(&self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Entry::Sent { message, .. } => message.created_at,
+            Entry::Received(inbound) => inbound.received_at,
+        }
+    }
+}
+
+/// The conversation: each reply under the message it answers, the others by time.
+fn conversation(messages: Vec<Message>, mut inbound: Vec<InboundMessage>) -> Vec<Entry> {
+    inbound.sort_by_key(|i| (i.received_at, i.id));
+    let shown: std::collections::HashSet<uuid::Uuid> = messages.iter().map(|m| m.id).collect();
+    let mut under: std::collections::HashMap<uuid::Uuid, Vec<InboundMessage>> = std::collections::HashMap::new();
+    let mut entries = Vec::with_capacity(messages.len() + inbound.len());
+    for reply in inbound {
+        match reply.ledger_id.filter(|id| shown.contains(id)) {
+            Some(id) => under.entry(id).or_default().push(reply),
+            None => entries.push(Entry::Received(Box::new(reply))),
+        }
+    }
+    for message in messages {
+        let replies = under.remove(&message.id).unwrap_or_default();
+        entries.push(Entry::Sent { message: Box::new(message), replies });
+    }
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.at()));
+    entries
+}
+
+impl ShowPage {
+    /// How an inbound message's kind is named on the page.
+    fn kind_label(&self, kind: &str) -> &'static str {
+        kind_label(kind)
+    }
+
+    fn size_label(&self, bytes: &i64) -> String {
+        size_label(*bytes)
+    }
+}
+
+/// How an inbound message's kind is named on the page.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "reply" => "Reply",
+        "auto_reply" => "Automatic reply",
+        "bounce" => "Delivery report",
+        "unsubscribe" => "Unsubscribe request",
+        _ => "Report",
+    }
+}
+
+/// A size in bytes as people read it.
+pub fn size_label(bytes: i64) -> String {
+    match bytes {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.0} KB", n as f64 / 1024.0),
+        n => format!("{:.1} MB", n as f64 / (1024.0 * 1024.0)),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "pages/contacts_show.html")]
 struct ShowPage {
     layout: Layout,
     contact: Contact,
-    messages: Vec<Message>,
+    entries: Vec<Entry>,
+    /// Whether the contact has any message or reply.
+    empty: bool,
     /// Whether older messages exist beyond the timeline.
     more: bool,
     compose: FormState,
@@ -73,11 +144,17 @@ async fn show_page(
     let sender =
         borcelle_mail::merge::SenderFields { name: identity.display_name.clone(), email: identity.email.clone() };
     messaging::personal_subjects(&mut rows, &sender);
+    let inbound = match inbound::for_contact(&state.db, identity.owner(), contact.id, None, TIMELINE_SIZE).await {
+        Ok(inbound) => inbound,
+        Err(err) => return PageError::new(layout, err).into_response(),
+    };
     let suppression = match state.suppressions.find(identity.owner(), &contact.email).await {
         Ok(suppression) => suppression,
         Err(err) => return PageError::new(layout, err).into_response(),
     };
-    render(ShowPage { layout, contact, messages: rows, more, compose, notice, suppression }, status)
+    let empty = rows.is_empty() && inbound.is_empty();
+    let entries = conversation(rows, inbound);
+    render(ShowPage { layout, contact, entries, empty, more, compose, notice, suppression }, status)
 }
 
 /// Stops mailing this contact (the owner's hand-made suppression).
