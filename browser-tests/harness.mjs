@@ -23,6 +23,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
 export const SCREENSHOTS = join(here, "screenshots");
 export const PASSWORD = "correct horse battery staple";
+/** The domain of reply addresses when a stack runs with `{ inbound: true }`. */
+export const INBOUND_DOMAIN = "in.borcelle.test";
 
 const run = promisify(execFile);
 
@@ -176,7 +178,7 @@ async function psql(sql) {
  * With `{ sink: true }` the SMTP server is a bulk sink that keeps nothing (for many mails).
  * Call `stack.close()` at the end (the test helpers below do).
  */
-export async function startStack({ sink = false } = {}) {
+export async function startStack({ sink = false, inbound = false } = {}) {
   if (!existsSync(BORCELLE_BIN)) {
     throw new Error(`no borcelle binary at ${BORCELLE_BIN}: build it (cargo build --bin borcelle) or set BORCELLE_BIN`);
   }
@@ -197,12 +199,19 @@ export async function startStack({ sink = false } = {}) {
     BORCELLE_STORAGE_DIR: filesDir,
     RUST_LOG: process.env.RUST_LOG || "warn",
   };
+  // Inbound mail: replies go to reply+<token>@in.borcelle.test, and serve's SMTP receiver takes them.
+  const inboundPort = inbound ? await freePort() : null;
+  if (inbound) {
+    env.BORCELLE_INBOUND_DOMAIN = INBOUND_DOMAIN;
+    env.BORCELLE_INBOUND_LISTEN = `127.0.0.1:${inboundPort}`;
+  }
   const server = start("borcelle", BORCELLE_BIN, ["serve"], env);
   let browser;
   const stack = {
     baseUrl,
     mail,
     server,
+    inboundPort,
     dbName,
     url: (path) => `${baseUrl}${path}`,
 
@@ -251,6 +260,26 @@ export async function startStack({ sink = false } = {}) {
           return response.json();
         },
       };
+    },
+
+    /**
+     * Sends a raw RFC 5322 message to serve's SMTP receiver with a real SMTP client (Python's
+     * smtplib), from `sender` to `recipient`; rejects with the server's answer when refused.
+     */
+    async answer(sender, recipient, message) {
+      if (!inboundPort) throw new Error("start the stack with { inbound: true } to answer mail");
+      const script = [
+        "import smtplib, sys",
+        "with smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30) as smtp:",
+        "    smtp.sendmail(sys.argv[2], [sys.argv[3]], sys.stdin.buffer.read())",
+      ].join("\n");
+      await new Promise((resolve, reject) => {
+        const child = execFile("python3", ["-c", script, String(inboundPort), sender, recipient], (err, _out, stderr) => {
+          if (err) reject(new Error(`the reply was refused: ${stderr || err.message}`));
+          else resolve();
+        });
+        child.stdin.end(message);
+      });
     },
 
     /** The server's recent output, for failure messages. */
