@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image with both binaries: `borcelle` (API, worker, migrate, admin) and `borcelle-operator`.
+# One image with both binaries: `borcelle` (API, worker, inbound, migrate, admin) and `borcelle-operator`.
 #
 #   docker build -t borcelle .
 #   docker run --rm -p 8080:8080 -p 9090:9090 --read-only -e DATABASE_URL=postgres://… borcelle
@@ -78,7 +78,9 @@ COPY --from=build /out/borcelle /out/borcelle-operator /usr/local/bin/
 
 # Numeric, so that Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 USER 65532:65532
-# 8080: the web UI and the API; 9090: /metrics (and the probes again), for Prometheus only.
-EXPOSE 8080 9090
+# 8080: the web UI and the API; 9090: /metrics (and the probes again), for Prometheus only;
+# 2525: the SMTP receiver of replies and bounces (`borcelle inbound`, or `serve` with
+# BORCELLE_INBOUND_DOMAIN and BORCELLE_INBOUND_LISTEN=0.0.0.0:2525), to which port 25 is forwarded.
+EXPOSE 8080 9090 2525
 ENTRYPOINT ["/usr/local/bin/borcelle"]
 CMD ["serve", "--listen", "0.0.0.0:8080", "--operations-listen", "0.0.0.0:9090"]

@@ -47,6 +47,7 @@ WEBHOOK_CONFIGURATION_RULES = [
 OPERATOR_ACCOUNT = f"{FULLNAME}-operator"
 API_ACCOUNT = FULLNAME
 WORKER_ACCOUNT = f"{FULLNAME}-worker"
+INBOUND_ACCOUNT = f"{FULLNAME}-inbound"
 
 # Deployments without probes, and why (rules.probe_problems also requires them to listen nowhere).
 PROBE_EXEMPT: dict[str, str] = {}
@@ -68,6 +69,13 @@ SCENARIOS = {
     "webhook with cert-manager asked for": {"operator": {"webhook": {"certManager": {"enabled": True}}}},
     "webhook without cert-manager although served": {"operator": {"webhook": {"certManager": {"enabled": False}}}},
     "no webhook": {"operator": {"webhook": {"enabled": False}}, "networkPolicy": {"enabled": True}},
+    # The inbound SMTP receiver with its defaults (a ClusterIP Service), beside the API alone; the
+    # production values run it behind a LoadBalancer with TLS and workers.
+    "inbound": {
+        "storage": {"backend": "s3", "s3": {"bucket": "borcelle"}},
+        "inbound": {"enabled": True, "domain": "replies.example.com"},
+        "networkPolicy": {"enabled": True},
+    },
 }
 # APIs beyond the built-in ones that the cluster of a scenario serves (helm.render's api_versions).
 # The production values' ingress has cert-manager issue its certificate: that cluster serves it.

@@ -407,3 +407,80 @@ def webhook_problems(docs: list[Doc]) -> list[str]:
                 problems.append(f"{where}: the webhook configurations inject the CA of {sorted(map(str, injected))}, "
                                 f"not of Certificate {issued[0]}")
     return problems
+
+
+# ---- inbound SMTP receiver --------------------------------------------------------------------
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _port_of(address: Any) -> int | None:
+    """The port of "host:port", None when there is none."""
+    try:
+        return int(str(address).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def inbound_problems(docs: list[Doc]) -> list[str]:
+    """The inbound receiver is reachable, and alone: every Deployment that runs `borcelle inbound`
+    listens (BORCELLE_INBOUND_LISTEN) on its container port `smtp` and serves /healthz, /readyz and
+    /metrics (BORCELLE_INBOUND_HEALTH_LISTEN) on its port `health`, where its probes go; some
+    Service selects its pods, and every Service that does sends only to `smtp` (the health port and
+    its /metrics stay private); a NetworkPolicy that selects them opens `smtp` to every source
+    (the public MX). The ConfigMap gives the inbound domain to every mail-sending pod exactly when
+    such a Deployment is rendered, and the API then runs no receiver of its own
+    (BORCELLE_INBOUND_IN_SERVE=false)."""
+    problems = []
+    deployments = pod_specs(d for d in docs if d.get("kind") == "Deployment")
+    receivers = [(w, pod) for w, pod in deployments
+                 if ((pod.get("containers") or [{}])[0].get("args") or [])[:1] == ["inbound"]]
+    domains = [(d["data"] or {}).get("BORCELLE_INBOUND_DOMAIN") for d in docs
+               if d.get("kind") == "ConfigMap" and "BORCELLE_INBOUND_DOMAIN" in (d.get("data") or {})]
+    if bool(receivers) != bool(domains):
+        problems.append(f"{len(receivers)} inbound receiver Deployment(s) but the ConfigMap's "
+                        f"BORCELLE_INBOUND_DOMAIN is {domains or 'unset'}")
+    for workload, pod in deployments:
+        if workload["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "api":
+            continue
+        env = {e["name"]: e.get("value") for e in (pod.get("containers") or [{}])[0].get("env") or []}
+        in_serve = env.get("BORCELLE_INBOUND_IN_SERVE")
+        if receivers and in_serve != "false":
+            problems.append(f"{name_of(workload)}: runs a receiver of its own beside the inbound Deployment "
+                            f"(BORCELLE_INBOUND_IN_SERVE {in_serve!r})")
+        if not receivers and in_serve is not None:
+            problems.append(f"{name_of(workload)}: BORCELLE_INBOUND_IN_SERVE {in_serve!r} without an inbound Deployment")
+    for workload, pod in receivers:
+        container = pod["containers"][0]
+        where = f"{name_of(workload)} container {container.get('name')}"
+        ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
+        env = {e["name"]: e.get("value") for e in container.get("env") or []}
+        for variable, port in (("BORCELLE_INBOUND_LISTEN", "smtp"), ("BORCELLE_INBOUND_HEALTH_LISTEN", "health")):
+            if port not in ports:
+                problems.append(f"{where}: no container port named {port}")
+            elif _port_of(env.get(variable)) != ports[port]:
+                problems.append(f"{where}: {variable} {env.get(variable)!r} is not its port {port} ({ports[port]})")
+        for probe in ("livenessProbe", "readinessProbe"):
+            target = ((container.get(probe) or {}).get("httpGet") or {}).get("port")
+            if target not in ("health", ports.get("health")):
+                problems.append(f"{where}: {probe} goes to port {target!r}, not health")
+        labels = workload.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        services = [d for d in docs if d.get("kind") == "Service" and _matches(d["spec"].get("selector") or {}, labels)]
+        if not services:
+            problems.append(f"{name_of(workload)}: no Service selects the receiver's pods")
+        for service in services:
+            for port in service["spec"].get("ports") or []:
+                if port.get("targetPort") not in ("smtp", ports.get("smtp")):
+                    problems.append(f"{name_of(service)}: port {port.get('port')} goes to {port.get('targetPort')!r}, "
+                                    f"not the receiver's smtp port")
+        policies = [d for d in docs if d.get("kind") == "NetworkPolicy"
+                    and _matches(d["spec"].get("podSelector", {}).get("matchLabels") or {}, labels)]
+        for policy in policies:
+            open_to_all = [rule for rule in policy["spec"].get("ingress") or []
+                           if not rule.get("from") and any(p.get("port") in ("smtp", ports.get("smtp"))
+                                                           for p in rule.get("ports") or [])]
+            if not open_to_all:
+                problems.append(f"{name_of(policy)}: the receiver's smtp port is not open to every source")
+    return problems

@@ -7,7 +7,16 @@ import unittest
 
 import helm
 import rules
-from chart import FULLNAME, PROBE_EXEMPT, SCENARIOS, WORKER_ACCOUNT, expected_rbac, rendered, schema_messages
+from chart import (
+    FULLNAME,
+    INBOUND_ACCOUNT,
+    PROBE_EXEMPT,
+    SCENARIOS,
+    WORKER_ACCOUNT,
+    expected_rbac,
+    rendered,
+    schema_messages,
+)
 
 
 class EveryScenario(unittest.TestCase):
@@ -94,13 +103,19 @@ class EveryScenario(unittest.TestCase):
                 r = rendered(scenario)
                 self.assertEqual(rules.webhook_problems(r.documents()), [])
 
+    def test_the_inbound_receiver_is_reachable_on_its_smtp_port_and_alone(self):
+        for scenario in SCENARIOS:
+            with self.subTest(scenario=scenario):
+                r = rendered(scenario)
+                self.assertEqual(rules.inbound_problems(r.documents()), [])
+
     def test_pods_carry_the_checksum_of_the_rendered_configmap(self):
         for scenario in SCENARIOS:
             with self.subTest(scenario=scenario):
                 r = rendered(scenario)
                 digest = hashlib.sha256(r.files["configmap.yaml"].encode()).hexdigest()
                 for d in r.of_kind("Deployment"):
-                    if d["metadata"]["labels"]["app.kubernetes.io/component"] in ("api", "worker"):
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] in ("api", "worker", "inbound"):
                         annotations = d["spec"]["template"]["metadata"]["annotations"]
                         self.assertEqual(annotations.get("checksum/config"), digest, rules.name_of(d))
 
@@ -117,12 +132,18 @@ class EveryScenario(unittest.TestCase):
                     self.assertEqual(env_from, [{"secretRef": {"name": r.values["existingSecret"]}},
                                                 {"configMapRef": {"name": config}}], rules.name_of(d))
 
-    def test_the_worker_account_has_no_token_and_no_binding(self):
+    def test_the_worker_and_inbound_accounts_have_no_token_and_no_binding(self):
         for scenario in SCENARIOS:
             with self.subTest(scenario=scenario):
                 r = rendered(scenario)
-                accounts = [a for a in r.of_kind("ServiceAccount") if a["metadata"]["name"] == WORKER_ACCOUNT]
-                for account in accounts:
-                    self.assertIs(account["automountServiceAccountToken"], False)
                 subjects = [s["name"] for b in r.documents() if b["kind"].endswith("RoleBinding") for s in b["subjects"]]
-                self.assertNotIn(WORKER_ACCOUNT, subjects)
+                for name in (WORKER_ACCOUNT, INBOUND_ACCOUNT):
+                    accounts = [a for a in r.of_kind("ServiceAccount") if a["metadata"]["name"] == name]
+                    for account in accounts:
+                        self.assertIs(account["automountServiceAccountToken"], False)
+                    self.assertNotIn(name, subjects)
+                for d in r.of_kind("Deployment"):
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] == "inbound":
+                        pod = d["spec"]["template"]["spec"]
+                        self.assertEqual((pod["serviceAccountName"], pod["automountServiceAccountToken"]),
+                                         (INBOUND_ACCOUNT, False))

@@ -262,6 +262,70 @@ class MetricsCheckFails(unittest.TestCase):
         self.assertEqual(len(rules.metrics_problems(d)), 1)
 
 
+INBOUND = f"{FULLNAME}-inbound"
+
+
+class InboundCheckFails(unittest.TestCase):
+    def inbound_docs(self) -> list[dict]:
+        return copy.deepcopy(rendered("inbound").documents())
+
+    def receiver(self, documents: list[dict]) -> dict:
+        return find(documents, "Deployment", INBOUND)["spec"]["template"]["spec"]["containers"][0]
+
+    def test_the_unchanged_chart_passes_with_and_without_the_receiver(self):
+        for scenario in ("inbound", "values-production.yaml", "defaults"):
+            with self.subTest(scenario):
+                self.assertEqual(rules.inbound_problems(copy.deepcopy(rendered(scenario).documents())), [])
+
+    def test_on_a_receiver_listening_elsewhere_than_its_smtp_port(self):
+        d = self.inbound_docs()
+        self.receiver(d)["ports"][0]["containerPort"] = 2526
+        self.assertEqual(rules.inbound_problems(d), [
+            f"Deployment/{INBOUND} container inbound: BORCELLE_INBOUND_LISTEN '0.0.0.0:2525' is not its port smtp (2526)"
+        ])
+
+    def test_on_a_probe_of_the_smtp_port(self):
+        d = self.inbound_docs()
+        self.receiver(d)["readinessProbe"]["httpGet"]["port"] = "smtp"
+        self.assertEqual(rules.inbound_problems(d), [
+            f"Deployment/{INBOUND} container inbound: readinessProbe goes to port 'smtp', not health"
+        ])
+
+    def test_on_a_service_that_exposes_the_health_port(self):
+        d = self.inbound_docs()
+        find(d, "Service", INBOUND)["spec"]["ports"].append({"name": "health", "port": 8083, "targetPort": "health"})
+        self.assertEqual(rules.inbound_problems(d), [
+            f"Service/{INBOUND}: port 8083 goes to 'health', not the receiver's smtp port"
+        ])
+
+    def test_on_no_service_for_the_receiver(self):
+        d = [x for x in self.inbound_docs() if not (x["kind"] == "Service" and x["metadata"]["name"] == INBOUND)]
+        self.assertEqual(rules.inbound_problems(d), [f"Deployment/{INBOUND}: no Service selects the receiver's pods"])
+
+    def test_on_a_network_policy_that_closes_the_mx_to_the_internet(self):
+        d = self.inbound_docs()
+        rule = find(d, "NetworkPolicy", INBOUND)["spec"]["ingress"][0]
+        rule["from"] = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "crm"}}}]
+        self.assertEqual(rules.inbound_problems(d), [
+            f"NetworkPolicy/{INBOUND}: the receiver's smtp port is not open to every source"
+        ])
+
+    def test_on_serve_running_a_receiver_of_its_own_beside_the_deployment(self):
+        d = self.inbound_docs()
+        c = api_container(d)
+        c["env"] = [e for e in c["env"] if e["name"] != "BORCELLE_INBOUND_IN_SERVE"]
+        self.assertEqual(rules.inbound_problems(d), [
+            f"Deployment/{FULLNAME}: runs a receiver of its own beside the inbound Deployment (BORCELLE_INBOUND_IN_SERVE None)"
+        ])
+
+    def test_on_senders_that_do_not_know_the_domain(self):
+        d = self.inbound_docs()
+        del find(d, "ConfigMap", f"{FULLNAME}-config")["data"]["BORCELLE_INBOUND_DOMAIN"]
+        self.assertEqual(rules.inbound_problems(d), [
+            "1 inbound receiver Deployment(s) but the ConfigMap's BORCELLE_INBOUND_DOMAIN is unset"
+        ])
+
+
 class ApiVersionsFail(unittest.TestCase):
     def test_on_an_api_that_no_template_checks(self):
         # helm.render makes an API served by rewriting the templates' checks of it: a kind the

@@ -10,6 +10,7 @@ import rules
 from chart import (
     CERT_MANAGER_API,
     FULLNAME,
+    INBOUND_ACCOUNT,
     OPERATOR_ACCOUNT,
     RELEASE_NAMESPACE,
     SERVICE_MONITOR_API,
@@ -26,6 +27,7 @@ from chart import (
 API = FULLNAME
 OPERATOR = f"{FULLNAME}-operator"
 WORKER = f"{FULLNAME}-worker"
+INBOUND = f"{FULLNAME}-inbound"
 CONFIG = f"{FULLNAME}-config"
 WEBHOOK_SERVICE = f"{FULLNAME}-operator-webhook"
 WEBHOOKS = ["scheduledreminders.crm.borcelle.io", "broadcasts.crm.borcelle.io"]
@@ -400,6 +402,183 @@ class Dkim(unittest.TestCase):
         self.assertNotIn("dkim", [v["name"] for v in pod["volumes"]])
 
 
+def inbound_pod(r: helm.Rendered) -> dict:
+    return r.one("Deployment", INBOUND)["spec"]["template"]["spec"]
+
+
+class Inbound(unittest.TestCase):
+    """The SMTP receiver of replies and bounces (`borcelle inbound`, inbound.enabled)."""
+
+    S3 = {"storage": {"backend": "s3", "s3": {"bucket": "borcelle"}}}
+    ON = {**S3, "inbound": {"enabled": True, "domain": "replies.example.com"}}
+
+    def test_off_by_default_nothing_of_it_is_rendered(self):
+        for scenario in ("defaults", "no operator"):
+            with self.subTest(scenario):
+                r = rendered(scenario)
+                self.assertFalse([d for d in r.documents() if d["metadata"]["name"] == INBOUND])
+                self.assertNotIn("BORCELLE_INBOUND_DOMAIN", config(r))
+                self.assertFalse([k for k in env_of(container(r, API)) if k.startswith("BORCELLE_INBOUND")])
+                for name in ("inbound-deployment.yaml", "inbound-service.yaml", "inbound-serviceaccount.yaml"):
+                    self.assertEqual(r.files[name].strip(), "", name)
+                self.assertNotIn("Inbound mail", r.files["NOTES.txt"])
+
+    def test_the_deployment_runs_borcelle_inbound_hardened_with_its_health_port_probed(self):
+        r = rendered("inbound")
+        deployment = r.one("Deployment", INBOUND)
+        self.assertEqual(deployment["spec"]["replicas"], 2)
+        pod = inbound_pod(r)
+        c = pod["containers"][0]
+        self.assertEqual((c["command"], c["args"]), (["/usr/local/bin/borcelle"], ["inbound"]))
+        self.assertEqual(c["image"], container(r, API)["image"])
+        self.assertEqual(c["ports"], [{"name": "smtp", "containerPort": 2525, "protocol": "TCP"},
+                                      {"name": "health", "containerPort": 8083, "protocol": "TCP"}])
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "health"})
+        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "health"})
+        self.assertEqual(env_of(c), {
+            "BORCELLE_INBOUND_LISTEN": "0.0.0.0:2525",
+            "BORCELLE_INBOUND_HEALTH_LISTEN": "0.0.0.0:8083",
+            "BORCELLE_INBOUND_MAX_MESSAGE_BYTES": "26214400",
+            "BORCELLE_INBOUND_MAX_CONNECTIONS": "1000",
+            "BORCELLE_INBOUND_MAX_CONNECTIONS_PER_CLIENT": "50",
+            "BORCELLE_INBOUND_CONNECTIONS_PER_MINUTE": "600",
+            "BORCELLE_INBOUND_COMMAND_TIMEOUT_SECS": "300",
+        })
+        self.assertEqual(c["envFrom"], [{"secretRef": {"name": "borcelle-env"}}, {"configMapRef": {"name": CONFIG}}])
+        self.assertEqual((pod["serviceAccountName"], pod["automountServiceAccountToken"]), (INBOUND_ACCOUNT, False))
+        self.assertIs(r.one("ServiceAccount", INBOUND_ACCOUNT)["automountServiceAccountToken"], False)
+        self.assertEqual(c["securityContext"], r.values["securityContext"])
+        self.assertEqual(pod["securityContext"], r.values["podSecurityContext"])
+        self.assertEqual(c["resources"], r.values["inbound"]["resources"])
+        self.assertEqual([v["name"] for v in pod["volumes"]], ["tmp"])
+        self.assertEqual(c["volumeMounts"], [{"name": "tmp", "mountPath": "/tmp"}])
+
+    def test_every_pod_that_sends_mail_gets_the_domain_and_serve_leaves_the_receiver_to_the_deployment(self):
+        for scenario in ("inbound", "values-production.yaml"):
+            with self.subTest(scenario):
+                r = rendered(scenario)
+                # The ConfigMap reaches the API, the workers and the operator's occurrence Jobs.
+                self.assertEqual(config(r)["BORCELLE_INBOUND_DOMAIN"], r.values["inbound"]["domain"])
+                self.assertEqual(env_of(container(r, API))["BORCELLE_INBOUND_IN_SERVE"], "false")
+                for d in r.of_kind("Deployment"):
+                    if d["metadata"]["name"] in (API, WORKER, INBOUND):
+                        env_from = d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+                        self.assertIn({"configMapRef": {"name": CONFIG}}, env_from, d["metadata"]["name"])
+        self.assertEqual(env_of(container(rendered("values-production.yaml"), OPERATOR))["BORCELLE_WORKER_ENV_CONFIGMAP"], CONFIG)
+        self.assertNotIn("BORCELLE_INBOUND_IN_SERVE", env_of(container(rendered("values-production.yaml"), WORKER)))
+
+    def test_the_service_sends_port_25_to_the_receivers_smtp_port_only(self):
+        r = rendered("inbound")
+        service = r.one("Service", INBOUND)
+        self.assertEqual(service["spec"]["type"], "ClusterIP")
+        self.assertEqual(service["spec"]["ports"], [{"name": "smtp", "port": 25, "targetPort": "smtp", "protocol": "TCP"}])
+        self.assertEqual(service["spec"]["selector"], r.one("Deployment", INBOUND)["spec"]["selector"]["matchLabels"])
+        for key in ("externalTrafficPolicy", "loadBalancerIP"):
+            self.assertNotIn(key, service["spec"])
+        self.assertNotIn("annotations", service["metadata"])
+
+    def test_a_load_balancer_keeps_the_client_addresses_and_its_ip_and_annotations(self):
+        annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+        r = render({**self.ON, "inbound": {**self.ON["inbound"], "service": {
+            "type": "LoadBalancer", "loadBalancerIP": "203.0.113.25", "externalTrafficPolicy": "Local",
+            "annotations": annotations}}})
+        self.assertEqual([str(m) for m in r.problems] + r.failures, [])
+        service = r.one("Service", INBOUND)
+        self.assertEqual((service["spec"]["type"], service["spec"]["externalTrafficPolicy"], service["spec"]["loadBalancerIP"]),
+                         ("LoadBalancer", "Local", "203.0.113.25"))
+        self.assertEqual(service["metadata"]["annotations"], annotations)
+        self.assertIn(f"get svc {INBOUND} -o jsonpath='{{.status.loadBalancer.ingress[0]}}'", r.files["NOTES.txt"])
+        production = rendered("values-production.yaml").one("Service", INBOUND)["spec"]
+        self.assertEqual((production["type"], production["externalTrafficPolicy"]), ("LoadBalancer", "Local"))
+        self.assertNotIn("loadBalancerIP", production)
+
+    def test_ports_hostname_replicas_and_limits_follow_the_values(self):
+        r = render({**self.ON, "inbound": {**self.ON["inbound"], "port": 2600, "hostname": "mx.example.com",
+                                          "replicaCount": 3, "service": {"port": 2525},
+                                          "limits": {"maxMessageBytes": 52428800, "maxConnections": 200,
+                                                     "maxConnectionsPerClient": 5, "connectionsPerMinute": 0,
+                                                     "commandTimeoutSeconds": 60}}})
+        self.assertEqual([str(m) for m in r.problems] + r.failures, [])
+        self.assertEqual(r.one("Deployment", INBOUND)["spec"]["replicas"], 3)
+        c = container(r, INBOUND)
+        self.assertEqual(c["ports"][0], {"name": "smtp", "containerPort": 2600, "protocol": "TCP"})
+        env = env_of(c)
+        self.assertEqual({k: v for k, v in env.items() if k != "BORCELLE_INBOUND_HEALTH_LISTEN"}, {
+            "BORCELLE_INBOUND_LISTEN": "0.0.0.0:2600",
+            "BORCELLE_INBOUND_HOSTNAME": "mx.example.com",
+            "BORCELLE_INBOUND_MAX_MESSAGE_BYTES": "52428800",
+            "BORCELLE_INBOUND_MAX_CONNECTIONS": "200",
+            "BORCELLE_INBOUND_MAX_CONNECTIONS_PER_CLIENT": "5",
+            "BORCELLE_INBOUND_CONNECTIONS_PER_MINUTE": "0",
+            "BORCELLE_INBOUND_COMMAND_TIMEOUT_SECS": "60",
+        })
+        self.assertEqual(r.one("Service", INBOUND)["spec"]["ports"][0]["port"], 2525)
+        self.assertEqual(rules.inbound_problems(r.documents()), [])
+
+    def test_a_tls_secret_is_mounted_read_only_and_named_in_the_env(self):
+        r = rendered("values-production.yaml")
+        pod, c = inbound_pod(r), container(r, INBOUND)
+        volume = next(v for v in pod["volumes"] if v["name"] == "inbound-tls")
+        self.assertEqual(volume["secret"], {"secretName": "borcelle-inbound-tls", "defaultMode": 0o440, "items": [
+            {"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]})
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "inbound-tls")
+        self.assertEqual(mount, {"name": "inbound-tls", "mountPath": "/etc/borcelle/inbound-tls", "readOnly": True})
+        env = env_of(c)
+        self.assertEqual((env["BORCELLE_INBOUND_TLS_CERT"], env["BORCELLE_INBOUND_TLS_KEY"]),
+                         ("/etc/borcelle/inbound-tls/tls.crt", "/etc/borcelle/inbound-tls/tls.key"))
+        self.assertEqual(env["BORCELLE_INBOUND_HOSTNAME"], "mx.replies.example.com")
+        # Only the receiver gets it; without a Secret nothing is mounted and STARTTLS is off.
+        for name in (API, WORKER):
+            self.assertNotIn("inbound-tls", [v["name"] for v in r.one("Deployment", name)["spec"]["template"]["spec"]["volumes"]])
+        plain = rendered("inbound")
+        self.assertFalse([k for k in env_of(container(plain, INBOUND)) if "TLS" in k])
+        self.assertIn("No STARTTLS yet", plain.files["NOTES.txt"])
+        self.assertNotIn("No STARTTLS yet", r.files["NOTES.txt"])
+
+    def test_a_budget_keeps_one_receiver_up(self):
+        r = rendered("inbound")
+        budget = r.one("PodDisruptionBudget", INBOUND)["spec"]
+        self.assertEqual(budget["maxUnavailable"], 1)
+        self.assertEqual(budget["selector"]["matchLabels"], r.one("Deployment", INBOUND)["spec"]["selector"]["matchLabels"])
+        r = render({**self.ON, "inbound": {**self.ON["inbound"], "podDisruptionBudget": {"enabled": False}}})
+        self.assertNotIn(INBOUND, [d["metadata"]["name"] for d in r.of_kind("PodDisruptionBudget")])
+
+    def test_the_network_policy_opens_smtp_to_everyone_and_health_only_to_metrics_from(self):
+        r = rendered("values-production.yaml")
+        policy = r.one("NetworkPolicy", INBOUND)
+        self.assertEqual(policy["spec"]["podSelector"]["matchLabels"], r.one("Deployment", INBOUND)["spec"]["selector"]["matchLabels"])
+        self.assertEqual(policy["spec"]["policyTypes"], ["Ingress"])
+        self.assertEqual(policy["spec"]["ingress"], [
+            {"ports": [{"port": "smtp", "protocol": "TCP"}]},
+            {"ports": [{"port": "health", "protocol": "TCP"}], "from": r.values["networkPolicy"]["metricsFrom"]},
+        ])
+        # The receiver is not among the pods that accept nothing.
+        no_ingress = r.one("NetworkPolicy", f"{FULLNAME}-no-ingress")["spec"]["podSelector"]["matchExpressions"][1]
+        self.assertNotIn("inbound", no_ingress["values"])
+        self.assertNotIn(INBOUND, [d["metadata"]["name"] for d in render(self.ON).of_kind("NetworkPolicy")])
+
+    def test_the_notes_tell_which_dns_records_to_publish(self):
+        notes = " ".join(rendered("values-production.yaml").files["NOTES.txt"].split())
+        self.assertIn("mx.replies.example.com. A/AAAA <that address>", notes)
+        self.assertIn("replies.example.com. MX 10 mx.replies.example.com.", notes)
+        self.assertIn("an SPF record for replies.example.com", notes)
+        notes = " ".join(rendered("inbound").files["NOTES.txt"].split())
+        self.assertIn(f"The Service {INBOUND} is ClusterIP: forward port 25", notes)
+        self.assertIn("replies.example.com. MX 10 replies.example.com.", notes)
+        # The outbox sends nothing, so no envelope sender to authorise.
+        self.assertNotIn("SPF", notes)
+
+    def test_with_a_shared_claim_the_receiver_mounts_it(self):
+        r = render({"storage": {"local": {"existingClaim": "attachments"}},
+                    "inbound": {"enabled": True, "domain": "replies.example.com"}})
+        self.assertEqual([str(m) for m in r.problems] + r.failures, [])
+        pod = inbound_pod(r)
+        volume = next(v for v in pod["volumes"] if v["name"] == "attachments")
+        self.assertEqual(volume, {"name": "attachments", "persistentVolumeClaim": {"claimName": "attachments"}})
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "attachments")
+        self.assertEqual(mount["mountPath"], config(r)["BORCELLE_STORAGE_DIR"])
+
+
 class Production(unittest.TestCase):
     def test_production_values_publish_the_ui_over_tls_and_send_through_smtp(self):
         r = rendered("values-production.yaml")
@@ -415,9 +594,9 @@ class Production(unittest.TestCase):
     def test_production_values_monitor_restrict_and_budget_every_component(self):
         r = rendered("values-production.yaml")
         self.assertEqual(sorted(d["metadata"]["name"] for d in r.of_kind("ServiceMonitor")), [API, OPERATOR])
-        self.assertEqual(len(r.of_kind("NetworkPolicy")), 3)
+        self.assertEqual(len(r.of_kind("NetworkPolicy")), 4)
         budgets = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in r.of_kind("PodDisruptionBudget")}
-        self.assertEqual(budgets, {"api", "worker", "operator"})
+        self.assertEqual(budgets, {"api", "worker", "operator", "inbound"})
         for d in r.of_kind("Deployment"):
             resources = d["spec"]["template"]["spec"]["containers"][0]["resources"]
             self.assertTrue(resources["requests"] and resources["limits"]["memory"], d["metadata"]["name"])
@@ -441,8 +620,8 @@ class Production(unittest.TestCase):
         self.assertIn("No ServiceMonitor was created although metrics.serviceMonitor.enabled is true", notes)
         self.assertIn("(the Prometheus Operator is not installed), so they are skipped", notes)
         # Everything else of the production setup is still there.
-        self.assertEqual(len(r.of_kind("NetworkPolicy")), 3)
-        self.assertEqual(len(r.of_kind("Deployment")), 3)
+        self.assertEqual(len(r.of_kind("NetworkPolicy")), 4)
+        self.assertEqual(len(r.of_kind("Deployment")), 4)
 
     def test_service_monitors_stay_off_unless_asked_even_with_the_prometheus_operator(self):
         r = render({}, [SERVICE_MONITOR_API])
@@ -512,6 +691,31 @@ REFUSED = [
      {"mail": {"dkim": {"existingSecret": "borcelle-dkim", "selector": "s1"}}}),
     ("a DKIM selector that is no DNS name", {"mail": {"dkim": {"selector": "bad_selector"}}}),
     ("a misspelt DKIM key", {"mail": {"dkim": {"secret": "borcelle-dkim"}}}),
+    ("inbound enabled without a domain", {**Inbound.S3, "inbound": {"enabled": True}}),
+    ("inbound enabled with attachments on the API's emptyDir",
+     {"inbound": {"enabled": True, "domain": "replies.example.com"}}),
+    ("an inbound domain that is no domain name", {"inbound": {"domain": "replies_example.com"}}),
+    ("an inbound domain that is an address", {"inbound": {"domain": "reply@example.com"}}),
+    ("an inbound hostname with a space", {"inbound": {"hostname": "mx example.com"}}),
+    ("an inbound Service port of 0", {"inbound": {"service": {"port": 0}}}),
+    ("an inbound Service port out of range", {"inbound": {"service": {"port": 70000}}}),
+    ("a string for the inbound Service port", {"inbound": {"service": {"port": "25"}}}),
+    ("an inbound container port below 1024 (no capability to bind it)", {"inbound": {"port": 25}}),
+    ("the inbound container port on its health port", {"inbound": {"port": 8083}}),
+    ("an unknown inbound Service type", {"inbound": {"service": {"type": "ExternalName"}}}),
+    ("an unknown externalTrafficPolicy", {"inbound": {"service": {"type": "LoadBalancer", "externalTrafficPolicy": "Nearest"}}}),
+    ("externalTrafficPolicy Local on a ClusterIP Service", {"inbound": {"service": {"externalTrafficPolicy": "Local"}}}),
+    ("a loadBalancerIP on a ClusterIP Service", {"inbound": {"service": {"loadBalancerIP": "203.0.113.25"}}}),
+    ("a loadBalancerIP that is no address", {"inbound": {"service": {"type": "LoadBalancer", "loadBalancerIP": "mx.example.com"}}}),
+    ("a string for inbound.enabled", {"inbound": {"enabled": "yes"}}),
+    ("a negative inbound.replicaCount", {"inbound": {"replicaCount": -1}}),
+    ("a message size limit under 1024 bytes", {"inbound": {"limits": {"maxMessageBytes": 100}}}),
+    ("no connection allowed at all", {"inbound": {"limits": {"maxConnections": 0}}}),
+    ("a negative connectionsPerMinute", {"inbound": {"limits": {"connectionsPerMinute": -1}}}),
+    ("a command timeout of 0", {"inbound": {"limits": {"commandTimeoutSeconds": 0}}}),
+    ("an inbound TLS Secret name with capitals", {"inbound": {"tls": {"existingSecret": "Inbound-TLS"}}}),
+    ("a misspelt inbound key", {"inbound": {"domian": "replies.example.com"}}),
+    ("a misspelt inbound limit", {"inbound": {"limits": {"maxMessageSize": 1024}}}),
 ]
 
 
