@@ -411,3 +411,91 @@ async fn a_delivery_report_marks_the_message_bounced_and_suppresses_the_address(
     assert_eq!(entries[0]["state"], "bounce");
     assert_eq!(entries[1]["state"], "bounced");
 }
+
+#[tokio::test]
+async fn mailjet_parse_posts_take_the_same_path_authenticated_and_once() {
+    let mut app = spawn_app_with(|settings| {
+        settings.inbound = Some(InboundSettings::new(DOMAIN, SocketAddr::from(([127, 0, 0, 1], 0))));
+        settings.inbound_in_serve = false;
+        settings.consent.mailjet_webhook = Some(borcelle::config::WebhookCredentials {
+            username: "mailjet".to_owned(),
+            password: secrecy::SecretString::from("parse-secret".to_owned()),
+        });
+    })
+    .await;
+    assert_eq!(app.inbound_addr, None, "the receiver runs apart (borcelle inbound)");
+    let (contact, row) = sent_message(&mut app, "owner@example.com", "jane@example.com").await;
+    let reply_to = addresses(&app).await.address(Kind::Reply, row);
+    let sent_id = app.outbox_for("jane@example.com", 1).await[0]["message_id"].as_str().unwrap().to_owned();
+    let post = |body: Value, password: &str| {
+        app.client
+            .post(app.url("/api/v1/webhooks/mailjet/parse"))
+            .basic_auth("mailjet", Some(password))
+            .json(&body)
+            .send()
+    };
+    let payload = |recipient: &str, message_id: &str, headers: Value| {
+        let mut all =
+            json!({"From": "Jane Doe <jane@example.com>", "Subject": "Re: Quarterly update", "Message-ID": message_id});
+        all.as_object_mut().unwrap().extend(headers.as_object().unwrap().clone());
+        json!({
+            "Sender": "jane@example.com", "Recipient": recipient, "Headers": all,
+            "Parts": [{"Headers": {"Content-Type": "text/plain; charset=UTF-8"}, "ContentRef": "Text-part"}],
+            "Text-part": "Sounds good.\n\n> The numbers are in.", "SpamAssassinScore": "0.0",
+        })
+    };
+    let first = payload(&reply_to, "<parse-1@example.com>", json!({}));
+    assert_eq!(post(first.clone(), "wrong").await.unwrap().status(), 401);
+    let answer: Value = post(first.clone(), "parse-secret").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["filed"], "reply", "{answer}");
+    let again: Value = post(first, "parse-secret").await.unwrap().json().await.unwrap();
+    assert_eq!(again["filed"], "duplicate");
+    // Sent to the From address instead: threaded by In-Reply-To.
+    let by_thread = payload("owner@example.com", "<parse-2@example.com>", json!({"In-Reply-To": sent_id}));
+    let answer: Value = post(by_thread, "parse-secret").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["filed"], "reply", "{answer}");
+    let stray = payload("owner@example.com", "<parse-3@example.com>", json!({"In-Reply-To": "<nothing@x>"}));
+    let answer: Value = post(stray, "parse-secret").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["filed"], "unknown");
+    let bad = post(json!({"Sender": "x@y"}), "parse-secret").await.unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let entries = conversation(&app, &contact).await;
+    let replies: Vec<&Value> = entries.iter().filter(|e| e["direction"] == "inbound").collect();
+    assert_eq!(replies.len(), 2, "{entries:?}");
+    assert!(replies.iter().all(|r| r["text"] == "Sounds good." && r["in_reply_to"] == row.to_string()));
+}
+
+#[tokio::test]
+async fn starttls_is_offered_and_a_reply_over_tls_is_filed() {
+    let dir = std::env::temp_dir().join(crate::helpers::unique("borcelle-inbound-tls-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(dir.join("tls.crt"), certificate.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    let tls_dir = dir.clone();
+    let mut app = inbound_app(move |inbound| {
+        inbound.tls =
+            Some(borcelle::config::TlsFiles { certificate: tls_dir.join("tls.crt"), key: tls_dir.join("tls.key") });
+    })
+    .await;
+    let (contact, row) = sent_message(&mut app, "owner@example.com", "jane@example.com").await;
+    let reply_to = addresses(&app).await.address(Kind::Reply, row);
+    let addr = app.inbound_addr.unwrap();
+    let ca = lettre::transport::smtp::client::Certificate::from_pem(certificate.pem().as_bytes()).unwrap();
+    let tls = lettre::transport::smtp::client::TlsParameters::builder("localhost".to_owned())
+        .add_root_certificate(ca)
+        .build_rustls()
+        .unwrap();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(addr.port())
+        .tls(lettre::transport::smtp::client::Tls::Required(tls))
+        .build();
+    transport
+        .send(reply("jane@example.com", &reply_to, "Re: secure", "over TLS"))
+        .await
+        .expect("STARTTLS and the reply");
+    assert!(conversation(&app, &contact).await.iter().any(|e| e["text"] == "over TLS"));
+    let _ = std::fs::remove_dir_all(dir);
+}

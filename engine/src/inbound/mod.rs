@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod inbox;
+pub mod mailjet_parse;
 pub mod read;
 pub mod server;
 mod settings;

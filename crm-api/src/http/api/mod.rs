@@ -83,6 +83,7 @@ pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
         .routes(routes!(suppressions::list, suppressions::add))
         .routes(routes!(suppressions::show, suppressions::remove))
         .routes(routes!(webhooks::mailjet).layer(DefaultBodyLimit::max(webhooks::BODY_MAX)))
+        .routes(routes!(webhooks::mailjet_parse).layer(DefaultBodyLimit::max(webhooks::PARSE_BODY_MAX)))
 }
 
 /// The API mounted at [`PREFIX`] (unknown routes under it answer a JSON 404), serving its own

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use borcelle_engine::accounts::secrets::hash_token;
 use borcelle_engine::feedback::{self, FeedbackSummary};
+use borcelle_engine::inbound::{Arrival, FileError, Filed, mailjet_parse};
 
 use crate::config::WebhookCredentials;
 use crate::error::{AppError, AppResult};
@@ -21,6 +22,8 @@ use crate::state::AppState;
 
 /// The largest batch MailJet may post (it groups many events in one call).
 pub const BODY_MAX: usize = 5 * 1024 * 1024;
+/// The largest Parse API post: MailJet's 15 MB message limit, in base64 and JSON.
+pub const PARSE_BODY_MAX: usize = 24 * 1024 * 1024;
 
 /// Applies a batch of MailJet events (bounces, blocks, spam complaints, unsubscribes)
 ///
@@ -77,6 +80,77 @@ pub async fn mailjet(State(state): State<AppState>, request: Request) -> AppResu
         "MailJet events applied"
     );
     Ok(Json(summary).into_response())
+}
+
+/// What a Parse API post became.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ParseOutcome {
+    /// `reply`, `auto_reply`, `bounce`, `unsubscribe` or `report` when filed; `duplicate` when
+    /// filed before; `unknown` when it answers no message of this server (nothing is kept).
+    pub filed: String,
+    /// The inbound message's id, when filed now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
+}
+
+/// Files an inbound message MailJet's Parse API received (a reply, an automatic answer, a bounce)
+///
+/// For installations that receive through MailJet rather than with their own MX: point the Parse
+/// route of the inbound domain at `https://user:password@host/api/v1/webhooks/mailjet/parse`
+/// (the event webhook's credentials). The message takes the same path as one Borcelle's SMTP
+/// receiver accepts: filed under the message its reply address (or its `In-Reply-To`) names, kept
+/// raw in storage, once however often it is posted. A post about no message of this server is
+/// answered 200 (`unknown`) so that MailJet stops posting it; a storage failure answers 503 and
+/// MailJet posts it again.
+#[utoipa::path(
+    post,
+    path = "/webhooks/mailjet/parse",
+    operation_id = "mailjet_parse",
+    tag = "webhooks",
+    security(()),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A MailJet Parse API payload"),
+    responses(
+        (status = 200, description = "Filed, filed before, or about no message of this server", body = ParseOutcome),
+        (status = 400, description = "Not a Parse API payload: the message says what is wrong", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`WWW-Authenticate: Basic`)", body = ErrorBody),
+        (status = 404, description = "The webhook is off: no credentials, or inbound mail is not configured", body = ErrorBody),
+        (status = 503, description = "The message could not be kept now: post it again", body = ErrorBody),
+    )
+)]
+pub async fn mailjet_parse(State(state): State<AppState>, request: Request) -> AppResult<Response> {
+    let (Some(expected), Some(inbox)) = (&state.settings.consent.mailjet_webhook, &state.inbox) else {
+        return Err(AppError::not_found("webhook"));
+    };
+    if !presents(request.headers(), expected) {
+        return Ok(unauthorized());
+    }
+    let body = Bytes::from_request(request, &state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge { limit: PARSE_BODY_MAX }
+        } else {
+            AppError::MalformedBody(format!("the request body could not be read: {rejection}"))
+        }
+    })?;
+    let post = mailjet_parse::read_post(&body)
+        .map_err(|err| AppError::MalformedBody(format!("not a MailJet Parse API payload: {err}")))?;
+    let recipients = inbox.addresses.parse(&post.recipient).into_iter().collect();
+    let arrival = Arrival { envelope_from: post.sender, recipients, raw: post.raw.into(), via: "mailjet" };
+    // Filed even if MailJet hangs up: the row and its object exist afterwards, or neither.
+    let filing = {
+        let inbox = inbox.clone();
+        async move { inbox.file(arrival).await }
+    };
+    let filed = state.tasks.spawn(filing).await.map_err(|err| AppError::internal(format!("filing stopped: {err}")))?;
+    let outcome = match filed {
+        Ok(Filed::Stored { id, kind }) => ParseOutcome { filed: kind.to_owned(), id: Some(id) },
+        Ok(Filed::Duplicate) => ParseOutcome { filed: "duplicate".to_owned(), id: None },
+        Err(FileError::Unknown) => ParseOutcome { filed: "unknown".to_owned(), id: None },
+        Err(err) => {
+            tracing::error!(error = %err, "filing a MailJet Parse post failed; MailJet will post it again");
+            return Err(AppError::Domain(borcelle_engine::Error::Unavailable("message storage".into())));
+        }
+    };
+    Ok(Json(outcome).into_response())
 }
 
 /// Whether the request carries the expected basic-auth credentials, compared in time that depends
