@@ -17,6 +17,7 @@ mod csrf;
 mod dkim;
 mod hardening;
 mod inbound;
+mod inbound_postfix;
 mod mailjet;
 mod mailjet_events;
 mod messaging;
