@@ -499,3 +499,73 @@ async fn starttls_is_offered_and_a_reply_over_tls_is_filed() {
     assert!(conversation(&app, &contact).await.iter().any(|e| e["text"] == "over TLS"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The first line the receiver answers on a new connection.
+async fn greeting(addr: SocketAddr) -> (tokio::io::BufReader<tokio::net::TcpStream>, String) {
+    use tokio::io::AsyncBufReadExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await.unwrap().unwrap();
+    (reader, line)
+}
+
+#[tokio::test]
+async fn connections_per_client_per_minute_and_idle_sessions_are_limited_with_421() {
+    use tokio::io::AsyncBufReadExt;
+    let app = inbound_app(|inbound| {
+        inbound.max_connections_per_client = 2;
+        inbound.connections_per_minute = Some(3);
+        inbound.command_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = app.inbound_addr.unwrap();
+    let (first, line) = greeting(addr).await;
+    assert!(line.starts_with("220 "), "{line}");
+    let (mut second, line) = greeting(addr).await;
+    assert!(line.starts_with("220 "), "{line}");
+    let (_, line) = greeting(addr).await;
+    assert!(line.starts_with("421 ") && line.contains("Too many connections from your address"), "{line}");
+
+    // A closed session frees its place: the third connection of the minute is served.
+    drop(first);
+    let mut third = None;
+    for _ in 0..50 {
+        let (reader, line) = greeting(addr).await;
+        if line.starts_with("220 ") {
+            third = Some(reader);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut third = third.expect("a place is free again");
+    // A session that says nothing is closed after the command timeout.
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), third.read_line(&mut line)).await.unwrap().unwrap();
+    assert!(line.starts_with("421 4.4.2"), "{line}");
+    drop(third);
+    line.clear();
+    tokio::time::timeout(Duration::from_secs(10), second.read_line(&mut line)).await.unwrap().unwrap();
+    assert!(line.starts_with("421 4.4.2"), "{line}");
+    drop(second);
+
+    // Places are free, but this client has opened its three connections of the minute.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, line) = greeting(addr).await;
+    assert!(line.starts_with("421 ") && line.contains("this minute"), "{line}");
+}
+
+#[tokio::test]
+async fn a_mail_to_the_unsubscribe_address_unsubscribes_the_recipient() {
+    let mut app = inbound_app(|_| {}).await;
+    let (contact, row) = sent_message(&mut app, "owner@example.com", "jane@example.com").await;
+    let address = addresses(&app).await.address(Kind::Unsubscribe, row);
+    client(&app, 1).send(reply("jane@example.com", &address, "unsubscribe", "")).await.unwrap();
+    let suppression: Value = app.get("/api/v1/suppressions/jane@example.com").await.json().await.unwrap();
+    assert_eq!(suppression["reason"], "unsubscribed", "{suppression}");
+    let entries = conversation(&app, &contact).await;
+    assert_eq!(entries[0]["state"], "unsubscribe");
+    let (replies,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM notifications WHERE kind = 'reply'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(replies, 0, "an unsubscribe request is no reply");
+}

@@ -29,7 +29,8 @@ pub struct Arrival {
     pub envelope_from: String,
     /// The addresses it was accepted for, checked (kind and ledger row).
     pub recipients: Vec<(Kind, Uuid)>,
-    /// `In-Reply-To`/`References` lookups find the row when no address names one (MailJet Parse).
+    /// The message as received. With no recipients (MailJet Parse, to an address that is not one
+    /// of ours), its `In-Reply-To`/`References` find the row.
     pub raw: Bytes,
     /// `smtp` or `mailjet`.
     pub via: &'static str,

@@ -39,8 +39,9 @@ struct Shown {
     link_text: &'static str,
 }
 
-/// Where a notification leads: a finished send to its note or contact, a reminder's report to the
-/// reminders, a broadcast's report to the broadcasts (for its administrator).
+/// Where a notification leads: a finished send to its note or contact, a reply to itself on its
+/// contact's page, a reminder's report to the reminders, a broadcast's report to the broadcasts
+/// (for its administrator).
 fn link_of(n: &Notification, tasks: &HashMap<Uuid, TaskLink>) -> (String, &'static str) {
     match n.kind.as_str() {
         "task_done" => match task_id(n).and_then(|id| tasks.get(&id)) {
@@ -57,6 +58,13 @@ fn link_of(n: &Notification, tasks: &HashMap<Uuid, TaskLink>) -> (String, &'stat
             ("/reminders".to_owned(), "Open the reminders")
         }
         "broadcast_done" => ("/admin/broadcasts".to_owned(), "Open the broadcasts"),
+        "reply" => {
+            let id = |key: &str| n.data.get(key).and_then(|v| v.as_str()).and_then(|v| v.parse::<Uuid>().ok());
+            match (id("contact_id"), id("inbound_id")) {
+                (Some(contact), Some(reply)) => (format!("/contacts/{contact}#reply-{reply}"), "Open the reply"),
+                _ => (String::new(), ""),
+            }
+        }
         _ => (String::new(), ""),
     }
 }
