@@ -173,7 +173,16 @@ impl Inbox {
         let who = read.from_name.clone().filter(|n| !n.is_empty()).or_else(|| row.contact_name.clone());
         let who = who.unwrap_or_else(|| read.from_email.clone());
         let notification = if kind == "reply" {
-            let title = format!("{who} replied to “{}”", row.subject);
+            // A personalised subject is a template: the answer's own subject says it as sent.
+            let answered = if row.subject.contains("{{") {
+                let subject = read.subject.trim();
+                let bare =
+                    subject.get(..3).filter(|re| re.eq_ignore_ascii_case("re:")).map_or(subject, |_| &subject[3..]);
+                bare.trim().to_owned()
+            } else {
+                row.subject.clone()
+            };
+            let title = format!("{who} replied to “{answered}”");
             let body: String = read.text.chars().take(200).collect();
             let data = serde_json::json!({"inbound_id": id, "contact_id": row.contact_id, "message_id": row.id});
             Some(notifications::insert(&mut *tx, Owner::new(row.owner_id), "reply", &title, &body, &data).await?)

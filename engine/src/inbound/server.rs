@@ -36,6 +36,10 @@ use super::settings::InboundSettings;
 
 /// Longest command line (RFC 5321 allows 512 bytes; extensions add a little).
 const COMMAND_LINE_MAX: usize = 4096;
+/// How long a stopping receiver waits for its open sessions.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Client addresses remembered before the idle ones are forgotten.
+const CLIENTS_REMEMBERED: usize = 10_000;
 /// Most recipients of one message (RFC 5321's minimum for servers is 100).
 const RECIPIENTS_MAX: usize = 100;
 /// What the null reverse path (`MAIL FROM:<>`, the sender of every delivery report) is handed to
@@ -151,7 +155,14 @@ impl Receiver {
                 }
             }
         }
-        tracing::info!("inbound SMTP receiver stopped accepting");
+        // Open sessions answer their current command and close (421); a message being filed is
+        // filed (or refused with 451 and sent again later).
+        let all = u32::try_from(self.shared.settings.max_connections.max(1)).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, self.shared.connections.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!("inbound SMTP sessions still open at the end of the grace period");
+        }
+        tracing::info!("inbound SMTP receiver stopped");
     }
 }
 
@@ -159,6 +170,11 @@ impl Shared {
     /// Counts a new connection from `ip`, or says why it is refused.
     fn admit(&self, ip: IpAddr) -> Result<(), &'static str> {
         let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if clients.len() >= CLIENTS_REMEMBERED {
+            // Bounded memory: addresses with nothing open and no count in the current minute go.
+            clients
+                .retain(|_, c| c.open > 0 || c.window.is_some_and(|start| start.elapsed() < Duration::from_secs(60)));
+        }
         let client = clients.entry(ip).or_default();
         if client.open >= self.settings.max_connections_per_client {
             return Err("421 4.7.0 Too many connections from your address, try again later\r\n");
