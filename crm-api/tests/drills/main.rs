@@ -1,5 +1,6 @@
-//! Failure drills of `borcelle` (issue #7): each kills or stops a part the product depends on while
-//! it works (Redis, PostgreSQL, the SMTP server, a worker, `serve` itself), prints what it did and
+//! Failure drills of `borcelle` (issues #7 and #15): each kills or stops a part the product depends
+//! on while it works (Redis, PostgreSQL, the SMTP server, a worker, `serve` itself, the inbound SMTP
+//! receiver in the middle of 1,000 replies), prints what it did and
 //! what it saw, and asserts that nothing is lost. `cargo test` runs them at a tenth of their size
 //! (`BORCELLE_DRILL_SCALE=0.1`); `scripts/drills` runs them at full size with their output shown.
 
@@ -12,6 +13,7 @@ mod helpers;
 mod harness;
 mod sink;
 
+mod inbound_sigkill;
 mod postgres_restart;
 mod redis_outage;
 mod serve_sigterm;
