@@ -1,7 +1,7 @@
 //! Failure drills of `borcelle` (issues #7 and #15): each kills or stops a part the product depends
 //! on while it works (Redis, PostgreSQL, the SMTP server, a worker, `serve` itself, the inbound SMTP
-//! receiver in the middle of 1,000 replies), prints what it did and
-//! what it saw, and asserts that nothing is lost. `cargo test` runs them at a tenth of their size
+//! receiver in the middle of 1,000 replies), prints what it did and what it saw, and asserts that
+//! nothing is lost. `cargo test` runs them at a tenth of their size
 //! (`BORCELLE_DRILL_SCALE=0.1`); `scripts/drills` runs them at full size with their output shown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness fails loudly by design
