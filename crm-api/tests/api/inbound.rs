@@ -315,6 +315,30 @@ async fn a_hundred_concurrent_sessions_are_all_filed_once() {
         .await
         .unwrap();
     assert_eq!(count, 100);
+
+    // The conversation, paged: every entry once, newest first, the message sent last.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
+        let page: Value =
+            app.get(&format!("/api/v1/contacts/{contact}/conversation?limit=30{query}")).await.json().await.unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 30);
+        seen.extend(entries.iter().map(|e| {
+            let at = chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap()).unwrap();
+            (at, e["id"].as_str().unwrap().to_owned())
+        }));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 101, "100 replies and the message");
+    let ids: std::collections::HashSet<&String> = seen.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 101, "no entry twice");
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+    assert_eq!(seen.last().unwrap().1, row.to_string(), "the message sent comes last");
 }
 
 #[tokio::test]
