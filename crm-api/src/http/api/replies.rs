@@ -31,6 +31,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct ConversationParams {
     /// Entries per page (1 to 200; 50 when absent).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// Where the page starts: a previous page's `next_cursor`.
     cursor: Option<String>,
