@@ -1,5 +1,6 @@
 //! The command line and the order of the run: database and users, `serve`, the load phases, the
-//! seed, autocomplete, delivery against each sink, the consent overhead, then the table.
+//! seed, autocomplete, delivery against each sink, the consent overhead, inbound replies, then the
+//! table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::consent::{self, Comparison, ConsentSpec, Variant};
 use crate::delivery::{self, PLAIN, Run};
+use crate::inbound::{self, ClientKind, InboundRun, InboundSpec};
 use crate::load::{self, LoadSpec, Target, Workload};
 use crate::probe::{self, CpuMeter, DbCounters, RssMonitor};
 use crate::report::{Delivery, Phase, Report, thousands};
@@ -89,6 +91,28 @@ pub struct Args {
     /// --output, replace its row and section in that file, keeping the rest.
     #[arg(long, conflicts_with = "contacts_only")]
     consent_only: bool,
+    /// Run only the inbound phase (replies sent over SMTP to serve's receiver: replies accepted per
+    /// second, and the time from each reply's DATA to its event on the owner's socket) and, with
+    /// --output, replace its rows and section in that file, keeping the rest.
+    #[arg(long, conflicts_with_all = ["contacts_only", "consent_only"])]
+    inbound_only: bool,
+    /// Replies of the inbound phase (after a 200-reply warm-up).
+    #[arg(long, default_value_t = 5000)]
+    inbound_replies: usize,
+    /// SMTP clients sending replies at once in the inbound phase, each on a connection of its own.
+    #[arg(long, default_value_t = 32)]
+    inbound_clients: usize,
+    /// The SMTP client of the inbound phase: lettre (timed from the start of each send), or the
+    /// bench's own minimal client with TCP_NODELAY (timed from the end of DATA too).
+    #[arg(long, value_enum, default_value_t = ClientKind::Lettre)]
+    inbound_client: ClientKind,
+    /// Contacts (ledger rows) the inbound phase's replies answer, in turn.
+    #[arg(long, default_value_t = 10)]
+    inbound_contacts: usize,
+    /// Where the inbound phase's serve keeps each message's raw bytes (local storage): a directory
+    /// made under this one and removed afterwards. Default: the system's temporary directory.
+    #[arg(long)]
+    inbound_storage_dir: Option<PathBuf>,
     /// Entries on the consent run's suppression list.
     #[arg(long, default_value_t = 10_000)]
     consent_suppressions: i64,
@@ -109,7 +133,7 @@ pub fn main() -> ExitCode {
     crate::run_to_exit(run(args))
 }
 
-fn say(what: &str) {
+pub(crate) fn say(what: &str) {
     let (one, _, _) = probe::load_average();
     println!("==> {what} (load {one:.2})");
 }
@@ -167,6 +191,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.consent_only {
         return consent_alone(&args).await;
     }
+    if args.inbound_only {
+        return inbound_alone(&args).await;
+    }
     let load_at_start = probe::load_average();
     let database_url = format!("{}/{}", args.postgres, args.database);
     say(&format!("fresh database {}", args.database));
@@ -188,6 +215,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         smtp_pool_size: args.smtp_pool_size,
         log: args.serve_log.clone(),
         dkim: None,
+        inbound: None,
     };
     say(&format!("starting {} serve on port {}", args.borcelle.display(), config.port));
     let serve = Serve::start(&args.borcelle, &config).await?;
@@ -275,6 +303,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         eprintln!("error: the consent comparison failed: {err:#}");
         format!("{err:#}")
     });
+    let inbound = inbound_phase(&args).await.map_err(|err| {
+        eprintln!("error: the inbound phase failed: {err:#}");
+        format!("{err:#}")
+    });
     let load_at_end = probe::load_average();
     let conditions =
         crate::conditions::collect(&args_summary(&args), load_at_start, load_at_end, &postgres_version).await;
@@ -291,6 +323,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         rss_hwm_kib,
         rss_sampled_kib,
         consent,
+        inbound,
     };
     println!("\n{}", report.text_table());
     if let Some(path) = &args.output {
@@ -398,6 +431,46 @@ async fn consent_alone(args: &Args) -> anyhow::Result<bool> {
         println!("the consent row and section written to {}", path.display());
     }
     Ok(comparison.pass())
+}
+
+/// Inbound replies on their own database and server (the main ones are stopped by then).
+async fn inbound_phase(args: &Args) -> anyhow::Result<InboundRun> {
+    say(&format!(
+        "inbound replies: {} over SMTP from {} {:?} clients to serve's receiver, each timed to its event on the \
+         owner's socket",
+        thousands(args.inbound_replies as f64),
+        args.inbound_clients,
+        args.inbound_client
+    ));
+    let spec = InboundSpec {
+        borcelle: args.borcelle.clone(),
+        postgres: args.postgres.clone(),
+        database: args.database.clone(),
+        keep_database: args.keep_database,
+        replies: args.inbound_replies,
+        clients: args.inbound_clients,
+        client: args.inbound_client,
+        contacts: args.inbound_contacts,
+        serve_log: args.serve_log.clone(),
+        storage_parent: args.inbound_storage_dir.clone().unwrap_or_else(std::env::temp_dir),
+    };
+    inbound::run(&spec).await
+}
+
+/// `--inbound-only`: the inbound phase, printed and spliced into --output.
+async fn inbound_alone(args: &Args) -> anyhow::Result<bool> {
+    let run = inbound_phase(args).await?;
+    if let Some(path) = &args.output {
+        let existing = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("reading {}", path.display()))),
+        };
+        std::fs::write(path, inbound::splice(&existing, &run))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("the inbound rows and section written to {}", path.display());
+    }
+    Ok(run.pass())
 }
 
 fn sink_cpu_pct(sink: &Sink, before: Option<f64>, run: &Run) -> Option<f64> {

@@ -1,7 +1,8 @@
 //! A load benchmark of the real `borcelle serve` release binary, run as a child process on a
 //! fresh database: contact create and list throughput, autocomplete latency on 100,000 contacts,
 //! end-to-end delivery against a raw SMTP baseline, delivery with personalisation, suppression
-//! checks and DKIM against without, and the server's peak memory. It prints one
+//! checks and DKIM against without, inbound replies accepted per second by serve's SMTP receiver
+//! and their time to the owner's socket, and the server's peak memory. It prints one
 //! table and writes it, with the conditions it ran under, to `BENCHMARKS.md`.
 //!
 //! Not a test: `scripts/bench` builds and runs it; `cargo test` runs nothing from it.
@@ -11,6 +12,7 @@ pub mod conditions;
 pub mod consent;
 pub mod delivery;
 pub mod fanout;
+pub mod inbound;
 pub mod load;
 pub mod probe;
 pub mod report;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::consent::{self, Comparison};
 use crate::delivery::{self, Run};
+use crate::inbound::{self, InboundRun};
 use crate::load::{LoadSpec, Stats};
 use crate::probe::CpuUse;
 use crate::sink::SinkKind;
@@ -56,6 +57,9 @@ pub struct Report {
     /// Delivery with personalisation, suppression checks and DKIM against without, or why it
     /// could not be measured.
     pub consent: Result<Comparison, String>,
+    /// Inbound replies accepted per second and their time to the owner's socket, or why they
+    /// could not be measured.
+    pub inbound: Result<InboundRun, String>,
 }
 
 /// One line of the main table.
@@ -167,6 +171,10 @@ impl Report {
             Ok(comparison) => comparison.row(),
             Err(error) => consent::not_measured(error).0,
         });
+        rows.extend(match &self.inbound {
+            Ok(run) => run.rows(),
+            Err(error) => inbound::not_measured(error).0,
+        });
         rows.push(Row {
             metric: "peak RSS of serve over the whole run (VmHWM)".to_owned(),
             target: "< 150 MB".to_owned(),
@@ -210,6 +218,11 @@ impl Report {
         let section = match &self.consent {
             Ok(comparison) => comparison.markdown(),
             Err(error) => consent::not_measured(error).1,
+        };
+        let _ = write!(md, "\n{section}");
+        let section = match &self.inbound {
+            Ok(run) => run.markdown(),
+            Err(error) => inbound::not_measured(error).1,
         };
         let _ = write!(md, "\n{section}");
         md
@@ -347,6 +360,30 @@ pub fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
     out
+}
+
+/// `existing` (a `BENCHMARKS.md`) with these rows of the Results table replaced (each found by its
+/// metric) or added before the peak RSS row, and the section under `heading` replaced by `section`
+/// (added at the end when missing): what a phase run on its own writes.
+pub fn splice(existing: &str, heading: &str, rows: &[Row], section: &str) -> String {
+    let (body, after) = match existing.find(&format!("\n{heading}\n")) {
+        Some(start) => {
+            let rest = &existing[start + 1 + heading.len()..];
+            (&existing[..start], rest.find("\n## ").map_or("", |end| &rest[end..]))
+        }
+        None => (existing, ""),
+    };
+    let mut lines: Vec<String> = body.trim_end().lines().map(str::to_owned).collect();
+    for row in rows {
+        let line = format!("| {} | {} | {} | {} |", row.metric, row.target, row.measured, verdict(row.pass));
+        if let Some(at) = lines.iter().position(|l| l.starts_with(&format!("| {} |", row.metric))) {
+            lines[at] = line;
+        } else if let Some(at) = lines.iter().position(|l| l.starts_with("| peak RSS")) {
+            lines.insert(at, line);
+        }
+    }
+    let head = if lines.is_empty() { "# Benchmarks".to_owned() } else { lines.join("\n") };
+    format!("{head}\n\n{section}{after}")
 }
 
 /// `pass` or `FAIL`, as the tables write a result.

@@ -64,6 +64,17 @@ pub struct ServeConfig {
     pub log: PathBuf,
     /// Sign outgoing mail with this key; unsigned when absent.
     pub dkim: Option<ServeDkim>,
+    /// Run the inbound SMTP receiver; off when absent.
+    pub inbound: Option<ServeInbound>,
+}
+
+/// The inbound SMTP receiver inside serve: its domain and address, without limits on connections
+/// per minute, and where it keeps each message's raw bytes (local storage).
+pub struct ServeInbound {
+    pub domain: String,
+    pub listen: SocketAddr,
+    pub max_connections_per_client: usize,
+    pub storage_dir: PathBuf,
 }
 
 /// A DKIM key for serve (`borcelle dkim generate`'s file), published under `selector` for
@@ -119,6 +130,17 @@ impl Serve {
                 .env_remove("BORCELLE_DKIM_SELECTOR")
                 .env_remove("BORCELLE_DKIM_DOMAIN")
                 .env_remove("BORCELLE_DKIM_KEY_FILE"),
+        };
+        match &config.inbound {
+            Some(inbound) => command
+                .env("BORCELLE_INBOUND_DOMAIN", &inbound.domain)
+                .env("BORCELLE_INBOUND_LISTEN", inbound.listen.to_string())
+                .env("BORCELLE_INBOUND_IN_SERVE", "true")
+                .env("BORCELLE_INBOUND_CONNECTIONS_PER_MINUTE", "0")
+                .env("BORCELLE_INBOUND_MAX_CONNECTIONS_PER_CLIENT", inbound.max_connections_per_client.to_string())
+                .env("BORCELLE_STORAGE", "local")
+                .env("BORCELLE_STORAGE_DIR", &inbound.storage_dir),
+            None => command.env_remove("BORCELLE_INBOUND_DOMAIN"),
         };
         let child = command.spawn().with_context(|| format!("starting {} serve", borcelle.display()))?;
         let pid = child.id().context("serve exited at once")?;

@@ -113,6 +113,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         smtp_pool_size: 4,
         log: args.serve_log.clone(),
         dkim: None,
+        inbound: None,
     };
     let serve = Serve::start(&args.borcelle, &config).await?;
     println!(

@@ -215,6 +215,7 @@ async fn start(spec: &ConsentSpec, variant: Variant, smtp_port: u16, keys: &Path
         smtp_pool_size: spec.smtp_pool_size,
         log: log.clone(),
         dkim,
+        inbound: None,
     };
     let serve = Serve::start(&spec.borcelle, &config).await?;
     let session = Session::login(serve.addr, SENDER).await?;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{BODY, SUBJECT, Variant};
 use crate::delivery::{self, Run};
-use crate::report::{Row, aligned, thousands, verdict};
+use crate::report::{Row, aligned, thousands};
 
 /// B's median throughput must be at least this share of A's.
 const TARGET: f64 = 0.8;
@@ -257,21 +257,5 @@ pub fn not_measured(error: &str) -> (Row, String) {
 /// `existing` (a `BENCHMARKS.md`) with the comparison's row of the Results table and its section
 /// replaced, or added (the row before the peak RSS row, the section at the end).
 pub fn splice(existing: &str, comparison: &Comparison) -> String {
-    let (body, after) = match existing.find(&format!("\n{SECTION}")) {
-        Some(start) => {
-            let rest = &existing[start + 1 + SECTION.len()..];
-            (&existing[..start], rest.find("\n## ").map_or("", |end| &rest[end..]))
-        }
-        None => (existing, ""),
-    };
-    let row = comparison.row();
-    let line = format!("| {} | {} | {} | {} |", row.metric, row.target, row.measured, verdict(row.pass));
-    let mut lines: Vec<String> = body.trim_end().lines().map(str::to_owned).collect();
-    if let Some(at) = lines.iter().position(|l| l.starts_with(&format!("| {METRIC} |"))) {
-        lines[at] = line;
-    } else if let Some(at) = lines.iter().position(|l| l.starts_with("| peak RSS")) {
-        lines.insert(at, line);
-    }
-    let head = if lines.is_empty() { "# Benchmarks".to_owned() } else { lines.join("\n") };
-    format!("{head}\n\n{}{after}", comparison.markdown())
+    crate::report::splice(existing, SECTION, &[comparison.row()], &comparison.markdown())
 }

@@ -161,6 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<report::Report> {
         smtp_pool_size: 4,
         log: args.serve_log.clone(),
         dkim: None,
+        inbound: None,
     };
     println!("==> starting borcelle serve on a fresh database {database}");
     let serve = Serve::start(&args.borcelle, &config).await?;
