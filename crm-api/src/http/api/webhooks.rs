@@ -57,16 +57,9 @@ pub async fn mailjet(State(state): State<AppState>, request: Request) -> AppResu
     let Some(expected) = &state.settings.consent.mailjet_webhook else {
         return Err(AppError::not_found("webhook"));
     };
-    if !presents(request.headers(), expected) {
+    let Some(body) = authenticated_body(&state, request, expected, BODY_MAX).await? else {
         return Ok(unauthorized());
-    }
-    let body = Bytes::from_request(request, &state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge { limit: BODY_MAX }
-        } else {
-            AppError::MalformedBody(format!("the request body could not be read: {rejection}"))
-        }
-    })?;
+    };
     let events = feedback::parse_mailjet(&body)
         .map_err(|err| AppError::MalformedBody(format!("not a MailJet event or batch of events: {err}")))?;
     let summary = feedback::apply_mailjet(&state.db, &events).await?;
@@ -121,16 +114,9 @@ pub async fn mailjet_parse(State(state): State<AppState>, request: Request) -> A
     let (Some(expected), Some(inbox)) = (&state.settings.consent.mailjet_webhook, &state.inbox) else {
         return Err(AppError::not_found("webhook"));
     };
-    if !presents(request.headers(), expected) {
+    let Some(body) = authenticated_body(&state, request, expected, PARSE_BODY_MAX).await? else {
         return Ok(unauthorized());
-    }
-    let body = Bytes::from_request(request, &state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge { limit: PARSE_BODY_MAX }
-        } else {
-            AppError::MalformedBody(format!("the request body could not be read: {rejection}"))
-        }
-    })?;
+    };
     let post = mailjet_parse::read_post(&body)
         .map_err(|err| AppError::MalformedBody(format!("not a MailJet Parse API payload: {err}")))?;
     let recipients = inbox.addresses.parse(&post.recipient).into_iter().collect();
@@ -151,6 +137,27 @@ pub async fn mailjet_parse(State(state): State<AppState>, request: Request) -> A
         }
     };
     Ok(Json(outcome).into_response())
+}
+
+/// The body of a request that presents the webhook's credentials (`None` when it does not), read
+/// up to `limit` bytes.
+async fn authenticated_body(
+    state: &AppState,
+    request: Request,
+    expected: &WebhookCredentials,
+    limit: usize,
+) -> AppResult<Option<Bytes>> {
+    if !presents(request.headers(), expected) {
+        return Ok(None);
+    }
+    let body = Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge { limit }
+        } else {
+            AppError::MalformedBody(format!("the request body could not be read: {rejection}"))
+        }
+    })?;
+    Ok(Some(body))
 }
 
 /// Whether the request carries the expected basic-auth credentials, compared in time that depends
