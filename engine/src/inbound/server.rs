@@ -139,7 +139,10 @@ impl Receiver {
                     });
                 }
                 Ok(permit) => {
-                    let Ok(std_stream) = stream.into_std() else { continue };
+                    let Ok(std_stream) = stream.into_std() else {
+                        shared.leave(peer.ip());
+                        continue;
+                    };
                     let stop = stop.clone();
                     self.pool.spawn_pinned(move || async move {
                         let _permit = permit;
