@@ -3,15 +3,11 @@
 use borcelle_store::sessions::{self, ActiveSession, NewSession};
 use borcelle_store::users;
 use borcelle_store::{login_devices, rate_limits};
+use data_encoding::HEXLOWER;
 
 use super::{Accounts, ClientInfo, LoggedIn, password, secrets, session_cache};
 use crate::settings::Throttle;
 use crate::{Error, Result, validate};
-
-/// Lower-case hex of a hash, for a throttle key.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 impl Accounts {
     /// Checks credentials and opens a session. Wrong credentials get one generic answer; unverified
@@ -45,7 +41,7 @@ impl Accounts {
             _ => false,
         };
         let client_key = match (&device_hash, known) {
-            (Some(hash), true) => format!("login:email:{email}:device:{}", hex(hash)),
+            (Some(hash), true) => format!("login:email:{email}:device:{}", HEXLOWER.encode(hash)),
             _ => format!("login:email:{email}:ip:{}", client.ip),
         };
         let mut counted: Vec<(String, Throttle)> = vec![(client_key.clone(), auth.login_failures_per_account)];

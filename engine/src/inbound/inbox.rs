@@ -11,6 +11,7 @@ use std::time::Instant;
 use borcelle_store::messages::{self, Feedback};
 use borcelle_store::{Owner, PgPool, inbound, notifications};
 use bytes::Bytes;
+use data_encoding::HEXLOWER;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -97,7 +98,7 @@ impl Inbox {
         };
         let row = row.ok_or(FileError::Unknown)?;
         let kind = classify(kind, &read);
-        let digest = hex(&Sha256::digest(&arrival.raw));
+        let digest = HEXLOWER.encode(&Sha256::digest(&arrival.raw));
         let dedup_key = match &read.message_id {
             Some(message_id) if message_id.len() > 2 => format!("id:{message_id}"),
             _ => format!("sha256:{digest}"),
@@ -227,14 +228,4 @@ fn classify(address: Kind, read: &Read) -> &'static str {
         // still a person.
         (MailKind::Reply, _) => "reply",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The addresses a message to `row` carries, when inbound mail is configured: `Reply-To` and
-/// the envelope sender.
-pub fn reply_and_bounce(addresses: &Addresses, row: Uuid) -> (String, String) {
-    (addresses.address(Kind::Reply, row), addresses.address(Kind::Bounce, row))
 }

@@ -50,8 +50,8 @@ fn text<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 /// A header value on one line, as an RFC 2047 encoded word when it is not plain ASCII.
 fn encode(value: &str) -> String {
-    let line: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if line.is_ascii() { line } else { format!("=?UTF-8?B?{}?=", STANDARD.encode(line.as_bytes())) }
+    let line = borcelle_mail::header_line(value);
+    if line.is_ascii() { line.into_owned() } else { format!("=?UTF-8?B?{}?=", STANDARD.encode(line.as_bytes())) }
 }
 
 /// An address header (`Name <a@b>`): only the name is encoded, so that the address stays readable.

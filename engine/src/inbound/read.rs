@@ -12,6 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
+use crate::attachments;
+
 /// Most attachments listed for one message (a message of 10,000 parts lists the first ones).
 pub const MAX_ATTACHMENTS: usize = 100;
 /// Longest text kept of a body (the raw message keeps all of it).
@@ -161,7 +163,7 @@ pub fn part_bytes(raw: &[u8], part: u32) -> Option<Vec<u8>> {
 
 /// One line, bounded: control characters become spaces.
 fn one_line(value: &str, max: usize) -> String {
-    value.chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect::<String>().trim().to_owned()
+    borcelle_mail::header_line(value).chars().take(max).collect::<String>().trim().to_owned()
 }
 
 fn truncate(value: &str, max: usize) -> String {
@@ -278,41 +280,17 @@ fn files(message: &Message<'_>) -> Vec<FileInfo> {
                     Some(sub) => format!("{}/{}", ct.ctype(), sub),
                     None => ct.ctype().to_owned(),
                 })
-                .unwrap_or_else(|| "application/octet-stream".to_owned())
+                .unwrap_or_else(|| attachments::UNKNOWN_TYPE.to_owned())
                 .to_ascii_lowercase();
-            let filename = safe_filename(part.attachment_name().unwrap_or_default(), id, &content_type);
+            // The rules of uploaded files: no path, no control or invisible characters, no quotes;
+            // a message that names no file gets `attachment` with the extension of the sniffed type.
+            let (_, extension) = attachments::sniff(part.contents());
+            let filename = attachments::sanitize_filename(part.attachment_name(), extension);
             let content_id =
                 part.content_id().map(|cid| cid.trim().trim_matches(['<', '>']).to_owned()).filter(|c| !c.is_empty());
             FileInfo { part: id, filename, content_type, size: part.len(), content_id }
         })
         .collect()
-}
-
-/// A name fit for a download: no path, no control characters or quotes, at most 255 bytes;
-/// `part-N` (with an extension from the type) when the message gives none.
-pub fn safe_filename(name: &str, part: u32, content_type: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = base
-        .chars()
-        .map(|c| if c.is_control() || matches!(c, '"' | '\\' | '/' | ';') { '_' } else { c })
-        .collect::<String>()
-        .trim()
-        .trim_start_matches('.')
-        .to_owned();
-    let clean = truncate(&clean, 255);
-    if !clean.is_empty() {
-        return clean;
-    }
-    let extension = match content_type {
-        "application/pdf" => ".pdf",
-        "image/png" => ".png",
-        "image/jpeg" => ".jpg",
-        "image/gif" => ".gif",
-        "text/plain" => ".txt",
-        "message/rfc822" => ".eml",
-        _ => "",
-    };
-    format!("part-{part}{extension}")
 }
 
 /// The new text of an answer and the quoted history under it: everything from the first line
@@ -472,11 +450,25 @@ Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.com>: Recipient address rejecte
     }
 
     #[test]
-    fn file_names_never_carry_a_path_or_quotes() {
-        assert_eq!(safe_filename("../../etc/passwd", 3, "text/plain"), "passwd");
-        assert_eq!(safe_filename("C:\\temp\\a\"b.pdf", 3, "application/pdf"), "a_b.pdf");
-        assert_eq!(safe_filename("", 4, "application/pdf"), "part-4.pdf");
-        assert_eq!(safe_filename("..", 5, "x/y"), "part-5");
+    fn file_names_never_carry_a_path_quotes_or_invisible_characters() {
+        let attachment = |name: &str| {
+            format!(
+                "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQ=\r\n"
+            )
+        };
+        let raw = format!(
+            "From: a@example.com\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n{}{}{}--b\r\nContent-Type: application/pdf\r\n\
+             Content-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQ=\r\n--b--\r\n",
+            attachment("../../etc/passwd"),
+            // (A backslash inside a quoted MIME parameter escapes the next character: a path there
+            // uses slashes.)
+            attachment("C:/temp/a.pdf"),
+            attachment("gpj\u{202e}.exe"),
+        );
+        let names: Vec<String> = read(raw.as_bytes(), &url).files.into_iter().map(|f| f.filename).collect();
+        assert_eq!(names, ["passwd", "a.pdf", "gpj.exe", "attachment.pdf"], "{names:?}");
     }
 
     proptest! {

@@ -192,8 +192,13 @@ fn uuid_param(field: &str, raw: Option<&str>) -> AppResult<Option<Uuid>> {
 
 /// The cursor of the page after `last`.
 pub fn encode_cursor(last: &borcelle_store::messages::Message) -> String {
-    let at = last.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    URL_SAFE_NO_PAD.encode(format!("{at}|{}", last.id))
+    cursor_at(last.created_at, last.id)
+}
+
+/// The cursor of the page after the entry at this time with this id (what [`decode_cursor`] reads).
+pub fn cursor_at(at: DateTime<Utc>, id: Uuid) -> String {
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    URL_SAFE_NO_PAD.encode(format!("{at}|{id}"))
 }
 
 pub fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {

@@ -7,12 +7,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use borcelle_engine::attachments::{content_disposition, store_error};
 use borcelle_engine::inbound::read;
@@ -44,11 +40,6 @@ pub struct ConversationPage {
     /// The next (older) page's cursor; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
-}
-
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    URL_SAFE_NO_PAD.encode(format!("{at}|{id}"))
 }
 
 /// A contact's conversation: the messages sent to it and what came back, newest first
@@ -84,7 +75,7 @@ pub async fn conversation(
     let mut entries = inbound::conversation(&state.db, user.owner(), id, before, limit + 1).await?;
     let next_cursor = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);
-        entries.last().map(|last| encode_cursor(last.at, last.id))
+        entries.last().map(|last| super::messages::cursor_at(last.at, last.id))
     } else {
         None
     };

@@ -63,31 +63,22 @@ fn conversation(messages: Vec<Message>, mut inbound: Vec<InboundMessage>) -> Vec
 impl ShowPage {
     /// How an inbound message's kind is named on the page.
     fn kind_label(&self, kind: &str) -> &'static str {
-        kind_label(kind)
+        match kind {
+            "reply" => "Reply",
+            "auto_reply" => "Automatic reply",
+            "bounce" => "Delivery report",
+            "unsubscribe" => "Unsubscribe request",
+            _ => "Report",
+        }
     }
 
+    /// A size in bytes as people read it.
     fn size_label(&self, bytes: &i64) -> String {
-        size_label(*bytes)
-    }
-}
-
-/// How an inbound message's kind is named on the page.
-pub fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "reply" => "Reply",
-        "auto_reply" => "Automatic reply",
-        "bounce" => "Delivery report",
-        "unsubscribe" => "Unsubscribe request",
-        _ => "Report",
-    }
-}
-
-/// A size in bytes as people read it.
-pub fn size_label(bytes: i64) -> String {
-    match bytes {
-        n if n < 1024 => format!("{n} B"),
-        n if n < 1024 * 1024 => format!("{:.0} KB", n as f64 / 1024.0),
-        n => format!("{:.1} MB", n as f64 / (1024.0 * 1024.0)),
+        match *bytes {
+            n if n < 1024 => format!("{n} B"),
+            n if n < 1024 * 1024 => format!("{:.0} KB", n as f64 / 1024.0),
+            n => format!("{:.1} MB", n as f64 / (1024.0 * 1024.0)),
+        }
     }
 }
 
