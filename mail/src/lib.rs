@@ -160,6 +160,24 @@ pub trait MailTransport: Send + Sync {
     /// Short name for logs and metrics (`smtp`, `mailjet`, `outbox`).
     fn name(&self) -> &'static str;
     fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>>;
+
+    /// The most messages one [`send_batch`](Self::send_batch) call takes (1: the transport sends
+    /// one message per request, and the engine calls [`send`](Self::send)).
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Sends up to [`batch_size`](Self::batch_size) messages in one request where the provider
+    /// takes several (MailJet's Send API: 50); one result per message, in the order given.
+    fn send_batch<'a>(&'a self, emails: &'a [OutgoingEmail]) -> BoxFuture<'a, Vec<Result<Delivery, MailError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(emails.len());
+            for email in emails {
+                results.push(self.send(email).await);
+            }
+            results
+        })
+    }
 }
 
 /// The transport the server uses.
