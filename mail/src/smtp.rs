@@ -1,17 +1,17 @@
-//! SMTP through lettre: async, pooled, plain / STARTTLS / implicit TLS, optional AUTH, DKIM
+//! SMTP through lettre's client: async, pooled without a round trip of its own, `TCP_NODELAY`,
+//! `PIPELINING` where offered ([`pool`]), plain / STARTTLS / implicit TLS, optional AUTH, DKIM
 //! signing when configured, and what a refusal means (see [`classify`]).
 
 use std::error::Error as _;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox as LettreMailbox, MultiPart, header};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use secrecy::ExposeSecret;
 
 use super::{Delivery, MailError, MailTransport, Mailbox, OutgoingEmail, Unsubscribe};
@@ -19,36 +19,34 @@ use crate::dkim::DkimSigner;
 use crate::{SetupError, SmtpSettings, SmtpTls};
 
 mod classify;
+mod pool;
 #[cfg(test)]
 mod tests;
 
 use classify::{Refusal, classify};
+use pool::{Connector, Pool, Security};
 
 const LIST_UNSUBSCRIBE: HeaderName = HeaderName::new_from_ascii_str("List-Unsubscribe");
 const LIST_UNSUBSCRIBE_POST: HeaderName = HeaderName::new_from_ascii_str("List-Unsubscribe-Post");
 
 pub struct SmtpTransport {
-    inner: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Pool,
     /// Signs every message when set (shared with the blocking threads that sign with RSA).
     dkim: Option<Arc<DkimSigner>>,
 }
 
 impl SmtpTransport {
-    /// A pooled transport; with `dkim`, every message it sends is signed.
+    /// A pooled transport (see [`pool`]); with `dkim`, every message it sends is signed.
     pub fn new(settings: &SmtpSettings, dkim: Option<DkimSigner>) -> Result<Self, SetupError> {
-        let tls = match settings.tls {
-            SmtpTls::None => Tls::None,
-            SmtpTls::Starttls => Tls::Required(tls_parameters(settings)?),
-            SmtpTls::Tls => Tls::Wrapper(tls_parameters(settings)?),
+        let security = match settings.tls {
+            SmtpTls::None => Security::Plain,
+            SmtpTls::Starttls => Security::Starttls(tls_parameters(settings)?),
+            SmtpTls::Tls => Security::Wrapper(tls_parameters(settings)?),
         };
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host).tls(tls);
-        let mut builder = builder
-            .port(settings.port)
-            .timeout(Some(settings.timeout))
-            .pool_config(PoolConfig::new().max_size(settings.pool_size));
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
-        }
+        let credentials = match (&settings.username, &settings.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password.expose_secret().to_owned())),
+            _ => None,
+        };
         if let Some(dkim) = &dkim {
             tracing::info!(
                 selector = dkim.selector(),
@@ -57,7 +55,14 @@ impl SmtpTransport {
                 "DKIM signing on: every message sent over SMTP is signed"
             );
         }
-        Ok(Self { inner: builder.build(), dkim: dkim.map(Arc::new) })
+        let connector = Connector {
+            host: settings.host.clone(),
+            port: settings.port,
+            security,
+            credentials,
+            timeout: settings.timeout,
+        };
+        Ok(Self { pool: Pool::new(connector, settings.pool_size), dkim: dkim.map(Arc::new) })
     }
 }
 
@@ -173,13 +178,9 @@ impl MailTransport for SmtpTransport {
     fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>> {
         Box::pin(async move {
             let (envelope, bytes) = self.message(email).await?;
-            match self.inner.send_raw(&envelope, &bytes).await {
-                Ok(response) => {
-                    let reply: Vec<&str> = response.message().collect();
-                    Ok(Delivery { provider_id: format!("{} {}", response.code(), reply.join(" ")) })
-                }
-                Err(err) => Err(failure(&err)),
-            }
+            let response = self.pool.send(&envelope, &bytes).await?;
+            let reply: Vec<&str> = response.message().collect();
+            Ok(Delivery { provider_id: format!("{} {}", response.code(), reply.join(" ")) })
         })
     }
 }

@@ -115,3 +115,188 @@ async fn refusals_on_rcpt_mail_and_data_are_told_apart_by_their_codes() {
     }
     assert!(send_to(Refuse::Rcpt("250 2.1.5 ok")).await.is_ok(), "the script accepts otherwise");
 }
+
+/// What the pipelining server saw.
+#[derive(Default)]
+struct Seen {
+    connections: std::sync::atomic::AtomicUsize,
+    noops: std::sync::atomic::AtomicUsize,
+    rsets: std::sync::atomic::AtomicUsize,
+    /// The recipient of each message accepted, in order.
+    delivered: std::sync::Mutex<Vec<String>>,
+}
+
+/// A server that offers PIPELINING and insists on it: after `MAIL` it answers nothing until the
+/// `RCPT` and `DATA` of the same transaction have arrived, so a client that waits for the reply to
+/// `MAIL` waits forever. It refuses recipients that start with `unknown` (then `DATA` with 554,
+/// as RFC 2920 servers do with no valid recipient), and closes each connection, without a word,
+/// after `close_after` messages.
+async fn pipelining_server(close_after: usize) -> (u16, std::sync::Arc<Seen>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(Seen::default());
+    let state = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            state.connections.fetch_add(1, Relaxed);
+            let seen = state.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 pipelining ESMTP\r\n").await.unwrap();
+                let mut messages = 0;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let command = line.to_ascii_uppercase();
+                    if command.starts_with("EHLO") {
+                        write
+                            .write_all(b"250-pipelining\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n")
+                            .await
+                            .unwrap();
+                    } else if command.starts_with("MAIL") {
+                        let mut replies = String::from("250 2.1.0 ok\r\n");
+                        let mut recipients = Vec::new();
+                        loop {
+                            let next = lines.next_line().await.unwrap().unwrap();
+                            if next.eq_ignore_ascii_case("DATA") {
+                                break;
+                            }
+                            let to = next.split_once(':').unwrap().1.trim_matches(|c| c == '<' || c == '>').to_owned();
+                            if to.starts_with("unknown") {
+                                replies.push_str("550 5.1.1 User unknown\r\n");
+                            } else {
+                                replies.push_str("250 2.1.5 ok\r\n");
+                                recipients.push(to);
+                            }
+                        }
+                        if recipients.is_empty() {
+                            replies.push_str("554 5.5.1 No valid recipients\r\n");
+                            write.write_all(replies.as_bytes()).await.unwrap();
+                            continue;
+                        }
+                        replies.push_str("354 go ahead\r\n");
+                        write.write_all(replies.as_bytes()).await.unwrap();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                        }
+                        seen.delivered.lock().unwrap().extend(recipients);
+                        write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+                        messages += 1;
+                        if messages == close_after {
+                            return;
+                        }
+                    } else if command.starts_with("NOOP") {
+                        seen.noops.fetch_add(1, Relaxed);
+                        write.write_all(b"250 2.0.0 ok\r\n").await.unwrap();
+                    } else if command.starts_with("RSET") {
+                        seen.rsets.fetch_add(1, Relaxed);
+                        write.write_all(b"250 2.0.0 ok\r\n").await.unwrap();
+                    } else if command.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
+                        return;
+                    } else {
+                        write.write_all(b"500 5.5.2 what?\r\n").await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn transport_to(port: u16, pool_size: u32) -> SmtpTransport {
+    let settings = SmtpSettings {
+        host: "127.0.0.1".to_owned(),
+        port,
+        tls: SmtpTls::None,
+        username: None,
+        password: None,
+        pool_size,
+        timeout: Duration::from_secs(5),
+        ca_file: None,
+    };
+    SmtpTransport::new(&settings, None).unwrap()
+}
+
+fn email_to(to: &str) -> OutgoingEmail {
+    OutgoingEmail {
+        from: Mailbox { name: None, email: "news@example.com".to_owned() },
+        to: Mailbox { name: None, email: to.to_owned() },
+        reply_to: None,
+        subject: "Hello".to_owned(),
+        text: "Hi".to_owned(),
+        html: "<p>Hi</p>".to_owned(),
+        message_id: format!("<{}@example.com>", uuid::Uuid::now_v7().simple()),
+        date: SystemTime::now(),
+        attachments: Vec::new(),
+        unsubscribe: None,
+        ledger_id: None,
+        envelope_from: None,
+    }
+}
+
+#[tokio::test]
+async fn a_pipelining_server_gets_each_transaction_in_one_write_and_one_connection_serves_them_all() {
+    let (port, seen) = pipelining_server(usize::MAX).await;
+    let transport = transport_to(port, 1);
+    for i in 0..200 {
+        transport.send(&email_to(&format!("r{i}@example.org"))).await.unwrap();
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(seen.delivered.lock().unwrap().len(), 200);
+    assert_eq!(seen.connections.load(Relaxed), 1, "one pooled connection");
+    assert_eq!(seen.noops.load(Relaxed), 0, "no NOOP before reusing a connection");
+    assert_eq!(seen.rsets.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_refused_recipient_in_a_pipelined_group_fails_that_message_and_the_connection_goes_on() {
+    let (port, seen) = pipelining_server(usize::MAX).await;
+    let transport = transport_to(port, 1);
+    transport.send(&email_to("first@example.org")).await.unwrap();
+    let refused = transport.send(&email_to("unknown@example.org")).await;
+    assert!(matches!(refused, Err(MailError::Rejected(_))), "{refused:?}");
+    transport.send(&email_to("third@example.org")).await.unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(*seen.delivered.lock().unwrap(), ["first@example.org", "third@example.org"]);
+    assert_eq!(seen.rsets.load(Relaxed), 1, "the refused transaction is reset");
+    assert_eq!(seen.connections.load(Relaxed), 1, "and its connection reused");
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_costs_nothing_the_message_goes_on_a_new_one() {
+    // The server hangs up after every message, as servers do with idle connections.
+    let (port, seen) = pipelining_server(1).await;
+    let transport = transport_to(port, 1);
+    for i in 0..5 {
+        // Let the close arrive before the next send picks the connection.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        transport.send(&email_to(&format!("r{i}@example.org"))).await.unwrap();
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let delivered = seen.delivered.lock().unwrap().clone();
+    assert_eq!(delivered, (0..5).map(|i| format!("r{i}@example.org")).collect::<Vec<_>>(), "each once, in order");
+    assert_eq!(seen.connections.load(Relaxed), 5);
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_the_pool_and_never_exceed_it() {
+    let (port, seen) = pipelining_server(usize::MAX).await;
+    let transport = std::sync::Arc::new(transport_to(port, 4));
+    let sends = (0..400).map(|i| {
+        let transport = transport.clone();
+        async move { transport.send(&email_to(&format!("r{i}@example.org"))).await }
+    });
+    for result in futures::future::join_all(sends).await {
+        result.unwrap();
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut delivered = seen.delivered.lock().unwrap().clone();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 400, "every message once");
+    assert!(seen.connections.load(Relaxed) <= 4, "{} connections", seen.connections.load(Relaxed));
+}
