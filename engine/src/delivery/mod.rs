@@ -34,7 +34,8 @@ use crate::metrics::EngineMetrics;
 use crate::settings::DeliverySettings;
 use crate::storage::Store;
 use cache::{Content, ContentCache, LINK_PLACEHOLDER, Prepared};
-use claim::ClaimError;
+use claim::{Batched, ClaimError};
+use record::ProgressThrottle;
 
 pub use record::{completion_text, finished_at_once};
 
@@ -169,22 +170,28 @@ impl DeliveryEngine {
     pub async fn run(self, stop: CancellationToken) {
         let concurrency = self.settings.concurrency.max(1);
         let limiter = self.settings.rate_per_sec.map(|rate| Arc::new(RateLimiter::new(rate)));
-        let mut inflight: JoinSet<Outcome> = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, (Uuid, i32)> = HashMap::new();
+        // One send task per message, or per request of up to `batch_size` messages (MailJet).
+        let mut inflight: JoinSet<Vec<Outcome>> = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, Vec<(Uuid, i32)>> = HashMap::new();
+        // Messages in flight (the sum of `running`'s claims).
+        let mut sending = 0usize;
         // Claims taken whose messages could not be prepared (the database went away in between):
         // given back as soon as the database answers, rather than left to their lease.
         let mut to_release: Vec<(Uuid, i32)> = Vec::new();
         let mut pending: Vec<Outcome> = Vec::new();
         let mut contents = ContentCache::default();
+        let mut progress = ProgressThrottle::default();
         // Held for the whole run: while it is, no other process runs under this engine's name.
         let (claimer, _instance_lock) = instance::take_over(&self.db, &self.settings.instance).await;
         let mut stopping = false;
         let mut grace_ends = Instant::now();
-        tracing::info!(concurrency, transport = self.mailer.name(), "delivery engine started");
+        let batch_size = self.mailer.batch_size().max(1);
+        tracing::info!(concurrency, batch_size, transport = self.mailer.name(), "delivery engine started");
+        let engine = Arc::new(self);
 
         loop {
             if !to_release.is_empty() {
-                match messages::release(&self.db, &to_release).await {
+                match messages::release(&engine.db, &to_release).await {
                     Ok(released) => {
                         tracing::info!(released, "gave back the claims of messages that could not be prepared");
                         to_release.clear();
@@ -192,14 +199,17 @@ impl DeliveryEngine {
                     Err(err) => tracing::warn!(error = %err, "giving back claims failed; retrying"),
                 }
             }
-            if !stopping && to_release.is_empty() && inflight.len() <= concurrency / 2 {
-                let want = (concurrency - inflight.len()) as i64;
-                match self.claim(want, &claimer, &mut contents).await {
+            if !stopping && to_release.is_empty() && sending <= concurrency / 2 {
+                let want = (concurrency - sending) as i64;
+                match engine.claim(want, &claimer, &mut contents).await {
                     Ok(batch) => {
-                        for (claimed, prepared) in batch {
-                            let claim = (claimed.id, claimed.attempts);
-                            let handle = inflight.spawn(self.clone().deliver(claimed, prepared, limiter.clone()));
-                            running.insert(handle.id(), claim);
+                        let mut batch = batch.into_iter().peekable();
+                        while batch.peek().is_some() {
+                            let group: Vec<Batched> = batch.by_ref().take(batch_size).collect();
+                            let claims: Vec<(Uuid, i32)> = group.iter().map(|(c, _)| (c.id, c.attempts)).collect();
+                            sending += claims.len();
+                            let handle = inflight.spawn(Arc::clone(&engine).deliver_group(group, limiter.clone()));
+                            running.insert(handle.id(), claims);
                         }
                     }
                     Err(ClaimError { error, claimed }) => {
@@ -215,116 +225,164 @@ impl DeliveryEngine {
             if stopping && inflight.is_empty() {
                 break;
             }
-            let room = !stopping && inflight.len() < concurrency;
+            let room = !stopping && sending < concurrency;
+            let progress_due = progress.next_due();
             tokio::select! {
                 _ = stop.cancelled(), if !stopping => {
                     stopping = true;
-                    grace_ends = Instant::now() + self.settings.shutdown_grace;
-                    tracing::info!(in_flight = inflight.len(), "delivery engine stopping: no new claims");
+                    grace_ends = Instant::now() + engine.settings.shutdown_grace;
+                    tracing::info!(in_flight = sending, "delivery engine stopping: no new claims");
                 }
                 joined = inflight.join_next_with_id(), if !inflight.is_empty() => {
                     // Written at once (an accepted send whose outcome waits is what a crash would
                     // send again), together with every other send that ended meanwhile.
                     let mut joined = joined;
                     while let Some(result) = joined {
+                        let task_id = match &result {
+                            Ok((task_id, _)) => *task_id,
+                            Err(err) => err.id(),
+                        };
+                        sending -= running.remove(&task_id).map_or(0, |claims| claims.len());
                         match result {
-                            Ok((task_id, outcome)) => {
-                                running.remove(&task_id);
-                                pending.push(outcome);
-                            }
-                            Err(err) => {
-                                // A send task panicked: its claim comes back when the lease expires.
-                                running.remove(&err.id());
-                                tracing::error!(error = %err, "a send task failed");
-                            }
+                            Ok((_, outcomes)) => pending.extend(outcomes),
+                            // A send task panicked: its claims come back when their lease expires.
+                            Err(err) => tracing::error!(error = %err, "a send task failed"),
                         }
                         joined = inflight.try_join_next_with_id();
                     }
-                    self.flush(&mut pending).await;
+                    engine.flush(&mut pending, &mut progress).await;
                 }
                 // Outcomes the database did not take (it was away) are written again.
                 _ = tokio::time::sleep(ERROR_PAUSE), if !pending.is_empty() => {
-                    self.flush(&mut pending).await;
+                    engine.flush(&mut pending, &mut progress).await;
                 }
-                _ = self.wake.notified(), if room => {}
-                _ = tokio::time::sleep(self.settings.poll_interval), if room => {}
+                // Progress held back to keep events to a few a second per task.
+                _ = tokio::time::sleep_until(progress_due.unwrap_or(grace_ends)), if progress_due.is_some() => {
+                    for task in progress.due(Instant::now()) {
+                        engine.publish_progress(&task).await;
+                    }
+                }
+                _ = engine.wake.notified(), if room => {}
+                _ = tokio::time::sleep(engine.settings.poll_interval), if room => {}
                 _ = tokio::time::sleep_until(grace_ends), if stopping => {
-                    let unfinished: Vec<(Uuid, i32)> = running.drain().map(|(_, claim)| claim).collect();
+                    let unfinished: Vec<(Uuid, i32)> = running.drain().flat_map(|(_, claims)| claims).collect();
+                    sending = 0;
                     inflight.abort_all();
                     while inflight.join_next().await.is_some() {}
-                    match messages::release(&self.db, &unfinished).await {
+                    match messages::release(&engine.db, &unfinished).await {
                         Ok(released) => tracing::warn!(released, "grace period over: gave back unfinished claims"),
                         Err(err) => tracing::error!(error = %err, "releasing claims failed; their leases will expire"),
                     }
                 }
             }
             if stopping && inflight.is_empty() {
-                self.flush(&mut pending).await;
+                engine.flush(&mut pending, &mut progress).await;
             }
         }
-        self.flush(&mut pending).await;
+        engine.flush(&mut pending, &mut progress).await;
+        for task in progress.drain() {
+            engine.publish_progress(&task).await;
+        }
         if !to_release.is_empty()
-            && let Err(err) = messages::release(&self.db, &to_release).await
+            && let Err(err) = messages::release(&engine.db, &to_release).await
         {
             tracing::error!(error = %err, "giving back claims failed; their leases will expire");
         }
         tracing::info!("delivery engine stopped");
     }
 
+    /// Sends a group of claimed messages: one by one (each in its own task, so a group is one
+    /// message) or, for a transport that takes several per request, in one request.
+    async fn deliver_group(self: Arc<Self>, group: Vec<Batched>, limiter: Option<Arc<RateLimiter>>) -> Vec<Outcome> {
+        if group.len() == 1 || self.mailer.batch_size() <= 1 {
+            let mut outcomes = Vec::with_capacity(group.len());
+            for (claimed, prepared) in group {
+                outcomes.push(self.deliver(claimed, prepared, limiter.as_deref()).await);
+            }
+            return outcomes;
+        }
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut emails = Vec::with_capacity(group.len());
+        let mut sent_for = Vec::with_capacity(group.len());
+        for (claimed, prepared) in group {
+            match self.email(&claimed, prepared) {
+                Ok(email) => {
+                    if let Some(limiter) = &limiter {
+                        limiter.acquire().await;
+                    }
+                    emails.push(email);
+                    sent_for.push(claimed);
+                }
+                Err(outcome) => outcomes.push(outcome),
+            }
+        }
+        let results = self.mailer.send_batch(&emails).await;
+        for (index, claimed) in sent_for.iter().enumerate() {
+            let result = results.get(index).cloned().unwrap_or_else(|| {
+                Err(MailError::Transient("the transport gave no result for this message".to_owned()))
+            });
+            outcomes.push(self.outcome(claimed, result));
+        }
+        outcomes
+    }
+
     /// Sends one message (unless its task could not be prepared) and classifies the result.
     async fn deliver(
-        self,
+        &self,
         claimed: Claimed,
         prepared: Result<Arc<Prepared>, MailError>,
-        limiter: Option<Arc<RateLimiter>>,
+        limiter: Option<&RateLimiter>,
     ) -> Outcome {
+        let email = match self.email(&claimed, prepared) {
+            Ok(email) => email,
+            Err(outcome) => return outcome,
+        };
+        if let Some(limiter) = limiter {
+            limiter.acquire().await;
+        }
+        let sent = self.mailer.send(&email).await;
+        self.outcome(&claimed, sent)
+    }
+
+    /// The recipient's email, or the outcome that stands instead of a send: suppressed since it
+    /// was queued, or not preparable.
+    fn email(&self, claimed: &Claimed, prepared: Result<Arc<Prepared>, MailError>) -> Result<OutgoingEmail, Outcome> {
         if let Some(reason) = &claimed.suppressed {
             // On the owner's list since it was queued: never sent.
             self.metrics.mail_sent(self.mailer.name(), "suppressed");
             let result = OutcomeKind::Suppressed { reason: reason.clone() };
-            return Outcome { id: claimed.id, attempt: claimed.attempts, result };
+            return Err(Outcome { id: claimed.id, attempt: claimed.attempts, result });
         }
-        let sent = match prepared {
-            Ok(prepared) => {
-                let link = prepared.unsubscribe.then(|| self.unsubscribe.links.link(claimed.id));
-                match personalise(&prepared, &claimed, link.as_deref()) {
-                    Ok((subject, text, html)) => {
-                        if let Some(limiter) = limiter {
-                            limiter.acquire().await;
-                        }
-                        let email = OutgoingEmail {
-                            from: Mailbox {
-                                name: Some(prepared.from_name.clone()),
-                                email: self.mail.from_address.clone(),
-                            },
-                            to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
-                            reply_to: Some(match &self.inbound {
-                                Some(addresses) => Mailbox {
-                                    name: prepared.reply_to.name.clone(),
-                                    email: addresses.address(Kind::Reply, claimed.id),
-                                },
-                                None => prepared.reply_to.clone(),
-                            }),
-                            subject,
-                            text,
-                            html,
-                            message_id: claimed.message_id.clone(),
-                            date: std::time::SystemTime::now(),
-                            attachments: prepared.attachments.clone(),
-                            unsubscribe: link.map(|https| Unsubscribe {
-                                https,
-                                mailto: self.inbound.as_ref().map(|a| a.address(Kind::Unsubscribe, claimed.id)),
-                            }),
-                            ledger_id: Some(claimed.id.to_string()),
-                            envelope_from: self.inbound.as_ref().map(|a| a.address(Kind::Bounce, claimed.id)),
-                        };
-                        self.mailer.send(&email).await
-                    }
-                    Err(err) => Err(err),
+        let prepared = prepared.map_err(|err| self.outcome(claimed, Err(err)))?;
+        let link = prepared.unsubscribe.then(|| self.unsubscribe.links.link(claimed.id));
+        let (subject, text, html) =
+            personalise(&prepared, claimed, link.as_deref()).map_err(|err| self.outcome(claimed, Err(err)))?;
+        Ok(OutgoingEmail {
+            from: Mailbox { name: Some(prepared.from_name.clone()), email: self.mail.from_address.clone() },
+            to: Mailbox { name: claimed.to_name.clone(), email: claimed.to_email.clone() },
+            reply_to: Some(match &self.inbound {
+                Some(addresses) => {
+                    Mailbox { name: prepared.reply_to.name.clone(), email: addresses.address(Kind::Reply, claimed.id) }
                 }
-            }
-            Err(err) => Err(err),
-        };
+                None => prepared.reply_to.clone(),
+            }),
+            subject,
+            text,
+            html,
+            message_id: claimed.message_id.clone(),
+            date: std::time::SystemTime::now(),
+            attachments: prepared.attachments.clone(),
+            unsubscribe: link.map(|https| Unsubscribe {
+                https,
+                mailto: self.inbound.as_ref().map(|a| a.address(Kind::Unsubscribe, claimed.id)),
+            }),
+            ledger_id: Some(claimed.id.to_string()),
+            envelope_from: self.inbound.as_ref().map(|a| a.address(Kind::Bounce, claimed.id)),
+        })
+    }
+
+    /// What a send's result means for its ledger row.
+    fn outcome(&self, claimed: &Claimed, sent: Result<borcelle_mail::Delivery, MailError>) -> Outcome {
         let result = match sent {
             Ok(delivery) => {
                 self.metrics.mail_sent(self.mailer.name(), "sent");
@@ -390,9 +448,15 @@ impl DeliveryEngine {
                 return Err(error);
             }
         };
-        let sends =
-            batch.into_iter().map(|(claimed, prepared)| self.clone().deliver(claimed, prepared, limiter.clone()));
-        let mut outcomes = futures::future::join_all(sends).await;
+        let engine = Arc::new(self.clone());
+        let batch_size = self.mailer.batch_size().max(1);
+        let mut groups = Vec::new();
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
+            let group: Vec<Batched> = batch.by_ref().take(batch_size).collect();
+            groups.push(Arc::clone(&engine).deliver_group(group, limiter.clone()));
+        }
+        let mut outcomes: Vec<Outcome> = futures::future::join_all(groups).await.into_iter().flatten().collect();
         let mut drained = Drained::default();
         for outcome in &outcomes {
             match outcome.result {
@@ -402,7 +466,12 @@ impl DeliveryEngine {
                 OutcomeKind::Suppressed { .. } => drained.suppressed += 1,
             }
         }
-        self.record(&mut outcomes).await?;
+        // Every progress at once: a test's batch is the whole of its wait.
+        let mut progress = ProgressThrottle::default();
+        self.record(&mut outcomes, &mut progress).await?;
+        for task in progress.drain() {
+            self.publish_progress(&task).await;
+        }
         Ok(drained)
     }
 }
