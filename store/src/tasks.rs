@@ -75,7 +75,9 @@ pub async fn enqueue(
         Recipients::Contacts(ids) => (Some(ids), None),
         Recipients::Tags(tags) => (None, Some(tags)),
     };
-    let inserted: Vec<Uuid> = sqlx::query_scalar!(
+    // A tag may name a million contacts: the rows are counted, and only a list's contacts (bounded
+    // by the request) come back, to name those that are not the owner's.
+    let written = sqlx::query!(
         "WITH chosen AS (
              SELECT gen_random_uuid() AS mid, c.id, c.email, c.name,
                     -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
@@ -86,29 +88,35 @@ pub async fn enqueue(
              WHERE c.owner_id = $1
                AND ($3::uuid[] IS NULL OR c.id = ANY($3))
                AND ($4::text[] IS NULL OR c.tags && $4::text[])
+         ), inserted AS (
+             INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
+             SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>', merge
+             FROM chosen
+             ON CONFLICT (task_id, to_email) DO NOTHING
+             RETURNING contact_id
          )
-         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
-         SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>', merge FROM chosen
-         ON CONFLICT (task_id, to_email) DO NOTHING
-         RETURNING contact_id AS \"contact_id!\"",
+         SELECT count(*) AS \"total!\",
+                coalesce(array_agg(contact_id) FILTER (WHERE $3::uuid[] IS NOT NULL), '{}') AS \"contacts!: Vec<Uuid>\"
+         FROM inserted",
         task.owner.id(),
         task.id,
         ids,
         tags,
         task.message_id_domain
     )
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     if let Some(ids) = ids {
+        let inserted: std::collections::HashSet<Uuid> = written.contacts.into_iter().collect();
         let missing: Vec<Uuid> = ids.iter().filter(|id| !inserted.contains(id)).copied().collect();
         if !missing.is_empty() {
             return Ok(Err(EnqueueError::UnknownContacts(missing)));
         }
     }
-    if inserted.is_empty() {
+    if written.total == 0 {
         return Ok(Err(EnqueueError::NoRecipients));
     }
-    let total = inserted.len() as i32;
+    let total = i32::try_from(written.total).unwrap_or(i32::MAX);
     // The total first: the suppressed rows are counted against it.
     set_total(tx, task.id, total).await?;
     let suppressed = crate::suppressions::mark_queued(tx, &[task.id]).await? as i32;
