@@ -26,21 +26,56 @@ pub struct StandIn {
     pub calls: Mutex<Vec<Instant>>,
     /// The `Retry-After` every 429 answer carries, if any.
     pub retry_after: Mutex<Option<&'static str>>,
+    /// Messages received so far (their MailJet MessageIDs follow from it).
+    pub messages: std::sync::atomic::AtomicU64,
 }
 
-/// The first message MailJet accepts gets this `MessageID`; each later one the next number.
+/// The first message MailJet receives gets this `MessageID`; each later one the next number.
 pub const FIRST_MESSAGE_ID: u64 = 288230379631515999;
 
 fn success(message_id: u64) -> String {
-    json!({"Messages": [{
-        "Status": "success", "CustomID": "",
+    json!({"Messages": [accepted("", "x@example.com", message_id)]}).to_string()
+}
+
+/// MailJet's result for one accepted message.
+fn accepted(custom_id: &str, to: &str, message_id: u64) -> Value {
+    json!({
+        "Status": "success", "CustomID": custom_id,
         "To": [{
-            "Email": "x@example.com", "MessageUUID": "1ab23cd4", "MessageID": message_id,
+            "Email": to, "MessageUUID": "1ab23cd4", "MessageID": message_id,
             "MessageHref": format!("https://api.mailjet.com/v3/REST/message/{message_id}")
         }],
         "Cc": [], "Bcc": []
-    }]})
-    .to_string()
+    })
+}
+
+/// MailJet's answer to a call none of whose messages was scripted: each accepted, or refused
+/// when its recipient's address starts with `invalid` (as MailJet refuses a malformed address:
+/// the whole call answers 400, the others still go).
+fn answer_each(request: &Value, first_message_id: u64) -> (u16, String) {
+    let mut refused_any = false;
+    let results: Vec<Value> = request["Messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            let custom_id = message["CustomID"].as_str().unwrap_or_default();
+            let to = message["To"][0]["Email"].as_str().unwrap_or_default();
+            if to.starts_with("invalid") {
+                refused_any = true;
+                json!({"Status": "error", "CustomID": custom_id, "Errors": [{
+                    "ErrorIdentifier": "f987", "ErrorCode": "mj-0013", "StatusCode": 400,
+                    "ErrorMessage": format!("\"{to}\" is an invalid email address."),
+                    "ErrorRelatedTo": ["To[0].Email"]
+                }]})
+            } else {
+                accepted(custom_id, to, first_message_id + i as u64)
+            }
+        })
+        .collect();
+    (if refused_any { 400 } else { 200 }, json!({ "Messages": results }).to_string())
 }
 
 async fn send(
@@ -48,15 +83,14 @@ async fn send(
     headers: HeaderMap,
     body: String,
 ) -> (StatusCode, HeaderMap, String) {
-    let call = {
-        let mut calls = stand_in.calls.lock().unwrap();
-        calls.push(Instant::now());
-        calls.len() as u64 - 1
-    };
-    let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    stand_in.calls.lock().unwrap().push(Instant::now());
+    let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    // MailJet's MessageIDs: the next numbers, one per message of the call.
+    let count = value["Messages"].as_array().map_or(1, Vec::len) as u64;
+    let first = FIRST_MESSAGE_ID + stand_in.messages.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    let scripted = stand_in.answers.lock().unwrap().pop_front();
+    let (status, body) = scripted.unwrap_or_else(|| answer_each(&value, first));
     stand_in.received.lock().unwrap().push((headers, value));
-    let (status, body) =
-        stand_in.answers.lock().unwrap().pop_front().unwrap_or_else(|| (200, success(FIRST_MESSAGE_ID + call)));
     let mut answer_headers = HeaderMap::new();
     if let (429, Some(after)) = (status, *stand_in.retry_after.lock().unwrap()) {
         answer_headers.insert(header::RETRY_AFTER, HeaderValue::from_static(after));
@@ -230,12 +264,13 @@ async fn bulk_mail_through_mailjet_names_its_ledger_row_and_offers_one_click_uns
             .unwrap();
     assert_eq!(rows.len(), 2);
     let received = stand_in.received.lock().unwrap();
-    assert_eq!(received.len(), 2);
+    assert_eq!(received.len(), 1, "both messages in one call");
     for (id, to_email, _, status) in &rows {
         assert_eq!(status, "sent");
-        let message = received
+        let message = received[0].1["Messages"]
+            .as_array()
+            .unwrap()
             .iter()
-            .map(|(_, body)| &body["Messages"][0])
             .find(|m| m["To"][0]["Email"] == to_email.as_str())
             .unwrap_or_else(|| panic!("MailJet got the message to {to_email}"));
         assert_eq!(message["CustomID"], id.to_string(), "the ledger row, which MailJet's events carry back");
@@ -248,4 +283,64 @@ async fn bulk_mail_through_mailjet_names_its_ledger_row_and_offers_one_click_uns
     provider_ids.sort();
     let expected = [FIRST_MESSAGE_ID.to_string(), (FIRST_MESSAGE_ID + 1).to_string()];
     assert_eq!(provider_ids, expected, "MailJet's MessageID is the provider id, as its events name it");
+}
+
+#[tokio::test]
+async fn a_note_to_120_contacts_goes_to_mailjet_in_calls_of_50_and_each_row_gets_its_own_outcome() {
+    let (url, stand_in) = start_stand_in().await;
+    let mut app = spawn_app_with(|s| {
+        s.mail.transport = TransportSettings::Mailjet(settings(url, false));
+        s.delivery.concurrency = 200;
+    })
+    .await;
+    app.signed_in_user("batch-jet@example.com").await;
+    seed_contacts(&app.db, "batch-jet@example.com", "jet", 119, "crowd").await;
+    // One address MailJet refuses, in the middle of a call.
+    let owner: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'batch-jet@example.com'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO contacts (id, owner_id, name, email, tags) VALUES (gen_random_uuid(), $1, 'Bad', 'invalid@@example.com', '{crowd}')",
+    )
+    .bind(owner)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let queued =
+        app.post_json("/api/v1/messages", &json!({ "tag": "crowd", "subject": "News", "body": "Hello" })).await;
+    assert_eq!(queued.status(), 202);
+    app.deliver_all().await;
+
+    let mut sizes: Vec<usize> =
+        stand_in.received.lock().unwrap().iter().map(|(_, body)| body["Messages"].as_array().unwrap().len()).collect();
+    // The calls run at once; their order is the network's.
+    sizes.sort_unstable();
+    assert_eq!(sizes, [20, 50, 50], "120 messages in three calls");
+    let rows: Vec<(uuid::Uuid, String, String, Option<String>)> =
+        sqlx::query_as("SELECT id, to_email, status, provider_id FROM messages").fetch_all(&app.db).await.unwrap();
+    assert_eq!(rows.len(), 120);
+    let received = stand_in.received.lock().unwrap();
+    let sent_ids: std::collections::HashMap<String, String> = received
+        .iter()
+        .flat_map(|(_, body)| body["Messages"].as_array().unwrap().clone())
+        .map(|m| (m["CustomID"].as_str().unwrap().to_owned(), m["To"][0]["Email"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut provider_ids = std::collections::HashSet::new();
+    for (id, to_email, status, provider_id) in &rows {
+        assert_eq!(sent_ids.get(&id.to_string()), Some(to_email), "row {id} went to MailJet once, as its own CustomID");
+        if to_email == "invalid@@example.com" {
+            assert_eq!(status, "failed", "only the refused address fails");
+            continue;
+        }
+        assert_eq!(status, "sent", "{to_email}");
+        assert!(provider_ids.insert(provider_id.clone().unwrap()), "each row has its own MailJet MessageID");
+    }
+    let suppressed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM suppressions WHERE email = 'invalid@@example.com' AND reason = 'hard_bounce'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(suppressed, 1, "the refused address is suppressed for its sender");
 }
