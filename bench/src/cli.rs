@@ -20,6 +20,7 @@ use crate::report::{Delivery, Phase, Report, thousands};
 use crate::seed;
 use crate::server::{self, Serve, ServeConfig, Session};
 use crate::sink::{Sink, SinkKind};
+use crate::wire::{self, WireReport, WireSpec};
 use crate::workloads::{Autocomplete, CreateContacts, ListContacts, ListPages};
 
 const CREATOR: &str = "creator@bench.example";
@@ -96,6 +97,29 @@ pub struct Args {
     /// --output, replace its rows and section in that file, keeping the rest.
     #[arg(long, conflicts_with_all = ["contacts_only", "consent_only"])]
     inbound_only: bool,
+    /// Run only the wire phase (end-to-end delivery into Postfix's smtp-sink with personalisation,
+    /// suppression checks and DKIM on and off, against smtp-source's rate into the same sink, and
+    /// the large note) and, with --output, replace its rows and section in that file.
+    #[arg(long, conflicts_with_all = ["contacts_only", "consent_only", "inbound_only"])]
+    wire_only: bool,
+    /// Recipients of each send of the wire phase.
+    #[arg(long, default_value_t = 50_000)]
+    wire_messages: usize,
+    /// Rounds of the wire phase (each: the ceiling, then every variant).
+    #[arg(long, default_value_t = 2)]
+    wire_rounds: usize,
+    /// Recipients of the wire phase's large note (0: not run).
+    #[arg(long, default_value_t = 1_000_000)]
+    wire_note: usize,
+    /// Serve's BORCELLE_DELIVERY_CONCURRENCY in the wire phase.
+    #[arg(long, default_value_t = 256)]
+    wire_concurrency: usize,
+    /// Serve's BORCELLE_SMTP_POOL_SIZE in the wire phase.
+    #[arg(long, default_value_t = 16)]
+    wire_pool_size: u32,
+    /// Connections smtp-source keeps open for the ceiling.
+    #[arg(long, default_value_t = 16)]
+    wire_source_sessions: usize,
     /// Replies of the inbound phase (after a 200-reply warm-up).
     #[arg(long, default_value_t = 5000)]
     inbound_replies: usize,
@@ -193,6 +217,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     if args.inbound_only {
         return inbound_alone(&args).await;
+    }
+    if args.wire_only {
+        return wire_alone(&args).await;
     }
     let load_at_start = probe::load_average();
     let database_url = format!("{}/{}", args.postgres, args.database);
@@ -431,6 +458,49 @@ async fn consent_alone(args: &Args) -> anyhow::Result<bool> {
         println!("the consent row and section written to {}", path.display());
     }
     Ok(comparison.pass())
+}
+
+/// Delivery into Postfix's smtp-sink against smtp-source's ceiling, and the large note.
+async fn wire_phase(args: &Args) -> anyhow::Result<WireReport> {
+    say(&format!(
+        "wire: {} rounds of {} recipients per variant into Postfix's smtp-sink, smtp-source's ceiling beside each;          a note to {}",
+        args.wire_rounds,
+        thousands(args.wire_messages as f64),
+        thousands(args.wire_note as f64)
+    ));
+    let spec = WireSpec {
+        borcelle: args.borcelle.clone(),
+        postgres: args.postgres.clone(),
+        database: args.database.clone(),
+        keep_databases: args.keep_database,
+        messages: args.wire_messages,
+        rounds: args.wire_rounds,
+        million: args.wire_note,
+        delivery_concurrency: args.wire_concurrency,
+        smtp_pool_size: args.wire_pool_size,
+        source_sessions: args.wire_source_sessions,
+        serve_log: args.serve_log.clone(),
+    };
+    wire::run(&spec).await
+}
+
+/// `--wire-only`: the wire phase, printed and spliced into --output.
+async fn wire_alone(args: &Args) -> anyhow::Result<bool> {
+    let report = wire_phase(args).await?;
+    for row in report.rows() {
+        println!("{}: {} (target {}): {}", row.metric, row.measured, row.target, crate::report::verdict(row.pass));
+    }
+    if let Some(path) = &args.output {
+        let existing = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("reading {}", path.display()))),
+        };
+        std::fs::write(path, wire::splice(&existing, &report))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("the wire rows and section written to {}", path.display());
+    }
+    Ok(report.pass())
 }
 
 /// Inbound replies on their own database and server (the main ones are stopped by then).

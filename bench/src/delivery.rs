@@ -26,6 +26,8 @@ pub struct Run {
     /// Recipients of the run (suppressed ones included: they are handled too).
     pub messages: usize,
     pub elapsed: Duration,
+    /// Until the send was queued (`POST` answered 202; end-to-end only).
+    pub queued: Duration,
     pub failed: usize,
     /// Recipients not mailed: on the sender's suppression list (end-to-end only).
     pub suppressed: usize,
@@ -133,6 +135,7 @@ pub async fn baseline(
     Ok(Run {
         messages: count,
         elapsed: started.elapsed(),
+        queued: Duration::ZERO,
         failed,
         suppressed: 0,
         server_cpu_pct: None,
@@ -156,6 +159,7 @@ pub async fn end_to_end(
     if status != 202 {
         bail!("POST /api/v1/messages answered {status}: {queued}");
     }
+    let queued_after = started.elapsed();
     let task = queued["task_id"].as_str().context("no task_id")?.to_owned();
     let total = queued["total"].as_u64().unwrap_or(0) as usize;
     if total != expected {
@@ -171,6 +175,7 @@ pub async fn end_to_end(
             return Ok(Run {
                 messages: total,
                 elapsed: started.elapsed(),
+                queued: queued_after,
                 failed,
                 suppressed: body["suppressed"].as_u64().unwrap_or(0) as usize,
                 server_cpu_pct: None,

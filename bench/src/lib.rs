@@ -21,6 +21,7 @@ pub mod server;
 pub mod sink;
 pub mod soak;
 pub mod soak_load;
+pub mod wire;
 pub mod workloads;
 
 use std::future::Future;

@@ -22,9 +22,9 @@ use crate::sink::{Sink, SinkKind};
 pub use report::{Comparison, ConsentRun, not_measured, splice};
 
 const SENDER: &str = "sender@bench.example";
-const TAG: &str = "consent";
-const WARMUP_TAG: &str = "warmup";
-const WARMUP_MESSAGES: usize = 200;
+pub(crate) const TAG: &str = "consent";
+pub(crate) const WARMUP_TAG: &str = "warmup";
+pub(crate) const WARMUP_MESSAGES: usize = 200;
 const SELECTOR: &str = "bench";
 
 /// B's subject.
@@ -113,20 +113,20 @@ impl Variant {
         self != Variant::Plain
     }
 
-    fn content(self) -> (&'static str, &'static str) {
+    pub(crate) fn content(self) -> (&'static str, &'static str) {
         if self.consent() { (SUBJECT, BODY) } else { PLAIN }
     }
 }
 
 /// One variant's server, ready to send.
-struct Side {
-    variant: Variant,
-    serve: Serve,
-    session: Session,
-    database: String,
-    log: PathBuf,
+pub(crate) struct Side {
+    pub(crate) variant: Variant,
+    pub(crate) serve: Serve,
+    pub(crate) session: Session,
+    pub(crate) database: String,
+    pub(crate) log: PathBuf,
     /// Recipients on the sender's suppression list.
-    suppressed: usize,
+    pub(crate) suppressed: usize,
 }
 
 /// Sets up every variant, warms each up, then runs `rounds` × (A, B, …) and stops them.
@@ -186,7 +186,7 @@ pub async fn run(spec: &ConsentSpec) -> anyhow::Result<Comparison> {
 }
 
 /// A fresh database with the sender, the recipients (and B's suppression list), then `serve`.
-async fn start(spec: &ConsentSpec, variant: Variant, smtp_port: u16, keys: &Path) -> anyhow::Result<Side> {
+pub(crate) async fn start(spec: &ConsentSpec, variant: Variant, smtp_port: u16, keys: &Path) -> anyhow::Result<Side> {
     let database = format!("{}_consent_{}", spec.database, variant.name());
     let url = format!("{}/{database}", spec.postgres);
     server::drop_database(&spec.postgres, &database).await?;
