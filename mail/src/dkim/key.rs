@@ -143,9 +143,9 @@ impl ParsedKey {
         match &self.secret {
             Secret::Rsa(key) => {
                 let der = key.to_pkcs1_der().map_err(|err| format!("re-encoding as PKCS#1: {err}"))?;
-                let pair = ring::signature::RsaKeyPair::from_der(der.as_bytes())
+                let pair = aws_lc_rs::signature::RsaKeyPair::from_der(der.as_bytes())
                     .map_err(|err| format!("the RSA key cannot sign: {err}"))?;
-                Ok(SigningKey::Rsa { pair, rng: ring::rand::SystemRandom::new() })
+                Ok(SigningKey::Rsa { pair, rng: aws_lc_rs::rand::SystemRandom::new() })
             }
             Secret::Ed25519(key) => {
                 let seed = Zeroizing::new(key.to_bytes());
