@@ -178,9 +178,7 @@ impl DeliveryEngine {
         // Claims taken whose messages could not be prepared (the database went away in between):
         // given back as soon as the database answers, rather than left to their lease.
         let mut to_release: Vec<(Uuid, i32)> = Vec::new();
-        let mut pending: Vec<Outcome> = Vec::new();
         let mut contents = ContentCache::default();
-        let mut progress = ProgressThrottle::default();
         // Held for the whole run: while it is, no other process runs under this engine's name.
         let (claimer, _instance_lock) = instance::take_over(&self.db, &self.settings.instance).await;
         let mut stopping = false;
@@ -188,6 +186,10 @@ impl DeliveryEngine {
         let batch_size = self.mailer.batch_size().max(1);
         tracing::info!(concurrency, batch_size, transport = self.mailer.name(), "delivery engine started");
         let engine = Arc::new(self);
+        // Outcomes are written by a task of their own, so that claiming never waits for a write
+        // and a write takes everything that ended while the previous one ran.
+        let (outcomes, written) = tokio::sync::mpsc::unbounded_channel::<Vec<Outcome>>();
+        let writer = tokio::spawn(Arc::clone(&engine).write_outcomes(written));
 
         loop {
             if !to_release.is_empty() {
@@ -226,7 +228,6 @@ impl DeliveryEngine {
                 break;
             }
             let room = !stopping && sending < concurrency;
-            let progress_due = progress.next_due();
             tokio::select! {
                 _ = stop.cancelled(), if !stopping => {
                     stopping = true;
@@ -234,8 +235,9 @@ impl DeliveryEngine {
                     tracing::info!(in_flight = sending, "delivery engine stopping: no new claims");
                 }
                 joined = inflight.join_next_with_id(), if !inflight.is_empty() => {
-                    // Written at once (an accepted send whose outcome waits is what a crash would
-                    // send again), together with every other send that ended meanwhile.
+                    // Handed to the writer at once (an accepted send whose outcome waits is what a
+                    // crash would send again), together with every other send that ended meanwhile.
+                    let mut ended = Vec::new();
                     let mut joined = joined;
                     while let Some(result) = joined {
                         let task_id = match &result {
@@ -244,22 +246,14 @@ impl DeliveryEngine {
                         };
                         sending -= running.remove(&task_id).map_or(0, |claims| claims.len());
                         match result {
-                            Ok((_, outcomes)) => pending.extend(outcomes),
+                            Ok((_, group)) => ended.extend(group),
                             // A send task panicked: its claims come back when their lease expires.
                             Err(err) => tracing::error!(error = %err, "a send task failed"),
                         }
                         joined = inflight.try_join_next_with_id();
                     }
-                    engine.flush(&mut pending, &mut progress).await;
-                }
-                // Outcomes the database did not take (it was away) are written again.
-                _ = tokio::time::sleep(ERROR_PAUSE), if !pending.is_empty() => {
-                    engine.flush(&mut pending, &mut progress).await;
-                }
-                // Progress held back to keep events to a few a second per task.
-                _ = tokio::time::sleep_until(progress_due.unwrap_or(grace_ends)), if progress_due.is_some() => {
-                    for task in progress.due(Instant::now()) {
-                        engine.publish_progress(&task).await;
+                    if !ended.is_empty() && outcomes.send(ended).is_err() {
+                        tracing::error!("the outcome writer is gone; unwritten claims come back when their leases expire");
                     }
                 }
                 _ = engine.wake.notified(), if room => {}
@@ -275,13 +269,11 @@ impl DeliveryEngine {
                     }
                 }
             }
-            if stopping && inflight.is_empty() {
-                engine.flush(&mut pending, &mut progress).await;
-            }
         }
-        engine.flush(&mut pending, &mut progress).await;
-        for task in progress.drain() {
-            engine.publish_progress(&task).await;
+        // The writer writes what it holds, then ends.
+        drop(outcomes);
+        if let Err(err) = writer.await {
+            tracing::error!(error = %err, "the outcome writer failed");
         }
         if !to_release.is_empty()
             && let Err(err) = messages::release(&engine.db, &to_release).await
@@ -289,6 +281,55 @@ impl DeliveryEngine {
             tracing::error!(error = %err, "giving back claims failed; their leases will expire");
         }
         tracing::info!("delivery engine stopped");
+    }
+
+    /// Writes outcomes as they come (each write takes all that waits), tells the owners (progress
+    /// a few times a second per task, completion at once), and ends once the channel is closed
+    /// and everything is written. While the database is away, outcomes wait and are written again
+    /// every [`ERROR_PAUSE`]; at the end, one more try.
+    async fn write_outcomes(self: Arc<Self>, mut written: tokio::sync::mpsc::UnboundedReceiver<Vec<Outcome>>) {
+        let mut pending: Vec<Outcome> = Vec::new();
+        let mut progress = ProgressThrottle::default();
+        let mut open = true;
+        loop {
+            if pending.is_empty() {
+                if !open {
+                    break;
+                }
+                let due = progress.next_due();
+                tokio::select! {
+                    got = written.recv() => match got {
+                        Some(group) => pending.extend(group),
+                        None => open = false,
+                    },
+                    // Progress held back to keep events to a few a second per task.
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                        for task in progress.due(Instant::now()) {
+                            self.publish_progress(&task).await;
+                        }
+                    }
+                }
+            }
+            while let Ok(group) = written.try_recv() {
+                pending.extend(group);
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            // A failed write keeps them waiting (after a pause); once the engine has stopped,
+            // one failure is the last try: their leases will bring them back.
+            self.flush(&mut pending, &mut progress).await;
+            if !open && !pending.is_empty() {
+                tracing::error!(waiting = pending.len(), "stopping with outcomes unwritten; their leases will expire");
+                break;
+            }
+            if open && written.is_closed() && written.is_empty() {
+                open = false;
+            }
+        }
+        for task in progress.drain() {
+            self.publish_progress(&task).await;
+        }
     }
 
     /// Sends a group of claimed messages: one by one (each in its own task, so a group is one

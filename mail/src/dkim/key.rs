@@ -138,7 +138,7 @@ impl Secret {
 }
 
 impl ParsedKey {
-    /// The key as ring signs with it.
+    /// The key as the signer uses it (aws-lc-rs for RSA, ring for Ed25519).
     pub(super) fn signing_key(&self) -> Result<SigningKey, String> {
         match &self.secret {
             Secret::Rsa(key) => {
