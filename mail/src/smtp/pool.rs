@@ -195,12 +195,13 @@ impl Pool {
             if let Security::Starttls(parameters) = &connector.security {
                 smtp.starttls(parameters.clone(), &self.hello).await.map_err(|err| failure(&err))?;
             }
+            // lettre keeps the extensions it uses; PIPELINING is read off a second EHLO's reply,
+            // before AUTH (an EHLO after it starts a new session: some servers forget the login).
+            let ehlo = smtp.command(Ehlo::new(self.hello.clone())).await.map_err(|err| failure(&err))?;
+            let pipelining = ehlo.message().any(|line| line.eq_ignore_ascii_case("PIPELINING"));
             if let Some(credentials) = &connector.credentials {
                 smtp.auth(MECHANISMS, credentials).await.map_err(|err| failure(&err))?;
             }
-            // lettre keeps the extensions it uses; PIPELINING is read off a second EHLO's reply.
-            let ehlo = smtp.command(Ehlo::new(self.hello.clone())).await.map_err(|err| failure(&err))?;
-            let pipelining = ehlo.message().any(|line| line.eq_ignore_ascii_case("PIPELINING"));
             Ok(Connection { smtp, pipelining, idle_since: Instant::now() })
         };
         let connection = timed(connector.timeout, "connecting", step).await?;
