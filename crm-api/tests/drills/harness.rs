@@ -205,6 +205,34 @@ pub async fn ledger_counts(db: &PgPool, task_id: &str) -> HashMap<String, i64> {
     rows.into_iter().collect()
 }
 
+/// Rows of a task's ledger marked `sent`.
+pub async fn ledger_sent(db: &PgPool, task_id: &str) -> usize {
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE task_id = $1::uuid AND status = 'sent'")
+        .bind(task_id)
+        .fetch_one(db)
+        .await
+        .expect("ledger sent");
+    usize::try_from(sent).expect("a count")
+}
+
+/// Waits (up to `secs`) until the ledger has at least `count` rows `sent`: a drill's kill points
+/// follow the work done, not the clock. Returns the count seen.
+pub async fn wait_ledger_sent(db: &PgPool, task_id: &str, count: usize, secs: u64) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let sent = ledger_sent(db, task_id).await;
+        if sent >= count || Instant::now() >= deadline {
+            return sent;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A rate as "1234 emails/s".
+pub fn rate(emails: usize, over: Duration) -> String {
+    format!("{:.0} emails/s", emails as f64 / over.as_secs_f64().max(1e-3))
+}
+
 /// Claims held right now (rows `sending` under a lease that has not expired).
 pub async fn claims_in_flight(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages WHERE status = 'sending' AND lease_until > now()")
