@@ -33,10 +33,6 @@ pub struct StandIn {
 /// The first message MailJet receives gets this `MessageID`; each later one the next number.
 pub const FIRST_MESSAGE_ID: u64 = 288230379631515999;
 
-fn success(message_id: u64) -> String {
-    json!({"Messages": [accepted("", "x@example.com", message_id)]}).to_string()
-}
-
 /// MailJet's result for one accepted message.
 fn accepted(custom_id: &str, to: &str, message_id: u64) -> Value {
     json!({
@@ -320,7 +316,7 @@ async fn a_note_to_120_contacts_goes_to_mailjet_in_calls_of_50_and_each_row_gets
     let rows: Vec<(uuid::Uuid, String, String, Option<String>)> =
         sqlx::query_as("SELECT id, to_email, status, provider_id FROM messages").fetch_all(&app.db).await.unwrap();
     assert_eq!(rows.len(), 120);
-    let received = stand_in.received.lock().unwrap();
+    let received = stand_in.received.lock().unwrap().clone();
     let sent_ids: std::collections::HashMap<String, String> = received
         .iter()
         .flat_map(|(_, body)| body["Messages"].as_array().unwrap().clone())

@@ -14,8 +14,8 @@
 //!   their replies are read after it, with lettre's public `command` and `read_response`: two
 //!   round trips per message instead of four.
 //! - Up to the pool size, connections are opened as sends need them. A server that refuses one
-//!   more (a `4xx` greeting, a refused connect) while others are open has said how many it takes:
-//!   the pool gives up that slot for a minute, then tries again.
+//!   more (a `421` greeting) while others are open has said how many it takes: the pool gives up
+//!   that slot for a minute, then tries again.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -344,11 +344,13 @@ async fn timed<T>(
         .unwrap_or_else(|_| Err(MailError::Transient(format!("{what} timed out after {timeout:?}"))))
 }
 
-/// Whether opening a connection failed because the server takes no more now (a refused connect,
-/// a `4xx` greeting), rather than because it is down or misconfigured.
+/// Whether opening a connection failed because the server takes no more now: a `421` greeting.
+/// A refused connect is not that (a server at its limit greets with 421, or its kernel drops the
+/// connection; a refusal is a server that is down, whose dead connections the pool still counts
+/// until it next uses them).
 fn refusal_of_one_more(err: &MailError) -> bool {
     match err {
-        MailError::Transient(text) => text.contains("421") || text.contains("Connection refused"),
+        MailError::Transient(text) => text.contains("(421)"),
         _ => false,
     }
 }
