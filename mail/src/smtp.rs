@@ -177,8 +177,9 @@ impl MailTransport for SmtpTransport {
 
     fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>> {
         Box::pin(async move {
+            let slot = self.pool.slot().await?;
             let (envelope, bytes) = self.message(email).await?;
-            let response = self.pool.send(&envelope, &bytes).await?;
+            let response = self.pool.send(slot, &envelope, &bytes).await?;
             let reply: Vec<&str> = response.message().collect();
             Ok(Delivery { provider_id: format!("{} {}", response.code(), reply.join(" ")) })
         })

@@ -110,7 +110,7 @@ pub(super) struct DeliveryArgs {
     #[arg(long, env = "BORCELLE_SERVE_DELIVERY", default_value_t = true, action = clap::ArgAction::Set)]
     pub(super) serve_delivery: bool,
     /// Sends in flight at once per process.
-    #[arg(long, env = "BORCELLE_DELIVERY_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "BORCELLE_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub(super) delivery_concurrency: usize,
     /// At most this many sends per second per process (0: no limit).
     #[arg(long, env = "BORCELLE_MAIL_RATE_PER_SEC", default_value_t = 0)]
@@ -242,7 +242,7 @@ pub(super) struct MailArgs {
     #[arg(long, env = "BORCELLE_SMTP_PASSWORD", hide_env_values = true)]
     pub(super) smtp_password: Option<String>,
     /// Largest number of pooled SMTP connections.
-    #[arg(long, env = "BORCELLE_SMTP_POOL_SIZE", default_value_t = 4)]
+    #[arg(long, env = "BORCELLE_SMTP_POOL_SIZE", default_value_t = 16)]
     pub(super) smtp_pool_size: u32,
     /// PEM file of a CA to trust for the SMTP server's certificate (besides the system's).
     #[arg(long, env = "BORCELLE_SMTP_CA_FILE")]

@@ -80,6 +80,9 @@ pub(super) struct Pool {
     open: AtomicUsize,
 }
 
+/// The right to one connection of the pool for one send.
+pub(super) struct Slot<'a>(tokio::sync::SemaphorePermit<'a>);
+
 /// How a transaction ended when it did not end with the message accepted.
 enum Failure {
     /// The server refused; the connection is between transactions again (after `RSET`).
@@ -103,9 +106,21 @@ impl Pool {
         }
     }
 
-    /// Sends one message: on an idle connection when there is one, else on a new one.
-    pub(super) async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, MailError> {
-        let slot = self.slots.acquire().await.map_err(|_| MailError::Transient("the SMTP pool is closed".into()))?;
+    /// A slot for one send: taken before the message is built, so that no more messages are held
+    /// built (attachments and all) than there are connections.
+    pub(super) async fn slot(&self) -> Result<Slot<'_>, MailError> {
+        let permit = self.slots.acquire().await.map_err(|_| MailError::Transient("the SMTP pool is closed".into()))?;
+        Ok(Slot(permit))
+    }
+
+    /// Sends one message in its slot: on an idle connection when there is one, else on a new one.
+    pub(super) async fn send(
+        &self,
+        slot: Slot<'_>,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Response, MailError> {
+        let slot = slot.0;
         // At most twice: a reused connection the server had closed, then a new one.
         loop {
             let (mut connection, reused) = match self.take_idle() {
