@@ -463,7 +463,8 @@ async fn consent_alone(args: &Args) -> anyhow::Result<bool> {
 /// Delivery into Postfix's smtp-sink against smtp-source's ceiling, and the large note.
 async fn wire_phase(args: &Args) -> anyhow::Result<WireReport> {
     say(&format!(
-        "wire: {} rounds of {} recipients per variant into Postfix's smtp-sink, smtp-source's ceiling beside each;          a note to {}",
+        "wire: {} rounds of {} recipients per variant into Postfix's smtp-sink, smtp-source's ceiling beside each; \
+         a note to {}",
         args.wire_rounds,
         thousands(args.wire_messages as f64),
         thousands(args.wire_note as f64)
