@@ -144,8 +144,8 @@ impl DatabaseLimits {
              `::uuid` or `::text` cast where PostgreSQL could not infer the type that serve declares); \"seen\" \
              says whether that exact text was among the statements serve's database connections had last run when \
              the phase ended (`pg_stat_activity`, read before the bench itself runs any of them), which shows that \
-             the copy is still serve's SQL (the list's first page is one statement in 2,000, so it is seldom the \
-             last one a connection ran).\n\n\
+             the copy is still serve's SQL (the list's first page is one statement in 2,000 with 100,000 contacts, \
+             so it is seldom the last one a connection ran).\n\n\
              - **list:** `GET /api/v1/contacts?limit=50` runs one statement, outside a transaction (no count: the \
              API's page has no total): the first page, then each next page from the cursor, and the first page \
              again after the last, prepared as sqlx prepares it. pgbench keeps the last row of the 51 it reads \
