@@ -1,6 +1,7 @@
-//! The command line and the order of the run: database and users, `serve`, the load phases, the
-//! seed, autocomplete, delivery against each sink, the consent overhead, inbound replies, then the
-//! table.
+//! The command line and the order of the run: database and users, `serve`, the load phases (each
+//! of create, list and autocomplete followed by pgbench running the same SQL), the seed,
+//! autocomplete, delivery against each sink, contacts during a large send, the consent overhead,
+//! inbound replies, then the table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,10 @@ use sqlx::PgPool;
 
 use crate::consent::{self, Comparison, ConsentSpec, Variant};
 use crate::delivery::{self, PLAIN, Run};
+use crate::during_send::{self, SendSpec};
 use crate::inbound::{self, ClientKind, InboundRun, InboundSpec};
 use crate::load::{self, LoadSpec, Target, Workload};
+use crate::pgbench::{self, report::DatabaseLimits, scripts};
 use crate::probe::{self, CpuMeter, DbCounters, RssMonitor};
 use crate::report::{Delivery, Phase, Report, thousands};
 use crate::seed;
@@ -150,6 +153,14 @@ pub struct Args {
     /// Where serve's log goes.
     #[arg(long, default_value = "target/borcelle-bench-serve.log")]
     serve_log: PathBuf,
+    /// The pgbench that runs serve's SQL beside the create, list and autocomplete phases (with
+    /// --contacts-only too: create and list).
+    #[arg(long, default_value = "pgbench")]
+    pgbench: PathBuf,
+    /// Recipients of the send during which list and create run again, after the delivery phases
+    /// (not with --contacts-only); 0 for none.
+    #[arg(long, default_value_t = 100_000)]
+    send_recipients: i64,
 }
 
 pub fn main() -> ExitCode {
@@ -170,7 +181,7 @@ async fn wait_for_quiet_machine(max_load: f64, wait: Duration) {
 }
 
 /// Runs a load phase and records serve's CPU and memory during it.
-async fn phase<W: Workload>(
+pub(crate) async fn phase<W: Workload>(
     name: &'static str,
     db: &PgPool,
     serve: &Serve,
@@ -230,6 +241,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let db = PgPool::connect(&database_url).await.context("connecting to the benchmark database")?;
     let postgres_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&db).await?;
+    let (creator_id, reader_id) = (pgbench::owner_id(&db, CREATOR).await?, pgbench::owner_id(&db, READER).await?);
 
     let smtp_port = server::free_port()?;
     let first_sink = *args.sinks.first().context("--sinks names no sink")?;
@@ -261,6 +273,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let create =
         phase("contact create", &db, &serve, &rss, &as_creator, CreateContacts { run: run_id }, spec(args.connections))
             .await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let alone = |connections: usize| pgbench::Spec {
+        pgbench: &args.pgbench,
+        database_url: &database_url,
+        database: &args.database,
+        load: spec(connections),
+        threads: cores.min(connections).max(1),
+    };
+    let create_alone = pgbench::beside(&alone(args.connections), &db, Ok(scripts::create(creator_id))).await;
+    println!("    deleted pgbench's {} contacts", pgbench::delete_created(&db, creator_id).await?);
 
     say(&format!("seeding {} contacts with bulk SQL", thousands(args.contacts as f64)));
     let seed_time = seed::address_book(&db, READER, args.contacts).await?;
@@ -275,6 +297,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let as_reader = Target::new(serve.addr, &reader.cookie, &reader.csrf)?;
     let list =
         phase("contact list, 50 a page", &db, &serve, &rss, &as_reader, ListContacts, spec(args.connections)).await?;
+    let list_alone = pgbench::beside(&alone(args.connections), &db, Ok(scripts::list(reader_id, args.contacts))).await;
+    let mut database_limits =
+        DatabaseLimits { create: create_alone, list: list_alone, autocomplete: None, autocomplete_prepared: None };
     let pages = phase(
         "contacts table page (HTML), 25 a page",
         &db,
@@ -287,13 +312,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     .await?;
     if args.contacts_only {
         let row = crate::report::pages_row(&pages, args.contacts);
-        println!(
-            "\n{}: {} (target {}, {})",
-            row.metric,
-            row.measured,
-            row.target,
-            if row.pass { "pass" } else { "FAIL" }
-        );
+        let alone = [database_limits.create_row(&create), database_limits.list_row(&list)];
+        for row in std::iter::once(&row).chain(&alone) {
+            println!(
+                "\n{}: {} (target {}, {})",
+                row.metric,
+                row.measured,
+                row.target,
+                if row.pass { "pass" } else { "FAIL" }
+            );
+        }
         sink.stop().await;
         drop(rss);
         serve.stop().await?;
@@ -302,10 +330,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             server::drop_database(&args.postgres, &args.database).await?;
         }
         println!("\n--contacts-only: no report written (load at the end {:.2})", probe::load_average().0);
-        return Ok(create.stats.per_sec() >= 2000.0 && list.stats.per_sec() >= 5000.0 && row.pass);
+        return Ok(create.stats.per_sec() >= 2000.0
+            && list.stats.per_sec() >= 5000.0
+            && row.pass
+            && alone.iter().all(|r| r.pass));
     }
     let autocomplete =
         phase("autocomplete", &db, &serve, &rss, &as_reader, Autocomplete, spec(args.autocomplete_connections)).await?;
+    let (extended, prepared) =
+        pgbench::beside_autocomplete(&alone(args.autocomplete_connections), &db, reader_id).await;
+    (database_limits.autocomplete, database_limits.autocomplete_prepared) = (Some(extended), prepared);
 
     let mut deliveries = Vec::new();
     for (i, kind) in args.sinks.iter().copied().enumerate() {
@@ -316,11 +350,37 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         deliveries.push(deliver(&args, kind, &sink, &serve, &rss, &sender, smtp_port).await?);
     }
-    sink.stop().await;
+    let during_send = if args.send_recipients > 0 {
+        if args.sinks.last() != Some(&SinkKind::Rust) {
+            sink.stop().await;
+            sink = Sink::start(SinkKind::Rust, smtp_port).await?;
+        }
+        let send = SendSpec {
+            db: &db,
+            serve: &serve,
+            rss: &rss,
+            sink: &sink,
+            sender: &sender,
+            sender_email: SENDER,
+            reader: &as_reader,
+            creator: &as_creator,
+            load: spec(args.connections),
+            recipients: args.send_recipients,
+        };
+        // A failure here costs these rows only.
+        Some(during_send::run(&send).await.map_err(|err| {
+            eprintln!("error: contacts during a large send failed: {err:#}");
+            format!("{err:#}")
+        }))
+    } else {
+        None
+    };
 
     let (rss_hwm_kib, rss_sampled_kib) = rss.peak();
     drop(rss);
+    // Serve first: it may still be delivering the large send.
     serve.stop().await?;
+    sink.stop().await;
     db.close().await;
     if !args.keep_database {
         server::drop_database(&args.postgres, &args.database).await?;
@@ -351,6 +411,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         rss_sampled_kib,
         consent,
         inbound,
+        database_limits,
+        during_send,
+        send_recipients: args.send_recipients,
     };
     println!("\n{}", report.text_table());
     if let Some(path) = &args.output {

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use crate::consent::{self, Comparison};
 use crate::delivery::{self, Run};
+use crate::during_send::{self, DuringSend};
 use crate::inbound::{self, InboundRun};
 use crate::load::{LoadSpec, Stats};
+use crate::pgbench::report::DatabaseLimits;
 use crate::probe::CpuUse;
 use crate::sink::SinkKind;
 use crate::workloads::AUTOCOMPLETE_CLASSES;
@@ -60,6 +62,11 @@ pub struct Report {
     /// Inbound replies accepted per second and their time to the owner's socket, or why they
     /// could not be measured.
     pub inbound: Result<InboundRun, String>,
+    /// pgbench running serve's SQL for create, list and autocomplete.
+    pub database_limits: DatabaseLimits,
+    /// List and create during a large send (`None` when not run), or why it could not be measured.
+    pub during_send: Option<Result<DuringSend, String>>,
+    pub send_recipients: i64,
 }
 
 /// One line of the main table.
@@ -132,7 +139,12 @@ fn throughput_row(phase: &Phase, target: f64) -> Row {
 
 impl Report {
     pub fn rows(&self) -> Vec<Row> {
-        let mut rows = vec![throughput_row(&self.create, 2000.0), throughput_row(&self.list, 5000.0)];
+        let mut rows = vec![
+            throughput_row(&self.create, 2000.0),
+            self.database_limits.create_row(&self.create),
+            throughput_row(&self.list, 5000.0),
+            self.database_limits.list_row(&self.list),
+        ];
         rows.push(pages_row(&self.pages, self.seed_contacts));
         let a = &self.autocomplete.stats;
         rows.push(Row {
@@ -151,6 +163,7 @@ impl Report {
             ),
             pass: a.ok > 0 && a.percentile(99.0) < Duration::from_millis(10) && a.errors == 0,
         });
+        rows.extend(self.database_limits.autocomplete_row(&self.autocomplete));
         for d in &self.deliveries {
             let Some((raw, e2e, ratio)) = d.ratio() else { continue };
             let failed = e2e.failed + raw.failed;
@@ -167,6 +180,11 @@ impl Report {
                 pass: ratio >= 0.8 && failed == 0 && d.verified.is_none_or(|(got, sent)| got == sent),
             });
         }
+        rows.extend(match &self.during_send {
+            Some(Ok(during)) => during.rows(),
+            Some(Err(error)) => during_send::not_measured(error, self.send_recipients).0,
+            None => Vec::new(),
+        });
         rows.push(match &self.consent {
             Ok(comparison) => comparison.row(),
             Err(error) => consent::not_measured(error).0,
@@ -215,6 +233,15 @@ impl Report {
             let _ = writeln!(md, "- **{k}:** {v}");
         }
         self.details(&mut md);
+        let _ = write!(md, "\n{}", self.database_limits.markdown());
+        let section = match &self.during_send {
+            Some(Ok(during)) => during.markdown(),
+            Some(Err(error)) => during_send::not_measured(error, self.send_recipients).1,
+            None => String::new(),
+        };
+        if !section.is_empty() {
+            let _ = write!(md, "\n{section}");
+        }
         let section = match &self.consent {
             Ok(comparison) => comparison.markdown(),
             Err(error) => consent::not_measured(error).1,
