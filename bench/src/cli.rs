@@ -73,10 +73,10 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SinkKind::Aiosmtpd, SinkKind::Rust])]
     sinks: Vec<SinkKind>,
     /// Sends in flight at once: serve's delivery engine and the raw baseline alike.
-    #[arg(long, env = "BORCELLE_DELIVERY_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "BORCELLE_DELIVERY_CONCURRENCY", default_value_t = 256)]
     delivery_concurrency: usize,
     /// Pooled SMTP connections: serve's and the raw baseline's alike.
-    #[arg(long, env = "BORCELLE_SMTP_POOL_SIZE", default_value_t = 4)]
+    #[arg(long, env = "BORCELLE_SMTP_POOL_SIZE", default_value_t = 16)]
     smtp_pool_size: u32,
     /// Where to write the report (Markdown); not written when absent.
     #[arg(long)]
@@ -394,6 +394,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         eprintln!("error: the inbound phase failed: {err:#}");
         format!("{err:#}")
     });
+    let wire = wire_phase(&args).await.map_err(|err| {
+        eprintln!("error: the wire phase failed: {err:#}");
+        format!("{err:#}")
+    });
     let load_at_end = probe::load_average();
     let conditions =
         crate::conditions::collect(&args_summary(&args), load_at_start, load_at_end, &postgres_version).await;
@@ -416,11 +420,32 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         send_recipients: args.send_recipients,
     };
     println!("\n{}", report.text_table());
+    // The wire phase's rows and section go into the written report as `--wire-only` puts them.
+    let wire_pass = match &wire {
+        Ok(wire) => {
+            for row in wire.rows() {
+                println!(
+                    "{}: {} (target {}): {}",
+                    row.metric,
+                    row.measured,
+                    row.target,
+                    crate::report::verdict(row.pass)
+                );
+            }
+            wire.pass()
+        }
+        Err(_) => false,
+    };
     if let Some(path) = &args.output {
-        std::fs::write(path, report.markdown()).with_context(|| format!("writing {}", path.display()))?;
+        let mut text = report.markdown();
+        match &wire {
+            Ok(wire) => text = wire::splice(&text, wire),
+            Err(error) => text.push_str(&format!("\n## Delivery at the speed of the wire\n\nNot measured: {error}\n")),
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("written to {}", path.display());
     }
-    Ok(report.all_pass())
+    Ok(report.all_pass() && wire_pass)
 }
 
 /// Warm-up, then `rounds` × (raw baseline, end-to-end) against one sink.
