@@ -28,9 +28,9 @@ impl ClientKind {
     pub fn describe(self) -> &'static str {
         match self {
             ClientKind::Lettre => {
-                "lettre 0.11 through borcelle-mail's pooled transport, one pooled connection per client: it sends \
-                 NOOP before reusing a connection, then MAIL, RCPT, DATA, and the message and the final `.` in two \
-                 writes without TCP_NODELAY (Nagle holds the `.` until the receiver's delayed ACK, up to 40 ms)"
+                "lettre 0.11's client through borcelle-mail's pooled transport, one pooled connection per client: \
+                 TCP_NODELAY, no NOOP before reusing a connection, then MAIL, RCPT, DATA one by one (the receiver \
+                 does not offer PIPELINING), and the message and the final `.` in two writes"
             }
             ClientKind::Raw => {
                 "the bench's own minimal SMTP client, one connection per client with TCP_NODELAY: MAIL, RCPT, DATA, \

@@ -121,7 +121,8 @@ impl Pool {
         message: &[u8],
     ) -> Result<Response, MailError> {
         let slot = slot.0;
-        // At most twice: a reused connection the server had closed, then a new one.
+        // A reused connection the server had closed is dropped and the next one tried; a new
+        // connection ends the loop whatever happens on it.
         loop {
             let (mut connection, reused) = match self.take_idle() {
                 Some(connection) => (connection, true),
