@@ -38,16 +38,26 @@ pub async fn claim_due(
     sqlx::query_as!(
         Claimed,
         "WITH due AS (
-             SELECT id FROM messages
-             WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= now())
-                OR (status = 'sending' AND lease_until < now())
+             -- Two index-ordered scans (messages_due, messages_leased), each stopping at the limit: one
+             -- scan of `due OR expired` reads every due row of a million-recipient task and sorts
+             -- them, 0.8 s a claim.
+             SELECT id, next_attempt_at AS at FROM messages
+             WHERE status IN ('queued', 'retrying') AND next_attempt_at <= now()
              ORDER BY next_attempt_at
              LIMIT $1
              FOR UPDATE SKIP LOCKED
+         ), expired AS (
+             SELECT id, lease_until AS at FROM messages
+             WHERE status = 'sending' AND lease_until < now()
+             ORDER BY lease_until
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+         ), chosen AS (
+             SELECT id FROM (SELECT id, at FROM due UNION ALL SELECT id, at FROM expired) c ORDER BY at LIMIT $1
          )
          UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
                 lease_until = now() + make_interval(secs => $2), claimed_by = $3, updated_at = now()
-         FROM due WHERE m.id = due.id
+         FROM chosen WHERE m.id = chosen.id
          RETURNING m.id, m.owner_id, m.task_id, m.to_email, m.to_name, m.message_id, m.attempts, m.merge,
                    (SELECT s.reason FROM suppressions s WHERE s.owner_id = m.owner_id AND s.email = lower(m.to_email))
                        AS suppressed",
