@@ -39,6 +39,20 @@ use record::ProgressThrottle;
 
 pub use record::{completion_text, finished_at_once};
 
+/// Once the grace period is over, how long sends already talking to the server may still take.
+const HALT_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits for the rate limiter's turn, unless the engine halts first (false: do not send).
+async fn wait_turn(limiter: Option<&RateLimiter>, halt: &CancellationToken) -> bool {
+    if let Some(limiter) = limiter {
+        tokio::select! {
+            () = limiter.acquire() => {}
+            () = halt.cancelled() => return false,
+        }
+    }
+    !halt.is_cancelled()
+}
+
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -184,6 +198,8 @@ impl DeliveryEngine {
         let mut stopping = false;
         let mut grace_ends = Instant::now();
         let batch_size = self.mailer.batch_size().max(1);
+        // Cancelled when the grace period is over: sends still waiting for their turn stop waiting.
+        let halt = CancellationToken::new();
         tracing::info!(concurrency, batch_size, transport = self.mailer.name(), "delivery engine started");
         let engine = Arc::new(self);
         // Outcomes are written by a task of their own, so that claiming never waits for a write
@@ -210,7 +226,8 @@ impl DeliveryEngine {
                             let group: Vec<Batched> = batch.by_ref().take(batch_size).collect();
                             let claims: Vec<(Uuid, i32)> = group.iter().map(|(c, _)| (c.id, c.attempts)).collect();
                             sending += claims.len();
-                            let handle = inflight.spawn(Arc::clone(&engine).deliver_group(group, limiter.clone()));
+                            let handle =
+                                inflight.spawn(Arc::clone(&engine).deliver_group(group, limiter.clone(), halt.clone()));
                             running.insert(handle.id(), claims);
                         }
                     }
@@ -259,13 +276,44 @@ impl DeliveryEngine {
                 _ = engine.wake.notified(), if room => {}
                 _ = tokio::time::sleep(engine.settings.poll_interval), if room => {}
                 _ = tokio::time::sleep_until(grace_ends), if stopping => {
-                    let unfinished: Vec<(Uuid, i32)> = running.drain().flat_map(|(_, claims)| claims).collect();
+                    // Sends waiting for their turn stop waiting (recorded as not sent, due again at
+                    // once); sends already talking to the server get a last moment to finish, so
+                    // that none is cut between the server's acceptance and its outcome. Whatever
+                    // still runs then is aborted and its claims given back.
+                    halt.cancel();
+                    let last_moment = Instant::now() + HALT_WAIT;
+                    let mut ended = Vec::new();
+                    loop {
+                        match tokio::time::timeout_at(last_moment, inflight.join_next_with_id()).await {
+                            Ok(Some(Ok((task_id, group)))) => {
+                                running.remove(&task_id);
+                                ended.extend(group);
+                            }
+                            Ok(Some(Err(err))) => tracing::error!(error = %err, "a send task failed"),
+                            Ok(None) => break,
+                            Err(_) => {
+                                inflight.abort_all();
+                                while let Some(result) = inflight.join_next_with_id().await {
+                                    // Ended before the abort took effect: its outcome stands.
+                                    if let Ok((task_id, group)) = result {
+                                        running.remove(&task_id);
+                                        ended.extend(group);
+                                    }
+                                }
+                                break;
+                            }
+                        }
+                    }
                     sending = 0;
-                    inflight.abort_all();
-                    while inflight.join_next().await.is_some() {}
-                    match messages::release(&engine.db, &unfinished).await {
-                        Ok(released) => tracing::warn!(released, "grace period over: gave back unfinished claims"),
-                        Err(err) => tracing::error!(error = %err, "releasing claims failed; their leases will expire"),
+                    if !ended.is_empty() && outcomes.send(ended).is_err() {
+                        tracing::error!("the outcome writer is gone; unwritten claims come back when their leases expire");
+                    }
+                    let unfinished: Vec<(Uuid, i32)> = running.drain().flat_map(|(_, claims)| claims).collect();
+                    if !unfinished.is_empty() {
+                        match messages::release(&engine.db, &unfinished).await {
+                            Ok(released) => tracing::warn!(released, "grace period over: gave back unfinished claims"),
+                            Err(err) => tracing::error!(error = %err, "releasing claims failed; their leases will expire"),
+                        }
                     }
                 }
             }
@@ -334,11 +382,16 @@ impl DeliveryEngine {
 
     /// Sends a group of claimed messages: one by one (each in its own task, so a group is one
     /// message) or, for a transport that takes several per request, in one request.
-    async fn deliver_group(self: Arc<Self>, group: Vec<Batched>, limiter: Option<Arc<RateLimiter>>) -> Vec<Outcome> {
+    async fn deliver_group(
+        self: Arc<Self>,
+        group: Vec<Batched>,
+        limiter: Option<Arc<RateLimiter>>,
+        halt: CancellationToken,
+    ) -> Vec<Outcome> {
         if group.len() == 1 || self.mailer.batch_size() <= 1 {
             let mut outcomes = Vec::with_capacity(group.len());
             for (claimed, prepared) in group {
-                outcomes.push(self.deliver(claimed, prepared, limiter.as_deref()).await);
+                outcomes.push(self.deliver(claimed, prepared, limiter.as_deref(), &halt).await);
             }
             return outcomes;
         }
@@ -348,8 +401,9 @@ impl DeliveryEngine {
         for (claimed, prepared) in group {
             match self.email(&claimed, prepared) {
                 Ok(email) => {
-                    if let Some(limiter) = &limiter {
-                        limiter.acquire().await;
+                    if !wait_turn(limiter.as_deref(), &halt).await {
+                        outcomes.push(self.not_sent(&claimed));
+                        continue;
                     }
                     emails.push(email);
                     sent_for.push(claimed);
@@ -373,16 +427,23 @@ impl DeliveryEngine {
         claimed: Claimed,
         prepared: Result<Arc<Prepared>, MailError>,
         limiter: Option<&RateLimiter>,
+        halt: &CancellationToken,
     ) -> Outcome {
         let email = match self.email(&claimed, prepared) {
             Ok(email) => email,
             Err(outcome) => return outcome,
         };
-        if let Some(limiter) = limiter {
-            limiter.acquire().await;
+        if !wait_turn(limiter, halt).await {
+            return self.not_sent(&claimed);
         }
         let sent = self.mailer.send(&email).await;
         self.outcome(&claimed, sent)
+    }
+
+    /// A message the engine stopped before sending: due again at once, for the next engine.
+    fn not_sent(&self, claimed: &Claimed) -> Outcome {
+        let result = OutcomeKind::Retry { error: "not sent: the delivery engine stopped".to_owned(), after_secs: 0.0 };
+        Outcome { id: claimed.id, attempt: claimed.attempts, result }
     }
 
     /// The recipient's email, or the outcome that stands instead of a send: suppressed since it
@@ -495,7 +556,7 @@ impl DeliveryEngine {
         let mut batch = batch.into_iter().peekable();
         while batch.peek().is_some() {
             let group: Vec<Batched> = batch.by_ref().take(batch_size).collect();
-            groups.push(Arc::clone(&engine).deliver_group(group, limiter.clone()));
+            groups.push(Arc::clone(&engine).deliver_group(group, limiter.clone(), CancellationToken::new()));
         }
         let mut outcomes: Vec<Outcome> = futures::future::join_all(groups).await.into_iter().flatten().collect();
         let mut drained = Drained::default();
