@@ -17,6 +17,20 @@ fn memory_total() -> String {
         .map_or_else(|| "unknown".to_owned(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
 }
 
+/// When a report is written, as every report prints it.
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The CPU model and the cores the run had.
+pub fn cpu() -> String {
+    format!(
+        "{} × {} cores",
+        crate::probe::cpu_model(),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    )
+}
+
 /// The commit measured, and whether the tree had changes besides the reports.
 pub async fn commit() -> String {
     match output_of("git", &["rev-parse", "--short", "HEAD"]).await {
@@ -42,7 +56,7 @@ pub async fn collect(
     let rustc = output_of("rustc", &["--version"]).await.unwrap_or_else(|| "unknown".to_owned());
     let load = |(a, b, c): (f64, f64, f64)| format!("{a:.2} / {b:.2} / {c:.2}");
     let mut conditions = vec![
-        ("date".to_owned(), chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
+        ("date".to_owned(), now()),
         ("commit".to_owned(), commit),
         ("CPU".to_owned(), format!("{} × {cores} cores, {} memory", probe::cpu_model(), memory_total())),
         (

@@ -173,13 +173,9 @@ pub async fn run(spec: &ConsentSpec) -> anyhow::Result<Comparison> {
         suppressions: spec.suppressions,
         delivery_concurrency: spec.delivery_concurrency,
         smtp_pool_size: spec.smtp_pool_size,
-        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        date: crate::conditions::now(),
         commit: crate::conditions::commit().await,
-        cpu: format!(
-            "{} × {} cores",
-            probe::cpu_model(),
-            std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
-        ),
+        cpu: crate::conditions::cpu(),
         load_at_start,
         load_at_end: probe::load_average(),
     })

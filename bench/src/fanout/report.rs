@@ -182,7 +182,7 @@ impl Report {
         );
         let _ = writeln!(out, "| condition | value |\n|---|---|");
         let rows = [
-            ("date", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
+            ("date", crate::conditions::now()),
             ("commit", if dirty { format!("{commit} (with uncommitted changes)") } else { commit }),
             ("CPU", format!("{} × {cores} cores", probe::cpu_model())),
             (

@@ -109,7 +109,7 @@ impl InboundRun {
             storage: String::new(),
             build: String::new(),
             postgres_version: String::new(),
-            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            date: crate::conditions::now(),
             commit: String::new(),
             load_at_start: (0.0, 0.0, 0.0),
             load_at_end: (0.0, 0.0, 0.0),
