@@ -68,6 +68,9 @@ pub struct DuringSend {
     pub delivered_during_list: Delivered,
     pub create_during: Phase,
     pub delivered_during_create: Delivered,
+    /// Once the web is quiet again (the engine's hold after busy over): the sink's rate for a few
+    /// seconds.
+    pub delivered_after: Delivered,
     /// The task's `sent` when the last phase ended, and whether it was still sending then.
     pub sent_at_end: u64,
     pub still_sending: bool,
@@ -76,7 +79,7 @@ pub struct DuringSend {
 }
 
 /// Runs the phase and counts what the sink accepted meanwhile.
-async fn counted<F: Future<Output = anyhow::Result<Phase>>>(sink: &Sink, run: F) -> anyhow::Result<(Phase, Delivered)> {
+async fn counted<T, F: Future<Output = anyhow::Result<T>>>(sink: &Sink, run: F) -> anyhow::Result<(T, Delivered)> {
     let (before, started) = (sink.accepted().unwrap_or(0), Instant::now());
     let phase = run.await?;
     let delivered =
@@ -134,6 +137,15 @@ pub async fn run(spec: &SendSpec<'_>) -> anyhow::Result<DuringSend> {
     let (create_during, delivered_during_create) =
         counted(sink, phase("contact create, during the send", db, serve, rss, spec.creator, creates, spec.load))
             .await?;
+    // The engine yields to a busy web; once it has been quiet for longer than the engine's hold,
+    // the send goes back to full speed.
+    say("the web quiet again: the sink's rate for 5 s");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, delivered_after) = counted(sink, async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(())
+    })
+    .await?;
     let (status, progress) = spec.sender.get(&format!("/api/v1/tasks/{task}")).await?;
     if status != 200 {
         bail!("GET /api/v1/tasks/{task} answered {status}: {progress}");
@@ -151,6 +163,7 @@ pub async fn run(spec: &SendSpec<'_>) -> anyhow::Result<DuringSend> {
         delivered_during_list,
         create_during,
         delivered_during_create,
+        delivered_after,
         sent_at_end,
         still_sending,
         rss_peak_kib: rss.take_phase_peak(),
@@ -193,10 +206,11 @@ impl DuringSend {
                 metric: metric("contact create", self.recipients, self.create_during.spec.connections),
                 target: format!("≥ {} req/s", thousands(CREATE_TARGET)),
                 measured: format!(
-                    "{} req/s · p99 {} · {} emails/s delivered meanwhile{}{ended}",
+                    "{} req/s · p99 {} · {} emails/s delivered meanwhile, {} once the web was quiet again{}{ended}",
                     thousands(create.per_sec()),
                     ms(create.percentile(99.0)),
                     thousands(self.delivered_during_create.per_sec()),
+                    thousands(self.delivered_after.per_sec()),
                     errors(create.errors)
                 ),
                 pass: create.per_sec() >= CREATE_TARGET && create.errors == 0 && self.still_sending,
@@ -215,7 +229,10 @@ impl DuringSend {
              written; the first message reached the Rust sink {:.2} s later), the list load again while serve \
              delivers, and contact create (the creator's contacts) while it still delivers. The task had sent {} \
              when the last phase ended ({}); serve was stopped with the rest of the send undelivered. Serve's peak \
-             RSS from the send's request to then: {:.1} MB. Delivery: serve's settings of the delivery runs above.\n",
+             RSS from the send's request to then: {:.1} MB. Delivery: serve's settings of the delivery runs above; \
+             while its web is busy (8 or more requests in flight, and for a second after) serve's engine takes at \
+             most `BORCELLE_DELIVERY_RATE_WHILE_WEB_BUSY` messages a second (default 100): with the web quiet \
+             again after the phases, the sink took {} emails/s over 5 s.\n",
             thousands(self.recipients as f64),
             self.seed_time.as_secs_f64(),
             self.queued_in.as_secs_f64(),
@@ -223,7 +240,8 @@ impl DuringSend {
             self.first_delivery_after.as_secs_f64(),
             thousands(self.sent_at_end as f64),
             if self.still_sending { "still sending" } else { "done: the send did not last the phases out" },
-            self.rss_peak_kib as f64 * 1024.0 / 1e6
+            self.rss_peak_kib as f64 * 1024.0 / 1e6,
+            thousands(self.delivered_after.per_sec())
         );
         let _ = writeln!(
             md,

@@ -40,6 +40,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Answers 503 at once while the database is down (see [`crate::http::db_gate`]).
     pub db_gate: Arc<DbGate>,
+    /// The web's requests in flight: this process's delivery engine yields while there are many.
+    pub web_load: Arc<borcelle_engine::delivery::web::WebLoad>,
     /// Checks the unsubscribe links mail carries.
     pub unsubscribe_links: borcelle_engine::consent::UnsubscribeLinks,
     /// The owners' suppression lists.

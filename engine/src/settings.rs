@@ -85,6 +85,11 @@ pub struct DeliverySettings {
     pub retry_cap: Duration,
     /// At most this many sends per second through the transport (None: unlimited).
     pub rate_per_sec: Option<u32>,
+    /// While the web of the same process is busy, claims at most this many rows a second, so that
+    /// people using the app come before a large send (None: never yield; see `delivery::web`).
+    pub rate_while_web_busy: Option<u32>,
+    /// Requests in flight at once that make the web busy.
+    pub web_busy_requests: usize,
     /// How often an idle engine looks for due messages (new work also wakes it at once).
     pub poll_interval: Duration,
     /// On shutdown, how long in-flight sends may take before their claims are released.
@@ -127,6 +132,8 @@ impl Default for DeliverySettings {
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(3600),
             rate_per_sec: None,
+            rate_while_web_busy: Some(100),
+            web_busy_requests: 8,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(15),
             scheduler: SchedulerBackend::InProcess,

@@ -115,6 +115,13 @@ pub(super) struct DeliveryArgs {
     /// At most this many sends per second per process (0: no limit).
     #[arg(long, env = "BORCELLE_MAIL_RATE_PER_SEC", default_value_t = 0)]
     pub(super) mail_rate_per_sec: u32,
+    /// While serve's web is busy, its delivery engine takes at most this many messages a second,
+    /// so that people using the app come before a large send (0: never yield).
+    #[arg(long, env = "BORCELLE_DELIVERY_RATE_WHILE_WEB_BUSY", default_value_t = 100)]
+    pub(super) delivery_rate_while_web_busy: u32,
+    /// Requests in flight at once that make serve's web busy (it stays busy for a second after).
+    #[arg(long, env = "BORCELLE_WEB_BUSY_REQUESTS", default_value_t = 8)]
+    pub(super) web_busy_requests: usize,
     /// Attempts before a temporary failure counts as failed.
     #[arg(long, env = "BORCELLE_DELIVERY_MAX_ATTEMPTS", default_value_t = 8)]
     pub(super) delivery_max_attempts: i32,
@@ -167,6 +174,8 @@ impl DeliveryArgs {
             max_attempts: self.delivery_max_attempts,
             retry_base: Duration::from_secs_f64(self.delivery_retry_base_secs),
             rate_per_sec: (self.mail_rate_per_sec > 0).then_some(self.mail_rate_per_sec),
+            rate_while_web_busy: (self.delivery_rate_while_web_busy > 0).then_some(self.delivery_rate_while_web_busy),
+            web_busy_requests: self.web_busy_requests.max(1),
             scheduler: match self.scheduler {
                 SchedulerMode::InProcess => SchedulerBackend::InProcess,
                 SchedulerMode::Off => SchedulerBackend::Off,

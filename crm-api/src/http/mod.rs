@@ -85,9 +85,11 @@ fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLa
     SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
-/// Records each answer in the request metrics, keyed by the route template.
+/// Records each answer in the request metrics, keyed by the route template, and counts the
+/// request in flight while it runs (the delivery engine yields to a busy web).
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let _in_flight = state.web_load.begin();
     let method = request.method().as_str().to_owned();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let response = next.run(request).await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use borcelle_engine::accounts::{AccountMail, Accounts};
 use borcelle_engine::consent::UnsubscribeLinks;
+use borcelle_engine::delivery::web::WebLoad;
 use borcelle_engine::delivery::{DeliveryEngine, UnsubscribeSettings};
 use borcelle_engine::events::EventBus;
 use borcelle_engine::inbound::{Addresses, Inbox, Receiver};
@@ -106,6 +107,7 @@ pub fn delivery_engine(
         attachments_max_bytes: storage.message_attachments_max_bytes,
         unsubscribe,
         inbound,
+        web: None,
     }
 }
 
@@ -188,6 +190,7 @@ impl Application {
             message_id_domain: settings.mail.message_id_domain().to_owned(),
             attachments_max_bytes: settings.storage.message_attachments_max_bytes,
         };
+        let web_load = Arc::new(WebLoad::new(settings.delivery.web_busy_requests));
         let state = AppState {
             db: db.clone(),
             contact_pages,
@@ -201,6 +204,7 @@ impl Application {
             metrics,
             tasks,
             db_gate: Arc::default(),
+            web_load,
             unsubscribe_links: unsubscribe.links.clone(),
             suppressions: borcelle_engine::consent::Suppressions { db: db.clone() },
             inbox,
@@ -230,7 +234,7 @@ impl Application {
     /// The delivery engine this server runs (or would run): tests drive it themselves.
     pub fn delivery_engine(&self) -> DeliveryEngine {
         let state = &self.state;
-        delivery_engine(
+        let engine = delivery_engine(
             state.db.clone(),
             self.background.mailer.clone(),
             state.events.clone(),
@@ -242,7 +246,9 @@ impl Application {
             state.wake_delivery.clone(),
             self.background.unsubscribe.clone(),
             self.background.addresses.clone(),
-        )
+        );
+        // People first: this process's web slows its engine while it is busy.
+        DeliveryEngine { web: Some(state.web_load.clone()), ..engine }
     }
 
     /// The scheduler this server runs (or would run): tests drive it themselves.

@@ -538,3 +538,83 @@ async fn a_send_repeated_after_a_crash_leaves_one_copy_in_the_dev_outbox() {
     let copies = borcelle_store::outbox::list(&app.db, Some("ada@example.com"), 10).await.unwrap();
     assert_eq!(copies.len(), 1, "one copy in the outbox");
 }
+
+/// People first: while serve's web is busy (16 clients listing contacts without pause), its
+/// delivery engine takes a large send at no more than its yield rate, yet never stops; once the
+/// web is quiet the send finishes, every recipient once.
+#[tokio::test]
+async fn a_large_send_yields_to_a_busy_web_keeps_moving_and_finishes_once_it_is_quiet() {
+    const RATE: u32 = 40;
+    const RECIPIENTS: i32 = 1500;
+    let mut app = spawn_app_with(|s| {
+        s.delivery.in_serve = true;
+        s.delivery.concurrency = 16;
+        s.delivery.rate_while_web_busy = Some(RATE);
+        s.delivery.web_busy_requests = 4;
+    })
+    .await;
+    app.signed_in_user("busy@example.com").await;
+    seed_contacts(&app.db, "busy@example.com", "reader", RECIPIENTS, "all").await;
+
+    let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (client, url, quiet) = (app.client.clone(), app.url("/api/v1/contacts?limit=50"), quiet.clone());
+        readers.spawn(async move {
+            let mut pages = 0u32;
+            while !quiet.load(std::sync::atomic::Ordering::Relaxed) {
+                let page = client.get(&url).send().await.unwrap();
+                assert_eq!(page.status(), 200);
+                pages += 1;
+            }
+            pages
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let queued: Value = app
+        .post_json("/api/v1/messages", &json!({ "tag": "all", "subject": "Busy day", "body": "Hello" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = queued["task_id"].as_str().unwrap().to_owned();
+    let queued_at = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent_while_busy = ledger_counts(&app, &task_id).await.get("sent").copied().unwrap_or(0);
+    let busy_for = queued_at.elapsed().as_secs_f64();
+    // What the engine may claim while the web is busy: a quarter second's worth at once, then
+    // `RATE` a second.
+    let allowed = (f64::from(RATE) / 4.0 + f64::from(RATE) * busy_for).ceil() as i64;
+    assert!(sent_while_busy > 0, "a send never stops altogether, even while the web is busy");
+    assert!(
+        sent_while_busy <= allowed,
+        "{sent_while_busy} sent in {busy_for:.1} s of a busy web: at most {allowed} at {RATE} a second"
+    );
+
+    quiet.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut pages = 0;
+    while let Some(read) = readers.join_next().await {
+        pages += read.unwrap();
+    }
+    assert!(pages > 100, "the web was busy: {pages} pages read");
+    let waited = tokio::time::Instant::now();
+    loop {
+        let task: Value = app.get(&format!("/api/v1/tasks/{task_id}")).await.json().await.unwrap();
+        if task["status"] == "done" {
+            assert_eq!((task["sent"].as_i64(), task["failed"].as_i64()), (Some(i64::from(RECIPIENTS)), Some(0)));
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(120), "the send did not finish once the web was quiet: {task}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ledger_counts(&app, &task_id).await, HashMap::from([("sent".to_owned(), i64::from(RECIPIENTS))]));
+    let copies: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox o JOIN messages m ON m.message_id = o.message_id WHERE m.task_id = $1::uuid",
+    )
+    .bind(&task_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(copies, i64::from(RECIPIENTS), "every recipient once in the outbox");
+}

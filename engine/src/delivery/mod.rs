@@ -12,9 +12,11 @@ mod cache;
 mod claim;
 pub mod instance;
 mod record;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use borcelle_mail::merge::{ContactFields, MergeFields, split_name};
@@ -36,6 +38,7 @@ use crate::storage::Store;
 use cache::{Content, ContentCache, LINK_PLACEHOLDER, Prepared};
 use claim::{Batched, ClaimError};
 use record::ProgressThrottle;
+use web::{Pace, WebLoad};
 
 pub use record::{completion_text, finished_at_once};
 
@@ -87,6 +90,44 @@ pub struct DeliveryEngine {
     /// Reply, bounce and unsubscribe addresses, when inbound mail is configured: every message
     /// then carries its own (`Reply-To`, the envelope sender, `List-Unsubscribe`'s `mailto:`).
     pub inbound: Option<crate::inbound::Addresses>,
+    /// The web of the same process (`serve`): while it is busy, claims slow to
+    /// [`DeliverySettings::rate_while_web_busy`] ([`web`]).
+    pub web: Option<Arc<WebLoad>>,
+}
+
+/// Outcomes handed to the writer and not written yet. They count against the concurrency with
+/// the sends in flight, so that a crash repeats at most one accepted send per slot however far
+/// the writes fall behind.
+#[derive(Debug, Default)]
+struct Unwritten {
+    count: AtomicUsize,
+    /// Notified after each write.
+    written: Notify,
+}
+
+impl Unwritten {
+    fn get(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Hands ended sends to the writer, counting them until it has written them.
+    fn hand_over(&self, writer: &tokio::sync::mpsc::UnboundedSender<Vec<Outcome>>, ended: Vec<Outcome>) {
+        if ended.is_empty() {
+            return;
+        }
+        self.count.fetch_add(ended.len(), Ordering::AcqRel);
+        if writer.send(ended).is_err() {
+            tracing::error!("the outcome writer is gone; unwritten claims come back when their leases expire");
+        }
+    }
+
+    /// The writer wrote `rows` of them.
+    fn wrote(&self, rows: usize) {
+        if rows > 0 {
+            self.count.fetch_sub(rows, Ordering::AcqRel);
+            self.written.notify_one();
+        }
+    }
 }
 
 /// How emails let their recipients unsubscribe.
@@ -205,7 +246,12 @@ impl DeliveryEngine {
         // Outcomes are written by a task of their own, so that claiming never waits for a write
         // and a write takes everything that ended while the previous one ran.
         let (outcomes, written) = tokio::sync::mpsc::unbounded_channel::<Vec<Outcome>>();
-        let writer = tokio::spawn(Arc::clone(&engine).write_outcomes(written));
+        let unwritten = Arc::new(Unwritten::default());
+        let writer = tokio::spawn(Arc::clone(&engine).write_outcomes(written, Arc::clone(&unwritten)));
+        let mut pace = match (&engine.web, engine.settings.rate_while_web_busy) {
+            (Some(web), Some(rate)) => Some(Pace::new(Arc::clone(web), rate)),
+            _ => None,
+        };
 
         loop {
             if !to_release.is_empty() {
@@ -217,10 +263,18 @@ impl DeliveryEngine {
                     Err(err) => tracing::warn!(error = %err, "giving back claims failed; retrying"),
                 }
             }
-            if !stopping && to_release.is_empty() && sending <= concurrency / 2 {
-                let want = (concurrency - sending) as i64;
-                match engine.claim(want, &claimer, &mut contents).await {
+            // Slots: sends in flight and outcomes not written yet.
+            let held = sending + unwritten.get();
+            let allowed = match pace.as_mut() {
+                Some(pace) => pace.allow(concurrency.saturating_sub(held), Instant::now()),
+                None => concurrency.saturating_sub(held),
+            };
+            if !stopping && to_release.is_empty() && held <= concurrency / 2 && allowed > 0 {
+                match engine.claim(allowed as i64, &claimer, &mut contents).await {
                     Ok(batch) => {
+                        if let Some(pace) = pace.as_mut() {
+                            pace.took(batch.len());
+                        }
                         let mut batch = batch.into_iter().peekable();
                         while batch.peek().is_some() {
                             let group: Vec<Batched> = batch.by_ref().take(batch_size).collect();
@@ -244,7 +298,8 @@ impl DeliveryEngine {
             if stopping && inflight.is_empty() {
                 break;
             }
-            let room = !stopping && sending < concurrency;
+            let room = !stopping && sending + unwritten.get() < concurrency;
+            let next_claim = pace.as_ref().and_then(Pace::next_claim).filter(|_| !stopping);
             tokio::select! {
                 _ = stop.cancelled(), if !stopping => {
                     stopping = true;
@@ -269,12 +324,12 @@ impl DeliveryEngine {
                         }
                         joined = inflight.try_join_next_with_id();
                     }
-                    if !ended.is_empty() && outcomes.send(ended).is_err() {
-                        tracing::error!("the outcome writer is gone; unwritten claims come back when their leases expire");
-                    }
+                    unwritten.hand_over(&outcomes, ended);
                 }
                 _ = engine.wake.notified(), if room => {}
                 _ = tokio::time::sleep(engine.settings.poll_interval), if room => {}
+                _ = unwritten.written.notified(), if !stopping && unwritten.get() > 0 => {}
+                _ = tokio::time::sleep_until(next_claim.unwrap_or_else(Instant::now)), if next_claim.is_some() => {}
                 _ = tokio::time::sleep_until(grace_ends), if stopping => {
                     // Sends waiting for their turn stop waiting (recorded as not sent, due again at
                     // once); sends already talking to the server get a last moment to finish, so
@@ -305,9 +360,7 @@ impl DeliveryEngine {
                         }
                     }
                     sending = 0;
-                    if !ended.is_empty() && outcomes.send(ended).is_err() {
-                        tracing::error!("the outcome writer is gone; unwritten claims come back when their leases expire");
-                    }
+                    unwritten.hand_over(&outcomes, ended);
                     let unfinished: Vec<(Uuid, i32)> = running.drain().flat_map(|(_, claims)| claims).collect();
                     if !unfinished.is_empty() {
                         match messages::release(&engine.db, &unfinished).await {
@@ -335,7 +388,11 @@ impl DeliveryEngine {
     /// a few times a second per task, completion at once), and ends once the channel is closed
     /// and everything is written. While the database is away, outcomes wait and are written again
     /// every [`ERROR_PAUSE`]; at the end, one more try.
-    async fn write_outcomes(self: Arc<Self>, mut written: tokio::sync::mpsc::UnboundedReceiver<Vec<Outcome>>) {
+    async fn write_outcomes(
+        self: Arc<Self>,
+        mut written: tokio::sync::mpsc::UnboundedReceiver<Vec<Outcome>>,
+        unwritten: Arc<Unwritten>,
+    ) {
         let mut pending: Vec<Outcome> = Vec::new();
         let mut progress = ProgressThrottle::default();
         let mut open = true;
@@ -366,7 +423,9 @@ impl DeliveryEngine {
             }
             // A failed write keeps them waiting (after a pause); once the engine has stopped,
             // one failure is the last try: their leases will bring them back.
+            let before = pending.len();
             self.flush(&mut pending, &mut progress).await;
+            unwritten.wrote(before - pending.len());
             if !open && !pending.is_empty() {
                 tracing::error!(waiting = pending.len(), "stopping with outcomes unwritten; their leases will expire");
                 break;
