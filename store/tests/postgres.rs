@@ -221,3 +221,40 @@ async fn the_contact_counter_stays_exact_through_every_write() {
     assert_eq!(left, 0);
     assert_eq!(exact(other).await, 7);
 }
+
+/// A page reads its columns by position: every field of a listed contact is the stored one (each
+/// field a different value, so no two text columns can trade places unseen), in every sort.
+#[tokio::test]
+async fn a_listed_contact_has_every_field_where_it_was_stored() {
+    let db = TestDb::new("borcelle_store_test").await;
+    let owner = db.user("fields@example.com").await;
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO contacts (id, owner_id, name, first_name, last_name, email, phone, company, address, tax_id,
+                               tags, notes, created_at, updated_at)
+         VALUES (gen_random_uuid(), $1, 'Zoë Ünal', 'Zoë', 'Ünal', 'zoe@example.com', '+33612345678', 'Acme',
+                 '1 Rue de la Paix, Paris', 'FR123', ARRAY['vip', 'paris'], 'met at the fair',
+                 '2026-01-02T03:04:05.678901Z', '2026-02-03T04:05:06.789012Z')
+         RETURNING id",
+    )
+    .bind(owner.id())
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let stored = contacts::get(&db.pool, owner, id).await.unwrap().expect("stored");
+    let mut conn = db.pool.acquire().await.unwrap();
+    for key in [SortKey::Name, SortKey::Created, SortKey::Updated] {
+        let query = ListQuery {
+            sort: Sort { key, descending: false },
+            limit: 50,
+            after: None,
+            search: None,
+            tag: None,
+            backward: false,
+        };
+        let listing = contacts::list(&mut *conn, owner, &query).await.unwrap();
+        assert_eq!(listing.contacts.len(), 1);
+        assert_eq!(format!("{:?}", listing.contacts[0]), format!("{stored:?}"), "sorted by {key:?}");
+    }
+    assert_eq!(stored.first_name.as_deref(), Some("Zoë"));
+    assert_eq!(stored.tax_id.as_deref(), Some("FR123"));
+}

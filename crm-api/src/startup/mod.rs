@@ -34,7 +34,7 @@ pub use worker::{OccurrenceJob, WorkerSettings, run_occurrence_job, run_worker};
 use crate::config::Settings;
 use crate::http::ops::Operations;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, Parts};
 
 /// How long shutdown waits for background work (account emails in flight) to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -191,7 +191,7 @@ impl Application {
             attachments_max_bytes: settings.storage.message_attachments_max_bytes,
         };
         let web_load = Arc::new(WebLoad::new(settings.delivery.web_busy_requests));
-        let state = AppState {
+        let state = AppState::new(Parts {
             db: db.clone(),
             contact_pages,
             settings: Arc::new(settings),
@@ -208,7 +208,7 @@ impl Application {
             unsubscribe_links: unsubscribe.links.clone(),
             suppressions: borcelle_engine::consent::Suppressions { db: db.clone() },
             inbox,
-        };
+        });
         let background = Background { mailer, wake_scheduler, unsubscribe, addresses };
         Ok(Self { listener, operations, inbound, state, background, stop })
     }

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{Contact, like_escape};
@@ -46,11 +47,35 @@ pub struct Listing {
 /// A listed row with the name sort key PostgreSQL ordered it by. The cursor must carry exactly
 /// that value: Rust's `to_lowercase` differs from PostgreSQL's `lower` (`İ`, final `σ`), and a
 /// cursor made by one and compared by the other skipped and repeated rows.
-#[derive(sqlx::FromRow)]
 struct Listed {
-    #[sqlx(flatten)]
     contact: Contact,
     name_key: String,
+}
+
+/// Read by position, in the order of [`COLUMNS`] then `name_key`: a page reads 14 columns of 51
+/// rows, and looking each up by its name (what the derived `FromRow` does) took about 3 % of
+/// serve's CPU per page.
+impl<'r> sqlx::FromRow<'r, PgRow> for Listed {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            contact: Contact {
+                id: row.try_get(0)?,
+                name: row.try_get(1)?,
+                first_name: row.try_get(2)?,
+                last_name: row.try_get(3)?,
+                email: row.try_get(4)?,
+                phone: row.try_get(5)?,
+                company: row.try_get(6)?,
+                address: row.try_get(7)?,
+                tax_id: row.try_get(8)?,
+                tags: row.try_get(9)?,
+                notes: row.try_get(10)?,
+                created_at: row.try_get(11)?,
+                updated_at: row.try_get(12)?,
+            },
+            name_key: row.try_get(13)?,
+        })
+    }
 }
 
 impl Listed {
