@@ -258,3 +258,64 @@ async fn a_listed_contact_has_every_field_where_it_was_stored() {
     assert_eq!(stored.first_name.as_deref(), Some("Zoë"));
     assert_eq!(stored.tax_id.as_deref(), Some("FR123"));
 }
+
+/// A page serialised from its rows in place (what the JSON API writes) is byte for byte the page
+/// of [`contacts::Contact`]s, whatever the text: quotes, backslashes, control characters, emoji,
+/// right-to-left and combining marks, empty and missing fields, no tags or many.
+#[tokio::test]
+async fn a_page_read_in_place_serialises_exactly_as_its_contacts_do() {
+    const PIECES: [&str; 14] =
+        ["a", "Zoë", "\"", "\\", "\u{1}", "\n", "\t", "😀", "שלום", "e\u{301}", "</script>", " ", "\u{2028}", "{}"];
+    let db = TestDb::new("borcelle_store_test").await;
+    let owner = db.user("inplace@example.com").await;
+    // A small deterministic generator: every piece appears in every field across the contacts.
+    let mut state = 0x2545_f491_u64;
+    let mut next = |n: usize| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize % n
+    };
+    let mut text = |len: usize| (0..len).map(|_| PIECES[next(PIECES.len())]).collect::<String>();
+    for i in 0..300 {
+        let optional = |t: String, i: usize| (!i.is_multiple_of(3)).then_some(t);
+        let tags: Vec<String> = (0..i % 5).map(|t| format!("tag{t}")).collect();
+        sqlx::query(
+            "INSERT INTO contacts (id, owner_id, name, first_name, last_name, email, phone, company, address,
+                                   tax_id, tags, notes)
+             VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(owner.id())
+        .bind(text(1 + i % 7))
+        .bind(optional(text(1 + i % 4), i))
+        .bind(optional(text(1 + i % 5), i + 1))
+        .bind(format!("c{i}@example.com"))
+        .bind(optional("+33612345678".to_owned(), i + 2))
+        .bind(optional(text(i % 6), i))
+        .bind(optional(text(i % 9), i + 1))
+        .bind(optional(text(2), i + 2))
+        .bind(&tags)
+        .bind(text(i % 11))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let mut conn = db.pool.acquire().await.unwrap();
+    for key in [SortKey::Name, SortKey::Created, SortKey::Updated] {
+        let sort = Sort { key, descending: key != SortKey::Name };
+        let (mut after, mut pages) = (None::<After>, 0);
+        loop {
+            let query = ListQuery { sort, limit: 50, after: after.as_ref(), search: None, tag: None, backward: false };
+            let in_place = contacts::page(&mut *conn, owner, &query).await.unwrap();
+            let copied = contacts::list(&mut *conn, owner, &query).await.unwrap();
+            assert_eq!(
+                serde_json::to_string(&in_place.contacts().unwrap()).unwrap(),
+                serde_json::to_string(&copied.contacts).unwrap(),
+                "{key:?}, page {pages}"
+            );
+            assert_eq!((&in_place.next, &in_place.prev), (&copied.next, &copied.prev));
+            pages += 1;
+            let Some(next) = in_place.next else { break };
+            after = Some(next);
+        }
+        assert_eq!(pages, 6, "{key:?}: 300 contacts, 50 a page");
+    }
+}

@@ -7,6 +7,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use serde::Serialize;
+
 use super::{Contact, like_escape};
 use crate::Owner;
 
@@ -47,47 +49,104 @@ pub struct Listing {
 /// A listed row with the name sort key PostgreSQL ordered it by. The cursor must carry exactly
 /// that value: Rust's `to_lowercase` differs from PostgreSQL's `lower` (`İ`, final `σ`), and a
 /// cursor made by one and compared by the other skipped and repeated rows.
-struct Listed {
-    contact: Contact,
-    name_key: String,
+/// A page as PostgreSQL sent it. Its contacts are read in place ([`Page::contacts`]: text
+/// borrowed from the rows, for JSON) or copied out ([`list`]).
+#[derive(Debug)]
+pub struct Page {
+    rows: Vec<PgRow>,
+    pub next: Option<After>,
+    pub prev: Option<After>,
 }
 
-/// Read by position, in the order of [`COLUMNS`] then `name_key`: a page reads 14 columns of 51
-/// rows, and looking each up by its name (what the derived `FromRow` does) took about 3 % of
-/// serve's CPU per page.
-impl<'r> sqlx::FromRow<'r, PgRow> for Listed {
+impl Page {
+    /// The page's contacts, their text borrowed from the rows: a page of 50 serialised this way
+    /// makes no copy of its 500-odd strings (copying them into [`Contact`]s, then dropping them,
+    /// took about a tenth of serve's CPU per page).
+    pub fn contacts(&self) -> sqlx::Result<Vec<ContactRef<'_>>> {
+        self.rows.iter().map(ContactRef::from_row).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// A contact of a page, read in place from its row: serialises exactly as [`Contact`] does.
+#[derive(Debug, Serialize)]
+pub struct ContactRef<'r> {
+    pub id: Uuid,
+    pub name: &'r str,
+    pub first_name: Option<&'r str>,
+    pub last_name: Option<&'r str>,
+    pub email: &'r str,
+    pub phone: Option<&'r str>,
+    pub company: Option<&'r str>,
+    pub address: Option<&'r str>,
+    pub tax_id: Option<&'r str>,
+    pub tags: Vec<String>,
+    pub notes: &'r str,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl<'r> ContactRef<'r> {
+    /// Read by position, in the order of [`COLUMNS`]: looking each of a page's 700-odd values up
+    /// by its column's name (what a derived `FromRow` does) took about 3 % of serve's CPU.
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
         Ok(Self {
-            contact: Contact {
-                id: row.try_get(0)?,
-                name: row.try_get(1)?,
-                first_name: row.try_get(2)?,
-                last_name: row.try_get(3)?,
-                email: row.try_get(4)?,
-                phone: row.try_get(5)?,
-                company: row.try_get(6)?,
-                address: row.try_get(7)?,
-                tax_id: row.try_get(8)?,
-                tags: row.try_get(9)?,
-                notes: row.try_get(10)?,
-                created_at: row.try_get(11)?,
-                updated_at: row.try_get(12)?,
-            },
-            name_key: row.try_get(13)?,
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            first_name: row.try_get(2)?,
+            last_name: row.try_get(3)?,
+            email: row.try_get(4)?,
+            phone: row.try_get(5)?,
+            company: row.try_get(6)?,
+            address: row.try_get(7)?,
+            tax_id: row.try_get(8)?,
+            tags: row.try_get(9)?,
+            notes: row.try_get(10)?,
+            created_at: row.try_get(11)?,
+            updated_at: row.try_get(12)?,
         })
+    }
+
+    fn to_contact(&self) -> Contact {
+        Contact {
+            id: self.id,
+            name: self.name.to_owned(),
+            first_name: self.first_name.map(str::to_owned),
+            last_name: self.last_name.map(str::to_owned),
+            email: self.email.to_owned(),
+            phone: self.phone.map(str::to_owned),
+            company: self.company.map(str::to_owned),
+            address: self.address.map(str::to_owned),
+            tax_id: self.tax_id.map(str::to_owned),
+            tags: self.tags.clone(),
+            notes: self.notes.to_owned(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
 }
 
-impl Listed {
-    fn after(&self, sort: Sort) -> After {
-        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let key = match sort.key {
-            SortKey::Name => self.name_key.clone(),
-            SortKey::Created => time(self.contact.created_at),
-            SortKey::Updated => time(self.contact.updated_at),
-        };
-        After { key, id: self.contact.id }
-    }
+/// The cursor that a row of a page in `sort` ends or starts (`name_key` follows [`COLUMNS`]).
+fn after(row: &PgRow, sort: Sort) -> sqlx::Result<After> {
+    let time = |column: usize| -> sqlx::Result<String> {
+        let at: DateTime<Utc> = row.try_get(column)?;
+        Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    };
+    let key = match sort.key {
+        SortKey::Name => row.try_get(13)?,
+        SortKey::Created => time(11)?,
+        SortKey::Updated => time(12)?,
+    };
+    Ok(After { key, id: row.try_get(0)? })
 }
 
 const COLUMNS: &str =
@@ -146,6 +205,14 @@ pub async fn count(
 /// and every row is on exactly one page whatever the names (the cursor holds the database's own
 /// sort key).
 pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) -> Result<Listing, ListError> {
+    let page = page(db, owner, query).await?;
+    let contacts =
+        page.contacts().map_err(|err| ListError::Db(err.into()))?.iter().map(ContactRef::to_contact).collect();
+    Ok(Listing { contacts, next: page.next, prev: page.prev })
+}
+
+/// One page as [`list`] reads it, its contacts left in their rows.
+pub async fn page(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) -> Result<Page, ListError> {
     let (key, by_time) = match query.sort.key {
         SortKey::Name => ("lower(name)", false),
         SortKey::Created => ("created_at", true),
@@ -187,8 +254,8 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     sql.push(format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", query.limit + 1));
     // Collected into room for the whole page at once rather than a vector grown row by row.
     let limit = usize::try_from(query.limit).unwrap_or_default();
-    let mut rows: Vec<Listed> = Vec::with_capacity(limit + 1);
-    let mut stream = sql.build_query_as::<Listed>().fetch(db);
+    let mut rows: Vec<PgRow> = Vec::with_capacity(limit + 1);
+    let mut stream = sql.build().fetch(db);
     while let Some(row) = stream.try_next().await? {
         rows.push(row);
     }
@@ -196,15 +263,15 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     let more = rows.len() > limit;
     rows.truncate(limit);
     let cursor = query.after.is_some();
-    let (next, prev) = if query.backward {
+    if query.backward {
         rows.reverse();
-        let next = if cursor { rows.last().map(|row| row.after(query.sort)) } else { None };
-        (next, if more { rows.first().map(|row| row.after(query.sort)) } else { None })
-    } else {
-        let next = if more { rows.last().map(|row| row.after(query.sort)) } else { None };
-        (next, if cursor { rows.first().map(|row| row.after(query.sort)) } else { None })
-    };
-    Ok(Listing { contacts: rows.into_iter().map(|row| row.contact).collect(), next, prev })
+    }
+    let (last, first) = if query.backward { (cursor, more) } else { (more, cursor) };
+    let edge = |row: Option<&PgRow>| row.map(|row| after(row, query.sort)).transpose();
+    let next = if last { edge(rows.last()) } else { Ok(None) };
+    let prev = if first { edge(rows.first()) } else { Ok(None) };
+    let err = |err: sqlx::Error| ListError::Db(err.into());
+    Ok(Page { next: next.map_err(err)?, prev: prev.map_err(err)?, rows })
 }
 
 #[derive(Debug, thiserror::Error)]

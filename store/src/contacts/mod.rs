@@ -15,7 +15,7 @@ pub use autocomplete::{Suggestion, autocomplete};
 pub use bulk::{
     LastActivity, Selection, add_tag, count_selected, delete_selected, last_activity, remove_tag, selected_ids,
 };
-pub use list::{After, ListError, ListQuery, Listing, Sort, SortKey, count, list};
+pub use list::{After, ContactRef, ListError, ListQuery, Listing, Page, Sort, SortKey, count, list, page};
 
 /// A contact's fields, checked and normalised (see the engine's contact rules), ready to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

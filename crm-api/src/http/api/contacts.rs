@@ -153,6 +153,14 @@ pub struct Page {
     next_cursor: Option<String>,
 }
 
+/// [`Page`] as it is written: its contacts read in place from their rows.
+#[derive(Serialize)]
+struct PageOut<'r> {
+    contacts: Vec<contacts::ContactRef<'r>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
 /// Turns a query-string rejection into a 422 that names the parameter: the path that prefixes the
 /// message (`count: invalid digit found in string`), else the backticked name (`missing field `q``).
 pub fn query_error(err: QueryRejection) -> AppError {
@@ -217,21 +225,22 @@ pub async fn list(
         backward: false,
     };
     let mut conn = state.contact_pages.acquire().await?;
-    let listed = contacts::list(&mut *conn, user.owner(), &query).await;
+    let listed = contacts::page(&mut *conn, user.owner(), &query).await;
     conn.settle(match &listed {
         Err(ListError::Db(err)) => Some(err),
         Ok(_) | Err(ListError::BadCursor) => None,
     });
-    let listing = listed.map_err(|err| match err {
+    let mut page = listed.map_err(|err| match err {
         ListError::BadCursor => AppError::Domain(borcelle_engine::Error::UnknownCursor),
         ListError::Db(err) => err.into(),
     })?;
-    let next_cursor = listing.next.map(|after| Cursor::next(sort, after).encode());
-    // Written into a buffer sized for the page up front (axum's `Json` starts at 128 bytes and
-    // copies its way up to a page's ~20 KiB).
-    let page = Page { contacts: listing.contacts, next_cursor };
-    let mut body = Vec::with_capacity(256 + page.contacts.len() * CONTACT_JSON_BYTES);
-    serde_json::to_writer(&mut body, &page).map_err(AppError::internal)?;
+    let next_cursor = page.next.take().map(|after| Cursor::next(sort, after).encode());
+    // Serialised from the rows as PostgreSQL sent them (see `contacts::Page::contacts`), into a
+    // buffer sized for the page up front (axum's `Json` starts at 128 bytes and copies its way up
+    // to a page's ~20 KiB).
+    let contacts = page.contacts().map_err(|err| AppError::from(borcelle_store::Error::from(err)))?;
+    let mut body = Vec::with_capacity(256 + contacts.len() * CONTACT_JSON_BYTES);
+    serde_json::to_writer(&mut body, &PageOut { contacts, next_cursor }).map_err(AppError::internal)?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
