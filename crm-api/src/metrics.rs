@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use axum::extract::MatchedPath;
+use axum::http::Method;
 use borcelle_engine::metrics::EngineMetrics;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,15 +16,68 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: Route,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: Route,
+}
+
+/// A request's route template (`/api/v1/contacts/{id}`), or `unmatched`: the router's own shared
+/// text, so that counting a request copies no string (two copies of the method and route per
+/// request took about 2 % of serve's CPU on a page of contacts).
+#[derive(Clone, Debug)]
+pub enum Route {
+    Matched(MatchedPath),
+    Unmatched,
+}
+
+impl Route {
+    fn as_str(&self) -> &str {
+        match self {
+            Route::Matched(path) => path.as_str(),
+            Route::Unmatched => "unmatched",
+        }
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// The method as a label: the standard ones by name, any other as `other` (a client can send any
+/// token as a method; each must not become a series of its own).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -67,9 +122,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let (method, route) = (method.to_owned(), route.to_owned());
-        self.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
+    pub fn observe_request(&self, method: &Method, route: Route, status: u16, seconds: f64) {
+        let method = method_label(method);
+        self.requests.get_or_create(&RequestLabels { method, route: route.clone(), status }).inc();
         self.durations.get_or_create(&RouteLabels { method, route }).observe(seconds);
     }
 
@@ -104,5 +159,30 @@ impl Drop for WebSocketGuard {
     fn drop(&mut self) {
         self.metrics.websockets.dec();
         self.metrics.websocket_ends.get_or_create(&WebSocketEndLabels { reason: self.reason }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_template_and_a_known_method_only() {
+        let metrics = Metrics::default();
+        metrics.observe_request(&Method::GET, Route::Unmatched, 404, 0.001);
+        metrics.observe_request(&Method::from_bytes(b"BREW").unwrap(), Route::Unmatched, 405, 0.001);
+        metrics.observe_request(&Method::from_bytes(b"PROPFIND").unwrap(), Route::Unmatched, 405, 0.001);
+        let text = metrics.render().unwrap();
+        assert!(
+            text.contains(r#"borcelle_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"borcelle_http_requests_total{method="other",route="unmatched",status="405"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains("BREW") && !text.contains("PROPFIND"), "no series per unknown method: {text}");
     }
 }

@@ -28,6 +28,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
+use crate::metrics::Route;
 use crate::state::AppState;
 use extract::MaybeUser;
 
@@ -90,10 +91,10 @@ fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLa
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let _in_flight = state.web_load.begin();
-    let method = request.method().as_str().to_owned();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned().map_or(Route::Unmatched, Route::Matched);
     let response = next.run(request).await;
-    state.metrics.observe_request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.observe_request(&method, route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
