@@ -230,7 +230,7 @@ impl DuringSend {
              delivers, and contact create (the creator's contacts) while it still delivers. The task had sent {} \
              when the last phase ended ({}); serve was stopped with the rest of the send undelivered. Serve's peak \
              RSS from the send's request to then: {:.1} MB. Delivery: serve's settings of the delivery runs above; \
-             while its web is busy (8 or more requests in flight, and for a second after) serve's engine takes at \
+             while its web is busy (200 requests a second or 8 in flight at once, and for a second after) serve's engine takes at \
              most `BORCELLE_DELIVERY_RATE_WHILE_WEB_BUSY` messages a second (default 100): with the web quiet \
              again after the phases, the sink took {} emails/s over 5 s.\n",
             thousands(self.recipients as f64),

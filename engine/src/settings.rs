@@ -90,6 +90,8 @@ pub struct DeliverySettings {
     pub rate_while_web_busy: Option<u32>,
     /// Requests in flight at once that make the web busy.
     pub web_busy_requests: usize,
+    /// Requests a second that make the web busy.
+    pub web_busy_requests_per_sec: u32,
     /// How often an idle engine looks for due messages (new work also wakes it at once).
     pub poll_interval: Duration,
     /// On shutdown, how long in-flight sends may take before their claims are released.
@@ -134,6 +136,7 @@ impl Default for DeliverySettings {
             rate_per_sec: None,
             rate_while_web_busy: Some(100),
             web_busy_requests: 8,
+            web_busy_requests_per_sec: 200,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(15),
             scheduler: SchedulerBackend::InProcess,

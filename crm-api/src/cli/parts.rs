@@ -122,6 +122,9 @@ pub(super) struct DeliveryArgs {
     /// Requests in flight at once that make serve's web busy (it stays busy for a second after).
     #[arg(long, env = "BORCELLE_WEB_BUSY_REQUESTS", default_value_t = 8)]
     pub(super) web_busy_requests: usize,
+    /// Requests a second that make serve's web busy (counted over quarter seconds).
+    #[arg(long, env = "BORCELLE_WEB_BUSY_REQUESTS_PER_SEC", default_value_t = 200)]
+    pub(super) web_busy_requests_per_sec: u32,
     /// Attempts before a temporary failure counts as failed.
     #[arg(long, env = "BORCELLE_DELIVERY_MAX_ATTEMPTS", default_value_t = 8)]
     pub(super) delivery_max_attempts: i32,
@@ -176,6 +179,7 @@ impl DeliveryArgs {
             rate_per_sec: (self.mail_rate_per_sec > 0).then_some(self.mail_rate_per_sec),
             rate_while_web_busy: (self.delivery_rate_while_web_busy > 0).then_some(self.delivery_rate_while_web_busy),
             web_busy_requests: self.web_busy_requests.max(1),
+            web_busy_requests_per_sec: self.web_busy_requests_per_sec.max(1),
             scheduler: match self.scheduler {
                 SchedulerMode::InProcess => SchedulerBackend::InProcess,
                 SchedulerMode::Off => SchedulerBackend::Off,

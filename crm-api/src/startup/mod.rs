@@ -190,7 +190,8 @@ impl Application {
             message_id_domain: settings.mail.message_id_domain().to_owned(),
             attachments_max_bytes: settings.storage.message_attachments_max_bytes,
         };
-        let web_load = Arc::new(WebLoad::new(settings.delivery.web_busy_requests));
+        let web_load =
+            Arc::new(WebLoad::new(settings.delivery.web_busy_requests, settings.delivery.web_busy_requests_per_sec));
         let state = AppState::new(Parts {
             db: db.clone(),
             contact_pages,

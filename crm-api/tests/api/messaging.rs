@@ -550,7 +550,9 @@ async fn a_large_send_yields_to_a_busy_web_keeps_moving_and_finishes_once_it_is_
         s.delivery.in_serve = true;
         s.delivery.concurrency = 16;
         s.delivery.rate_while_web_busy = Some(RATE);
-        s.delivery.web_busy_requests = 4;
+        // Busy by its rate (what shows a saturated web), never by requests in flight.
+        s.delivery.web_busy_requests = 1000;
+        s.delivery.web_busy_requests_per_sec = 100;
     })
     .await;
     app.signed_in_user("busy@example.com").await;

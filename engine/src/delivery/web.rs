@@ -1,12 +1,16 @@
 //! People first: while the web of the same process is busy, the delivery engine claims at a low
 //! rate, so that a large send takes what the people using the app leave.
 //!
-//! The web counts its requests in flight ([`WebLoad::begin`]); it is busy while that count
-//! reaches a threshold and for a second after (a request in flight is one served or waiting to
-//! be: under load the count grows with the wait, by Little's law, while one person's clicks rarely
-//! overlap at all). While it is busy the engine claims through a token bucket ([`Pace`]) of its
-//! own rate (`BORCELLE_DELIVERY_RATE_WHILE_WEB_BUSY`); a send never stops altogether, so a web
-//! that stays busy still lets every note through, slowly.
+//! The web counts its requests ([`WebLoad::begin`]); it is busy while it answers many a second
+//! (`BORCELLE_WEB_BUSY_REQUESTS_PER_SEC`, counted over quarter seconds) or holds many in flight at
+//! once (`BORCELLE_WEB_BUSY_REQUESTS`: a slow database shows there first), and for a second
+//! after. One person clicking through pages is far below either. While it is busy the engine
+//! claims through a token bucket ([`Pace`]) of its own rate (`BORCELLE_DELIVERY_RATE_WHILE_WEB_BUSY`);
+//! a send never stops altogether, so a web that stays busy still lets every note through, slowly.
+//!
+//! Requests in flight alone missed a saturated web: with both cores busy a request waits in the
+//! socket and the scheduler before it is counted, and the few counted at a time stayed under any
+//! threshold that one person's page never reaches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,8 +18,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How long the web counts as busy after its in-flight requests last reached the threshold.
+/// How long the web counts as busy after it last reached a threshold.
 pub const BUSY_HOLD: Duration = Duration::from_secs(1);
+
+/// The window over which requests are counted against the rate threshold.
+const WINDOW_MS: u64 = 250;
 
 /// The web's requests in flight, as the delivery engine of the same process sees them.
 #[derive(Debug)]
@@ -24,6 +31,11 @@ pub struct WebLoad {
     in_flight: AtomicUsize,
     /// Requests in flight at once that make the web busy.
     threshold: usize,
+    /// Requests begun in one window that make the web busy.
+    per_window: u64,
+    /// The current window (milliseconds after `epoch` / [`WINDOW_MS`]) and the requests begun in it.
+    window: AtomicU64,
+    begun: AtomicU64,
     /// When (milliseconds after `epoch`, plus one; 0: never) the threshold was last reached.
     busy_at: AtomicU64,
 }
@@ -39,21 +51,35 @@ impl Drop for InFlight {
 }
 
 impl WebLoad {
-    /// `threshold`: requests in flight at once that make the web busy (at least 1).
-    pub fn new(threshold: usize) -> Self {
+    /// Busy from `in_flight` requests at once or `per_sec` requests a second (each at least 1).
+    pub fn new(in_flight: usize, per_sec: u32) -> Self {
         Self {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            threshold: threshold.max(1),
+            threshold: in_flight.max(1),
+            per_window: (u64::from(per_sec) * WINDOW_MS / 1000).max(1),
+            window: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
             busy_at: AtomicU64::new(0),
         }
     }
 
-    /// Counts a request in flight until the guard is dropped.
+    /// Counts a request, in flight until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        if now >= self.threshold {
-            self.busy_at.store(self.stamp(Instant::now()), Ordering::Relaxed);
+        let now = self.stamp(Instant::now());
+        let window = now / WINDOW_MS;
+        let current = self.window.load(Ordering::Relaxed);
+        // The first request of a new window starts its count (a request racing it may be counted
+        // in either window: close enough for a threshold).
+        if current != window
+            && self.window.compare_exchange(current, window, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            self.begun.store(0, Ordering::Relaxed);
+        }
+        let begun = self.begun.fetch_add(1, Ordering::Relaxed) + 1;
+        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_flight >= self.threshold || begun >= self.per_window {
+            self.busy_at.store(now, Ordering::Relaxed);
         }
         InFlight(Arc::clone(self))
     }
@@ -143,7 +169,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_web_is_busy_from_the_threshold_and_for_a_second_after() {
-        let web = Arc::new(WebLoad::new(3));
+        let web = Arc::new(WebLoad::new(3, 1000));
         let first = web.begin();
         let second = web.begin();
         assert!(!web.busy(Instant::now()), "2 requests in flight, threshold 3");
@@ -160,8 +186,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn many_requests_a_second_make_the_web_busy_even_one_at_a_time() {
+        // 200 a second: 50 in a quarter second.
+        let web = Arc::new(WebLoad::new(8, 200));
+        // One person: a page and its requests, one at a time, every few seconds.
+        for _ in 0..5 {
+            for _ in 0..10 {
+                drop(web.begin());
+            }
+            assert!(!web.busy(Instant::now()), "10 requests are no load");
+            tokio::time::advance(Duration::from_secs(2)).await;
+        }
+        // A load that never has more than one request in flight, at 400 a second.
+        for _ in 0..100 {
+            drop(web.begin());
+            tokio::time::advance(Duration::from_micros(2500)).await;
+        }
+        assert!(web.busy(Instant::now()), "400 requests a second, one at a time");
+        tokio::time::advance(BUSY_HOLD + Duration::from_millis(10)).await;
+        assert!(!web.busy(Instant::now()), "quiet a second after the last busy window");
+        // 150 a second stays under the threshold.
+        for _ in 0..150 {
+            drop(web.begin());
+            assert!(!web.busy(Instant::now()), "150 requests a second is under 200");
+            tokio::time::advance(Duration::from_nanos(6_666_667)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn while_the_web_is_busy_claims_follow_the_rate_and_never_stop() {
-        let web = Arc::new(WebLoad::new(1));
+        let web = Arc::new(WebLoad::new(1, 1000));
         let mut pace = Pace::new(Arc::clone(&web), 100);
         assert_eq!(pace.allow(256, Instant::now()), 256, "quiet web: everything wanted");
         assert_eq!(pace.next_claim(), None);
