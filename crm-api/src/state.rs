@@ -40,7 +40,8 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] holds.
 pub struct Parts {
     pub db: PgPool,
-    /// Connections for pages of contacts, the busiest read (see [`borcelle_store::lane`]).
+    /// Connections for pages of contacts and autocomplete, the busiest reads (see
+    /// [`borcelle_store::lane`]).
     pub contact_pages: Arc<Lane>,
     pub settings: Arc<Settings>,
     /// Registration, sessions, passwords, API tokens.

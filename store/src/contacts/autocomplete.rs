@@ -2,7 +2,7 @@
 //! similar words, each part reading a bounded number of rows.
 
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::like_escape;
@@ -74,16 +74,21 @@ const APPROXIMATE: &str = "WITH near AS (
 /// (typos and fragments). Every part reads a bounded number of rows, whatever the number of
 /// matches. The statements are not kept prepared: a cached generic plan cannot turn a LIKE pattern
 /// it does not know yet into an index range, and would read all of the owner's contacts.
-pub async fn autocomplete(db: &PgPool, owner: Owner, typed: &str) -> crate::Result<Vec<Suggestion>> {
+pub async fn autocomplete(db: &mut PgConnection, owner: Owner, typed: &str) -> crate::Result<Vec<Suggestion>> {
     let prefix = format!("{}%", like_escape(typed));
     let mut found: Vec<Suggestion> =
-        sqlx::query_as(PREFIXES).bind(owner).bind(&prefix).persistent(false).fetch_all(db).await?;
+        sqlx::query_as(PREFIXES).bind(owner).bind(&prefix).persistent(false).fetch_all(&mut *db).await?;
     if found.len() == SUGGESTIONS || typed.chars().count() < 3 {
         return Ok(found);
     }
     let anywhere = format!("%{}%", like_escape(typed));
-    let near: Vec<Suggestion> =
-        sqlx::query_as(APPROXIMATE).bind(owner).bind(typed).bind(anywhere).persistent(false).fetch_all(db).await?;
+    let near: Vec<Suggestion> = sqlx::query_as(APPROXIMATE)
+        .bind(owner)
+        .bind(typed)
+        .bind(anywhere)
+        .persistent(false)
+        .fetch_all(&mut *db)
+        .await?;
     for suggestion in near {
         if found.len() == SUGGESTIONS {
             break;

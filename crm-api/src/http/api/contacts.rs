@@ -283,7 +283,12 @@ pub async fn autocomplete(
     let Some(typed) = optional(Some(q), "q", 100)?.map(|q| q.to_lowercase()) else {
         return Ok(Json(Suggestions { suggestions: Vec::new() }));
     };
-    let suggestions = contacts::autocomplete(&state.db, user.owner(), &typed).await?;
+    // On the contact pages' connections: the pool adds a round trip to each query as its
+    // connection comes back (see `borcelle_store::lane`).
+    let mut conn = state.contact_pages.acquire().await?;
+    let found = contacts::autocomplete(&mut conn, user.owner(), &typed).await;
+    conn.settle(found.as_ref().err());
+    let suggestions = found?;
     Ok(Json(Suggestions { suggestions }))
 }
 
