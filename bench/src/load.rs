@@ -81,6 +81,8 @@ pub struct Stats {
     /// Requests sent over the whole phase, warm-up included.
     pub sent: u64,
     pub window: Duration,
+    /// When the measured window began and ended.
+    pub measured: Option<(Instant, Instant)>,
     /// Microseconds, sorted.
     latencies: Vec<u32>,
     per_class: Vec<Vec<u32>>,
@@ -132,8 +134,12 @@ pub async fn run<W: Workload>(target: &Target, workload: Arc<W>, spec: LoadSpec)
         let (target, workload) = (target.clone(), workload.clone());
         connections.spawn(async move { connection(target, workload, id, measure_from, end).await });
     }
-    let mut stats =
-        Stats { window: spec.duration, per_class: vec![Vec::new(); workload.classes()], ..Stats::default() };
+    let mut stats = Stats {
+        window: spec.duration,
+        measured: Some((measure_from, end)),
+        per_class: vec![Vec::new(); workload.classes()],
+        ..Stats::default()
+    };
     while let Some(joined) = connections.join_next().await {
         let result = joined.context("a load connection panicked")??;
         stats.ok += result.ok;
