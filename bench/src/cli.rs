@@ -297,7 +297,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let as_reader = Target::new(serve.addr, &reader.cookie, &reader.csrf)?;
     let list =
         phase("contact list, 50 a page", &db, &serve, &rss, &as_reader, ListContacts, spec(args.connections)).await?;
-    let list_alone = pgbench::beside(&alone(args.connections), &db, Ok(scripts::list(reader_id, args.contacts))).await;
+    let list_alone = pgbench::beside(&alone(args.connections), &db, scripts::list(reader_id, args.contacts)).await;
     let mut database_limits =
         DatabaseLimits { create: create_alone, list: list_alone, autocomplete: None, autocomplete_prepared: None };
     let pages = phase(

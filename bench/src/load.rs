@@ -89,7 +89,8 @@ pub struct Stats {
     pub first_error: Option<String>,
 }
 
-fn percentile_of(sorted: &[u32], p: f64) -> Duration {
+/// The `p`th percentile of sorted microseconds (nearest rank).
+pub(crate) fn percentile_of(sorted: &[u32], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -19,7 +19,7 @@ use tokio::process::Command;
 use uuid::Uuid;
 
 use crate::cli::say;
-use crate::load::LoadSpec;
+use crate::load::{LoadSpec, percentile_of};
 use crate::probe::{CpuMeter, CpuUse};
 
 /// How pgbench sends its statements (`-M`).
@@ -64,7 +64,7 @@ pub struct Work {
     /// `-D name=value`.
     pub variables: Vec<(String, String)>,
     /// Serve's statements the scripts are made of, as serve sends them.
-    pub server_sql: Vec<(&'static str, &'static str)>,
+    pub server_sql: Vec<(&'static str, String)>,
     pub classes: usize,
 }
 
@@ -96,14 +96,6 @@ pub struct DbRun {
     pub cpu: CpuUse,
     /// Whether each of serve's statements was among those serve's connections last ran.
     pub seen: Vec<(&'static str, bool)>,
-}
-
-fn percentile_of(sorted: &[u32], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Duration::from_micros(u64::from(sorted[rank.clamp(1, sorted.len()) - 1]))
 }
 
 impl DbRun {

@@ -1,24 +1,25 @@
 //! The pgbench scripts: serve's own statements for a page of contacts, a new contact and an
-//! autocomplete, as serve sends them (copied from `borcelle-store`, checked against what serve ran:
-//! see [`super::seen`]), with each `$n` turned into a pgbench variable.
+//! autocomplete, as serve sends them (the store's own text; the insert, a `query_as!` literal
+//! there, copied), checked against what serve ran (see [`super::seen`]), with each `$n` turned
+//! into a pgbench variable.
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use borcelle_store::contacts::{self, APPROXIMATE, After, ListQuery, PREFIXES, Sort, SortKey};
+
 use super::{Mode, Script, Work};
 use crate::workloads::AUTOCOMPLETE_CLASSES;
 
-/// `contacts::list` for the API's first page (50 contacts by name: one more row is read to know
-/// that a next page exists), as its `QueryBuilder` writes it.
-pub const LIST_FIRST: &str = "SELECT id, name, first_name, last_name, email, phone, company, address, tax_id, tags, \
-                              notes, created_at, updated_at, lower(name) AS name_key FROM contacts WHERE owner_id = \
-                              (SELECT $1) ORDER BY lower(name) ASC, id ASC LIMIT 51";
-
-/// The same for every page after the first: the rows after the previous page's last.
-pub const LIST_AFTER: &str = "SELECT id, name, first_name, last_name, email, phone, company, address, tax_id, tags, \
-                              notes, created_at, updated_at, lower(name) AS name_key FROM contacts WHERE owner_id = \
-                              (SELECT $1) AND (lower(name), id) > ((SELECT $2), (SELECT $3)) ORDER BY lower(name) ASC, \
-                              id ASC LIMIT 51";
+/// `contacts::page` for the API's pages of 50 by name (one more row is read to know that a next
+/// page exists): the first page, and every page after it (the rows after the previous page's
+/// last), as the store writes them.
+fn list_sql() -> anyhow::Result<(String, String)> {
+    let sort = Sort { key: SortKey::Name, descending: false };
+    let page = |after| ListQuery { sort, limit: 50, after, search: None, tag: None, backward: false };
+    let cursor = After { key: String::new(), id: Uuid::nil() };
+    Ok((contacts::page_sql(&page(None))?, contacts::page_sql(&page(Some(&cursor)))?))
+}
 
 /// `contacts::insert`, the one statement of `POST /api/v1/contacts` (the counter and the words of
 /// autocomplete are written by its triggers).
@@ -29,45 +30,6 @@ pub const INSERT: &str =
          ON CONFLICT (owner_id, email) DO NOTHING
          RETURNING id, name, first_name, last_name, email, phone, company, address, tax_id, tags, notes, created_at,
                    updated_at";
-
-/// `contacts::autocomplete`'s first statement: matches of the prefix ($2).
-pub const PREFIXES: &str = "WITH hits AS (
-         (SELECT id, 0 AS rank FROM contacts
-          WHERE owner_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
-          ORDER BY lower(name) USING ~<~, id LIMIT 10)
-         UNION ALL
-         (SELECT id, 1 FROM contacts
-          WHERE owner_id = $1 AND email LIKE $2 ESCAPE '\\' ORDER BY email USING ~<~ LIMIT 10)
-         UNION ALL
-         (SELECT id, 1 FROM contacts
-          WHERE owner_id = $1 AND lower(company) LIKE $2 ESCAPE '\\' ORDER BY lower(company) USING ~<~ LIMIT 10)
-         UNION ALL
-         (SELECT contact_id, 2 FROM contact_words
-          WHERE owner_id = $1 AND word LIKE $2 ESCAPE '\\' ORDER BY word, contact_id LIMIT 20)
-     )
-     SELECT c.id, c.name, c.email, c.company
-     FROM (SELECT id, min(rank) AS rank FROM hits GROUP BY id) h
-     JOIN contacts c ON c.id = h.id AND c.owner_id = $1
-     ORDER BY h.rank, lower(c.name), c.id
-     LIMIT 10";
-
-/// Its second, run when the prefix found fewer than ten contacts and at least three characters
-/// were typed: words like the input ($2 as typed, $3 the infix pattern).
-pub const APPROXIMATE: &str = "WITH near AS (
-         SELECT word, greatest(word_similarity($2, word), similarity($2, word),
-                               CASE WHEN word LIKE $3 ESCAPE '\\' THEN 0.5 ELSE 0 END) AS score,
-                similarity($2, word) AS closeness
-         FROM contact_vocabulary
-         WHERE owner_id = $1 AND ($2 <% word OR $2 % word OR word LIKE $3 ESCAPE '\\')
-         ORDER BY score DESC, closeness DESC, word LIMIT 10
-     )
-     SELECT c.id, c.name, c.email, c.company
-     FROM near n
-     CROSS JOIN LATERAL (SELECT contact_id FROM contact_words w WHERE w.owner_id = $1 AND w.word = n.word
-                         ORDER BY contact_id LIMIT 10) m
-     JOIN contacts c ON c.id = m.contact_id AND c.owner_id = $1
-     ORDER BY n.score DESC, n.closeness DESC, lower(c.name), c.id
-     LIMIT 20";
 
 /// A UUIDv7 (48-bit Unix milliseconds, version 7, random rest) made in SQL: serve makes the id of a
 /// new contact in Rust (`Uuid::now_v7`) and binds it, which pgbench cannot; like serve's, these ids
@@ -102,20 +64,21 @@ fn bind(sql: &str, params: &[&str]) -> String {
 /// last row of the page before (`\aset` keeps the last row read), and the first again after the
 /// last. pgbench cannot keep the 50th row of 51 as the cursor, so its pages start one row further
 /// on each time (51 rows apart, not 50): every statement is still one read of 51 rows after a key.
-pub fn list(owner: Uuid, contacts: i64) -> Work {
+pub fn list(owner: Uuid, contacts: i64) -> anyhow::Result<Work> {
     let pages = (contacts + 50) / 51;
-    let first = bind(LIST_FIRST, &[":owner::uuid"]);
-    let after = bind(LIST_AFTER, &[":owner::uuid", ":name_key::text", ":id::uuid"]);
+    let (first_sql, after_sql) = list_sql()?;
+    let first = bind(&first_sql, &[":owner::uuid"]);
+    let after = bind(&after_sql, &[":owner::uuid", ":name_key::text", ":id::uuid"]);
     let text =
         format!("\\if :page = 0\n{first}\n\\aset\n\\else\n{after}\n\\aset\n\\endif\n\\set page (:page + 1) % :pages\n");
-    Work {
+    Ok(Work {
         what: "contact list, 50 a page",
         mode: Mode::Prepared,
         scripts: vec![Script { name: "list.sql".to_owned(), text, class: 0 }],
         variables: vec![("owner".to_owned(), owner.to_string()), var("page", 0), var("pages", pages.max(1))],
-        server_sql: vec![("first page", LIST_FIRST), ("next pages", LIST_AFTER)],
+        server_sql: vec![("first page", first_sql), ("next pages", after_sql)],
         classes: 1,
-    }
+    })
 }
 
 /// New contacts with the create phase's fields (`Created Person <client> <n>`, its phone, company
@@ -155,7 +118,7 @@ pub fn create(owner: Uuid) -> Work {
             ("company".to_owned(), "Bench Co".to_owned()),
             ("tags".to_owned(), "{created,bench}".to_owned()),
         ],
-        server_sql: vec![("insert", INSERT)],
+        server_sql: vec![("insert", INSERT.to_owned())],
         classes: 1,
     }
 }
@@ -197,7 +160,7 @@ pub fn autocomplete(owner: Uuid, inputs: &[(usize, &str, bool)], mode: Mode) -> 
         mode,
         scripts,
         variables,
-        server_sql: vec![("prefixes", PREFIXES), ("approximate", APPROXIMATE)],
+        server_sql: vec![("prefixes", PREFIXES.to_owned()), ("approximate", APPROXIMATE.to_owned())],
         classes: AUTOCOMPLETE_CLASSES.len(),
     }
 }

@@ -25,7 +25,7 @@ const SUGGESTIONS: usize = 10;
 /// emails and companies that do, then contacts with any word (of name, email or company) that
 /// does. Each group is read in order from a btree range with its own LIMIT, so the cost does not
 /// grow with the number of matches; only the ≤ 50 candidates are ranked.
-const PREFIXES: &str = "WITH hits AS (
+pub const PREFIXES: &str = "WITH hits AS (
          (SELECT id, 0 AS rank FROM contacts
           WHERE owner_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
           ORDER BY lower(name) USING ~<~, id LIMIT 10)
@@ -51,7 +51,7 @@ const PREFIXES: &str = "WITH hits AS (
 /// the word; or containing it), then up to ten contacts with each of them. The words come from the
 /// owner's vocabulary (distinct words), not from every contact, so a common word costs no more
 /// than a rare one.
-const APPROXIMATE: &str = "WITH near AS (
+pub const APPROXIMATE: &str = "WITH near AS (
          SELECT word, greatest(word_similarity($2, word), similarity($2, word),
                                CASE WHEN word LIKE $3 ESCAPE '\\' THEN 0.5 ELSE 0 END) AS score,
                 similarity($2, word) AS closeness

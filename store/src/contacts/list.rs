@@ -65,14 +65,6 @@ impl Page {
     pub fn contacts(&self) -> sqlx::Result<Vec<ContactRef<'_>>> {
         self.rows.iter().map(ContactRef::from_row).collect()
     }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 /// A contact of a page, read in place from its row: serialises exactly as [`Contact`] does.
@@ -213,6 +205,32 @@ pub async fn list(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
 
 /// One page as [`list`] reads it, its contacts left in their rows.
 pub async fn page(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) -> Result<Page, ListError> {
+    let mut sql = statement(owner, query)?;
+    // Collected into room for the whole page at once rather than a vector grown row by row.
+    let limit = usize::try_from(query.limit).unwrap_or_default();
+    let mut rows: Vec<PgRow> = Vec::with_capacity(limit + 1);
+    let mut stream = sql.build().fetch(db);
+    while let Some(row) = stream.try_next().await? {
+        rows.push(row);
+    }
+    // The extra row only says that there is a page beyond (after it, or before it backward).
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let cursor = query.after.is_some();
+    if query.backward {
+        rows.reverse();
+    }
+    let (last, first) = if query.backward { (cursor, more) } else { (more, cursor) };
+    let edge = |row: Option<&PgRow>| row.map(|row| after(row, query.sort)).transpose();
+    let next = if last { edge(rows.last()) } else { Ok(None) };
+    let prev = if first { edge(rows.first()) } else { Ok(None) };
+    let err = |err: sqlx::Error| ListError::Db(err.into());
+    Ok(Page { next: next.map_err(err)?, prev: prev.map_err(err)?, rows })
+}
+
+/// The statement of a page in `query`, its values bound (`$1` the owner, then the filters' and the
+/// cursor's).
+fn statement(owner: Owner, query: &ListQuery<'_>) -> Result<QueryBuilder<Postgres>, ListError> {
     let (key, by_time) = match query.sort.key {
         SortKey::Name => ("lower(name)", false),
         SortKey::Created => ("created_at", true),
@@ -252,26 +270,13 @@ pub async fn page(db: impl PgExecutor<'_>, owner: Owner, query: &ListQuery<'_>) 
     // plan PostgreSQL caches for this statement is as cheap as one made for each call, so it is
     // planned once per connection rather than at every page.
     sql.push(format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", query.limit + 1));
-    // Collected into room for the whole page at once rather than a vector grown row by row.
-    let limit = usize::try_from(query.limit).unwrap_or_default();
-    let mut rows: Vec<PgRow> = Vec::with_capacity(limit + 1);
-    let mut stream = sql.build().fetch(db);
-    while let Some(row) = stream.try_next().await? {
-        rows.push(row);
-    }
-    // The extra row only says that there is a page beyond (after it, or before it backward).
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let cursor = query.after.is_some();
-    if query.backward {
-        rows.reverse();
-    }
-    let (last, first) = if query.backward { (cursor, more) } else { (more, cursor) };
-    let edge = |row: Option<&PgRow>| row.map(|row| after(row, query.sort)).transpose();
-    let next = if last { edge(rows.last()) } else { Ok(None) };
-    let prev = if first { edge(rows.first()) } else { Ok(None) };
-    let err = |err: sqlx::Error| ListError::Db(err.into());
-    Ok(Page { next: next.map_err(err)?, prev: prev.map_err(err)?, rows })
+    Ok(sql)
+}
+
+/// The SQL text [`page`] sends for `query` (its values as `$n`): for tools that run serve's own
+/// statement beside it (the bench's pgbench scripts).
+pub fn page_sql(query: &ListQuery<'_>) -> Result<String, ListError> {
+    Ok(statement(Owner::new(Uuid::nil()), query)?.into_string())
 }
 
 #[derive(Debug, thiserror::Error)]
