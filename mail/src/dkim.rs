@@ -124,11 +124,6 @@ impl DkimSigner {
         &self.domain
     }
 
-    /// Whether a signature costs enough CPU to keep it off the async workers (RSA does).
-    pub fn is_slow(&self) -> bool {
-        self.public_key.algorithm() == DkimAlgorithm::Rsa
-    }
-
     /// The public half, as DNS must publish it.
     pub fn public_key(&self) -> &DkimPublicKey {
         &self.public_key

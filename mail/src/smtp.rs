@@ -3,7 +3,6 @@
 //! signing when configured, and what a refusal means (see [`classify`]).
 
 use std::error::Error as _;
-use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use lettre::Message;
@@ -31,8 +30,8 @@ const LIST_UNSUBSCRIBE_POST: HeaderName = HeaderName::new_from_ascii_str("List-U
 
 pub struct SmtpTransport {
     pool: Pool,
-    /// Signs every message when set (shared with the blocking threads that sign with RSA).
-    dkim: Option<Arc<DkimSigner>>,
+    /// Signs every message when set.
+    dkim: Option<DkimSigner>,
 }
 
 impl SmtpTransport {
@@ -62,7 +61,7 @@ impl SmtpTransport {
             credentials,
             timeout: settings.timeout,
         };
-        Ok(Self { pool: Pool::new(connector, settings.pool_size), dkim: dkim.map(Arc::new) })
+        Ok(Self { pool: Pool::new(connector, settings.pool_size), dkim })
     }
 }
 
@@ -148,28 +147,6 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, MailError> {
         .map_err(|err| MailError::Permanent(format!("building the message: {err}")))
 }
 
-impl SmtpTransport {
-    /// The message as it is sent: signed when DKIM is on. An RSA signature takes a fraction of a
-    /// millisecond of CPU, still enough to make it on a blocking thread rather than on the async
-    /// workers that also serve HTTP.
-    async fn message(&self, email: &OutgoingEmail) -> Result<(Envelope, Vec<u8>), MailError> {
-        match &self.dkim {
-            None => build(email, None),
-            Some(dkim) if !dkim.is_slow() => build(email, Some(dkim)),
-            Some(dkim) => {
-                let dkim = Arc::clone(dkim);
-                let email = email.clone();
-                match tokio::task::spawn_blocking(move || build(&email, Some(&dkim))).await {
-                    Ok(built) => built,
-                    Err(err) if err.is_panic() => Err(MailError::Permanent(format!("signing the message: {err}"))),
-                    // The runtime is shutting down: the message goes on a later run.
-                    Err(err) => Err(MailError::Transient(format!("signing the message: {err}"))),
-                }
-            }
-        }
-    }
-}
-
 impl MailTransport for SmtpTransport {
     fn name(&self) -> &'static str {
         "smtp"
@@ -178,7 +155,13 @@ impl MailTransport for SmtpTransport {
     fn send<'a>(&'a self, email: &'a OutgoingEmail) -> BoxFuture<'a, Result<Delivery, MailError>> {
         Box::pin(async move {
             let slot = self.pool.slot().await?;
-            let (envelope, bytes) = self.message(email).await?;
+            // Built and signed right here, on the async worker, RSA included: handing each RSA
+            // signature (a quarter to a third of a millisecond of CPU) to a blocking thread cost
+            // about 0.1 ms of CPU more per message in thread hand-overs and a copy of the email,
+            // and a quarter of signed delivery's rate (BENCHMARKS.md). A send waits at most one
+            // signature per task ahead of it; while the web is busy the engine sends at its
+            // yielding rate (`delivery::web`), so requests rarely queue behind signatures.
+            let (envelope, bytes) = build(email, self.dkim.as_ref())?;
             let response = self.pool.send(slot, &envelope, &bytes).await?;
             let reply: Vec<&str> = response.message().collect();
             Ok(Delivery { provider_id: format!("{} {}", response.code(), reply.join(" ")) })
