@@ -68,6 +68,26 @@ struct Connection {
     smtp: AsyncSmtpConnection,
     pipelining: bool,
     idle_since: Instant,
+    _open: Counted,
+}
+
+/// A connection's place in the pool's count of open ones, given up when the connection is dropped
+/// for whatever reason: closed, broken, expired, or its send aborted mid-transaction (a count kept
+/// by hand missed the last, and a pool that counted connections it no longer had took a restarting
+/// server's `421` for "no more than you have" and gave up slots it needed).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(open))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A bounded pool of connections to one server.
@@ -76,8 +96,8 @@ pub(super) struct Pool {
     hello: ClientId,
     idle: Mutex<Vec<Connection>>,
     slots: Arc<Semaphore>,
-    /// Connections open now, idle or sending.
-    open: AtomicUsize,
+    /// Connections open now, idle or sending (see [`Counted`]).
+    open: Arc<AtomicUsize>,
 }
 
 /// The right to one connection of the pool for one send.
@@ -102,7 +122,7 @@ impl Pool {
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size)),
-            open: AtomicUsize::new(0),
+            open: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -149,12 +169,8 @@ impl Pool {
                     self.put_back(connection);
                     return Err(err);
                 }
-                Err(Failure::Broken(err)) => {
-                    self.open.fetch_sub(1, Ordering::Relaxed);
-                    return Err(err);
-                }
+                Err(Failure::Broken(err)) => return Err(err),
                 Err(Failure::Closed(err)) => {
-                    self.open.fetch_sub(1, Ordering::Relaxed);
                     tracing::debug!(error = %err, "an idle SMTP connection was closed by the server; sending on a new one");
                 }
             }
@@ -167,7 +183,6 @@ impl Pool {
             if connection.idle_since.elapsed() < IDLE_TIMEOUT {
                 return Some(connection);
             }
-            self.open.fetch_sub(1, Ordering::Relaxed);
         }
         None
     }
@@ -218,10 +233,10 @@ impl Pool {
             if let Some(credentials) = &connector.credentials {
                 smtp.auth(MECHANISMS, credentials).await.map_err(|err| failure(&err))?;
             }
-            Ok(Connection { smtp, pipelining, idle_since: Instant::now() })
+            Ok((smtp, pipelining))
         };
-        let connection = timed(connector.timeout, "connecting", step).await?;
-        self.open.fetch_add(1, Ordering::Relaxed);
+        let (smtp, pipelining) = timed(connector.timeout, "connecting", step).await?;
+        let connection = Connection { smtp, pipelining, idle_since: Instant::now(), _open: Counted::new(&self.open) };
         tracing::debug!(host = %connector.host, pipelining = connection.pipelining, "SMTP connection opened");
         Ok(connection)
     }

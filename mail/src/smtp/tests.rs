@@ -300,3 +300,90 @@ async fn concurrent_sends_share_the_pool_and_never_exceed_it() {
     assert_eq!(delivered.len(), 400, "every message once");
     assert!(seen.connections.load(Relaxed) <= 4, "{} connections", seen.connections.load(Relaxed));
 }
+
+/// A server whose first connection goes silent after `MAIL` (a send stuck mid-transaction), whose
+/// second greets with `421` (a server restarting), and whose later ones take mail. Returns the
+/// port, a signal that the first `MAIL` arrived, and the recipients delivered.
+async fn silent_then_restarting_server() -> (u16, tokio::sync::oneshot::Receiver<()>, std::sync::Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (mail_arrived, got_mail) = tokio::sync::oneshot::channel();
+    let seen = std::sync::Arc::new(Seen::default());
+    let state = seen.clone();
+    tokio::spawn(async move {
+        let mut mail_arrived = Some(mail_arrived);
+        for connection in 1.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            if connection == 2 {
+                let _ = write.write_all(b"421 4.3.2 restarting, try again later\r\n").await;
+                continue;
+            }
+            let mut signal = if connection == 1 { mail_arrived.take() } else { None };
+            let seen = state.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 restarting ESMTP\r\n").await.unwrap();
+                let mut to = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let command = line.to_ascii_uppercase();
+                    if command.starts_with("MAIL")
+                        && let Some(signal) = signal.take()
+                    {
+                        // Silent from here on: the client waits for a reply that never comes.
+                        let _ = signal.send(());
+                        let _ = tokio::io::copy(&mut lines.into_inner(), &mut tokio::io::sink()).await;
+                        return;
+                    }
+                    let reply = if command.starts_with("EHLO") {
+                        "250-restarting\r\n250 ENHANCEDSTATUSCODES"
+                    } else if command.starts_with("RCPT") {
+                        to.push(line.split_once(':').unwrap().1.trim_matches(|c| c == '<' || c == '>').to_owned());
+                        "250 2.1.5 ok"
+                    } else if command.starts_with("DATA") {
+                        write.write_all(b"354 go ahead\r\n").await.unwrap();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                        }
+                        seen.delivered.lock().unwrap().append(&mut to);
+                        "250 2.0.0 queued"
+                    } else {
+                        "250 2.0.0 ok"
+                    };
+                    if write.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, got_mail, seen)
+}
+
+#[tokio::test]
+async fn a_send_aborted_mid_transaction_leaves_no_connection_counted_so_a_restarting_server_costs_no_slot() {
+    let (port, got_mail, seen) = silent_then_restarting_server().await;
+    let transport = std::sync::Arc::new(transport_to(port, 1));
+
+    // A send stuck waiting for the reply to MAIL is aborted, as the delivery engine aborts the
+    // sends still running when its grace period is over.
+    let stuck = tokio::spawn({
+        let transport = transport.clone();
+        async move { transport.send(&email_to("stuck@example.org")).await }
+    });
+    got_mail.await.unwrap();
+    stuck.abort();
+    assert!(stuck.await.unwrap_err().is_cancelled());
+
+    // The next connection is refused with 421. With no connection open, that is the server being
+    // unavailable, not a limit on connections: the pool keeps its one slot.
+    let refused = transport.send(&email_to("refused@example.org")).await;
+    assert!(matches!(&refused, Err(MailError::Transient(text)) if text.contains("421")), "{refused:?}");
+
+    // So the next send goes at once (a slot given up would hold it for a minute).
+    let next = tokio::time::timeout(Duration::from_secs(10), transport.send(&email_to("next@example.org"))).await;
+    assert!(matches!(next, Ok(Ok(_))), "{next:?}");
+    assert_eq!(*seen.delivered.lock().unwrap(), ["next@example.org"]);
+}
