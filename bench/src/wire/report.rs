@@ -49,11 +49,12 @@ impl WireReport {
         delivery::median(&runs)
     }
 
-    /// The median ceiling, messages per second.
+    /// The median ceiling, messages per second (of an even number, the slower middle one, as for
+    /// the runs).
     fn ceiling(&self) -> Option<f64> {
         let mut rates: Vec<f64> = self.ceilings.iter().map(Ceiling::per_sec).collect();
         rates.sort_by(f64::total_cmp);
-        rates.get(rates.len() / 2).copied()
+        rates.get(rates.len().saturating_sub(1) / 2).copied()
     }
 
     fn label(variant: Variant) -> &'static str {
@@ -170,9 +171,9 @@ impl WireReport {
         }
         let _ = writeln!(
             md,
-            "Measured {} on {} at commit {}; load average at start {}, at end {}. Rates are medians over the rounds; \
-             CPU is user + system time over wall time (100 % = one core); machine busy is the share of both cores in \
-             use by anything.\n",
+            "Measured {} on {} at commit {}; load average at start {}, at end {}. Rates are medians over the rounds \
+             (of an even number of rounds, the slower middle one); CPU is user + system time over wall time \
+             (100 % = one core); machine busy is the share of both cores in use by anything.\n",
             self.date,
             self.cpu,
             self.commit,
