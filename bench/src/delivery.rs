@@ -195,7 +195,13 @@ pub async fn end_to_end(
 pub fn median(runs: &[Run]) -> Option<Run> {
     let mut sorted = runs.to_vec();
     sorted.sort_by(|a, b| a.per_sec().total_cmp(&b.per_sec()));
-    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+    sorted.get(median_index(sorted.len())).copied()
+}
+
+/// The index of the median in `len` values sorted slowest first: of an even number, the slower
+/// middle one, so that one good round never passes a floor for both.
+pub fn median_index(len: usize) -> usize {
+    len.saturating_sub(1) / 2
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ impl WireReport {
     fn ceiling(&self) -> Option<f64> {
         let mut rates: Vec<f64> = self.ceilings.iter().map(Ceiling::per_sec).collect();
         rates.sort_by(f64::total_cmp);
-        rates.get(rates.len().saturating_sub(1) / 2).copied()
+        rates.get(delivery::median_index(rates.len())).copied()
     }
 
     fn label(variant: Variant) -> &'static str {

@@ -73,7 +73,9 @@ fn bulk_email(to: &str) -> OutgoingEmail {
         to: Mailbox { name: Some("Ada Lovelace".to_owned()), email: to.to_owned() },
         reply_to: Some(Mailbox { name: Some("Owner".to_owned()), email: "owner@example.com".to_owned() }),
         subject: "DKIM over SMTP".to_owned(),
-        text: "Hello Ada,\n\nthis message is signed.\n".to_owned(),
+        // Lines that start with a dot, one of them alone: SMTP's data ends at a lone dot unless
+        // the client doubles each leading one, and the server takes it off again.
+        text: "Hello Ada,\n\nthis message is signed.\n.\n..two dots\n.one dot\n".to_owned(),
         html: "<p>Hello Ada,</p><p>this message is signed.</p>".to_owned(),
         message_id: format!("<{}@borcelle.test>", unique("m")),
         date: SystemTime::now(),
@@ -168,6 +170,10 @@ async fn mail_signed_with_a_generated_key_verifies_at_the_receiver_against_the_p
             assert!(signed.iter().any(|h| h.eq_ignore_ascii_case(header)), "{header} is signed: {signed:?}");
         }
         assert!(bulk.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{bulk}");
+        assert!(
+            bulk.replace("\r\n", "\n").contains("signed.\n.\n..two dots\n.one dot\n"),
+            "the lines that start with a dot arrive as written: {bulk}"
+        );
 
         let account =
             send_signed(&smtp, &settings, account_email(&format!("dkim-account-{algorithm}@example.com"))).await;

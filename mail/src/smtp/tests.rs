@@ -387,3 +387,42 @@ async fn a_send_aborted_mid_transaction_leaves_no_connection_counted_so_a_restar
     assert!(matches!(next, Ok(Ok(_))), "{next:?}");
     assert_eq!(*seen.delivered.lock().unwrap(), ["next@example.org"]);
 }
+
+/// What a server takes from the data of a transaction (RFC 5321 §4.5.2): lines up to the one that
+/// is a lone dot, each without one leading dot; `None` when the data never ends.
+fn received_data(wire: &str) -> Option<String> {
+    let mut data = String::new();
+    let mut rest = wire;
+    loop {
+        let (line, next) = rest.split_once("\r\n")?;
+        if line == "." {
+            return next.is_empty().then_some(data);
+        }
+        data.push_str(line.strip_prefix('.').unwrap_or(line));
+        data.push_str("\r\n");
+        rest = next;
+    }
+}
+
+#[test]
+fn lines_that_start_with_a_dot_are_stuffed_and_the_data_ends_once() {
+    for (message, wire) in [
+        ("Hi", "Hi\r\n.\r\n"),
+        (".", "..\r\n.\r\n"),
+        ("a\r\n.\r\nb", "a\r\n..\r\nb\r\n.\r\n"),
+        ("a\r\n..b\r\n", "a\r\n...b\r\n\r\n.\r\n"),
+        ("a\r.b\n.c", "a\r.b\n.c\r\n.\r\n"),
+    ] {
+        assert_eq!(pool::Content(message).to_string(), wire, "{message:?}");
+    }
+}
+
+proptest::proptest! {
+    /// Whatever the message (dots, CR, LF in any order, any text), the server takes exactly the
+    /// message, the end of its last line added, and the data ends where the write ends.
+    #[test]
+    fn the_server_takes_back_exactly_the_message(message in "[.\r\na é]{0,40}|(\\.?[a-z]{0,3}\r\n){0,8}\\.?[a-z.]{0,3}") {
+        let wire = pool::Content(&message).to_string();
+        proptest::prop_assert_eq!(received_data(&wire), Some(format!("{message}\r\n")), "{:?}", wire);
+    }
+}
