@@ -170,6 +170,15 @@ pub async fn run(spec: &SendSpec<'_>) -> anyhow::Result<DuringSend> {
         phase("contact create, during the send", db, serve, rss, spec.creator, creates, spec.load),
     )
     .await?;
+    // Read as the last phase ends, before the send goes back to full speed: whether it lasted the
+    // phases out (read after the quiet window, a fast machine had finished it by then).
+    let (status, progress) = spec.sender.get(&format!("/api/v1/tasks/{task}")).await?;
+    if status != 200 {
+        bail!("GET /api/v1/tasks/{task} answered {status}: {progress}");
+    }
+    let still_sending = progress["status"] != "done";
+    let sent_at_end = progress["sent"].as_u64().unwrap_or(0);
+    println!("    when the phase ended the task had sent {} of {total} ({})", sent_at_end, progress["status"]);
     // The engine yields to a busy web; once it has been quiet for longer than the engine's hold,
     // the send goes back to full speed.
     say("the web quiet again: the sink's rate for 5 s");
@@ -179,13 +188,6 @@ pub async fn run(spec: &SendSpec<'_>) -> anyhow::Result<DuringSend> {
         Ok(())
     })
     .await?;
-    let (status, progress) = spec.sender.get(&format!("/api/v1/tasks/{task}")).await?;
-    if status != 200 {
-        bail!("GET /api/v1/tasks/{task} answered {status}: {progress}");
-    }
-    let still_sending = progress["status"] != "done";
-    let sent_at_end = progress["sent"].as_u64().unwrap_or(0);
-    println!("    the task had sent {} of {total} ({})", sent_at_end, progress["status"]);
     Ok(DuringSend {
         recipients: spec.recipients,
         seed_time,
@@ -261,7 +263,8 @@ impl DuringSend {
              then one `POST /api/v1/messages` to the tag (answered in {:.1} s, once the {} ledger rows were \
              written; the first message reached the Rust sink {:.2} s later), the list load again while serve \
              delivers, and contact create (the creator's contacts) while it still delivers. The task had sent {} \
-             when the last phase ended ({}); serve was stopped with the rest of the send undelivered. Serve's peak \
+             when the last phase ended ({}); serve was stopped after the quiet window below, with whatever was left of \
+             the send undelivered. Serve's peak \
              RSS from the send's request to then: {:.1} MB. Delivery: serve's settings of the delivery runs above; \
              while its web is busy (200 requests a second or 8 in flight at once, and for a second after) serve's engine takes at \
              most `BORCELLE_DELIVERY_RATE_WHILE_WEB_BUSY` messages a second (default 100): with the web quiet \

@@ -1,10 +1,9 @@
 //! The SMTP clients the replies are sent with.
 //!
 //! - lettre (through borcelle-mail's pooled transport, the client serve itself sends with): the
-//!   send is timed from its call, before `NOOP` (lettre tests a pooled connection before reusing
-//!   it), `MAIL`, `RCPT` and `DATA`. lettre writes the message and the final `.` in two writes
-//!   without `TCP_NODELAY`, so Nagle's algorithm holds the `.` until the receiver acknowledges the
-//!   message, which a Linux receiver delays by up to 40 ms when it has nothing to answer yet.
+//!   send is timed from its call, before `MAIL`, `RCPT` and `DATA` (one by one: the receiver does
+//!   not offer PIPELINING), then the dot-stuffed message and the final `.` in one write, on a
+//!   pooled connection with `TCP_NODELAY` that is reused without a `NOOP`.
 //! - raw: a connection of its own per client with `TCP_NODELAY`, `MAIL`, `RCPT`, `DATA`, then the
 //!   message and the final `.` in one write, after which the end of `DATA` is timed exactly.
 
@@ -30,7 +29,7 @@ impl ClientKind {
             ClientKind::Lettre => {
                 "lettre 0.11's client through borcelle-mail's pooled transport, one pooled connection per client: \
                  TCP_NODELAY, no NOOP before reusing a connection, then MAIL, RCPT, DATA one by one (the receiver \
-                 does not offer PIPELINING), and the message and the final `.` in two writes"
+                 does not offer PIPELINING), then the dot-stuffed message and the final `.` in one write"
             }
             ClientKind::Raw => {
                 "the bench's own minimal SMTP client, one connection per client with TCP_NODELAY: MAIL, RCPT, DATA, \

@@ -329,10 +329,9 @@ impl InboundRun {
         );
         let timing = match self.client {
             ClientKind::Lettre => {
-                "Each reply is timed from the moment the bench calls lettre's send (before NOOP, MAIL, RCPT, DATA and \
-                 the message: the end of `DATA` comes some loopback round trips, and lettre's Nagle wait for the \
-                 final `.`, later, so (c) is an upper bound of the judged interval) to the `250`, and to the frame \
-                 of its event read off the socket."
+                "Each reply is timed from the moment the bench calls lettre's send (before MAIL, RCPT, DATA and the \
+                 message: the end of `DATA` comes three loopback round trips later, so (c) is an upper bound of the \
+                 judged interval) to the `250`, and to the frame of its event read off the socket."
             }
             ClientKind::Raw => {
                 "Each reply is timed from the start of its `MAIL` and from the moment its final `.` was written (the \

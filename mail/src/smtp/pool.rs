@@ -41,6 +41,10 @@ use crate::MailError;
 /// An idle connection older than this is closed rather than reused (servers close theirs after
 /// a few minutes; Postfix after 300 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Messages up to this size go with the end of their data in one write ([`Content`]): bulk mail
+/// without attachments. lettre writes `Content` through a string that grows as it is written,
+/// which for a large message would hold up to twice its size at once.
+const ONE_WRITE_MAX: usize = 64 * 1024;
 /// How long a slot the server refused stays given up.
 const REFUSED_SLOT_PAUSE: Duration = Duration::from_secs(60);
 /// lettre's own choice of mechanisms (PLAIN, then LOGIN), over TLS in practice.
@@ -301,11 +305,12 @@ impl Pool {
                 };
             }
         }
-        let sent = match std::str::from_utf8(message) {
-            // Content and end in one write.
-            Ok(text) => step(timeout, smtp.command(Content(text))).await,
-            // lettre's own (two writes); every message built here is ASCII or UTF-8.
-            Err(_) => step(timeout, smtp.message(message)).await,
+        let one_write = if message.len() <= ONE_WRITE_MAX { std::str::from_utf8(message).ok() } else { None };
+        let sent = match one_write {
+            Some(text) => step(timeout, smtp.command(Content(text))).await,
+            // lettre's own: the content, then the end, exactly sized (a message with attachments,
+            // where one more write is nothing next to its size).
+            None => step(timeout, smtp.message(message)).await,
         };
         match sent {
             Ok(response) => Ok(response),
