@@ -312,3 +312,44 @@ async fn listening_beyond_loopback_keeps_the_outbox_closed_by_default() {
     drop_database(&db_name);
     assert_eq!(status, Some(401), "the outbox needs an admin when others can reach the server");
 }
+
+/// RUST_LOG picks the levels whichever filter reads it (target directives, or span directives),
+/// and the JSON format writes one object per line: `migrate` of a missing database says, at info,
+/// that it created it.
+#[test]
+fn rust_log_sets_the_levels_of_the_json_log_lines() {
+    let created = |rust_log: Option<&str>| -> Vec<serde_json::Value> {
+        let (name, url) = fresh_database();
+        let mut command = Command::new(BIN);
+        command.arg("migrate").env("DATABASE_URL", &url).env("BORCELLE_LOG_FORMAT", "json");
+        match rust_log {
+            Some(directives) => command.env("RUST_LOG", directives),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let output = command.output().unwrap();
+        drop_database(&name);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: a JSON object per line: {line}"))
+            })
+            .filter(|line: &serde_json::Value| line["message"] == "created database")
+            .collect()
+    };
+    for shown in [
+        None,
+        Some(""),
+        Some("info"),
+        Some("warn,borcelle_store=info"),
+        Some("warn,[request]=debug,borcelle_store=info"),
+    ] {
+        let lines = created(shown);
+        assert_eq!(lines.len(), 1, "RUST_LOG={shown:?}: {lines:?}");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["target"], "borcelle_store::connect");
+    }
+    for hidden in ["warn", "info,borcelle_store=warn", "info,[request]=debug,borcelle_store=warn"] {
+        assert_eq!(created(Some(hidden)), Vec::<serde_json::Value>::new(), "RUST_LOG={hidden:?}");
+    }
+}
