@@ -130,19 +130,17 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::{Layer as _, Registry, fmt};
 
     let from_env = std::env::var("RUST_LOG").ok().filter(|directives| !directives.trim().is_empty());
+    let directives = from_env.as_deref().unwrap_or(DEFAULT_LOG);
     // Directives that only name targets and levels (the default's kind) filter as `Targets`, which
     // does nothing as a span is entered or left; `EnvFilter` looks each span up under a lock every
     // time (every poll of every request: about 2 % of serve's CPU on a page of contacts). Span and
-    // field directives need `EnvFilter`.
-    let filter: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> =
-        match from_env.as_deref().unwrap_or(DEFAULT_LOG).parse::<Targets>() {
-            Ok(targets) => targets.boxed(),
-            Err(_) => from_env
-                .as_deref()
-                .and_then(|directives| EnvFilter::try_new(directives).ok())
-                .unwrap_or_else(|| EnvFilter::new(DEFAULT_LOG))
-                .boxed(),
-        };
+    // field directives (`[…]`) need `EnvFilter`: `Targets` would take `[request]` for a target's
+    // name and ignore a field list, and say nothing.
+    let targets = if directives.contains('[') { None } else { directives.parse::<Targets>().ok() };
+    let filter: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match targets {
+        Some(targets) => targets.boxed(),
+        None => EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)).boxed(),
+    };
     let logs = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => logs.with(fmt::layer().with_writer(std::io::stderr)).init(),

@@ -313,7 +313,7 @@ async fn listening_beyond_loopback_keeps_the_outbox_closed_by_default() {
     assert_eq!(status, Some(401), "the outbox needs an admin when others can reach the server");
 }
 
-/// RUST_LOG picks the levels whichever filter reads it (target directives, or span directives),
+/// RUST_LOG picks the levels whichever filter reads it (target directives, or span directives too),
 /// and the JSON format writes one object per line: `migrate` of a missing database says, at info,
 /// that it created it.
 #[test]
@@ -352,4 +352,51 @@ fn rust_log_sets_the_levels_of_the_json_log_lines() {
     for hidden in ["warn", "info,borcelle_store=warn", "info,[request]=debug,borcelle_store=warn"] {
         assert_eq!(created(Some(hidden)), Vec::<serde_json::Value>::new(), "RUST_LOG={hidden:?}");
     }
+}
+
+/// A span directive shows what happens inside that span only: with `warn,[request]=debug`, serve's
+/// log has the debug lines of a request (tower-http's, inside the `request` span) and none of the
+/// info lines of its start. (tracing's `Targets` filter would read `[request]` as a target's name,
+/// match nothing and show neither.)
+#[tokio::test]
+async fn a_span_directive_in_rust_log_shows_the_debug_lines_of_requests_only() {
+    let (db_name, url) = fresh_database();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("BORCELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BORCELLE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,[request]=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            status = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The request's last line is written as its response goes; give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    drop_database(&db_name);
+    assert_eq!(status, Some(200));
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: a JSON object per line: {line}")))
+        .collect();
+    assert!(
+        lines.iter().any(|line| line["level"] == "DEBUG" && line["span"]["name"] == "request"),
+        "a debug line inside the request's span: {lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|line| line["level"] != "INFO" || line["span"]["name"] == "request"),
+        "no info line outside a request: {lines:#?}"
+    );
 }
