@@ -313,12 +313,19 @@ async fn listening_beyond_loopback_keeps_the_outbox_closed_by_default() {
     assert_eq!(status, Some(401), "the outbox needs an admin when others can reach the server");
 }
 
+/// Each line of a JSON log, parsed (a line that is not one JSON object fails the test).
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: a JSON object per line: {line}")))
+        .collect()
+}
+
 /// RUST_LOG picks the levels whichever filter reads it (target directives, or span directives too),
 /// and the JSON format writes one object per line: `migrate` of a missing database says, at info,
 /// that it created it.
 #[test]
 fn rust_log_sets_the_levels_of_the_json_log_lines() {
-    let created = |rust_log: Option<&str>| -> Vec<serde_json::Value> {
+    let created = |rust_log: Option<&str>| -> Vec<Value> {
         let (name, url) = fresh_database();
         let mut command = Command::new(BIN);
         command.arg("migrate").env("DATABASE_URL", &url).env("BORCELLE_LOG_FORMAT", "json");
@@ -329,12 +336,9 @@ fn rust_log_sets_the_levels_of_the_json_log_lines() {
         let output = command.output().unwrap();
         drop_database(&name);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: a JSON object per line: {line}"))
-            })
-            .filter(|line: &serde_json::Value| line["message"] == "created database")
+        json_lines(&String::from_utf8_lossy(&output.stderr))
+            .into_iter()
+            .filter(|line| line["message"] == "created database")
             .collect()
     };
     for shown in [
@@ -350,7 +354,7 @@ fn rust_log_sets_the_levels_of_the_json_log_lines() {
         assert_eq!(lines[0]["target"], "borcelle_store::connect");
     }
     for hidden in ["warn", "info,borcelle_store=warn", "info,[request]=debug,borcelle_store=warn"] {
-        assert_eq!(created(Some(hidden)), Vec::<serde_json::Value>::new(), "RUST_LOG={hidden:?}");
+        assert_eq!(created(Some(hidden)), Vec::<Value>::new(), "RUST_LOG={hidden:?}");
     }
 }
 
@@ -360,37 +364,13 @@ fn rust_log_sets_the_levels_of_the_json_log_lines() {
 /// match nothing and show neither.)
 #[tokio::test]
 async fn a_span_directive_in_rust_log_shows_the_debug_lines_of_requests_only() {
-    let (db_name, url) = fresh_database();
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("BORCELLE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("BORCELLE_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,[request]=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let mut status = None;
-    for _ in 0..200 {
-        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
-            status = Some(response.status().as_u16());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let envs = [("BORCELLE_LOG_FORMAT", "json".to_owned()), ("RUST_LOG", "warn,[request]=debug".to_owned())];
+    let served = serve_binary_with(None, &envs).await;
+    let health = reqwest::get(format!("{}/healthz", served.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
     // The request's last line is written as its response goes; give it a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    drop_database(&db_name);
-    assert_eq!(status, Some(200));
-    let lines: Vec<Value> = String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: a JSON object per line: {line}")))
-        .collect();
+    let lines = json_lines(&std::fs::read_to_string(&served.log).unwrap());
     assert!(
         lines.iter().any(|line| line["level"] == "DEBUG" && line["span"]["name"] == "request"),
         "a debug line inside the request's span: {lines:#?}"
