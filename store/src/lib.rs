@@ -11,6 +11,7 @@ mod connect;
 pub mod contacts;
 mod error;
 pub mod inbound;
+pub mod json;
 pub mod lane;
 pub mod login_devices;
 pub mod messages;

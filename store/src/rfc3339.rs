@@ -16,6 +16,20 @@ pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::
     }
 }
 
+/// Writes `at` as a JSON string into `out`: the same bytes as [`serialize`] through `serde_json`.
+pub fn write_json(at: &DateTime<Utc>, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 30];
+    match write(at, &mut buf) {
+        Some(len) => {
+            out.push(b'"');
+            out.extend_from_slice(&buf[..len]);
+            out.push(b'"');
+        }
+        // chrono's text, as `serialize` falls back to it (digits and signs: nothing to escape).
+        None => crate::json::write_str(out, &at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+    }
+}
+
 /// Writes the text into `buf` and returns its length, or `None` when chrono must do it.
 fn write(at: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
     let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
@@ -65,8 +79,13 @@ mod tests {
     #[derive(Serialize)]
     struct Ours(#[serde(serialize_with = "serialize")] DateTime<Utc>);
 
+    /// Through serde and written straight into a buffer alike.
     fn same_as_chrono(at: DateTime<Utc>) {
-        assert_eq!(serde_json::to_string(&Ours(at)).unwrap(), serde_json::to_string(&at).unwrap(), "{at:?}");
+        let chrono = serde_json::to_string(&at).unwrap();
+        assert_eq!(serde_json::to_string(&Ours(at)).unwrap(), chrono, "{at:?}");
+        let mut written = Vec::new();
+        write_json(&at, &mut written);
+        assert_eq!(String::from_utf8(written).unwrap(), chrono, "{at:?}");
     }
 
     #[test]

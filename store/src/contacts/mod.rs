@@ -3,6 +3,7 @@
 mod autocomplete;
 mod bulk;
 mod list;
+mod page_json;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,7 +16,7 @@ pub use autocomplete::{APPROXIMATE, PREFIXES, Suggestion, autocomplete};
 pub use bulk::{
     LastActivity, Selection, add_tag, count_selected, delete_selected, last_activity, remove_tag, selected_ids,
 };
-pub use list::{After, ContactRef, ListError, ListQuery, Listing, Page, Sort, SortKey, count, list, page, page_sql};
+pub use list::{After, ListError, ListQuery, Listing, Page, Sort, SortKey, count, list, page, page_sql};
 
 /// A contact's fields, checked and normalised (see the engine's contact rules), ready to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -153,14 +153,6 @@ pub struct Page {
     next_cursor: Option<String>,
 }
 
-/// [`Page`] as it is written: its contacts read in place from their rows.
-#[derive(Serialize)]
-struct PageOut<'r> {
-    contacts: Vec<contacts::ContactRef<'r>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<String>,
-}
-
 /// Turns a query-string rejection into a 422 that names the parameter: the path that prefixes the
 /// message (`count: invalid digit found in string`), else the backticked name (`missing field `q``).
 pub fn query_error(err: QueryRejection) -> AppError {
@@ -235,12 +227,17 @@ pub async fn list(
         ListError::Db(err) => err.into(),
     })?;
     let next_cursor = page.next.take().map(|after| Cursor::next(sort, after).encode());
-    // Serialised from the rows as PostgreSQL sent them (see `contacts::Page::contacts`), into a
+    // Written from the rows as PostgreSQL sent them (see `contacts::Page::write_json`), into a
     // buffer sized for the page up front (axum's `Json` starts at 128 bytes and copies its way up
-    // to a page's ~20 KiB).
-    let contacts = page.contacts().map_err(|err| AppError::from(borcelle_store::Error::from(err)))?;
-    let mut body = Vec::with_capacity(256 + contacts.len() * CONTACT_JSON_BYTES);
-    serde_json::to_writer(&mut body, &PageOut { contacts, next_cursor }).map_err(AppError::internal)?;
+    // to a page's ~20 KiB): the JSON of [`Page`].
+    let mut body = Vec::with_capacity(256 + page.len() * CONTACT_JSON_BYTES);
+    body.extend_from_slice(b"{\"contacts\":");
+    page.write_json(&mut body).map_err(|err| AppError::from(borcelle_store::Error::from(err)))?;
+    if let Some(cursor) = next_cursor {
+        body.extend_from_slice(b",\"next_cursor\":");
+        borcelle_store::json::write_str(&mut body, &cursor);
+    }
+    body.push(b'}');
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
