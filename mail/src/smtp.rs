@@ -110,7 +110,7 @@ pub(crate) fn build(email: &OutgoingEmail, dkim: Option<&DkimSigner>) -> Result<
     let message = build_message(email)?;
     let raw = message.formatted();
     let bytes = match dkim {
-        Some(dkim) => dkim.sign(&raw).map_err(|err| MailError::Permanent(format!("signing the message: {err}")))?,
+        Some(dkim) => dkim.sign(&raw).map_err(|err| MailError::Permanent(err.to_string()))?,
         None => raw,
     };
     let envelope = match &email.envelope_from {

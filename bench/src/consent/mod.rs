@@ -25,7 +25,7 @@ const SENDER: &str = "sender@bench.example";
 pub(crate) const TAG: &str = "consent";
 pub(crate) const WARMUP_TAG: &str = "warmup";
 pub(crate) const WARMUP_MESSAGES: usize = 200;
-const SELECTOR: &str = "bench";
+pub(crate) const SELECTOR: &str = "bench";
 
 /// B's subject.
 pub const SUBJECT: &str = "Hello {{ contact.first_name }}";
@@ -101,7 +101,7 @@ impl Variant {
     }
 
     /// The DKIM algorithm it signs with (`borcelle dkim generate --algorithm`).
-    fn dkim(self) -> Option<&'static str> {
+    pub(crate) fn dkim(self) -> Option<&'static str> {
         match self {
             Variant::Plain | Variant::Unsigned => None,
             Variant::Rsa => Some("rsa"),

@@ -8,6 +8,7 @@
 
 mod postfix;
 mod report;
+mod signing;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::server;
 
 pub use postfix::Ceiling;
 pub use report::{WireReport, WireRun, splice};
+pub use signing::Signing;
 
 /// What the phase runs with.
 pub struct WireSpec {
@@ -63,6 +65,9 @@ impl WireSpec {
     }
 }
 
+/// How long the signer alone signs, per algorithm.
+const SIGNING_TIME: Duration = Duration::from_secs(3);
+
 /// The variants measured: off (A), on with RSA-2048, on with Ed25519.
 const VARIANTS: [Variant; 3] = [Variant::Plain, Variant::Rsa, Variant::Ed25519];
 
@@ -74,9 +79,10 @@ pub async fn run(spec: &WireSpec) -> anyhow::Result<WireReport> {
     let result = measure(spec, &sink, &keys).await;
     sink.stop().await;
     let _ = std::fs::remove_dir_all(&keys);
-    let (ceilings, runs, million) = result?;
+    let (ceilings, signing, runs, million) = result?;
     Ok(WireReport {
         ceilings,
+        signing,
         runs,
         million,
         spec_messages: spec.messages,
@@ -90,7 +96,7 @@ pub async fn run(spec: &WireSpec) -> anyhow::Result<WireReport> {
     })
 }
 
-type Measured = (Vec<Ceiling>, Vec<WireRun>, Option<WireRun>);
+type Measured = (Vec<Ceiling>, Vec<Signing>, Vec<WireRun>, Option<WireRun>);
 
 async fn measure(spec: &WireSpec, sink: &postfix::PostfixSink, keys: &std::path::Path) -> anyhow::Result<Measured> {
     let setup = spec.sides(format!("{}_wire", spec.database), spec.messages);
@@ -107,13 +113,13 @@ async fn measure(spec: &WireSpec, sink: &postfix::PostfixSink, keys: &std::path:
         }
     }
     let measured = match started {
-        Ok(()) => rounds(spec, sink, &sides).await,
+        Ok(()) => rounds(spec, sink, &sides, keys).await,
         Err(err) => Err(err),
     };
     stop(spec, sides).await?;
-    let (ceilings, runs) = measured?;
+    let (ceilings, signing, runs) = measured?;
     let million = if spec.million > 0 { Some(million(spec, sink, keys).await?) } else { None };
-    Ok((ceilings, runs, million))
+    Ok((ceilings, signing, runs, million))
 }
 
 /// Stops the servers and drops their databases.
@@ -127,18 +133,37 @@ async fn stop(spec: &WireSpec, sides: Vec<Side>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A warm-up per variant, then per round: the ceiling, then each variant.
+/// A warm-up per variant and the signing ceiling of each signed one, then per round: the wire's
+/// ceiling, then each variant.
 async fn rounds(
     spec: &WireSpec,
     sink: &postfix::PostfixSink,
     sides: &[Side],
-) -> anyhow::Result<(Vec<Ceiling>, Vec<WireRun>)> {
+    keys: &std::path::Path,
+) -> anyhow::Result<(Vec<Ceiling>, Vec<Signing>, Vec<WireRun>)> {
     let timeout = Duration::from_secs(120).max(Duration::from_millis(spec.messages as u64 * 5));
     for side in sides {
         let content = side.variant.content();
         delivery::end_to_end(&side.session, consent::WARMUP_TAG, content, consent::WARMUP_MESSAGES, timeout)
             .await
             .with_context(|| format!("warming up {} (serve's log: {})", side.variant.label(), side.log.display()))?;
+    }
+    let mut signing = Vec::new();
+    for side in sides {
+        let Some(algorithm) = side.variant.dkim() else { continue };
+        let key_file = keys.join(format!("{algorithm}.pem"));
+        let variant = side.variant;
+        let measured =
+            tokio::task::spawn_blocking(move || signing::measure(variant, &key_file, SIGNING_TIME)).await??;
+        println!(
+            "    {}: the signer alone makes {} signatures/s ({} in {:.2} s on {} threads)",
+            side.variant.label(),
+            crate::report::thousands(measured.per_sec()),
+            measured.signatures,
+            measured.elapsed.as_secs_f64(),
+            measured.threads
+        );
+        signing.push(measured);
     }
     let (mut ceilings, mut runs) = (Vec::new(), Vec::new());
     for round in 1..=spec.rounds {
@@ -169,7 +194,7 @@ async fn rounds(
             runs.push(run);
         }
     }
-    Ok((ceilings, runs))
+    Ok((ceilings, signing, runs))
 }
 
 /// One send to the variant's tag, timed until the task is done; the sink's count is checked
