@@ -6,26 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly by design
 
-use borcelle_store::contacts::{self, After, ListQuery, Sort, SortKey};
+use borcelle_store::contacts::{self, After, ContactFields, ListQuery, Sort, SortKey};
 use borcelle_store::testing::TestDb;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use uuid::Uuid;
 
+/// A contact's fields as stored, and its times. Its email is lower-cased by PostgreSQL and made
+/// unique on insert (`email = lower(email)` is a constraint).
 #[derive(Debug, Clone)]
 struct Stored {
-    name: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    /// Lower-cased by PostgreSQL and made unique on insert (`email = lower(email)` is a constraint).
-    email: String,
-    phone: Option<String>,
-    company: Option<String>,
-    address: Option<String>,
-    tax_id: Option<String>,
-    tags: Vec<String>,
-    notes: String,
+    fields: ContactFields,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -70,16 +62,18 @@ fn stored() -> impl Strategy<Value = Stored> {
                 (address, tax_id, tags, notes),
                 (created_at, updated_at),
             )| Stored {
-                name,
-                first_name,
-                last_name,
-                email,
-                phone,
-                company,
-                address,
-                tax_id,
-                tags,
-                notes,
+                fields: ContactFields {
+                    name,
+                    first_name,
+                    last_name,
+                    email,
+                    phone,
+                    company,
+                    address,
+                    tax_id,
+                    tags,
+                    notes,
+                },
                 created_at,
                 updated_at,
             },
@@ -96,17 +90,17 @@ async fn check(db: &TestDb, contacts: Vec<Stored>) {
                      $12, $13, $14)",
         )
         .bind(owner.id())
-        .bind(&c.name)
-        .bind(&c.first_name)
-        .bind(&c.last_name)
-        .bind(&c.email)
+        .bind(&c.fields.name)
+        .bind(&c.fields.first_name)
+        .bind(&c.fields.last_name)
+        .bind(&c.fields.email)
         .bind(i.to_string())
-        .bind(&c.phone)
-        .bind(&c.company)
-        .bind(&c.address)
-        .bind(&c.tax_id)
-        .bind(&c.tags)
-        .bind(&c.notes)
+        .bind(&c.fields.phone)
+        .bind(&c.fields.company)
+        .bind(&c.fields.address)
+        .bind(&c.fields.tax_id)
+        .bind(&c.fields.tags)
+        .bind(&c.fields.notes)
         .bind(c.created_at)
         .bind(c.updated_at)
         .execute(&db.pool)

@@ -21,7 +21,7 @@ use crate::sink::{Sink, SinkKind};
 
 pub use report::{Comparison, ConsentRun, not_measured, splice};
 
-const SENDER: &str = "sender@bench.example";
+pub(crate) const SENDER: &str = "sender@bench.example";
 pub(crate) const TAG: &str = "consent";
 pub(crate) const WARMUP_TAG: &str = "warmup";
 pub(crate) const WARMUP_MESSAGES: usize = 200;

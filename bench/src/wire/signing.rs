@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use borcelle_mail::dkim::DkimSigner;
-use borcelle_mail::{DkimKey, DkimSettings};
+use borcelle_mail::merge::{ContactFields, MergeFields, MergeTemplate, SenderFields};
+use borcelle_mail::{DkimKey, DkimSettings, Mailbox, OutgoingEmail, Unsubscribe, build_message, templates};
 
 use crate::consent::{self, Variant};
 use crate::server::MAIL_DOMAIN;
@@ -29,8 +30,8 @@ impl Signing {
     }
 }
 
-/// Signs a message like those of the measured sends (its headers, a body of about 1 KB) with the
-/// key in `key_file`, on one thread per core, for `duration`.
+/// Signs a message like those of the measured sends ([`message`]) with the key in `key_file`, on
+/// one thread per core, for `duration`.
 pub fn measure(variant: Variant, key_file: &Path, duration: Duration) -> anyhow::Result<Signing> {
     let settings = DkimSettings {
         selector: consent::SELECTOR.to_owned(),
@@ -39,7 +40,7 @@ pub fn measure(variant: Variant, key_file: &Path, duration: Duration) -> anyhow:
     };
     let signer = DkimSigner::load(&settings, &format!("noreply@{MAIL_DOMAIN}"))
         .with_context(|| format!("loading the DKIM key {}", key_file.display()))?;
-    let message = message();
+    let message = message()?;
     signer.sign(&message)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let (signatures, stop) = (AtomicU64::new(0), AtomicBool::new(false));
@@ -60,22 +61,66 @@ pub fn measure(variant: Variant, key_file: &Path, duration: Duration) -> anyhow:
     Ok(Signing { variant, threads, signatures: signatures.into_inner(), elapsed: started.elapsed() })
 }
 
-/// A message as the consent variants send it: the headers serve signs, a personalised subject and
-/// the body rendered for one recipient, CRLF line ends.
-fn message() -> Vec<u8> {
-    let body = consent::BODY
-        .replace("{{ contact.first_name | default(\"there\") }}", "Camille")
-        .replace("{{ contact.company | default(\"your team\") }}", "Thompson & Co")
-        .replace("{{ contact.company | default(\"you\") }}", "Thompson & Co")
-        .replace("{{ sender.name }}", "Bench Sender")
-        .replace('\n', "\r\n");
-    format!(
-        "From: Bench Sender <noreply@{MAIL_DOMAIN}>\r\nReply-To: sender@bench.example\r\nTo: Camille Thompson \
-         <camille.thompson@example.com>\r\nSubject: Hello Camille\r\nDate: Sat, 05 Dec 2026 09:00:00 +0000\r\n\
-         Message-ID: <0a1b2c3d-4e5f-6789-abcd-ef0123456789@{MAIL_DOMAIN}>\r\nList-Unsubscribe: \
-         <http://127.0.0.1/u/0a1b2c3d4e5f6789abcdef0123456789>\r\nList-Unsubscribe-Post: \
-         List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
+/// A message as the consent variants send it, made by serve's own code: the subject and body
+/// merged for one recipient, rendered into text and HTML with the unsubscribe link, and built with
+/// the headers serve signs.
+fn message() -> anyhow::Result<Vec<u8>> {
+    let fields = MergeFields {
+        contact: ContactFields {
+            first_name: Some("Camille".to_owned()),
+            last_name: Some("Thompson".to_owned()),
+            name: "Camille Thompson".to_owned(),
+            email: "camille.thompson@example.com".to_owned(),
+            company: Some("Thompson & Co".to_owned()),
+            phone: None,
+            address: None,
+            tags: Vec::new(),
+        },
+        sender: SenderFields { name: "Bench Sender".to_owned(), email: consent::SENDER.to_owned() },
+    };
+    let merged = MergeTemplate::parse(consent::SUBJECT, consent::BODY)?.render(&fields)?;
+    let link = "http://127.0.0.1/u/0a1b2c3d4e5f6789abcdef0123456789";
+    let rendered = templates::message(&fields.sender.name, &merged.subject, &merged.body, Some(link))?;
+    let email = OutgoingEmail {
+        from: Mailbox { name: Some("Bench Sender".to_owned()), email: format!("noreply@{MAIL_DOMAIN}") },
+        to: Mailbox { name: Some(fields.contact.name.clone()), email: fields.contact.email.clone() },
+        reply_to: Some(Mailbox { name: Some(fields.sender.name.clone()), email: fields.sender.email.clone() }),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        message_id: format!("<0a1b2c3d4e5f6789abcdef0123456789@{MAIL_DOMAIN}>"),
+        date: std::time::SystemTime::now(),
+        attachments: Vec::new(),
+        unsubscribe: Some(Unsubscribe { https: link.to_owned(), mailto: None }),
+        ledger_id: None,
+        envelope_from: None,
+    };
+    Ok(build_message(&email)?.formatted())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use borcelle_mail::dkim::{DkimAlgorithm, generate_key};
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn the_signer_alone_signs_a_personalised_multipart_message_with_each_key() {
+        let text = String::from_utf8(message().unwrap()).unwrap();
+        assert!(text.contains("Subject: Hello Camille\r\n"), "{text}");
+        assert!(text.contains("multipart/alternative") && text.contains("List-Unsubscribe-Post:"), "{text}");
+        assert!(text.contains("Thompson & Co"), "the body is merged for the recipient: {text}");
+        let dir = std::env::temp_dir().join(format!("borcelle-bench-signing-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (variant, algorithm) in [(Variant::Rsa, DkimAlgorithm::Rsa), (Variant::Ed25519, DkimAlgorithm::Ed25519)] {
+            let key_file = dir.join(format!("{}.pem", algorithm.as_str()));
+            std::fs::write(&key_file, generate_key(algorithm).unwrap().private_key_pem.expose_secret()).unwrap();
+            let signing = measure(variant, &key_file, Duration::from_millis(100)).unwrap();
+            assert!(signing.signatures > 0 && signing.per_sec() > 0.0, "{signing:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
