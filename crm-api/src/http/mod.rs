@@ -24,7 +24,6 @@ use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
@@ -61,17 +60,10 @@ pub fn router(state: AppState) -> Router {
                         .get::<RequestId>()
                         .and_then(|id| id.header_value().to_str().ok())
                         .unwrap_or("");
-                    tracing::info_span!("request", method = %request.method(), route, request_id = id)
+                    tracing::info_span!("request", method = request.method().as_str(), route, request_id = id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
-                // `same-origin`, not `no-referrer`: with no-referrer, Chromium sends `Origin: null`
-                // on same-origin form posts, which the CSRF guard must refuse. Other sites still
-                // get no referrer.
-                .layer(security_header(header::REFERRER_POLICY, "same-origin"))
-                .layer(security_header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-                .layer(security_header(header::CACHE_CONTROL, "no-store"))
+                .map_response(security_headers)
                 .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response())),
         )
         .with_state(state)
@@ -81,9 +73,28 @@ pub fn router(state: AppState) -> Router {
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Sets a header on every response that does not set it itself (static assets set their caching).
-fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+/// The headers every response carries unless it sets them itself (static assets set their
+/// caching). `same-origin`, not `no-referrer`, for the referrer: with no-referrer, Chromium sends
+/// `Origin: null` on same-origin form posts, which the CSRF guard must refuse. Other sites still
+/// get no referrer.
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
+    (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+];
+
+/// Adds [`SECURITY_HEADERS`] a response does not set, in one layer (five `SetResponseHeader`
+/// layers cost five nested futures on every request).
+fn security_headers<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if let header::Entry::Vacant(entry) = headers.entry(name) {
+            entry.insert(value);
+        }
+    }
+    response
 }
 
 /// Records each answer in the request metrics, keyed by the route template, and counts the

@@ -79,11 +79,11 @@ pub(super) fn write_contact(row: &PgRow, out: &mut Vec<u8>) -> sqlx::Result<()> 
             (Kind::Time, Some(bytes)) => {
                 let micros = <[u8; 8]>::try_from(bytes).map(i64::from_be_bytes).map_err(|_| short(index))?;
                 // Microseconds since 2000-01-01, PostgreSQL's epoch (`infinity` is out of range).
-                let at = micros
-                    .checked_add(946_684_800_000_000)
-                    .and_then(DateTime::from_timestamp_micros)
-                    .ok_or_else(|| bad(index, format!("{micros} µs from 2000 is out of range")))?;
-                rfc3339::write_json(&at, out);
+                let written =
+                    micros.checked_add(946_684_800_000_000).is_some_and(|unix| rfc3339::write_json_micros(unix, out));
+                if !written {
+                    return Err(bad(index, format!("{micros} µs from 2000 is out of range")));
+                }
             }
         }
     }
