@@ -140,13 +140,15 @@ impl WireReport {
              signature (RSA-2048 or Ed25519, keys made by `borcelle dkim generate`); \"off\" is a fixed text, no \
              list, unsigned. The ceiling is Postfix's `smtp-source` sending messages of 2 KB over {} connections \
              kept open (`-d`) into the same sink, run before each round. The signer's own ceiling is serve's DKIM \
-             signer (the same code and key) signing a message like the measured ones (merged, rendered and built by serve's own code), on \
-             one thread per core for 3 s with nothing else running: no signed delivery can be faster. Every run checks that the sink's counter \
-             moved by exactly the ledger's `sent` count, and that nothing failed.\n",
+             signer (the same code and key) signing a message like the measured ones (merged, rendered and built \
+             by serve's own code), on one thread per core for {} s with nothing else running: no signed delivery \
+             can be faster. Every run checks that the sink's counter moved by exactly the ledger's `sent` count, \
+             and that nothing failed.\n",
             thousands(self.spec_messages as f64),
             self.delivery_concurrency,
             self.smtp_pool_size,
-            self.ceilings.first().map_or(0, |c| c.sessions)
+            self.ceilings.first().map_or(0, |c| c.sessions),
+            super::SIGNING_TIME.as_secs()
         );
         md.push_str(
             "| round | what | messages | seconds | emails/s | queued in | sink counted | serve CPU | PostgreSQL CPU | \
