@@ -1,12 +1,15 @@
-//! Sending to contacts: validates a send, writes the task and its ledger rows in one transaction,
-//! wakes the delivery engine and tells the owner's open pages.
+//! Sending to contacts: validates a send, writes the task and its ledger rows (a send to tags in
+//! chunks, each committed on its own, so that delivery starts with the first), wakes the delivery
+//! engine and tells the owner's open pages.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use borcelle_store::tasks::{self, EnqueueError, NewTask, Recipients};
+use borcelle_store::tasks::{self, Advanced, EnqueueError, Enqueued, NewTask, Queueing, Recipients};
 use borcelle_store::{Owner, PgPool};
 use serde::Deserialize;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use borcelle_mail::merge::{MergeTemplate, Part};
@@ -167,11 +170,20 @@ pub struct Messaging {
     pub message_id_domain: String,
     /// The most one message's attachments may add up to, in bytes.
     pub attachments_max_bytes: u64,
+    /// Recipients of a send to tags written per transaction.
+    pub queue_chunk: i64,
+    /// How long a writer of a send's chunks holds it; a crashed writer's send is taken over after.
+    pub queue_lease: Duration,
 }
+
+/// How often `serve` looks for sends whose queueing stopped with their writer.
+pub const RESUME_EVERY: Duration = Duration::from_secs(5);
 
 impl Messaging {
     /// Queues a send: one transaction writes the task, its attachments and a `queued` ledger row
-    /// per recipient; then the delivery engine is woken and the owner's pages are told.
+    /// per recipient (of a send to tags, the first chunk of them); then the delivery engine is
+    /// woken and the owner's pages are told, and the rest of the chunks are written, each in a
+    /// transaction of its own, by a task that goes on if the request goes away.
     pub async fn send(&self, owner: Owner, outgoing: Outgoing<'_>) -> Result<Queued> {
         let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
         let domain = &self.message_id_domain;
@@ -183,7 +195,11 @@ impl Messaging {
             Chosen::Contacts(ids) => Recipients::Contacts(ids),
             Chosen::Tags(tags) => Recipients::Tags(tags),
         };
-        let enqueued = match tasks::enqueue(&mut tx, &task, chosen).await? {
+        let (enqueued, queueing) = match chosen {
+            Recipients::Tags(tags) => self.first_chunk(&mut tx, &task, tags).await?,
+            Recipients::Contacts(_) => (tasks::enqueue(&mut tx, &task, chosen).await?, false),
+        };
+        let enqueued = match enqueued {
             Ok(enqueued) => enqueued,
             // Another user's contact is simply not one of ours: not found, as everywhere.
             Err(EnqueueError::UnknownContacts(_)) => return Err(Error::NotFound("contact")),
@@ -206,8 +222,108 @@ impl Messaging {
         for (_, event) in finished {
             self.events.publish(event).await;
         }
-        tracing::info!(task = %task.id, total, suppressed = enqueued.suppressed, kind, attachments = attachments.len(), "send queued");
-        Ok(Queued { task_id: task.id, total, suppressed: enqueued.suppressed })
+        let (total, suppressed) = if queueing {
+            let this = self.clone();
+            let id = task.id;
+            // The rest goes on whatever becomes of the request.
+            match tokio::spawn(async move { this.queue_rest(id).await }).await {
+                Ok(Ok(Some(queued))) => (queued.total, queued.suppressed),
+                // Another writer finished it (this one stalled past its lease): its counts.
+                Ok(Ok(None)) => match tasks::get(&self.db, owner, id).await? {
+                    Some(task) => (task.total, task.suppressed),
+                    None => return Err(Error::NotFound("task")),
+                },
+                Ok(Err(err)) => return Err(err),
+                Err(err) => return Err(Error::Internal(Box::new(err))),
+            }
+        } else {
+            (total, enqueued.suppressed)
+        };
+        tracing::info!(task = %task.id, total, suppressed, kind, attachments = attachments.len(), "send queued");
+        Ok(Queued { task_id: task.id, total, suppressed })
+    }
+
+    /// Starts a send to tags in the request's transaction: the task is marked as being queued
+    /// and its first chunk written. Returns whether chunks remain.
+    async fn first_chunk(
+        &self,
+        tx: &mut borcelle_store::PgConnection,
+        task: &NewTask<'_>,
+        tags: &[String],
+    ) -> Result<(std::result::Result<Enqueued, EnqueueError>, bool)> {
+        let lease = self.queue_lease.as_secs_f64();
+        tasks::insert(tx, task).await?;
+        tasks::start_queueing(tx, task.id, tags, lease).await?;
+        let queueing = Queueing { id: task.id, owner_id: task.owner.id(), tags: tags.to_vec() };
+        let chunk = self.queue_chunk.max(1);
+        let written = tasks::queue_chunk(tx, &queueing, chunk, &self.message_id_domain).await?;
+        if written.read == 0 {
+            return Ok((Err(EnqueueError::NoRecipients), false));
+        }
+        let finished = written.read < chunk;
+        let advanced = tasks::advance(tx, task.id, &written, true, finished, lease).await?;
+        Ok((Ok(Enqueued { total: advanced.total, suppressed: advanced.suppressed }), !finished))
+    }
+
+    /// Writes the remaining chunks of a send to tags, each in a transaction of its own that also
+    /// moves the task's cursor and counts, waking the delivery engine after each. Returns the
+    /// task's counts once this call wrote the last chunk, or None when another writer did.
+    pub async fn queue_rest(&self, id: Uuid) -> Result<Option<Advanced>> {
+        let chunk = self.queue_chunk.max(1);
+        let lease = self.queue_lease.as_secs_f64();
+        loop {
+            let mut tx = self.db.begin().await?;
+            let Some(queueing) = tasks::lock_queueing(&mut tx, id).await? else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let written = tasks::queue_chunk(&mut tx, &queueing, chunk, &self.message_id_domain).await?;
+            let finished = written.read < chunk;
+            let advanced = tasks::advance(&mut tx, id, &written, false, finished, lease).await?;
+            let events =
+                if advanced.done { crate::delivery::finished_at_once(&mut tx, &[id]).await? } else { Vec::new() };
+            tx.commit().await?;
+            if written.inserted > 0 {
+                self.wake_delivery.notify_one();
+            }
+            for (_, event) in events {
+                self.events.publish(event).await;
+            }
+            if finished {
+                tracing::info!(task = %id, total = advanced.total, suppressed = advanced.suppressed, "send fully queued");
+                return Ok(Some(advanced));
+            }
+        }
+    }
+
+    /// Until `stop`: takes over the sends whose queueing stopped with their writer (a crash, a
+    /// restart: their lease ran out) and writes their remaining chunks from the cursor.
+    pub async fn resume_stalled(self, stop: CancellationToken) {
+        let mut every = tokio::time::interval(RESUME_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if let Err(err) = self.resume_stalled_once().await {
+                tracing::warn!(error = %err, "resuming stalled sends failed; will try again");
+            }
+        }
+    }
+
+    /// One look for stalled sends (see [`Messaging::resume_stalled`]); returns how many were
+    /// taken over and finished.
+    pub async fn resume_stalled_once(&self) -> Result<usize> {
+        let mut finished = 0;
+        // One at a time, so that each is taken when this process can start on it (the lease runs
+        // from then).
+        while let Some(id) = tasks::take_stalled_queueing(&self.db, self.queue_lease.as_secs_f64()).await? {
+            tracing::warn!(task = %id, "taking over a send whose queueing stopped");
+            if self.queue_rest(id).await?.is_some() {
+                finished += 1;
+            }
+        }
+        Ok(finished)
     }
 }
 

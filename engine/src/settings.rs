@@ -98,6 +98,11 @@ pub struct DeliverySettings {
     pub shutdown_grace: Duration,
     /// Who runs reminders and broadcasts.
     pub scheduler: SchedulerBackend,
+    /// Recipients of a send to tags written per transaction: delivery starts once the first
+    /// chunk is committed.
+    pub queue_chunk: usize,
+    /// How long the writer of a send's chunks holds it; after that, another process takes over.
+    pub queue_lease: Duration,
     /// This engine's name on its claims (`BORCELLE_INSTANCE`; by default the host's name and the
     /// process's port or role): an engine that starts again under the same name gives its previous
     /// run's claims back at once (see `delivery::instance`).
@@ -140,6 +145,8 @@ impl Default for DeliverySettings {
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(15),
             scheduler: SchedulerBackend::InProcess,
+            queue_chunk: 2_000,
+            queue_lease: Duration::from_secs(30),
             instance: crate::delivery::instance::default_name("engine"),
         }
     }

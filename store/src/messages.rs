@@ -183,9 +183,12 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Res
              sent = t.sent + d.sent,
              failed = t.failed + d.failed,
              suppressed = t.suppressed + d.suppressed,
-             status = CASE WHEN t.sent + d.sent + t.failed + d.failed + t.suppressed + d.suppressed >= t.total
+             -- A task still being queued (its total counts the rows so far) is not done yet.
+             status = CASE WHEN NOT t.queueing
+                                AND t.sent + d.sent + t.failed + d.failed + t.suppressed + d.suppressed >= t.total
                            THEN 'done' ELSE 'running' END,
-             finished_at = CASE WHEN t.sent + d.sent + t.failed + d.failed + t.suppressed + d.suppressed >= t.total
+             finished_at = CASE WHEN NOT t.queueing
+                                     AND t.sent + d.sent + t.failed + d.failed + t.suppressed + d.suppressed >= t.total
                                 THEN now() ELSE NULL END
          FROM deltas d WHERE t.id = d.task_id
          RETURNING t.id AS task_id, t.owner_id, t.kind, t.subject, t.sent, t.failed, t.suppressed, t.total, t.status,

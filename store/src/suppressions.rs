@@ -191,8 +191,10 @@ pub async fn mark_queued(tx: &mut PgConnection, tasks: &[Uuid]) -> crate::Result
          ), counts AS (SELECT task_id, count(*)::int4 AS n FROM marked GROUP BY task_id),
          counted AS (
              UPDATE tasks t SET suppressed = t.suppressed + c.n,
-                 status = CASE WHEN t.sent + t.failed + t.suppressed + c.n >= t.total THEN 'done' ELSE t.status END,
-                 finished_at = CASE WHEN t.sent + t.failed + t.suppressed + c.n >= t.total THEN now() ELSE t.finished_at END
+                 status = CASE WHEN NOT t.queueing AND t.sent + t.failed + t.suppressed + c.n >= t.total
+                               THEN 'done' ELSE t.status END,
+                 finished_at = CASE WHEN NOT t.queueing AND t.sent + t.failed + t.suppressed + c.n >= t.total
+                                    THEN now() ELSE t.finished_at END
              FROM counts c WHERE t.id = c.task_id RETURNING c.n
          )
          SELECT coalesce(sum(n), 0)::int8 AS \"n!\" FROM counted",

@@ -310,3 +310,175 @@ pub async fn links(db: impl PgExecutor<'_>, owner: Owner, ids: &[Uuid]) -> crate
     .await
     .map_err(crate::Error::from)
 }
+
+/// A send to tags being queued in chunks (see [`queue_chunk`]); its cursor stays in the task row.
+#[derive(Debug, Clone)]
+pub struct Queueing {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub tags: Vec<String>,
+}
+
+/// What one chunk wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkWritten {
+    /// Contacts the chunk read (fewer than asked: the last chunk).
+    pub read: i64,
+    /// Ledger rows written, `suppressed` ones included.
+    pub inserted: i32,
+    pub suppressed: i32,
+    /// Its last contact in (created_at, id) order, the next chunk's cursor.
+    pub last: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// A task's counts after a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advanced {
+    pub total: i32,
+    pub suppressed: i32,
+    /// Done already: every row was handled (or suppressed) by the time the last chunk was counted.
+    pub done: bool,
+}
+
+/// Marks a task just written by [`insert`] as being queued in chunks from these tags, held by
+/// its writer for `lease_secs`; the cursor starts before every contact.
+pub async fn start_queueing(tx: &mut PgConnection, id: Uuid, tags: &[String], lease_secs: f64) -> crate::Result<()> {
+    sqlx::query!(
+        "UPDATE tasks SET queueing = true, queue_tags = $2, queue_after_created = '-infinity',
+             queue_after_id = '00000000-0000-0000-0000-000000000000', queue_lease = now() + make_interval(secs => $3)
+         WHERE id = $1",
+        id,
+        tags,
+        lease_secs
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The task, if it is still being queued, under a lock on its queueing held until the
+/// transaction ends: two writers of one task's chunks take turns, each from the cursor the other
+/// committed.
+pub async fn lock_queueing(tx: &mut PgConnection, id: Uuid) -> crate::Result<Option<Queueing>> {
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&id.as_bytes()[8..]);
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", i64::from_le_bytes(key)).execute(&mut *tx).await?;
+    sqlx::query_as!(Queueing, "SELECT id, owner_id, queue_tags AS \"tags!\" FROM tasks WHERE id = $1 AND queueing", id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(crate::Error::from)
+}
+
+/// Writes the ledger rows of the next `limit` recipients of a send to tags, after the task's
+/// cursor and created no later than the task: a recipient on the owner's suppression list gets a
+/// `suppressed` row. The task itself is left to [`advance`].
+pub async fn queue_chunk(
+    tx: &mut PgConnection,
+    task: &Queueing,
+    limit: i64,
+    message_id_domain: &str,
+) -> crate::Result<ChunkWritten> {
+    let written = sqlx::query!(
+        "WITH chosen AS MATERIALIZED (
+             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name, c.created_at,
+                    -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
+                    jsonb_build_object('first_name', c.first_name, 'last_name', c.last_name, 'name', c.name,
+                        'email', c.email, 'company', c.company, 'phone', c.phone, 'address', c.address,
+                        'tags', to_jsonb(c.tags)) AS merge
+             FROM contacts c
+             WHERE c.owner_id = $1 AND c.tags && $2::text[]
+               -- One walk of contacts_owner_created over the whole queueing, a chunk at a time.
+               AND (c.created_at, c.id) > ((SELECT queue_after_created FROM tasks WHERE id = $4),
+                                           (SELECT queue_after_id FROM tasks WHERE id = $4))
+               AND c.created_at <= (SELECT created_at FROM tasks WHERE id = $4)
+             ORDER BY c.created_at, c.id
+             LIMIT $3
+         ), inserted AS (
+             INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge, status, last_error)
+             SELECT ch.mid, $1, $4, ch.id, ch.email, ch.name, '<' || replace(ch.mid::text, '-', '') || '@' || $5 || '>',
+                    ch.merge, CASE WHEN s.reason IS NULL THEN 'queued' ELSE 'suppressed' END,
+                    'suppressed: ' || s.reason
+             FROM chosen ch LEFT JOIN suppressions s ON s.owner_id = $1 AND s.email = lower(ch.email)
+             ON CONFLICT (task_id, to_email) DO NOTHING
+             RETURNING status
+         ), last AS (
+             SELECT created_at, id FROM chosen ORDER BY created_at DESC, id DESC LIMIT 1
+         )
+         SELECT (SELECT count(*) FROM chosen) AS \"read!\",
+                (SELECT count(*) FROM inserted)::int4 AS \"inserted!\",
+                (SELECT count(*) FROM inserted WHERE status = 'suppressed')::int4 AS \"suppressed!\",
+                (SELECT created_at FROM last) AS last_created,
+                (SELECT id FROM last) AS last_id",
+        task.owner_id,
+        &task.tags,
+        limit,
+        task.id,
+        message_id_domain
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(ChunkWritten {
+        read: written.read,
+        inserted: written.inserted,
+        suppressed: written.suppressed,
+        last: written.last_created.zip(written.last_id),
+    })
+}
+
+/// Counts a chunk's rows into the task and moves its cursor, renewing the lease. After the last
+/// chunk (`finished`) the task is queued, and done if every row is already handled: the counters
+/// are read from the row as this statement finds it, after any outcome written meanwhile.
+/// `first`: the task still has [`insert`]'s provisional total.
+pub async fn advance(
+    tx: &mut PgConnection,
+    id: Uuid,
+    written: &ChunkWritten,
+    first: bool,
+    finished: bool,
+    lease_secs: f64,
+) -> crate::Result<Advanced> {
+    let (after_created, after_id) = written.last.unzip();
+    sqlx::query_as!(
+        Advanced,
+        "UPDATE tasks SET
+             total = CASE WHEN $3 THEN $2 ELSE total + $2 END,
+             suppressed = suppressed + $4,
+             queue_after_created = coalesce($5, queue_after_created),
+             queue_after_id = coalesce($6, queue_after_id),
+             queueing = NOT $7,
+             queue_tags = CASE WHEN $7 THEN NULL ELSE queue_tags END,
+             queue_lease = CASE WHEN $7 THEN NULL ELSE now() + make_interval(secs => $8) END,
+             status = CASE WHEN $7 AND sent + failed + suppressed + $4 >= CASE WHEN $3 THEN $2 ELSE total + $2 END
+                           THEN 'done' ELSE status END,
+             finished_at = CASE WHEN $7 AND sent + failed + suppressed + $4 >= CASE WHEN $3 THEN $2 ELSE total + $2 END
+                                THEN now() ELSE finished_at END
+         WHERE id = $1
+         RETURNING total, suppressed, status = 'done' AS \"done!\"",
+        id,
+        written.inserted,
+        first,
+        written.suppressed,
+        after_created,
+        after_id,
+        finished,
+        lease_secs
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(crate::Error::from)
+}
+
+/// Takes over a task whose queueing stopped (its writer's lease ran out: a crash, a restart),
+/// renewing the lease for this process; the caller goes on from its cursor.
+pub async fn take_stalled_queueing(db: impl PgExecutor<'_>, lease_secs: f64) -> crate::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "UPDATE tasks SET queue_lease = now() + make_interval(secs => $1)
+         WHERE id = (SELECT id FROM tasks WHERE queueing AND queue_lease < now()
+                     ORDER BY queue_lease LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+        lease_secs
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(crate::Error::from)
+}

@@ -134,7 +134,9 @@ impl WireReport {
              over plain SMTP to one Postfix `smtp-sink` (Debian's postfix 3.7; it offers PIPELINING and discards what \
              it accepts). A run is one `POST /api/v1/messages` to the recipients' tag, timed until `GET \
              /api/v1/tasks/{{id}}` says the task is done: every row's `sent` (or `suppressed`) committed in PostgreSQL \
-             (fsync and synchronous_commit on, the server's defaults). \"On\" is a personalised subject and a body \
+             (fsync and synchronous_commit on, the server's defaults); serve writes the ledger rows in chunks of 2,000 \
+             recipients, each committed on its own, and delivers from the first chunk on (\"queued in\" is the \
+             `POST`'s answer, once the last chunk is written). \"On\" is a personalised subject and a body \
              of about 1 KB rendered per recipient from the snapshot on each ledger row, a suppression list of 10,000 \
              addresses of which 1 % of the recipients (checked at queue time and again at each claim), and a DKIM \
              signature (RSA-2048 or Ed25519, keys made by `borcelle dkim generate`); \"off\" is a fixed text, no \
@@ -176,8 +178,9 @@ impl WireReport {
             let _ = writeln!(
                 md,
                 "The large note: a database of its own with {} contacts of the sender (seeded in SQL), one `POST` of \
-                 the personalised note to their tag, signed with Ed25519. \"Queued in\" is the `POST`'s answer: one \
-                 transaction writes the task and every ledger row with its merge snapshot. Peak RSS is serve's, \
+                 the personalised note to their tag, signed with Ed25519. \"Queued in\" is the `POST`'s answer, once \
+                 every ledger row is written with its merge snapshot: in chunks of `BORCELLE_QUEUE_CHUNK` (2,000) \
+                 recipients, each committed on its own, so delivery runs from the first chunk on. Peak RSS is serve's, \
                  sampled every 50 ms and the kernel's high-water mark, whichever is higher: {:.1} MB.\n",
                 thousands(million.run.messages as f64),
                 million.peak_rss_kib as f64 * 1024.0 / 1e6

@@ -134,6 +134,10 @@ pub(super) struct DeliveryArgs {
     /// How long a worker's claim on a message lasts; a crashed worker's claims return after it.
     #[arg(long, env = "BORCELLE_DELIVERY_LEASE_SECS", default_value_t = 120)]
     pub(super) delivery_lease_secs: u64,
+    /// Recipients of a send to a tag written to the ledger per transaction (100 to 100,000): the
+    /// first chunk's delivery starts while the rest are written.
+    #[arg(long, env = "BORCELLE_QUEUE_CHUNK", default_value_t = 2_000)]
+    pub(super) queue_chunk: usize,
     /// Who runs reminders and broadcasts: `in-process` (serve's scheduler, standalone), `off`
     /// (this process schedules nothing; another serve does) or `kubernetes` (the API keeps them as
     /// ScheduledReminder / Broadcast resources in the cluster and the operator runs them).
@@ -180,6 +184,7 @@ impl DeliveryArgs {
             rate_while_web_busy: (self.delivery_rate_while_web_busy > 0).then_some(self.delivery_rate_while_web_busy),
             web_busy_requests: self.web_busy_requests.max(1),
             web_busy_requests_per_sec: self.web_busy_requests_per_sec.max(1),
+            queue_chunk: self.queue_chunk.clamp(100, 100_000),
             scheduler: match self.scheduler {
                 SchedulerMode::InProcess => SchedulerBackend::InProcess,
                 SchedulerMode::Off => SchedulerBackend::Off,

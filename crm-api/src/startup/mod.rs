@@ -189,6 +189,8 @@ impl Application {
             wake_delivery: wake_delivery.clone(),
             message_id_domain: settings.mail.message_id_domain().to_owned(),
             attachments_max_bytes: settings.storage.message_attachments_max_bytes,
+            queue_chunk: i64::try_from(settings.delivery.queue_chunk).unwrap_or(i64::MAX),
+            queue_lease: settings.delivery.queue_lease,
         };
         let web_load =
             Arc::new(WebLoad::new(settings.delivery.web_busy_requests, settings.delivery.web_busy_requests_per_sec));
@@ -279,6 +281,8 @@ impl Application {
             _ => None,
         };
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
+        // Sends whose queueing stopped with their writer (another process's crash) are finished here.
+        let resume = tokio::spawn(state.messaging.clone().resume_stalled(stop.clone()));
         let delivery = delivery.map(|engine| tokio::spawn(engine.run(stop.clone())));
         let scheduler = scheduler.map(|scheduler| tokio::spawn(scheduler.run(stop.clone())));
         let operations = operations.map(|listener| {
@@ -303,6 +307,7 @@ impl Application {
         tracing::info!("no longer accepting requests; finishing background work");
         stop.cancel();
         let _ = housekeeping.await;
+        let _ = resume.await;
         if let Some(operations) = operations {
             let _ = operations.await;
         }

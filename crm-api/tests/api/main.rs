@@ -26,6 +26,7 @@ mod pages_admin;
 mod pages_contacts;
 mod passwords;
 mod processes;
+mod queueing;
 mod schedules;
 mod sessions;
 mod smtp;

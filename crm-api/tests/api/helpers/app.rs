@@ -15,6 +15,7 @@ use borcelle::startup::Application;
 use borcelle_engine::accounts::Accounts;
 use borcelle_engine::delivery::{DeliveryEngine, Drained};
 use borcelle_engine::events::EventBus;
+use borcelle_engine::messaging::Messaging;
 use borcelle_engine::scheduler::Scheduler;
 use borcelle_store::PgPool;
 use borcelle_store::users::Role;
@@ -129,6 +130,8 @@ struct InProcess {
     accounts: Accounts,
     /// The bus the server delivers live events from.
     events: EventBus,
+    /// What queues the server's sends (and takes over stalled ones).
+    messaging: Messaging,
 }
 
 impl Drop for TestApp {
@@ -165,11 +168,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let inbound_addr = app.inbound_addr().expect("inbound address");
     let (engine, scheduler, accounts) = (app.delivery_engine(), app.scheduler(), app.state().accounts.clone());
     let events = app.state().events.clone();
+    let messaging = app.state().messaging.clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         addr,
         inbound_addr,
-        server: Some(InProcess { ops_addr, engine, scheduler, accounts, events }),
+        server: Some(InProcess { ops_addr, engine, scheduler, accounts, events, messaging }),
         db,
         db_name,
         client: browser_client(),
@@ -214,6 +218,12 @@ impl TestApp {
     /// The bus the server delivers live events from (publishing on it reaches its sockets).
     pub fn events(&self) -> &EventBus {
         &self.server().events
+    }
+
+    /// What queues the server's sends.
+    #[allow(dead_code)] // the api suite's (the drills include this harness too)
+    pub fn messaging(&self) -> &Messaging {
+        &self.server().messaging
     }
 
     /// The operations port's metrics, as Prometheus would scrape them.
