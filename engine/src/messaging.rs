@@ -147,6 +147,37 @@ pub struct Queued {
     pub suppressed: i32,
 }
 
+/// A send whose first recipients are in the ledger (delivery has started); the rest of a send to
+/// tags are being written.
+pub struct Started {
+    owner: Owner,
+    /// The counts so far.
+    pub queued: Queued,
+    /// The writer of the remaining chunks: the task's counts once it wrote the last one, or None
+    /// when another writer did.
+    rest: Option<tokio::task::JoinHandle<Result<Option<Advanced>>>>,
+}
+
+impl Started {
+    /// Waits until every recipient is in the ledger; the send's final counts. (Dropping `self`
+    /// instead leaves the writer to go on alone.)
+    pub async fn all_queued(self, messaging: &Messaging) -> Result<Queued> {
+        let Some(rest) = self.rest else { return Ok(self.queued) };
+        let task_id = self.queued.task_id;
+        let (total, suppressed) = match rest.await {
+            Ok(Ok(Some(queued))) => (queued.total, queued.suppressed),
+            // Another writer finished it (this one stalled past its lease): its counts.
+            Ok(Ok(None)) => match tasks::get(&messaging.db, self.owner, task_id).await? {
+                Some(task) => (task.total, task.suppressed),
+                None => return Err(Error::NotFound("task")),
+            },
+            Ok(Err(err)) => return Err(err),
+            Err(err) => return Err(Error::Internal(Box::new(err))),
+        };
+        Ok(Queued { task_id, total, suppressed })
+    }
+}
+
 /// One send, its content checked.
 pub struct Outgoing<'a> {
     /// `message` or `note`.
@@ -180,11 +211,17 @@ pub struct Messaging {
 pub const RESUME_EVERY: Duration = Duration::from_secs(5);
 
 impl Messaging {
-    /// Queues a send: one transaction writes the task, its attachments and a `queued` ledger row
-    /// per recipient (of a send to tags, the first chunk of them); then the delivery engine is
-    /// woken and the owner's pages are told, and the rest of the chunks are written, each in a
-    /// transaction of its own, by a task that goes on if the request goes away.
+    /// Queues a send and answers once every recipient is in the ledger (see [`Messaging::start`]),
+    /// with the send's final counts.
     pub async fn send(&self, owner: Owner, outgoing: Outgoing<'_>) -> Result<Queued> {
+        self.start(owner, outgoing).await?.all_queued(self).await
+    }
+
+    /// Starts a send: one transaction writes the task, its attachments and a `queued` ledger row
+    /// per recipient (of a send to tags, the first chunk of them); then the delivery engine is
+    /// woken and the owner's pages are told. The rest of a send to tags is written chunk by chunk
+    /// by a task of its own, which goes on whatever becomes of the caller.
+    pub async fn start(&self, owner: Owner, outgoing: Outgoing<'_>) -> Result<Started> {
         let Outgoing { kind, note_id, subject, body, recipients, attachment_ids } = outgoing;
         let domain = &self.message_id_domain;
         let task = NewTask { id: Uuid::now_v7(), owner, kind, note_id, subject, body, message_id_domain: domain };
@@ -222,25 +259,14 @@ impl Messaging {
         for (_, event) in finished {
             self.events.publish(event).await;
         }
-        let (total, suppressed) = if queueing {
+        let queued = Queued { task_id: task.id, total, suppressed: enqueued.suppressed };
+        tracing::info!(task = %task.id, total, suppressed = queued.suppressed, queueing, kind, attachments = attachments.len(), "send queued");
+        let rest = queueing.then(|| {
             let this = self.clone();
             let id = task.id;
-            // The rest goes on whatever becomes of the request.
-            match tokio::spawn(async move { this.queue_rest(id).await }).await {
-                Ok(Ok(Some(queued))) => (queued.total, queued.suppressed),
-                // Another writer finished it (this one stalled past its lease): its counts.
-                Ok(Ok(None)) => match tasks::get(&self.db, owner, id).await? {
-                    Some(task) => (task.total, task.suppressed),
-                    None => return Err(Error::NotFound("task")),
-                },
-                Ok(Err(err)) => return Err(err),
-                Err(err) => return Err(Error::Internal(Box::new(err))),
-            }
-        } else {
-            (total, enqueued.suppressed)
-        };
-        tracing::info!(task = %task.id, total, suppressed, kind, attachments = attachments.len(), "send queued");
-        Ok(Queued { task_id: task.id, total, suppressed })
+            tokio::spawn(async move { this.queue_rest(id).await })
+        });
+        Ok(Started { owner, queued, rest })
     }
 
     /// Starts a send to tags in the request's transaction: the task is marked as being queued

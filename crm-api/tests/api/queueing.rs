@@ -220,3 +220,41 @@ async fn a_send_whose_last_chunk_holds_only_suppressed_recipients_is_done_as_tha
     assert_eq!(done_notifications(&app).await, 1);
     assert_eq!(app.deliver_all().await.sent, 0);
 }
+
+#[tokio::test]
+async fn a_note_sent_from_its_page_to_a_tag_of_many_chunks_reaches_every_contact_once() {
+    let email = "pagesend@example.com";
+    let app = chunked_app(email).await;
+    seed_contacts(&app.db, email, "member", (5 * CHUNK + 2) as i32, "club").await;
+    let csrf = app.csrf.clone().unwrap();
+    let response =
+        app.post_form("/notes", &[("csrf_token", &csrf), ("title", "Club news"), ("body", "We meet on Friday.")]).await;
+    assert_eq!(response.status(), 303);
+    let note_url = response.headers()["location"].to_str().unwrap().to_owned();
+    // The page answers once the first chunk is in the ledger and shows the send's progress; the
+    // rest is written without the request.
+    let response =
+        app.post_form(&format!("{note_url}/send"), &[("csrf_token", &csrf), ("tag", "club"), ("confirmed", "1")]).await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id: Uuid = location.split("?task=").nth(1).unwrap().parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let queueing: bool =
+            sqlx::query_scalar("SELECT queueing FROM tasks WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap();
+        if !queueing {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the send is still being queued after 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (recipients, _) = ledger(&app, id).await;
+    assert_eq!(recipients.len(), 5 * CHUNK + 2);
+    assert!(recipients.values().all(|n| *n == 1));
+    app.deliver_all().await;
+    let done = task(&app, &id.to_string()).await;
+    assert_eq!((done["status"].as_str(), done["sent"].as_u64()), (Some("done"), Some(5 * CHUNK as u64 + 2)));
+    let html = app.get(&location).await.text().await.unwrap();
+    assert!(html.contains(&format!("{} sent, 0 failed", 5 * CHUNK + 2)), "the result: {html}");
+    assert_eq!(done_notifications(&app).await, 1);
+}

@@ -234,8 +234,10 @@ pub async fn send(
             recipients,
             attachment_ids: &[],
         };
-        let queued = state.messaging.send(owner, outgoing).await?;
-        Ok::<_, AppError>(Sent::Queued(note.id, queued.task_id))
+        // The note's page shows the send's progress from its first chunk on: the rest of a large
+        // send is written meanwhile.
+        let started = state.messaging.start(owner, outgoing).await?;
+        Ok::<_, AppError>(Sent::Queued(note.id, started.queued.task_id))
     }
     .await;
     match result {
