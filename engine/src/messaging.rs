@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use borcelle_store::tasks::{self, Advanced, EnqueueError, Enqueued, NewTask, Queueing, Recipients};
+use borcelle_store::tasks::{self, Advanced, EnqueueError, Enqueued, NewTask, Queueing};
 use borcelle_store::{Owner, PgPool};
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -228,13 +228,9 @@ impl Messaging {
         let mut tx = self.db.begin().await?;
         let limit = self.attachments_max_bytes;
         let attachments = crate::attachments::check_for_send(&mut tx, owner, attachment_ids, limit).await?;
-        let chosen = match &recipients {
-            Chosen::Contacts(ids) => Recipients::Contacts(ids),
-            Chosen::Tags(tags) => Recipients::Tags(tags),
-        };
-        let (enqueued, queueing) = match chosen {
-            Recipients::Tags(tags) => self.first_chunk(&mut tx, &task, tags).await?,
-            Recipients::Contacts(_) => (tasks::enqueue(&mut tx, &task, chosen).await?, false),
+        let (enqueued, queueing) = match &recipients {
+            Chosen::Tags(tags) => self.first_chunk(&mut tx, &task, tags).await?,
+            Chosen::Contacts(ids) => (tasks::enqueue(&mut tx, &task, ids).await?, false),
         };
         let enqueued = match enqueued {
             Ok(enqueued) => enqueued,

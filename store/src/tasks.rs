@@ -26,14 +26,6 @@ pub struct Task {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// Who a send goes to.
-pub enum Recipients<'a> {
-    /// These contacts of the owner; any id that is not the owner's makes the whole send fail.
-    Contacts(&'a [Uuid]),
-    /// Every contact of the owner with any of these tags.
-    Tags(&'a [String]),
-}
-
 pub struct NewTask<'a> {
     pub id: Uuid,
     pub owner: Owner,
@@ -62,21 +54,18 @@ pub struct Enqueued {
     pub suppressed: i32,
 }
 
-/// Writes the task and one ledger row per recipient, in the caller's transaction: the ledger
-/// exists before anything is sent. A recipient on the owner's suppression list gets a
-/// `suppressed` row. Returns the number of recipients.
+/// Writes the task and one ledger row per contact named by id, in the caller's transaction: the
+/// ledger exists before anything is sent. Any id that is not the owner's makes the whole send
+/// fail. A recipient on the owner's suppression list gets a `suppressed` row. Returns the number
+/// of recipients. (A send to tags is queued in chunks: see [`queue_chunk`].)
 pub async fn enqueue(
     tx: &mut PgConnection,
     task: &NewTask<'_>,
-    recipients: Recipients<'_>,
+    ids: &[Uuid],
 ) -> crate::Result<Result<Enqueued, EnqueueError>> {
     insert(tx, task).await?;
-    let (ids, tags): (Option<&[Uuid]>, Option<&[String]>) = match recipients {
-        Recipients::Contacts(ids) => (Some(ids), None),
-        Recipients::Tags(tags) => (None, Some(tags)),
-    };
-    // A tag may name a million contacts: the rows are counted, and only a list's contacts (bounded
-    // by the request) come back, to name those that are not the owner's.
+    // The written contacts come back (bounded by the request), to name those that are not the
+    // owner's.
     let written = sqlx::query!(
         "WITH chosen AS (
              SELECT gen_random_uuid() AS mid, c.id, c.email, c.name,
@@ -85,33 +74,28 @@ pub async fn enqueue(
                         'email', c.email, 'company', c.company, 'phone', c.phone, 'address', c.address,
                         'tags', to_jsonb(c.tags)) AS merge
              FROM contacts c
-             WHERE c.owner_id = $1
-               AND ($3::uuid[] IS NULL OR c.id = ANY($3))
-               AND ($4::text[] IS NULL OR c.tags && $4::text[])
+             WHERE c.owner_id = $1 AND c.id = ANY($3)
          ), inserted AS (
              INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
-             SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $5 || '>', merge
+             SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $4 || '>', merge
              FROM chosen
              ON CONFLICT (task_id, to_email) DO NOTHING
              RETURNING contact_id
          )
          SELECT count(*) AS \"total!\",
-                coalesce(array_agg(contact_id) FILTER (WHERE $3::uuid[] IS NOT NULL), '{}') AS \"contacts!: Vec<Uuid>\"
+                coalesce(array_agg(contact_id), '{}') AS \"contacts!: Vec<Uuid>\"
          FROM inserted",
         task.owner.id(),
         task.id,
         ids,
-        tags,
         task.message_id_domain
     )
     .fetch_one(&mut *tx)
     .await?;
-    if let Some(ids) = ids {
-        let inserted: std::collections::HashSet<Uuid> = written.contacts.into_iter().collect();
-        let missing: Vec<Uuid> = ids.iter().filter(|id| !inserted.contains(id)).copied().collect();
-        if !missing.is_empty() {
-            return Ok(Err(EnqueueError::UnknownContacts(missing)));
-        }
+    let inserted: std::collections::HashSet<Uuid> = written.contacts.into_iter().collect();
+    let missing: Vec<Uuid> = ids.iter().filter(|id| !inserted.contains(id)).copied().collect();
+    if !missing.is_empty() {
+        return Ok(Err(EnqueueError::UnknownContacts(missing)));
     }
     if written.total == 0 {
         return Ok(Err(EnqueueError::NoRecipients));
