@@ -93,7 +93,9 @@ fn pair(
 /// A CRM user's message (or note) to a contact: the body as typed, escaped in HTML, with
 /// blank lines as paragraph breaks, and, for bulk mail, the visible unsubscribe link.
 pub fn message(sender: &str, subject: &str, body: &str, unsubscribe: Option<&str>) -> Result<Rendered, TemplateError> {
-    let normalized = body.replace("\r\n", "\n");
+    // Most bodies hold no CR: no copy of them then.
+    let normalized =
+        if body.contains('\r') { std::borrow::Cow::Owned(body.replace("\r\n", "\n")) } else { body.into() };
     let paragraphs: Vec<Vec<String>> = normalized
         .split("\n\n")
         .map(|p| p.trim_matches('\n'))

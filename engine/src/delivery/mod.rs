@@ -59,6 +59,11 @@ async fn wait_turn(limiter: Option<&RateLimiter>, halt: &CancellationToken) -> b
 /// Pause after a database error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// While outcomes keep coming, a write of them begins at most this long after the previous one
+/// (sooner when a quarter of the send slots wait on it): at 3,000 emails/s that is 60 rows a
+/// write instead of 15-20.
+const WRITE_EVERY: Duration = Duration::from_millis(20);
+
 /// What [`DeliveryEngine::run_until_idle`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Drained {
@@ -396,6 +401,10 @@ impl DeliveryEngine {
         let mut pending: Vec<Outcome> = Vec::new();
         let mut progress = ProgressThrottle::default();
         let mut open = true;
+        // When the previous write began.
+        let mut last_write: Option<Instant> = None;
+        // Outcomes that make a write worth its cost at once: they hold a quarter of the send slots.
+        let enough = (self.settings.concurrency / 4).max(1);
         loop {
             if pending.is_empty() {
                 if !open {
@@ -421,6 +430,27 @@ impl DeliveryEngine {
             if pending.is_empty() {
                 continue;
             }
+            // A write costs PostgreSQL about half a millisecond whatever its size (the statement,
+            // the tasks' counters, the commit), so while outcomes keep coming they wait for
+            // company: until WRITE_EVERY after the previous write began, or until `enough` wait.
+            // A lone outcome after a quiet spell is written at once.
+            if open
+                && pending.len() < enough
+                && let Some(last) = last_write
+            {
+                let until = last + WRITE_EVERY;
+                while pending.len() < enough {
+                    match tokio::time::timeout_at(until, written.recv()).await {
+                        Ok(Some(group)) => pending.extend(group),
+                        Ok(None) => {
+                            open = false;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            last_write = Some(Instant::now());
             // A failed write keeps them waiting (after a pause); once the engine has stopped,
             // one failure is the last try: their leases will bring them back.
             let before = pending.len();
