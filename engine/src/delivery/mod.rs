@@ -1,6 +1,6 @@
 //! The delivery engine: claims due ledger rows, sends them through the [`Mailer`] outside any
-//! transaction, records each outcome as soon as the send ends (those that end together in one
-//! write), and publishes progress and completion to the owners.
+//! transaction, records the outcomes as sends end (together, every `WRITE_EVERY` at most while
+//! they keep coming), and publishes progress and completion to the owners.
 //!
 //! It runs inside `borcelle serve` (standalone) and as `borcelle worker`; any number of engines
 //! can share a database, since claims use `FOR UPDATE SKIP LOCKED` and a lease. A crash can

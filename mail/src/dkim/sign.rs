@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use memchr::memmem;
 use ring::digest::{Context, SHA256};
 use ring::signature::Ed25519KeyPair;
+use std::sync::LazyLock;
 
 /// Header lines are folded to stay within RFC 5322's recommended 78 characters.
 const LINE: usize = 78;
@@ -115,7 +116,7 @@ fn fields(head: &[u8]) -> Vec<Field<'_>> {
     let mut at = 0;
     while at < head.len() {
         // The end of this physical line.
-        let end = memmem::find(&head[at..], b"\r\n").map_or(head.len(), |p| at + p);
+        let end = crlf(head, at).unwrap_or(head.len());
         let next = (end + 2).min(head.len());
         let continued = head.get(next).is_some_and(|&b| b == b' ' || b == b'\t');
         if !continued {
@@ -169,15 +170,15 @@ fn relaxed_body(body: &[u8], hash: &mut Context) {
     let mut verbatim: Option<(usize, usize)> = None;
     let mut at = 0;
     while at < body.len() {
-        let (end, next, ended) = match memmem::find(&body[at..], b"\r\n") {
-            Some(p) => (at + p, at + p + 2, true),
+        let (end, next, ended) = match crlf(body, at) {
+            Some(p) => (p, p + 2, true),
             None => (body.len(), body.len(), false),
         };
         let raw = &body[at..end];
         let canonical = ended
             && raw.last().is_some_and(|&b| b != b' ')
             && memchr::memchr(b'\t', raw).is_none()
-            && memmem::find(raw, b"  ").is_none();
+            && SPACE_RUN.find(raw).is_none();
         if canonical {
             if blank_lines > 0 {
                 flush(hash, body, verbatim.take());
@@ -205,6 +206,22 @@ fn relaxed_body(body: &[u8], hash: &mut Context) {
         at = next;
     }
     flush(hash, body, verbatim);
+}
+
+/// Two spaces in a row (a searcher built once: building one costs more than a line's search).
+static SPACE_RUN: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"  "));
+
+/// Where the next CRLF at or after `from` begins (a bare LF is part of its line).
+fn crlf(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(p) = memchr::memchr(b'\n', &bytes[at..]) {
+        let lf = at + p;
+        if lf > from && bytes[lf - 1] == b'\r' {
+            return Some(lf - 1);
+        }
+        at = lf + 1;
+    }
+    None
 }
 
 /// Hashes a run of lines that are canonical as they stand.

@@ -420,13 +420,17 @@ impl fmt::Display for Group<'_> {
 /// more segment, and the server one more wake-up, on a connection that already pipelines.
 pub(super) struct Content<'a>(pub(super) &'a str);
 
+/// A line that starts with a dot (a searcher built once, for every message).
+static DOT_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n."));
+
 impl fmt::Display for Content<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rest = self.0;
         if rest.starts_with('.') {
             f.write_str(".")?;
         }
-        while let Some(at) = rest.find("\r\n.") {
+        while let Some(at) = DOT_LINE.find(rest.as_bytes()) {
             // Up to and including the line's first dot, then the added one.
             let (line, next) = rest.split_at(at + 3);
             f.write_str(line)?;
