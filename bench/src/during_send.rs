@@ -61,7 +61,7 @@ pub struct DuringSend {
     pub seed_time: Duration,
     /// How long `POST /api/v1/messages` took to answer (the ledger rows are written before it does).
     pub queued_in: Duration,
-    /// From the answer to the sink's first message.
+    /// From the POST to the sink's first message (the phases begin then).
     pub first_delivery_after: Duration,
     pub list_before: Phase,
     pub list_during: Phase,
@@ -135,41 +135,48 @@ pub async fn run(spec: &SendSpec<'_>) -> anyhow::Result<DuringSend> {
     rss.take_phase_peak();
     let accepted_before = sink.accepted().unwrap_or(0);
     let posted = Instant::now();
-    let (status, queued) =
-        spec.sender.post("/api/v1/messages", &json!({ "tag": TAG, "subject": SUBJECT, "body": BODY })).await?;
+    // The API answers once the last chunk of the send is queued, and serve delivers from the
+    // first chunk on: the phases begin with the first message at the sink, while the POST still
+    // waits, so they measure the web while a large send is queued and delivered (waiting for the
+    // answer first, a fast delivery had sent everything by then).
+    let post = async {
+        let answer =
+            spec.sender.post("/api/v1/messages", &json!({ "tag": TAG, "subject": SUBJECT, "body": BODY })).await;
+        (answer, posted.elapsed())
+    };
+    let phases = async {
+        while sink.accepted().unwrap_or(0) == accepted_before {
+            if posted.elapsed() > Duration::from_secs(60) {
+                bail!("no message reached the sink within 60 s of the send");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let first_delivery_after = posted.elapsed();
+        println!("    first message at the sink {:.2} s after the POST", first_delivery_after.as_secs_f64());
+        let during = "contact list, 50 a page, during the send";
+        let list = counted(sink, measured, phase(during, db, serve, rss, spec.reader, ListContacts, spec.load)).await?;
+        let creates = CreateContacts { run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned() };
+        let create = counted(
+            sink,
+            measured,
+            phase("contact create, during the send", db, serve, rss, spec.creator, creates, spec.load),
+        )
+        .await?;
+        anyhow::Ok((first_delivery_after, list, create))
+    };
+    let ((answer, queued_in), phases) = tokio::join!(post, phases);
+    let (status, queued) = answer?;
     if status != 202 {
         bail!("POST /api/v1/messages answered {status}: {queued}");
     }
-    let queued_in = posted.elapsed();
+    let (first_delivery_after, (list_during, delivered_during_list), (create_during, delivered_during_create)) =
+        phases?;
     let task = queued["task_id"].as_str().context("no task_id")?.to_owned();
     let total = queued["total"].as_i64().unwrap_or(0);
     if total != spec.recipients {
         bail!("the task has {total} recipients, not {}", spec.recipients);
     }
-    let answered = Instant::now();
-    while sink.accepted().unwrap_or(0) == accepted_before {
-        if answered.elapsed() > Duration::from_secs(60) {
-            bail!("no message reached the sink within 60 s of the send");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let first_delivery_after = answered.elapsed();
-    println!(
-        "    queued in {:.1} s; first message at the sink {:.2} s later",
-        queued_in.as_secs_f64(),
-        first_delivery_after.as_secs_f64()
-    );
-
-    let during = "contact list, 50 a page, during the send";
-    let (list_during, delivered_during_list) =
-        counted(sink, measured, phase(during, db, serve, rss, spec.reader, ListContacts, spec.load)).await?;
-    let creates = CreateContacts { run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned() };
-    let (create_during, delivered_during_create) = counted(
-        sink,
-        measured,
-        phase("contact create, during the send", db, serve, rss, spec.creator, creates, spec.load),
-    )
-    .await?;
+    println!("    queued in {:.1} s (the POST's answer, once the last chunk was written)", queued_in.as_secs_f64());
     // Read as the last phase ends, before the send goes back to full speed: whether it lasted the
     // phases out (read after the quiet window, a fast machine had finished it by then).
     let (status, progress) = spec.sender.get(&format!("/api/v1/tasks/{task}")).await?;
@@ -260,9 +267,10 @@ impl DuringSend {
             md,
             "After the delivery runs, on the same serve: {} recipients tagged `{TAG}` for the sender, seeded in \
              bulk SQL and vacuumed ({:.1} s); the list load (the reader's contacts, as above) just before the send; \
-             then one `POST /api/v1/messages` to the tag (answered in {:.1} s, once the {} ledger rows were \
-             written; the first message reached the Rust sink {:.2} s later), the list load again while serve \
-             delivers, and contact create (the creator's contacts) while it still delivers. The task had sent {} \
+             then one `POST /api/v1/messages` to the tag (answered in {:.1} s, once the last of the {} ledger rows \
+             was written, in chunks; the first message reached the Rust sink {:.2} s after the `POST`, and the \
+             phases began then, while the rest was still being queued), the list load again while serve queues \
+             and delivers, and contact create (the creator's contacts) while it still does. The task had sent {} \
              when the last phase ended ({}); serve was stopped after the quiet window below, with whatever was left of \
              the send undelivered. Serve's peak \
              RSS from the send's request to then: {:.1} MB. Delivery: serve's settings of the delivery runs above; \

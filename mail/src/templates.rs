@@ -60,16 +60,21 @@ static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> = L
 /// stays as it is, so links in the HTML part read as links).
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
+    // The text between special characters goes in whole (they are ASCII, so every cut falls on a
+    // character boundary).
+    let mut rest = text;
+    while let Some(at) = rest.bytes().position(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&#39;",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -155,6 +160,23 @@ mod tests {
         let taken = already_registered("Ada", "https://crm.example/login", "https://crm.example/forgot").unwrap();
         assert!(taken.text.contains("log in at https://crm.example/login"));
         assert!(taken.html.contains("reset your password</a>"));
+    }
+
+    proptest::proptest! {
+        /// Any text, in any script: the five characters become their entities, everything else
+        /// stays as it was, in order.
+        #[test]
+        fn escaping_changes_the_five_characters_and_nothing_else(text in "\\PC*|[&<>\"'a é😀]{0,40}") {
+            let expected: String = text.chars().map(|c| match c {
+                '&' => "&amp;".to_owned(),
+                '<' => "&lt;".to_owned(),
+                '>' => "&gt;".to_owned(),
+                '"' => "&quot;".to_owned(),
+                '\'' => "&#39;".to_owned(),
+                other => other.to_string(),
+            }).collect();
+            proptest::prop_assert_eq!(escape_html(&text), expected);
+        }
     }
 
     #[test]
