@@ -430,10 +430,10 @@ impl DeliveryEngine {
             if pending.is_empty() {
                 continue;
             }
-            // A write costs PostgreSQL about half a millisecond whatever its size (the statement,
-            // the tasks' counters, the commit), so while outcomes keep coming they wait for
-            // company: until WRITE_EVERY after the previous write began, or until `enough` wait.
-            // A lone outcome after a quiet spell is written at once.
+            // Each write is a round trip, a statement, the tasks' counters and a commit, so while
+            // outcomes keep coming they wait for company: until WRITE_EVERY after the previous
+            // write began, or until `enough` wait. A lone outcome after a quiet spell is written
+            // at once.
             if open
                 && pending.len() < enough
                 && let Some(last) = last_write
