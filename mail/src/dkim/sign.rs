@@ -180,13 +180,8 @@ fn relaxed_body(body: &[u8], hash: &mut Context) {
             && memchr::memchr(b'\t', raw).is_none()
             && SPACE_RUN.find(raw).is_none();
         if canonical {
-            if blank_lines > 0 {
-                flush(hash, body, verbatim.take());
-                for _ in 0..blank_lines {
-                    hash.update(b"\r\n");
-                }
-                blank_lines = 0;
-            }
+            // Blank lines are counted only after a flush, so no run is waiting when they are.
+            blank(hash, &mut blank_lines);
             verbatim = Some((verbatim.map_or(at, |(from, _)| from), next));
         } else {
             flush(hash, body, verbatim.take());
@@ -195,10 +190,7 @@ fn relaxed_body(body: &[u8], hash: &mut Context) {
             if line.is_empty() {
                 blank_lines += 1;
             } else {
-                for _ in 0..blank_lines {
-                    hash.update(b"\r\n");
-                }
-                blank_lines = 0;
+                blank(hash, &mut blank_lines);
                 hash.update(&line);
                 hash.update(b"\r\n");
             }
@@ -222,6 +214,13 @@ fn crlf(bytes: &[u8], from: usize) -> Option<usize> {
         at = lf + 1;
     }
     None
+}
+
+/// Hashes the blank lines counted so far: a line follows them, so they are not the body's end.
+fn blank(hash: &mut Context, count: &mut usize) {
+    for _ in 0..std::mem::take(count) {
+        hash.update(b"\r\n");
+    }
 }
 
 /// Hashes a run of lines that are canonical as they stand.
