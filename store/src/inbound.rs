@@ -38,10 +38,21 @@ pub async fn ledger_row(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Opti
     .map_err(crate::Error::from)
 }
 
+/// The ledger row a `Message-ID` Borcelle wrote names: every one is `<` + the row's id as 32 hex
+/// digits + `@` + the domain + `>` (the ledger's inserts build it so). Any other id names none.
+pub fn ledger_id_of(message_id: &str) -> Option<Uuid> {
+    let (local, _domain) = message_id.strip_prefix('<')?.strip_suffix('>')?.split_once('@')?;
+    if local.len() != 32 {
+        return None;
+    }
+    Uuid::try_parse(local).ok()
+}
+
 /// The ledger row one of these `Message-ID`s (angle brackets included) was sent with: what a
 /// reply's `In-Reply-To` and `References` name. The newest match wins.
 pub async fn ledger_row_by_message_ids(db: impl PgExecutor<'_>, ids: &[String]) -> crate::Result<Option<LedgerRow>> {
-    if ids.is_empty() {
+    let rows: Vec<Uuid> = ids.iter().filter_map(|id| ledger_id_of(id)).collect();
+    if rows.is_empty() {
         return Ok(None);
     }
     sqlx::query_as!(
@@ -49,8 +60,9 @@ pub async fn ledger_row_by_message_ids(db: impl PgExecutor<'_>, ids: &[String]) 
         r#"SELECT m.id, m.owner_id, m.contact_id, m.to_email, coalesce(c.name, m.to_name) AS contact_name,
                   t.subject, m.message_id
            FROM messages m JOIN tasks t ON t.id = m.task_id LEFT JOIN contacts c ON c.id = m.contact_id
-           WHERE m.message_id = ANY($1)
+           WHERE m.id = ANY($1) AND m.message_id = ANY($2)
            ORDER BY m.created_at DESC LIMIT 1"#,
+        &rows,
         ids
     )
     .fetch_optional(db)
@@ -324,4 +336,46 @@ pub async fn conversation(
     .fetch_all(db)
     .await
     .map_err(crate::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::ledger_id_of;
+
+    proptest! {
+        /// Any row id under any domain comes back from its Message-ID.
+        #[test]
+        fn a_ledger_message_id_names_its_row(bytes in any::<[u8; 16]>(), domain in "[^<>@]{1,40}") {
+            let id = Uuid::from_bytes(bytes);
+            prop_assert_eq!(ledger_id_of(&format!("<{}@{domain}>", id.simple())), Some(id));
+        }
+
+        /// What is not a Message-ID of the ledger's form names no row, and never panics.
+        #[test]
+        fn other_message_ids_name_no_row(text in "\\PC{0,60}") {
+            let parsed = ledger_id_of(&text);
+            if let Some(id) = parsed {
+                prop_assert!(text.to_ascii_lowercase().starts_with(&format!("<{}@", id.simple())), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn ids_of_other_forms_name_no_row() {
+        for text in [
+            "",
+            "<>",
+            "<@>",
+            "<sent-1@borcelle.test>",
+            "<0123456789abcdef0123456789abcdef>",
+            "0123456789abcdef0123456789abcdef@x",
+            "<0123456789abcdef-0123456789abcdef@x>",
+            "<01234567-89ab-cdef-0123-456789abcdef@x>",
+        ] {
+            assert_eq!(ledger_id_of(text), None, "{text}");
+        }
+    }
 }

@@ -402,7 +402,8 @@ pub async fn apply_feedback(db: impl PgExecutor<'_>, reports: &[Feedback]) -> cr
              UNION ALL
              SELECT m.id, m.owner_id, m.to_email, f.bounced, f.reason, f.detail
              FROM f JOIN messages m ON m.provider_id = f.provider_id
-             WHERE f.ledger_id IS NULL AND f.provider_id IS NOT NULL
+             -- MailJet's ids are numbers, and messages_provider_id holds no other.
+             WHERE f.ledger_id IS NULL AND f.provider_id IS NOT NULL AND m.provider_id ~ '^[0-9]+$'
          ), bounce AS (
              UPDATE messages m SET status = 'bounced', last_error = b.detail, updated_at = now()
              FROM (SELECT DISTINCT ON (id) id, detail FROM target WHERE bounced ORDER BY id) b

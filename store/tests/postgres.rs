@@ -321,3 +321,51 @@ async fn a_page_read_in_place_serialises_exactly_as_its_contacts_do() {
         assert_eq!(pages, 6, "{key:?}: 300 contacts, 50 a page");
     }
 }
+
+/// A reply names the message it answers by `Message-ID`, and the ledger finds the row by the id
+/// that Message-ID carries (no index of its own): every row the ledger writes has a Message-ID
+/// that names it, whatever the domain, and a Message-ID that names no row finds nothing.
+#[tokio::test]
+async fn every_ledger_message_id_names_its_own_row() {
+    use borcelle_store::inbound;
+    use borcelle_store::tasks::{self, NewTask};
+
+    let db = TestDb::new("borcelle_store_test").await;
+    let owner = db.user("threads@example.com").await;
+    db.seed_contacts(owner, "thread", 30).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM contacts WHERE owner_id = $1")
+        .bind(owner.id())
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    for domain in ["mail.example.com", "Ünïcode.example", "x"] {
+        let mut tx = db.pool.begin().await.unwrap();
+        let task = NewTask {
+            id: uuid::Uuid::new_v4(),
+            owner,
+            kind: "message",
+            note_id: None,
+            subject: "Hello",
+            body: "Hi",
+            message_id_domain: domain,
+        };
+        tasks::enqueue(&mut tx, &task, &ids).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+    }
+    let rows: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT id, message_id FROM messages").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(rows.len(), 90);
+    for (id, message_id) in &rows {
+        assert_eq!(inbound::ledger_id_of(message_id), Some(*id), "{message_id}");
+        // As a reply's References lists it, among ids of other mail.
+        let refs = ["<CAF=other@mail.gmail.com>".to_owned(), message_id.clone()];
+        let found = inbound::ledger_row_by_message_ids(&db.pool, &refs).await.unwrap().unwrap();
+        assert_eq!(found.id, *id);
+    }
+    // The right id under another domain is not the message that was sent.
+    let (id, _) = &rows[0];
+    let forged = format!("<{}@elsewhere.example>", id.simple());
+    assert!(inbound::ledger_row_by_message_ids(&db.pool, &[forged]).await.unwrap().is_none());
+    let unknown = format!("<{}@mail.example.com>", uuid::Uuid::new_v4().simple());
+    assert!(inbound::ledger_row_by_message_ids(&db.pool, &[unknown]).await.unwrap().is_none());
+}
