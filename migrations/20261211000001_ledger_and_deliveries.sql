@@ -23,18 +23,28 @@ CREATE TABLE deliveries (
     status          text NOT NULL DEFAULT 'queued'
                     CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'suppressed', 'bounced')),
     attempts        integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    -- When a waiting row is due; none once it waits for nothing (claimed, or finished).
+    next_attempt_at timestamptz DEFAULT now(),
+    -- When a claim runs out; only while claimed.
     lease_until     timestamptz,
     claimed_by      text,
     last_error      text,
     provider_id     text,
     sent_at         timestamptz,
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- The claim finds due rows and expired claims by these columns alone, with no condition on the
+    -- status: without statistics (a table just filled, before ANALYZE has seen it) PostgreSQL
+    -- guesses that a status condition keeps a row in 200, and then sorts every due row of a large
+    -- send for each claim instead of reading the index in order.
+    CHECK ((next_attempt_at IS NOT NULL) = (status IN ('queued', 'retrying'))),
+    CHECK ((lease_until IS NOT NULL) = (status = 'sending'))
 );
 INSERT INTO deliveries (id, owner_id, task_id, status, attempts, next_attempt_at, lease_until, claimed_by,
                         last_error, provider_id, sent_at, updated_at)
-SELECT id, owner_id, task_id, status, attempts, next_attempt_at, lease_until, claimed_by,
-       last_error, provider_id, sent_at, updated_at
+SELECT id, owner_id, task_id, status, attempts,
+       CASE WHEN status IN ('queued', 'retrying') THEN next_attempt_at END,
+       CASE WHEN status = 'sending' THEN coalesce(lease_until, now()) END,
+       claimed_by, last_error, provider_id, sent_at, updated_at
 FROM ledger;
 
 DROP INDEX messages_due;
@@ -47,8 +57,8 @@ ALTER TABLE ledger
     DROP COLUMN updated_at;
 
 -- The queue: due rows in the order they are due, and claims whose lease runs out.
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status IN ('queued', 'retrying');
-CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE status = 'sending';
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
 -- An owner's failed rows (putting them back in the queue); a row enters it only when it fails.
 CREATE INDEX deliveries_failed ON deliveries (owner_id, task_id) WHERE status = 'failed';
 -- MailJet's events name a row by its MessageID, a number; over SMTP the provider id is the

@@ -133,7 +133,7 @@ pub async fn replace_running(tx: &mut PgConnection, resource_uid: Uuid, before: 
             "WITH stopped AS (
                  UPDATE deliveries d SET status = 'failed',
                      last_error = 'replaced by a newer occurrence (concurrencyPolicy Replace)',
-                     next_attempt_at = now(), updated_at = now()
+                     next_attempt_at = NULL, updated_at = now()
                  FROM ledger l
                  WHERE l.task_id = ANY($1) AND d.id = l.id AND d.status IN ('queued', 'retrying')
                  RETURNING d.task_id

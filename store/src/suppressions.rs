@@ -183,7 +183,8 @@ pub async fn list(
 pub async fn mark_queued(tx: &mut PgConnection, tasks: &[Uuid]) -> crate::Result<u64> {
     let marked = sqlx::query_scalar!(
         "WITH marked AS (
-             UPDATE deliveries d SET status = 'suppressed', last_error = 'suppressed: ' || s.reason, updated_at = now()
+             UPDATE deliveries d SET status = 'suppressed', last_error = 'suppressed: ' || s.reason,
+                 next_attempt_at = NULL, updated_at = now()
              FROM ledger l JOIN suppressions s ON s.owner_id = l.owner_id AND s.email = lower(l.to_email)
              WHERE l.task_id = ANY($1) AND d.id = l.id AND d.status = 'queued'
              RETURNING d.task_id

@@ -387,8 +387,9 @@ pub async fn queue_chunk(
              ON CONFLICT (task_id, to_email) DO NOTHING
              RETURNING id, to_email
          ), inserted AS (
-             INSERT INTO deliveries (id, owner_id, task_id, status, last_error)
-             SELECT w.id, $1, $4, CASE WHEN s.reason IS NULL THEN 'queued' ELSE 'suppressed' END, 'suppressed: ' || s.reason
+             INSERT INTO deliveries (id, owner_id, task_id, status, last_error, next_attempt_at)
+             SELECT w.id, $1, $4, CASE WHEN s.reason IS NULL THEN 'queued' ELSE 'suppressed' END, 'suppressed: ' || s.reason,
+                    CASE WHEN s.reason IS NULL THEN now() END
              FROM written w LEFT JOIN suppressions s ON s.owner_id = $1 AND s.email = lower(w.to_email)
              RETURNING status
          ), last AS (
