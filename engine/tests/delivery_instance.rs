@@ -14,10 +14,13 @@ async fn queued(db: &TestDb, n: i32) {
         "WITH task AS (
              INSERT INTO tasks (id, owner_id, kind, subject, body, total)
              VALUES (gen_random_uuid(), $1, 'message', 'Hi', 'Hello', $2) RETURNING id
+         ), written AS (
+             INSERT INTO ledger (id, owner_id, task_id, to_email, message_id)
+             SELECT gen_random_uuid(), $1, task.id, 'r' || i || '@example.com', '<m' || i || '@borcelle.test>'
+             FROM task, generate_series(1, $2) i
+             RETURNING id, task_id
          )
-         INSERT INTO messages (id, owner_id, task_id, to_email, message_id)
-         SELECT gen_random_uuid(), $1, task.id, 'r' || i || '@example.com', '<m' || i || '@borcelle.test>'
-         FROM task, generate_series(1, $2) i",
+         INSERT INTO deliveries (id, owner_id, task_id) SELECT id, $1, task_id FROM written",
     )
     .bind(owner.id())
     .bind(n)

@@ -29,7 +29,7 @@ pub async fn ledger_row(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Opti
         LedgerRow,
         r#"SELECT m.id, m.owner_id, m.contact_id, m.to_email, coalesce(c.name, m.to_name) AS contact_name,
                   t.subject, m.message_id
-           FROM messages m JOIN tasks t ON t.id = m.task_id LEFT JOIN contacts c ON c.id = m.contact_id
+           FROM ledger m JOIN tasks t ON t.id = m.task_id LEFT JOIN contacts c ON c.id = m.contact_id
            WHERE m.id = $1"#,
         id
     )
@@ -59,7 +59,7 @@ pub async fn ledger_row_by_message_ids(db: impl PgExecutor<'_>, ids: &[String]) 
         LedgerRow,
         r#"SELECT m.id, m.owner_id, m.contact_id, m.to_email, coalesce(c.name, m.to_name) AS contact_name,
                   t.subject, m.message_id
-           FROM messages m JOIN tasks t ON t.id = m.task_id LEFT JOIN contacts c ON c.id = m.contact_id
+           FROM ledger m JOIN tasks t ON t.id = m.task_id LEFT JOIN contacts c ON c.id = m.contact_id
            WHERE m.id = ANY($1) AND m.message_id = ANY($2)
            ORDER BY m.created_at DESC LIMIT 1"#,
         &rows,
@@ -313,9 +313,9 @@ pub async fn conversation(
         r#"SELECT direction AS "direction!", id AS "id!", at AS "at!", subject AS "subject!", state AS "state!",
                   address AS "address!", text AS "text!", in_reply_to
            FROM (
-               (SELECT 'outbound' AS direction, m.id, m.created_at AS at, t.subject, m.status AS state,
+               (SELECT 'outbound' AS direction, m.id, m.created_at AS at, t.subject, d.status AS state,
                        m.to_email AS address, '' AS text, NULL::uuid AS in_reply_to
-                FROM messages m JOIN tasks t ON t.id = m.task_id
+                FROM ledger m JOIN deliveries d ON d.id = m.id JOIN tasks t ON t.id = m.task_id
                 WHERE m.owner_id = $1 AND m.contact_id = $2
                   AND ($3::timestamptz IS NULL OR (m.created_at, m.id) < ($3, $4))
                 ORDER BY m.created_at DESC, m.id DESC LIMIT $5)

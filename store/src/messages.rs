@@ -1,6 +1,10 @@
 //! The delivery ledger: one row per (task, recipient). Workers claim due rows with
 //! `FOR UPDATE SKIP LOCKED` and a lease, send outside any transaction, then record outcomes in
 //! batches that also move the tasks' counters.
+//!
+//! A row is two: `ledger` holds whom and what, written once when it is queued, and `deliveries`
+//! where it stands (status, attempts, lease, outcome), the narrow row that claims and outcomes
+//! write. The view `messages` shows both as one.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -38,28 +42,32 @@ pub async fn claim_due(
     sqlx::query_as!(
         Claimed,
         "WITH due AS (
-             -- Two index-ordered scans (messages_due, messages_leased), each stopping at the limit: one
+             -- Two index-ordered scans (deliveries_due, deliveries_leased), each stopping at the limit: one
              -- scan of `due OR expired` reads every due row of a million-recipient task and sorts
              -- them, 0.8 s a claim.
-             SELECT id, next_attempt_at AS at FROM messages
-             WHERE status IN ('queued', 'retrying') AND next_attempt_at <= now()
+             -- A row has a next attempt only while it waits (queued or retrying), a lease only
+             -- while it is claimed: the conditions name no status, so that the planner, even without
+             -- statistics, reads the index in order rather than sorting every due row.
+             SELECT id, next_attempt_at AS at FROM deliveries
+             WHERE next_attempt_at <= now()
              ORDER BY next_attempt_at
              LIMIT $1
              FOR UPDATE SKIP LOCKED
          ), expired AS (
-             SELECT id, lease_until AS at FROM messages
-             WHERE status = 'sending' AND lease_until < now()
+             SELECT id, lease_until AS at FROM deliveries
+             WHERE lease_until < now()
              ORDER BY lease_until
              LIMIT $1
              FOR UPDATE SKIP LOCKED
          ), chosen AS (
              SELECT id FROM (SELECT id, at FROM due UNION ALL SELECT id, at FROM expired) c ORDER BY at LIMIT $1
          )
-         UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
+         UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, next_attempt_at = NULL,
                 lease_until = now() + make_interval(secs => $2), claimed_by = $3, updated_at = now()
-         FROM chosen WHERE m.id = chosen.id
-         RETURNING m.id, m.owner_id, m.task_id, m.to_email, m.to_name, m.message_id, m.attempts, m.merge,
-                   (SELECT s.reason FROM suppressions s WHERE s.owner_id = m.owner_id AND s.email = lower(m.to_email))
+         FROM chosen JOIN ledger l ON l.id = chosen.id
+         WHERE d.id = chosen.id
+         RETURNING l.id, l.owner_id, l.task_id, l.to_email, l.to_name, l.message_id, d.attempts, l.merge,
+                   (SELECT s.reason FROM suppressions s WHERE s.owner_id = l.owner_id AND s.email = lower(l.to_email))
                        AS suppressed",
         limit,
         lease_secs,
@@ -155,22 +163,23 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Res
              SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::bool[])
                  AS o(id, attempt, status, provider_id, error, delay, hard_bounce)
          ), updated AS (
-             UPDATE messages m SET
+             UPDATE deliveries d SET
                  status = o.status,
-                 provider_id = coalesce(o.provider_id, m.provider_id),
-                 last_error = CASE WHEN o.status = 'sent' THEN m.last_error ELSE o.error END,
-                 sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE m.sent_at END,
-                 next_attempt_at = CASE WHEN o.status = 'retrying' THEN now() + make_interval(secs => o.delay)
-                                        ELSE m.next_attempt_at END,
+                 provider_id = coalesce(o.provider_id, d.provider_id),
+                 last_error = CASE WHEN o.status = 'sent' THEN d.last_error ELSE o.error END,
+                 sent_at = CASE WHEN o.status = 'sent' THEN now() ELSE d.sent_at END,
+                 next_attempt_at = CASE WHEN o.status = 'retrying' THEN now() + make_interval(secs => o.delay) END,
                  lease_until = NULL,
                  updated_at = now()
              FROM outcome o
-             WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt
-             RETURNING m.id, m.owner_id, m.to_email, m.task_id, m.status, o.hard_bounce, o.error
+             WHERE d.id = o.id AND d.status = 'sending' AND d.attempts = o.attempt
+             RETURNING d.id, d.owner_id, d.task_id, d.status, o.hard_bounce, o.error
          ), bounced AS (
              INSERT INTO suppressions (owner_id, email, reason, detail, message_id)
-             SELECT DISTINCT ON (owner_id, lower(to_email)) owner_id, lower(to_email), 'hard_bounce', left(error, 1000), id
-             FROM updated WHERE hard_bounce ORDER BY owner_id, lower(to_email), id
+             SELECT DISTINCT ON (u.owner_id, lower(l.to_email)) u.owner_id, lower(l.to_email), 'hard_bounce',
+                    left(u.error, 1000), u.id
+             FROM updated u JOIN ledger l ON l.id = u.id
+             WHERE u.hard_bounce ORDER BY u.owner_id, lower(l.to_email), u.id
              ON CONFLICT (owner_id, email) DO NOTHING
          ), deltas AS (
              SELECT task_id,
@@ -210,7 +219,7 @@ pub async fn record(db: impl PgExecutor<'_>, outcomes: &[Outcome]) -> crate::Res
 /// starts again under its previous run's name does, once it knows that run is gone.
 pub async fn release_claimed_by(db: impl PgExecutor<'_>, claimer: &str) -> crate::Result<u64> {
     let done = sqlx::query!(
-        "UPDATE messages SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END,
+        "UPDATE deliveries SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END,
                 attempts = attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
          WHERE status = 'sending' AND claimed_by = $1",
         claimer
@@ -226,10 +235,10 @@ pub async fn release_claimed_by(db: impl PgExecutor<'_>, claimer: &str) -> crate
 pub async fn release(db: impl PgExecutor<'_>, claims: &[(Uuid, i32)]) -> crate::Result<u64> {
     let (ids, attempts): (Vec<Uuid>, Vec<i32>) = claims.iter().copied().unzip();
     let done = sqlx::query!(
-        "UPDATE messages m SET status = CASE WHEN m.attempts > 1 THEN 'retrying' ELSE 'queued' END,
-                attempts = m.attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
+        "UPDATE deliveries d SET status = CASE WHEN d.attempts > 1 THEN 'retrying' ELSE 'queued' END,
+                attempts = d.attempts - 1, lease_until = NULL, next_attempt_at = now(), updated_at = now()
          FROM unnest($1::uuid[], $2::int4[]) AS c(id, attempt)
-         WHERE m.id = c.id AND m.attempts = c.attempt AND m.status = 'sending'",
+         WHERE d.id = c.id AND d.attempts = c.attempt AND d.status = 'sending'",
         &ids,
         &attempts
     )
@@ -328,7 +337,7 @@ pub async fn retry_failed(
 ) -> crate::Result<Vec<Uuid>> {
     sqlx::query_scalar!(
         "WITH requeued AS (
-             UPDATE messages SET status = 'queued', attempts = 0, next_attempt_at = now(), updated_at = now()
+             UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = now(), updated_at = now()
              WHERE owner_id = $1 AND status = 'failed'
                AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR task_id = $3)
              RETURNING task_id
@@ -347,7 +356,7 @@ pub async fn retry_failed(
 
 /// One message's status (for retry answers).
 pub async fn status_of(db: impl PgExecutor<'_>, owner: Owner, id: Uuid) -> crate::Result<Option<String>> {
-    sqlx::query_scalar!("SELECT status FROM messages WHERE owner_id = $1 AND id = $2", owner.id(), id)
+    sqlx::query_scalar!("SELECT status FROM deliveries WHERE owner_id = $1 AND id = $2", owner.id(), id)
         .fetch_optional(db)
         .await
         .map_err(crate::Error::from)
@@ -397,18 +406,18 @@ pub async fn apply_feedback(db: impl PgExecutor<'_>, reports: &[Feedback]) -> cr
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[])
                  AS f(ledger_id, provider_id, bounced, reason, detail)
          ), target AS (
-             SELECT m.id, m.owner_id, m.to_email, f.bounced, f.reason, f.detail
-             FROM f JOIN messages m ON m.id = f.ledger_id
+             SELECT l.id, l.owner_id, l.to_email, f.bounced, f.reason, f.detail
+             FROM f JOIN ledger l ON l.id = f.ledger_id
              UNION ALL
-             SELECT m.id, m.owner_id, m.to_email, f.bounced, f.reason, f.detail
-             FROM f JOIN messages m ON m.provider_id = f.provider_id
-             -- MailJet's ids are numbers, and messages_provider_id holds no other.
-             WHERE f.ledger_id IS NULL AND f.provider_id IS NOT NULL AND m.provider_id ~ '^[0-9]+$'
+             SELECT l.id, l.owner_id, l.to_email, f.bounced, f.reason, f.detail
+             FROM f JOIN deliveries d ON d.provider_id = f.provider_id JOIN ledger l ON l.id = d.id
+             -- MailJet's ids are numbers, and deliveries_provider_id holds no other.
+             WHERE f.ledger_id IS NULL AND f.provider_id IS NOT NULL AND d.provider_id ~ '^[0-9]+$'
          ), bounce AS (
-             UPDATE messages m SET status = 'bounced', last_error = b.detail, updated_at = now()
+             UPDATE deliveries d SET status = 'bounced', last_error = b.detail, updated_at = now()
              FROM (SELECT DISTINCT ON (id) id, detail FROM target WHERE bounced ORDER BY id) b
-             WHERE m.id = b.id AND m.status = 'sent'
-             RETURNING m.task_id
+             WHERE d.id = b.id AND d.status = 'sent'
+             RETURNING d.task_id
          ), counted AS (
              UPDATE tasks t SET bounced = t.bounced + c.n
              FROM (SELECT task_id, count(*)::int4 AS n FROM bounce GROUP BY task_id) c
@@ -449,7 +458,7 @@ pub async fn recipient(db: impl PgExecutor<'_>, id: Uuid) -> crate::Result<Optio
     sqlx::query_as!(
         Recipient,
         "SELECT m.owner_id, u.display_name AS owner_name, m.to_email, m.created_at
-         FROM messages m JOIN users u ON u.id = m.owner_id WHERE m.id = $1",
+         FROM ledger m JOIN users u ON u.id = m.owner_id WHERE m.id = $1",
         id
     )
     .fetch_optional(db)

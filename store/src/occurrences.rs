@@ -131,10 +131,12 @@ pub async fn replace_running(tx: &mut PgConnection, resource_uid: Uuid, before: 
     if !tasks.is_empty() {
         sqlx::query!(
             "WITH stopped AS (
-                 UPDATE messages SET status = 'failed', last_error = 'replaced by a newer occurrence (concurrencyPolicy Replace)',
-                     next_attempt_at = now(), updated_at = now()
-                 WHERE task_id = ANY($1) AND status IN ('queued', 'retrying')
-                 RETURNING task_id
+                 UPDATE deliveries d SET status = 'failed',
+                     last_error = 'replaced by a newer occurrence (concurrencyPolicy Replace)',
+                     next_attempt_at = NULL, updated_at = now()
+                 FROM ledger l
+                 WHERE l.task_id = ANY($1) AND d.id = l.id AND d.status IN ('queued', 'retrying')
+                 RETURNING d.task_id
              ), counts AS (SELECT task_id, count(*)::int AS n FROM stopped GROUP BY task_id)
              UPDATE tasks t SET failed = t.failed + c.n,
                  status = CASE WHEN t.sent + t.failed + c.n >= t.total THEN 'done' ELSE t.status END,
@@ -223,11 +225,16 @@ pub async fn queue_contacts_many(
                         'tags', to_jsonb(tags)) AS merge
              FROM wanted ORDER BY task_id, email, contact_id
          )
-         INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
-         SELECT mid, owner_id, task_id, contact_id, email, name, '<' || replace(mid::text, '-', '') || '@' || $7 || '>', merge
-         FROM chosen
-         ON CONFLICT (task_id, to_email) DO NOTHING
-         RETURNING task_id, contact_id AS \"contact_id!\", to_email",
+         , written AS (
+             INSERT INTO ledger (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
+             SELECT mid, owner_id, task_id, contact_id, email, name, '<' || replace(mid::text, '-', '') || '@' || $7 || '>', merge
+             FROM chosen
+             ON CONFLICT (task_id, to_email) DO NOTHING
+             RETURNING id, owner_id, task_id, contact_id, to_email
+         ), queued AS (
+             INSERT INTO deliveries (id, owner_id, task_id) SELECT id, owner_id, task_id FROM written
+         )
+         SELECT task_id, contact_id AS \"contact_id!\", to_email FROM written",
         &pairs.by_id.0,
         &pairs.by_id.1,
         &pairs.by_email.0,
@@ -360,13 +367,17 @@ pub async fn queue_users(
 ) -> crate::Result<i32> {
     let (admins_only, emails) = group.parts();
     let done = sqlx::query!(
-        "INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
-         SELECT mid, $1, $2, NULL, email, display_name, '<' || replace(mid::text, '-', '') || '@' || $3 || '>'
-         FROM (SELECT gen_random_uuid() AS mid, u.email, u.display_name FROM users u
-               WHERE u.email_verified_at IS NOT NULL
-                 AND (NOT $4 OR u.role = 'admin')
-                 AND ($5::text[] IS NULL OR u.email = ANY($5))) chosen
-         ON CONFLICT (task_id, to_email) DO NOTHING",
+        "WITH written AS (
+             INSERT INTO ledger (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
+             SELECT mid, $1, $2, NULL, email, display_name, '<' || replace(mid::text, '-', '') || '@' || $3 || '>'
+             FROM (SELECT gen_random_uuid() AS mid, u.email, u.display_name FROM users u
+                   WHERE u.email_verified_at IS NOT NULL
+                     AND (NOT $4 OR u.role = 'admin')
+                     AND ($5::text[] IS NULL OR u.email = ANY($5))) chosen
+             ON CONFLICT (task_id, to_email) DO NOTHING
+             RETURNING id
+         )
+         INSERT INTO deliveries (id, owner_id, task_id) SELECT id, $1, $2 FROM written",
         owner,
         task,
         message_id_domain,

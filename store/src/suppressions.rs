@@ -120,7 +120,7 @@ pub async fn add_for_messages(
         "INSERT INTO suppressions (owner_id, email, reason, detail, message_id)
          SELECT DISTINCT ON (m.owner_id, lower(m.to_email)) m.owner_id, lower(m.to_email), f.reason, left(f.detail, 1000), m.id
          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS f(id, reason, detail)
-         JOIN messages m ON m.id = f.id
+         JOIN ledger m ON m.id = f.id
          ORDER BY m.owner_id, lower(m.to_email), m.id
          ON CONFLICT (owner_id, email) DO NOTHING",
         messages,
@@ -183,11 +183,11 @@ pub async fn list(
 pub async fn mark_queued(tx: &mut PgConnection, tasks: &[Uuid]) -> crate::Result<u64> {
     let marked = sqlx::query_scalar!(
         "WITH marked AS (
-             UPDATE messages m SET status = 'suppressed', last_error = 'suppressed: ' || s.reason, updated_at = now()
-             FROM suppressions s
-             WHERE m.task_id = ANY($1) AND m.status = 'queued'
-               AND s.owner_id = m.owner_id AND s.email = lower(m.to_email)
-             RETURNING m.task_id
+             UPDATE deliveries d SET status = 'suppressed', last_error = 'suppressed: ' || s.reason,
+                 next_attempt_at = NULL, updated_at = now()
+             FROM ledger l JOIN suppressions s ON s.owner_id = l.owner_id AND s.email = lower(l.to_email)
+             WHERE l.task_id = ANY($1) AND d.id = l.id AND d.status = 'queued'
+             RETURNING d.task_id
          ), counts AS (SELECT task_id, count(*)::int4 AS n FROM marked GROUP BY task_id),
          counted AS (
              UPDATE tasks t SET suppressed = t.suppressed + c.n,

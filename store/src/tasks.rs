@@ -76,11 +76,13 @@ pub async fn enqueue(
              FROM contacts c
              WHERE c.owner_id = $1 AND c.id = ANY($3)
          ), inserted AS (
-             INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
+             INSERT INTO ledger (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
              SELECT mid, $1, $2, id, email, name, '<' || replace(mid::text, '-', '') || '@' || $4 || '>', merge
              FROM chosen
              ON CONFLICT (task_id, to_email) DO NOTHING
-             RETURNING contact_id
+             RETURNING id, contact_id
+         ), queued AS (
+             INSERT INTO deliveries (id, owner_id, task_id) SELECT id, $1, $2 FROM inserted
          )
          SELECT count(*) AS \"total!\",
                 coalesce(array_agg(contact_id), '{}') AS \"contacts!: Vec<Uuid>\"
@@ -183,7 +185,7 @@ pub async fn set_total(tx: &mut PgConnection, id: Uuid, total: i32) -> crate::Re
 
 /// Removes a task that ended up with no ledger rows.
 pub async fn delete_empty(tx: &mut PgConnection, id: Uuid) -> crate::Result<()> {
-    sqlx::query!("DELETE FROM tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE task_id = $1)", id)
+    sqlx::query!("DELETE FROM tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ledger WHERE task_id = $1)", id)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -285,7 +287,7 @@ pub async fn links(db: impl PgExecutor<'_>, owner: Owner, ids: &[Uuid]) -> crate
         TaskLink,
         r#"SELECT t.id AS task_id, t.kind, t.note_id,
                   CASE WHEN t.kind = 'message' AND t.total = 1
-                       THEN (SELECT m.contact_id FROM messages m WHERE m.task_id = t.id LIMIT 1) END AS contact_id
+                       THEN (SELECT l.contact_id FROM ledger l WHERE l.task_id = t.id LIMIT 1) END AS contact_id
            FROM tasks t WHERE t.owner_id = $1 AND t.id = ANY($2)"#,
         owner.id(),
         ids
@@ -377,13 +379,18 @@ pub async fn queue_chunk(
                AND c.created_at <= (SELECT created_at FROM tasks WHERE id = $4)
              ORDER BY c.created_at, c.id
              LIMIT $3
-         ), inserted AS (
-             INSERT INTO messages (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge, status, last_error)
+         ), written AS (
+             INSERT INTO ledger (id, owner_id, task_id, contact_id, to_email, to_name, message_id, merge)
              SELECT ch.mid, $1, $4, ch.id, ch.email, ch.name, '<' || replace(ch.mid::text, '-', '') || '@' || $5 || '>',
-                    ch.merge, CASE WHEN s.reason IS NULL THEN 'queued' ELSE 'suppressed' END,
-                    'suppressed: ' || s.reason
-             FROM chosen ch LEFT JOIN suppressions s ON s.owner_id = $1 AND s.email = lower(ch.email)
+                    ch.merge
+             FROM chosen ch
              ON CONFLICT (task_id, to_email) DO NOTHING
+             RETURNING id, to_email
+         ), inserted AS (
+             INSERT INTO deliveries (id, owner_id, task_id, status, last_error, next_attempt_at)
+             SELECT w.id, $1, $4, CASE WHEN s.reason IS NULL THEN 'queued' ELSE 'suppressed' END, 'suppressed: ' || s.reason,
+                    CASE WHEN s.reason IS NULL THEN now() END
+             FROM written w LEFT JOIN suppressions s ON s.owner_id = $1 AND s.email = lower(w.to_email)
              RETURNING status
          ), last AS (
              SELECT created_at, id FROM chosen ORDER BY created_at DESC, id DESC LIMIT 1

@@ -119,7 +119,7 @@ async fn odd_values_in_page_paths_get_an_html_4xx_and_change_nothing() {
     assert_eq!(app.login("odd@example.com", PASSWORD).await.status(), 200);
     let csrf = app.csrf.clone().unwrap();
     let task = message_one_new_contact(&app).await;
-    sqlx::query("UPDATE messages SET status = 'failed', last_error = 'refused' WHERE task_id = $1::uuid")
+    sqlx::query("UPDATE deliveries SET status = 'failed', last_error = 'refused', next_attempt_at = NULL WHERE task_id = $1::uuid")
         .bind(&task)
         .execute(&app.db)
         .await

@@ -204,7 +204,7 @@ async fn a_refused_recipient_is_hard_bounced_and_skipped_next_time_while_greylis
     assert_eq!(app.get("/api/v1/suppressions/greylist@example.com").await.status(), 404);
 
     // The retry gets through the greylisting.
-    sqlx::query("UPDATE messages SET next_attempt_at = now() WHERE status = 'retrying'")
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE status = 'retrying'")
         .execute(&app.db)
         .await
         .unwrap();
@@ -286,7 +286,7 @@ async fn forged_expired_and_foreign_links_do_nothing_and_say_so() {
     assert_eq!(client.get(app.url("/unsubscribe/garbage")).send().await.unwrap().status(), 404);
 
     // Expired: the email was queued more than a year ago.
-    sqlx::query("UPDATE messages SET created_at = now() - interval '400 days' WHERE id = $1")
+    sqlx::query("UPDATE ledger SET created_at = now() - interval '400 days' WHERE id = $1")
         .bind(ids[1].0)
         .execute(&app.db)
         .await

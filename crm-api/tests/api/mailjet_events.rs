@@ -151,7 +151,7 @@ async fn a_batch_marks_bounces_and_suppresses_for_the_sender_only_and_a_replay_c
         rows.insert(address, row_of(&app, &task, address).await.to_string());
     }
     // The outbox records ids of its own; this row was sent through MailJet as far as the ledger knows.
-    sqlx::query("UPDATE messages SET provider_id = $1 WHERE id = $2::uuid")
+    sqlx::query("UPDATE deliveries SET provider_id = $1 WHERE id = $2::uuid")
         .bind(MAILJET_ID.to_string())
         .bind(&rows["by-id@example.com"])
         .execute(&app.db)

@@ -20,7 +20,7 @@ async fn delivered(app: &TestApp, task_id: &str) -> Value {
 
 /// Makes the messages waiting for a retry due now, as the passing of their delay would.
 async fn retry_delays_pass(app: &TestApp, task_id: &str) {
-    sqlx::query("UPDATE messages SET next_attempt_at = now() WHERE task_id = $1::uuid AND status = 'retrying'")
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE task_id = $1::uuid AND status = 'retrying'")
         .bind(task_id)
         .execute(&app.db)
         .await
@@ -525,7 +525,7 @@ async fn a_send_repeated_after_a_crash_leaves_one_copy_in_the_dev_outbox() {
     // has not counted it.
     sqlx::query(
         "WITH lost AS (
-             UPDATE messages SET status = 'sending', lease_until = now() - interval '1 second'
+             UPDATE deliveries SET status = 'sending', lease_until = now() - interval '1 second', next_attempt_at = NULL
              WHERE task_id = $1::uuid RETURNING task_id
          )
          UPDATE tasks SET sent = 0, status = 'running', finished_at = NULL WHERE id IN (SELECT task_id FROM lost)",

@@ -111,9 +111,9 @@ pub async fn last_activity(
         r#"SELECT c.id AS "id!", m.at AS emailed, r.at AS replied
            FROM unnest($2::uuid[]) AS c(id)
            LEFT JOIN LATERAL (
-               SELECT created_at AS at FROM messages
-               WHERE owner_id = $1 AND contact_id = c.id AND status <> 'suppressed'
-               ORDER BY created_at DESC LIMIT 1
+               SELECT l.created_at AS at FROM ledger l JOIN deliveries d ON d.id = l.id
+               WHERE l.owner_id = $1 AND l.contact_id = c.id AND d.status <> 'suppressed'
+               ORDER BY l.created_at DESC LIMIT 1
            ) m ON true
            LEFT JOIN LATERAL (
                SELECT received_at AS at FROM inbound_messages
