@@ -218,7 +218,7 @@ pub async fn queue_contacts_many(
              JOIN tasks t ON t.id = w.task_id
              JOIN contacts c ON c.owner_id = t.owner_id AND c.tags @> ARRAY[w.tag]
          ), chosen AS (
-             SELECT DISTINCT ON (task_id, email) gen_random_uuid() AS mid, task_id, owner_id, contact_id, email, name,
+             SELECT DISTINCT ON (task_id, email) new_ledger_id() AS mid, task_id, owner_id, contact_id, email, name,
                     -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
                     jsonb_build_object('first_name', first_name, 'last_name', last_name, 'name', name,
                         'email', email, 'company', company, 'phone', phone, 'address', address,
@@ -370,7 +370,7 @@ pub async fn queue_users(
         "WITH written AS (
              INSERT INTO ledger (id, owner_id, task_id, contact_id, to_email, to_name, message_id)
              SELECT mid, $1, $2, NULL, email, display_name, '<' || replace(mid::text, '-', '') || '@' || $3 || '>'
-             FROM (SELECT gen_random_uuid() AS mid, u.email, u.display_name FROM users u
+             FROM (SELECT new_ledger_id() AS mid, u.email, u.display_name FROM users u
                    WHERE u.email_verified_at IS NOT NULL
                      AND (NOT $4 OR u.role = 'admin')
                      AND ($5::text[] IS NULL OR u.email = ANY($5))) chosen

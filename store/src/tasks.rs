@@ -68,7 +68,7 @@ pub async fn enqueue(
     // owner's.
     let written = sqlx::query!(
         "WITH chosen AS (
-             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name,
+             SELECT new_ledger_id() AS mid, c.id, c.email, c.name,
                     -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
                     jsonb_build_object('first_name', c.first_name, 'last_name', c.last_name, 'name', c.name,
                         'email', c.email, 'company', c.company, 'phone', c.phone, 'address', c.address,
@@ -366,7 +366,7 @@ pub async fn queue_chunk(
 ) -> crate::Result<ChunkWritten> {
     let written = sqlx::query!(
         "WITH chosen AS MATERIALIZED (
-             SELECT gen_random_uuid() AS mid, c.id, c.email, c.name, c.created_at,
+             SELECT new_ledger_id() AS mid, c.id, c.email, c.name, c.created_at,
                     -- The fields a personalised email may use (borcelle_mail::merge::ContactFields).
                     jsonb_build_object('first_name', c.first_name, 'last_name', c.last_name, 'name', c.name,
                         'email', c.email, 'company', c.company, 'phone', c.phone, 'address', c.address,
@@ -388,9 +388,12 @@ pub async fn queue_chunk(
              RETURNING id, to_email
          ), inserted AS (
              INSERT INTO deliveries (id, owner_id, task_id, status, last_error, next_attempt_at)
-             SELECT w.id, $1, $4, CASE WHEN s.reason IS NULL THEN 'queued' ELSE 'suppressed' END, 'suppressed: ' || s.reason,
-                    CASE WHEN s.reason IS NULL THEN now() END
-             FROM written w LEFT JOIN suppressions s ON s.owner_id = $1 AND s.email = lower(w.to_email)
+             SELECT id, $1, $4, CASE WHEN reason IS NULL THEN 'queued' ELSE 'suppressed' END, 'suppressed: ' || reason,
+                    CASE WHEN reason IS NULL THEN now() END
+             -- One lookup in the owner's list per recipient: the chunk's cost stays the same
+             -- whatever the length of the list (a join would read all of it for each chunk).
+             FROM (SELECT w.id, (SELECT s.reason FROM suppressions s WHERE s.owner_id = $1 AND s.email = lower(w.to_email)) AS reason
+                   FROM written w) checked
              RETURNING status
          ), last AS (
              SELECT created_at, id FROM chosen ORDER BY created_at DESC, id DESC LIMIT 1

@@ -338,6 +338,8 @@ async fn every_ledger_message_id_names_its_own_row() {
         .fetch_all(&db.pool)
         .await
         .unwrap();
+    let unix_secs = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let started = unix_secs();
     for domain in ["mail.example.com", "Ünïcode.example", "x"] {
         let mut tx = db.pool.begin().await.unwrap();
         let task = NewTask {
@@ -355,7 +357,13 @@ async fn every_ledger_message_id_names_its_own_row() {
     let rows: Vec<(uuid::Uuid, String)> =
         sqlx::query_as("SELECT id, message_id FROM messages").fetch_all(&db.pool).await.unwrap();
     assert_eq!(rows.len(), 90);
+    let finished = unix_secs();
     for (id, message_id) in &rows {
+        // A UUIDv7 stamped with the time its row was queued: rows queued together sit together
+        // in the indexes keyed by id.
+        assert_eq!(id.get_version_num(), 7, "{id}");
+        let (secs, _) = id.get_timestamp().unwrap().to_unix();
+        assert!((started..=finished).contains(&secs), "{id}: {secs} not in {started}..={finished}");
         assert_eq!(inbound::ledger_id_of(message_id), Some(*id), "{message_id}");
         // As a reply's References lists it, among ids of other mail.
         let refs = ["<CAF=other@mail.gmail.com>".to_owned(), message_id.clone()];
