@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::Owner;
@@ -34,8 +34,7 @@ pub struct Claimed {
 /// Claims up to `limit` due rows (queued, retrying past their time, or sending with an expired
 /// lease: a crashed worker's) for `lease_secs`.
 pub async fn claim_due(db: &PgPool, limit: i64, lease_secs: f64, claimer: &str) -> crate::Result<Vec<Claimed>> {
-    let mut tx = db.begin().await?;
-    planned_for_now(&mut tx).await?;
+    let mut tx = begin_planned_for_now(db).await?;
     let claimed = sqlx::query_as!(
         Claimed,
         "WITH due AS (
@@ -76,7 +75,7 @@ pub async fn claim_due(db: &PgPool, limit: i64, lease_secs: f64, claimer: &str) 
     Ok(claimed)
 }
 
-/// Makes the rest of the transaction plan each statement for the tables as they are now.
+/// A transaction whose statements are each planned for the tables as they are now.
 ///
 /// A prepared statement runs on a generic plan once five custom ones cost no less, and keeps it
 /// for the life of the connection. For the claim and the outcome write that plan is made in a
@@ -86,10 +85,10 @@ pub async fn claim_due(db: &PgPool, limit: i64, lease_secs: f64, claimer: &str) 
 /// claim and every batch of outcomes as it grows (seen: claims of 17–46 ms once one send of
 /// 50,000 was in the table, and the next send a quarter slower). Planned afresh, each statement
 /// sees the tables' current size and takes the primary-key lookups; planning costs about half a
-/// millisecond, once per claim or batch of outcomes.
-async fn planned_for_now(tx: &mut PgConnection) -> crate::Result<()> {
-    sqlx::query_scalar!("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)").fetch_one(&mut *tx).await?;
-    Ok(())
+/// millisecond, once per claim or batch of outcomes. The setting goes with the `BEGIN`, in the
+/// same round trip, and ends with the transaction.
+async fn begin_planned_for_now(db: &PgPool) -> crate::Result<Transaction<'static, Postgres>> {
+    Ok(db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?)
 }
 
 /// What became of one claimed row.
@@ -171,8 +170,7 @@ pub async fn record(db: &PgPool, outcomes: &[Outcome]) -> crate::Result<Vec<Task
         delays.push(delay);
         bounces.push(matches!(outcome.result, OutcomeKind::Rejected { .. }));
     }
-    let mut tx = db.begin().await?;
-    planned_for_now(&mut tx).await?;
+    let mut tx = begin_planned_for_now(db).await?;
     let progress = sqlx::query_as!(
         TaskProgress,
         "WITH outcome AS (
